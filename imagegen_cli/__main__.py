@@ -1,0 +1,3 @@
+from imagegen_cli.cli.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""The root Typer app, and `main`: the single place where errors become
+messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from imagegen_cli import __version__
+from imagegen_cli.errors import ExitCode, ImagegenError
+
+app = typer.Typer(
+    name="imagegen",
+    help="Generate images from the command line with OpenAI, gateways that speak its API, "
+    "Distribute, Nebula Block, or a local diffusers model.",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"imagegen {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show HTTP traffic (keys redacted) and tracebacks.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug or bool(os.environ.get("IMAGEGEN_DEBUG"))
+
+
+def debug_enabled() -> bool:
+    return _state["debug"]
+
+
+from imagegen_cli.cli import generate as _generate  # noqa: E402  (registers commands)
+
+_generate.register(app)
+try:
+    from imagegen_cli.cli import providers as _providers  # noqa: E402
+
+    app.add_typer(_providers.app, name="providers")
+except ImportError:  # pragma: no cover - during bootstrap
+    pass
+try:
+    from imagegen_cli.cli import config as _config  # noqa: E402
+
+    app.add_typer(_config.app, name="config")
+except ImportError:  # pragma: no cover
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code. Every error is converted here."""
+    from typer._click import exceptions as click_exc
+    from typer.main import get_command
+
+    from imagegen_cli.cli.console import err
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = "--debug" in args or bool(os.environ.get("IMAGEGEN_DEBUG"))
+    command = get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="imagegen", standalone_mode=False)
+    except ImagegenError as exc:
+        err(str(exc), prefix="error")
+        return int(exc.exit_code)
+    except click_exc.UsageError as exc:
+        # Typer/click usage errors (unknown option, bad value): exit 2, one message.
+        hint = ""
+        if exc.ctx is not None:
+            hint = f" (see `{exc.ctx.command_path} --help`)"
+        err(exc.format_message() + hint, prefix="error")
+        return int(ExitCode.USAGE)
+    except click_exc.Abort:
+        err("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        err("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`| head`): not our error.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the one catch-all, exit 1
+        if _state["debug"]:
+            import traceback
+
+            from imagegen_cli.http import redact
+
+            sys.stderr.write(redact(traceback.format_exc()))
+        err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+            "traceback, and please report it)", prefix="error")
+        return int(ExitCode.INTERNAL)
+    if isinstance(rv, int):
+        return rv
+    return 0
+
+
+def run() -> None:
+    raise SystemExit(main())

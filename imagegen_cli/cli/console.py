@@ -1,0 +1,107 @@
+"""stdout carries results only; stderr carries progress, notices and errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from imagegen_cli.http import redact
+from imagegen_cli.requests import Reporter
+
+
+def use_color(stream: Any) -> bool:
+    return (not os.environ.get("NO_COLOR")) and hasattr(stream, "isatty") and stream.isatty()
+
+
+def out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def err(text: str, *, prefix: str = "") -> None:
+    text = redact(text)
+    if prefix and use_color(sys.stderr):
+        colors = {"error": "31", "warning": "33", "note": "36"}
+        code = colors.get(prefix, "0")
+        prefix = f"\x1b[{code}m{prefix}\x1b[0m"
+    sys.stderr.write(f"{prefix}: {text}\n" if prefix else text + "\n")
+    sys.stderr.flush()
+
+
+def warn(text: str) -> None:
+    err(text, prefix="warning")
+
+
+def note(text: str) -> None:
+    err(text, prefix="note")
+
+
+class StderrReporter(Reporter):
+    """Notices only: used when stderr is not a terminal or with -q."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            note(text)
+
+
+class RichReporter(Reporter):
+    """A spinner with elapsed time, then a bar for downloads and steps (stderr only)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = self.progress.add_task("starting", total=None, detail="")
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def status(self, text: str) -> None:
+        with self.lock:
+            self.progress.update(self.task, description=redact(text), total=None, detail="")
+
+    def step(self, done: int, total: int) -> None:
+        with self.lock:
+            detail = f"{done}/{total}" if total and total < 10_000 else ""
+            self.progress.update(self.task, completed=done, total=total or None, detail=detail)
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(f"[cyan]note[/cyan]: {redact(text)}", highlight=False,
+                                    markup=True)
+
+    def saved(self, path: str) -> None:
+        self.progress.console.print(f"[green]saved[/green] {path}", highlight=False)
+
+
+def make_reporter(quiet: bool) -> Reporter:
+    if quiet or not sys.stderr.isatty():
+        return StderrReporter(quiet)
+    return RichReporter()

@@ -1,0 +1,267 @@
+"""`imagegen generate` and `imagegen inpaint`: flags -> request -> provider -> files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from imagegen_cli.cli.options import INPAINT, image_command
+from imagegen_cli.errors import ImagegenError, PartialError, UsageError
+
+FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+
+
+def read_prompt(value: str) -> str:
+    if value == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("Prompt '-' reads stdin, but stdin is a terminal: pipe the text in")
+        text = sys.stdin.read()
+    elif value.startswith("@") and len(value) > 1:
+        path = Path(value[1:]).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"Prompt file {path} does not exist (a prompt starting with @ "
+                             "names a file)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"Cannot read prompt file {path}: {exc}") from None
+    else:
+        text = value
+    text = text.strip()
+    if not text:
+        raise UsageError("Prompt is empty: pass the text, '-' for stdin or @FILE")
+    return text
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param '{item}' is not KEY=VALUE")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def parse_size(size: str | None) -> str | None:
+    if size is None:
+        return None
+    s = size.strip().lower().replace("×", "x")
+    if s == "auto":
+        return s
+    w, sep, h = s.partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+        raise UsageError(f"--size '{size}' is not WIDTHxHEIGHT (e.g. 1024x1024) or auto")
+    return f"{int(w)}x{int(h)}"
+
+
+def parse_aspect(aspect: str) -> float:
+    w, sep, h = aspect.partition(":")
+    try:
+        ratio = float(w) / float(h)
+    except (ValueError, ZeroDivisionError):
+        ratio = 0
+    if not sep or ratio <= 0:
+        raise UsageError(f"--aspect '{aspect}' is not W:H (e.g. 16:9)")
+    return ratio
+
+
+def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
+    """Everything `generate` and `inpaint` share."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.cli.console import err, make_reporter, note, out, warn
+    from imagegen_cli.output import OutputPlan
+    from imagegen_cli.providers.base import create
+    from imagegen_cli.requests import ImageRequest
+
+    env = os.environ
+    cfg = cfgmod.load(env)
+    for w in cfg.warnings:
+        warn(w)
+    d = cfg.defaults
+    pick = cfgmod.pick
+
+    pcfg, auto_note = cfgmod.resolve_provider(cfg, opts["provider"], env)
+    provider = create(pcfg, env)
+    if auto_note and not opts["quiet"]:
+        note(auto_note)
+
+    prompt = read_prompt(opts["prompt"])
+    fmt_opt = pick(opts["format"], None, d.get("format"), None)
+    fmt = None
+    if fmt_opt is not None:
+        fmt = FORMATS.get(str(fmt_opt).lower())
+        if fmt is None:
+            raise UsageError(f"-f/--format '{fmt_opt}' is not one of png, jpeg, webp")
+
+    plan = OutputPlan.from_option(
+        pick(opts["output"], env.get(cfgmod.ENV_OUTPUT), d.get("output"), None),
+        overwrite=opts["overwrite"],
+    )
+    implied = plan.wanted_format()
+    if fmt and implied and implied != fmt:
+        raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
+                         "make them agree")
+    fmt = fmt or implied
+
+    count = pick(opts["count"], None, d.get("count"), 1)
+    if plan.stdout and count != 1:
+        raise UsageError("-o - writes one image to stdout: drop -n or write to files")
+    if plan.stdout and opts["json_out"]:
+        raise UsageError("-o - and --json both want stdout: choose one")
+
+    size = parse_size(opts["size"])
+    aspect = opts["aspect"]
+    if aspect and size:
+        raise UsageError("--size and --aspect both set the size: pass one")
+    if not size and not aspect:
+        if d.get("aspect"):
+            aspect = d["aspect"]
+        else:
+            size = parse_size(d.get("size"))
+
+    req = ImageRequest(
+        prompt=prompt,
+        model=pick(opts["model"], env.get(cfgmod.ENV_MODEL), d.get("model"), None),
+        n=count,
+        size=size,
+        quality=pick(opts["quality"], None, d.get("quality"), None),
+        style=pick(opts["style"], None, d.get("style"), None),
+        background=opts["background"] or d.get("background"),
+        moderation=opts["moderation"] or d.get("moderation"),
+        seed=opts["seed"],
+        steps=pick(opts["steps"], None, d.get("steps"), None),
+        guidance=pick(opts["guidance"], None, d.get("guidance"), None),
+        negative_prompt=pick(opts["negative_prompt"], None, d.get("negative_prompt"), None),
+        stream=opts["stream"] or opts["partial_images"] is not None,
+        partial_images=opts["partial_images"],
+        params=parse_params(opts["param"]),
+        device=opts["device"],
+        dtype=opts["dtype"],
+    )
+    if opts["keep_partials"] and not req.stream:
+        raise UsageError("--keep-partials needs --stream")
+    req = provider.resolve_model(req)
+    if aspect:
+        caps = provider.capabilities(req.model)
+        if caps.sizes is None:
+            raise UsageError(f"--aspect needs known sizes, and provider {provider.name} "
+                             f"(model {req.model}) does not declare them: pass --size")
+        req = req.with_(size=caps.sizes.closest(parse_aspect(aspect)))
+        if not opts["quiet"]:
+            note(f"--aspect {aspect}: using size {req.size}")
+    if inpaint:
+        from imagegen_cli import masks
+
+        req = masks.attach(req, opts["image"], opts["mask"], opts["invert_mask"])
+    req = provider.validate(req, inpaint=inpaint)
+    caps = provider.capabilities(req.model)
+    if fmt and fmt in caps.formats:
+        req = req.with_(output_format=fmt)
+
+    key = pcfg.key(env) if provider.needs_key else None
+    from imagegen_cli.http import register_secret
+
+    register_secret(key)
+    if opts["dry_run"]:
+        from imagegen_cli.pipeline import batches
+
+        shown_key = key or (f"${pcfg.api_key_env}" if pcfg.api_key_env else None)
+        calls = []
+        for n in batches(req.n, caps.max_n):
+            sub = req.with_(n=n)
+            calls.extend(c.describe() for c in provider.prepare(sub, shown_key))
+        out(json.dumps({"provider": provider.name, "model": req.model, "requests": calls},
+                       indent=2, ensure_ascii=False))
+        return
+    if provider.needs_key:
+        key = pcfg.require_key(env)
+
+    timeout = float(pick(opts["timeout"], None, d.get("timeout"), 300.0))
+    retries = int(pick(opts["retries"], None, d.get("retries"), 2))
+    if timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    if retries < 0:
+        raise UsageError("--retries must be 0 or more")
+
+    from imagegen_cli.cli.app import debug_enabled
+    from imagegen_cli.http import Transport
+    from imagegen_cli.pipeline import Saver, SavedImage, execute
+
+    reporter = make_reporter(opts["quiet"])
+    saver = Saver(
+        plan=plan, provider=provider.name, model=str(req.model), request=req, count=req.n,
+        wanted_format=fmt,
+        metadata=not (opts["no_metadata"] or d.get("metadata") is False),
+        sidecar=opts["sidecar"] or bool(d.get("sidecar")),
+        keep_partials=opts["keep_partials"],
+        stdout=sys.stdout.buffer if plan.stdout else None,
+    )
+    log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
+
+    def on_saved(s: SavedImage) -> None:
+        if s.partial is not None or opts["json_out"] or plan.stdout:
+            return
+        out(s.path)
+
+    enter = getattr(reporter, "__enter__", None)
+    if enter:
+        enter()
+    try:
+        with Transport(timeout=timeout, retries=retries, who=provider.name, log=log) as tr:
+            outcome = execute(provider, req, key, tr, reporter, saver, on_saved)
+    finally:
+        exit_ = getattr(reporter, "__exit__", None)
+        if exit_:
+            exit_(None, None, None)
+
+    if opts["json_out"]:
+        report = {
+            "provider": provider.name,
+            "model": req.model,
+            "request_id": (outcome.request_ids or [None])[0],
+            "request_ids": outcome.request_ids,
+            "timings": outcome.timings,
+            "usage": outcome.usage,
+            "images": [s.as_json() for s in outcome.saved],
+            "errors": [str(e) for e in outcome.failures],
+        }
+        extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
+        if extra:
+            report["extra"] = extra
+        out(json.dumps(report, indent=2, ensure_ascii=False))
+    if outcome.failures:
+        first = outcome.failures[0]
+        more = f" (and {len(outcome.failures) - 1} more)" if len(outcome.failures) > 1 else ""
+        if outcome.saved:
+            raise PartialError(
+                f"{len(outcome.saved)} of {req.n} images written; failed: {first}{more}")
+        if more and isinstance(first, ImagegenError):
+            first.message += more
+        raise first
+
+
+@image_command([])
+def generate(**opts: Any) -> None:
+    """Generate images from a prompt."""
+    run_images(opts)
+
+
+@image_command(INPAINT)
+def inpaint(**opts: Any) -> None:
+    """Repaint part of an image: white (or transparent) mask pixels mark the area."""
+    run_images(opts, inpaint=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)
+    app.command("inpaint")(inpaint)

@@ -1,0 +1,82 @@
+"""The options `generate` and `inpaint` share, declared once.
+
+Typer reads a command's parameters from its signature; `image_command`
+builds that signature from these lists so the two commands cannot drift.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+P = inspect.Parameter
+Opt = typer.Option
+
+PROVIDER_HELP = "Provider"
+IMAGE_HELP = "Image"
+OUTPUT_HELP = "Output"
+RUN_HELP = "Run"
+
+
+def _p(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return P(name, P.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+COMMON: list[inspect.Parameter] = [
+    _p("provider", Annotated[str | None, Opt("-p", "--provider", help="Provider name (see `imagegen providers list`).", rich_help_panel=PROVIDER_HELP)]),
+    _p("model", Annotated[str | None, Opt("-m", "--model", help="Model id; default: the provider's.", rich_help_panel=PROVIDER_HELP)]),
+    _p("count", Annotated[int | None, Opt("-n", "--count", help="Number of images (default 1).", rich_help_panel=IMAGE_HELP)]),
+    _p("size", Annotated[str | None, Opt("-s", "--size", help="WIDTHxHEIGHT, or auto.", rich_help_panel=IMAGE_HELP)]),
+    _p("aspect", Annotated[str | None, Opt("--aspect", help="W:H, e.g. 16:9: the closest size the model accepts.", rich_help_panel=IMAGE_HELP)]),
+    _p("quality", Annotated[str | None, Opt("--quality", help="e.g. low|medium|high|auto (gpt-image), standard|hd (dall-e-3).", rich_help_panel=IMAGE_HELP)]),
+    _p("style", Annotated[str | None, Opt("--style", help="vivid|natural (dall-e-3).", rich_help_panel=IMAGE_HELP)]),
+    _p("background", Annotated[str | None, Opt("--background", help="transparent|opaque|auto (gpt-image).", rich_help_panel=IMAGE_HELP)]),
+    _p("moderation", Annotated[str | None, Opt("--moderation", help="low|auto (gpt-image).", rich_help_panel=IMAGE_HELP)]),
+    _p("seed", Annotated[int | None, Opt("--seed", help="Random seed, where the provider takes one.", rich_help_panel=IMAGE_HELP)]),
+    _p("steps", Annotated[int | None, Opt("--steps", help="Denoising steps.", rich_help_panel=IMAGE_HELP)]),
+    _p("guidance", Annotated[float | None, Opt("--guidance", help="Guidance (CFG) scale.", rich_help_panel=IMAGE_HELP)]),
+    _p("negative_prompt", Annotated[str | None, Opt("--negative-prompt", help="What to keep out of the image.", rich_help_panel=IMAGE_HELP)]),
+    _p("param", Annotated[list[str] | None, Opt("--param", help="KEY=VALUE raw request field (repeatable; VALUE parsed as JSON when it parses).", rich_help_panel=IMAGE_HELP)]),
+    _p("output", Annotated[str | None, Opt("-o", "--output", help="File, folder/, template with {prompt} {index} {count} {seed} {model} {provider} {date} {time} {ext}, or - for stdout.", rich_help_panel=OUTPUT_HELP)]),
+    _p("format", Annotated[str | None, Opt("-f", "--format", help="png|jpeg|webp.", rich_help_panel=OUTPUT_HELP)]),
+    _p("overwrite", Annotated[bool, Opt("--overwrite", help="Replace existing files instead of adding -1, -2...", rich_help_panel=OUTPUT_HELP)], False),
+    _p("no_metadata", Annotated[bool, Opt("--no-metadata", help="Do not embed prompt and parameters in the image.", rich_help_panel=OUTPUT_HELP)], False),
+    _p("sidecar", Annotated[bool, Opt("--sidecar", help="Write NAME.json beside each image.", rich_help_panel=OUTPUT_HELP)], False),
+    _p("json_out", Annotated[bool, Opt("--json", help="Print one JSON object (paths, sizes, hashes, timings) instead of paths.", rich_help_panel=OUTPUT_HELP)], False),
+    _p("stream", Annotated[bool, Opt("--stream", help="Stream partial images while generating (gpt-image).", rich_help_panel=RUN_HELP)], False),
+    _p("partial_images", Annotated[int | None, Opt("--partial-images", help="Partial frames to stream, 0-3.", rich_help_panel=RUN_HELP)]),
+    _p("keep_partials", Annotated[bool, Opt("--keep-partials", help="Save streamed partial frames as NAME.partial-K.EXT.", rich_help_panel=RUN_HELP)], False),
+    _p("dry_run", Annotated[bool, Opt("--dry-run", help="Print the exact request (secrets redacted) and send nothing.", rich_help_panel=RUN_HELP)], False),
+    _p("timeout", Annotated[float | None, Opt("--timeout", help="Seconds to wait for the provider (default 300).", rich_help_panel=RUN_HELP)]),
+    _p("retries", Annotated[int | None, Opt("--retries", help="Retries on 408/409/429/5xx and network errors (default 2).", rich_help_panel=RUN_HELP)]),
+    _p("device", Annotated[str | None, Opt("--device", help="local: auto|cpu|cuda|mps.", rich_help_panel=RUN_HELP)]),
+    _p("dtype", Annotated[str | None, Opt("--dtype", help="local: float32|float16|bfloat16.", rich_help_panel=RUN_HELP)]),
+    _p("quiet", Annotated[bool, Opt("-q", "--quiet", help="No progress or notices on stderr.", rich_help_panel=RUN_HELP)], False),
+]
+
+PROMPT = P("prompt", P.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+    str, typer.Argument(help="The prompt text; - reads stdin; @FILE reads a file.")])
+
+INPAINT: list[inspect.Parameter] = [
+    _p("image", Annotated[list[Path], Opt("-i", "--image", help="The image to repaint (repeatable for gpt-image).", rich_help_panel=IMAGE_HELP)], P.empty),
+    _p("mask", Annotated[Path | None, Opt("--mask", help="Mask image, same size: white (or transparent) marks the area to repaint.", rich_help_panel=IMAGE_HELP)]),
+    _p("invert_mask", Annotated[bool, Opt("--invert-mask", help="Repaint the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
+]
+
+
+def image_command(
+    extra: list[inspect.Parameter],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give FUNC(**kwargs) the signature PROMPT + EXTRA + COMMON for typer."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        params = [PROMPT, *extra, *COMMON]
+        func.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        func.__annotations__ = {p.name: p.annotation for p in params}
+        return func
+
+    return wrap

@@ -1,0 +1,101 @@
+"""One exception tree; each class knows its exit code.
+
+    ImagegenError                 (1, unexpected)
+    ├── UsageError                2  invalid usage or input, caught before any request
+    ├── ConfigError               3  unknown provider, missing key, bad config file
+    ├── ProviderError             (carries status, code, request id)
+    │   ├── AuthError             4  401/403
+    │   ├── RefusedError          5  other 4xx, content policy, quota, failed job
+    │   └── UnavailableError      6  429/5xx/timeouts after retries, malformed answers
+    ├── OutputError               7  output could not be written
+    └── PartialError              8  some images written, some failed
+
+The CLI converts these to messages and exit codes in exactly one place
+(`imagegen_cli.cli.app.main`).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    CONFIG = 3
+    AUTH = 4
+    REFUSED = 5
+    UNAVAILABLE = 6
+    OUTPUT = 7
+    PARTIAL = 8
+    INTERRUPTED = 130
+
+
+class ImagegenError(Exception):
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ImagegenError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(ImagegenError):
+    exit_code = ExitCode.CONFIG
+
+
+class ProviderError(ImagegenError):
+    exit_code = ExitCode.UNAVAILABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        extra = []
+        if self.status:
+            extra.append(f"HTTP {self.status}")
+        if self.code:
+            extra.append(f"code {self.code}")
+        if self.request_id:
+            extra.append(f"request id {self.request_id}")
+        if extra:
+            parts.append(f"({', '.join(extra)})")
+        return " ".join(parts)
+
+
+class AuthError(ProviderError):
+    exit_code = ExitCode.AUTH
+
+
+class RefusedError(ProviderError):
+    exit_code = ExitCode.REFUSED
+
+
+class UnavailableError(ProviderError):
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class OutputError(ImagegenError):
+    exit_code = ExitCode.OUTPUT
+
+
+class PartialError(ImagegenError):
+    exit_code = ExitCode.PARTIAL

@@ -1,0 +1,1 @@
+"""Provider dialects: one module each, all registered through `base.register`."""

@@ -1,0 +1,289 @@
+"""The Provider interface, capability declarations, and the registry.
+
+Built-in dialects and plugins (entry-point group ``imagegen.providers``) go
+through the same `register` call. Validation, error messages and the
+`providers` listing all read `Capabilities`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from imagegen_cli.config import ProviderConfig
+from imagegen_cli.errors import ConfigError, UsageError
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+
+if TYPE_CHECKING:
+    from imagegen_cli.http import HttpCall, Transport
+
+SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """Which WxH a model accepts: an explicit list, or sides within bounds."""
+
+    sizes: tuple[str, ...] = ()
+    min_side: int = 1
+    max_side: int | None = None
+    multiple: int = 1
+    max_ratio: float | None = None
+    max_pixels: int | None = None
+    allow_auto: bool = False
+
+    def describe(self) -> str:
+        if self.sizes:
+            return ", ".join(self.sizes + (("auto",) if self.allow_auto else ()))
+        parts = [f"sides {self.min_side}..{self.max_side or 'any'}"]
+        if self.multiple > 1:
+            parts.append(f"multiples of {self.multiple}")
+        if self.max_ratio:
+            parts.append(f"ratio up to {self.max_ratio:g}:1")
+        if self.max_pixels:
+            parts.append(f"at most {self.max_pixels} pixels")
+        return ", ".join(parts)
+
+    def check(self, size: str) -> str | None:
+        """None when SIZE is accepted, else the reason."""
+        if size == "auto":
+            return None if self.allow_auto else "'auto' is not accepted"
+        if self.sizes:
+            return None if size in self.sizes else f"accepted sizes: {self.describe()}"
+        m = SIZE_RE.match(size)
+        if not m:
+            return "expected WIDTHxHEIGHT, e.g. 1024x1024"
+        w, h = int(m.group(1)), int(m.group(2))
+        for side in (w, h):
+            if side < self.min_side or (self.max_side and side > self.max_side):
+                return f"accepted: {self.describe()}"
+            if side % self.multiple:
+                return f"sides must be multiples of {self.multiple}"
+        if self.max_ratio and max(w, h) / min(w, h) > self.max_ratio:
+            return f"aspect ratio must be within {self.max_ratio:g}:1"
+        if self.max_pixels and w * h > self.max_pixels:
+            return f"at most {self.max_pixels} pixels"
+        return None
+
+    def closest(self, ratio: float, target_pixels: int = 1024 * 1024) -> str:
+        """The accepted size closest to RATIO (width/height), near TARGET_PIXELS."""
+        if self.sizes:
+            def score(s: str) -> tuple[float, float]:
+                w, h = (int(x) for x in s.split("x"))
+                return (abs(math.log((w / h) / ratio)), abs(math.log(w * h / target_pixels)))
+            return min(self.sizes, key=score)
+        pixels = target_pixels
+        if self.max_side:
+            pixels = min(pixels, self.max_side * self.max_side)
+        if self.max_pixels:
+            pixels = min(pixels, self.max_pixels)
+        best: tuple[float, float, int, int] | None = None
+        m = self.multiple
+        h0 = math.sqrt(pixels / ratio)
+        for h in range(max(m, int(h0 * 0.5) // m * m), int(h0 * 1.5) + m + 1, m):
+            w = round(ratio * h / m) * m
+            size = f"{w}x{h}"
+            if w < 1 or self.check(size):
+                continue
+            cand = (abs(math.log((w / h) / ratio)), abs(math.log(w * h / pixels)), w, h)
+            if best is None or cand < best:
+                best = cand
+        if best is None:
+            raise UsageError(f"No accepted size is close to that aspect ({self.describe()})")
+        return f"{best[2]}x{best[3]}"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a dialect (for one model) accepts. Read by validation and `providers`."""
+
+    options: frozenset[str] = frozenset()  # flags honoured, e.g. "--quality"
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # allowed values
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    sizes: SizeRule | None = None  # None: the provider does not say
+    max_n: int = 1  # images per request
+    max_count: int = 10  # images per command (several requests when > max_n)
+    prompt_max: int | None = None
+    formats: tuple[str, ...] = ()  # output formats the provider produces on request
+    inpaint: bool = False
+    stream: bool = False
+    async_jobs: bool = False
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> list[str]:
+        out = []
+        if self.options:
+            out.append("options: " + " ".join(sorted(self.options)))
+        out.append(f"n per request: {self.max_n}")
+        if self.sizes:
+            out.append("sizes: " + self.sizes.describe())
+        if self.prompt_max:
+            out.append(f"prompt: up to {self.prompt_max} chars")
+        feats = [name for name, on in (("inpaint", self.inpaint), ("stream", self.stream),
+                                       ("async", self.async_jobs)) if on]
+        if feats:
+            out.append("features: " + ", ".join(feats))
+        return out
+
+
+class Provider:
+    """A dialect instance bound to one provider config."""
+
+    type_name: ClassVar[str] = ""
+    needs_key: ClassVar[bool] = True
+
+    def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:
+        self.cfg = cfg
+        self.env = env
+        self.name = cfg.name
+
+    # -- declared once -------------------------------------------------
+    def capabilities(self, model: str | None) -> Capabilities:
+        raise NotImplementedError
+
+    def default_model(self) -> str | None:
+        return self.cfg.model
+
+    def known_models(self) -> list[str]:
+        return [self.cfg.model] if self.cfg.model else []
+
+    # -- the work ------------------------------------------------------
+    def resolve_model(self, req: ImageRequest) -> ImageRequest:
+        model = req.model or self.default_model()
+        if not model:
+            raise UsageError(
+                f"Provider {self.name} has no default model: pass -m MODEL "
+                f"(or set providers.{self.name}.model)"
+            )
+        return req.with_(model=model)
+
+    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        """Check REQ against the declared capabilities; raise UsageError (exit 2)."""
+        req = self.resolve_model(req)
+        caps = self.capabilities(req.model)
+        where = f"provider {self.name} (model {req.model})"
+        if inpaint and not caps.inpaint:
+            raise UsageError(f"Inpainting is not supported by {where}")
+        for flag, value in req.options_set().items():
+            if flag not in caps.options:
+                raise UsageError(f"{flag} is not supported by {where}")
+            allowed = caps.values.get(flag)
+            if allowed and str(value) not in allowed:
+                raise UsageError(
+                    f"{flag} {value} is not accepted by {where}: use one of "
+                    + ", ".join(allowed)
+                )
+            bounds = caps.ranges.get(flag)
+            if bounds and not (bounds[0] <= float(value) <= bounds[1]):
+                raise UsageError(
+                    f"{flag} {value} is out of range for {where}: "
+                    f"{bounds[0]:g}..{bounds[1]:g}"
+                )
+        if req.stream and not caps.stream:
+            raise UsageError(f"--stream is not supported by {where}")
+        if req.n < 1 or req.n > caps.max_count:
+            raise UsageError(f"-n {req.n} is out of range for {where}: 1..{caps.max_count}")
+        if req.stream and req.n > caps.max_n:
+            raise UsageError(f"--stream takes at most -n {caps.max_n} with {where}")
+        if caps.prompt_max and len(req.prompt) > caps.prompt_max:
+            raise UsageError(
+                f"Prompt is {len(req.prompt)} characters; {where} takes at most "
+                f"{caps.prompt_max}"
+            )
+        if not req.prompt.strip():
+            raise UsageError("Prompt is empty: pass the text, '-' for stdin or @FILE")
+        if req.size and caps.sizes:
+            reason = caps.sizes.check(req.size)
+            if reason:
+                raise UsageError(f"--size {req.size} is not accepted by {where}: {reason}")
+        return req
+
+    def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
+        """The exact HTTP calls one batch makes first (for --dry-run)."""
+        raise NotImplementedError
+
+    def run(
+        self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        """Make the images of one batch (req.n <= max_n); yield them as they arrive."""
+        raise NotImplementedError
+
+    def check(self, key: str | None, transport: Transport) -> str:
+        """The cheapest authenticated call; returns a short description."""
+        raise NotImplementedError
+
+    def list_models(self, key: str | None, transport: Transport) -> list[str]:
+        return self.known_models()
+
+
+# ---------------------------------------------------------------- registry
+
+BUILTINS = {
+    "openai": "imagegen_cli.providers.openai:OpenAIProvider",
+    "distribute": "imagegen_cli.providers.distribute:DistributeProvider",
+    "nebula": "imagegen_cli.providers.nebula:NebulaProvider",
+    "local": "imagegen_cli.providers.local:LocalProvider",
+}
+ENTRY_POINT_GROUP = "imagegen.providers"
+
+_registry: dict[str, str | type[Provider]] = {}
+_loaded = False
+
+
+def register(type_name: str, target: str | type[Provider]) -> None:
+    """Make a dialect available under TYPE_NAME ('module:Class' or the class)."""
+    _registry[type_name] = target
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for name, target in BUILTINS.items():
+        register(name, target)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in BUILTINS or ep.value != BUILTINS[ep.name]:
+            register(ep.name, ep.value)
+    _loaded = True
+
+
+def dialect_names() -> list[str]:
+    _load()
+    return sorted(_registry)
+
+
+def dialect(type_name: str) -> type[Provider]:
+    _load()
+    target = _registry.get(type_name)
+    if target is None:
+        raise ConfigError(
+            f"Unknown provider type '{type_name}': known types are "
+            + ", ".join(dialect_names())
+        )
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        _registry[type_name] = cls
+        return cls  # type: ignore[no-any-return]
+    return target
+
+
+def create(cfg: ProviderConfig, env: Mapping[str, str]) -> Provider:
+    return dialect(cfg.type)(cfg, env)
+
+
+def opt(*flags: str) -> frozenset[str]:
+    return frozenset(flags)
+
+
+def param_merge(body: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """--param KEY=VALUE fields win over what the flags built."""
+    out = dict(body)
+    out.update(params)
+    return out

@@ -1,0 +1,276 @@
+"""The OpenAI Images dialect: OpenAI itself and the gateways that speak it
+(TrueFoundry, YEScale, ...)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import RefusedError, UnavailableError
+from imagegen_cli.http import HttpCall, check_base_url, iter_sse, request_id_of
+from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+
+if TYPE_CHECKING:
+    from imagegen_cli.http import Transport
+
+YESCALE_SIZES = (
+    "1024x1024", "1024x576", "1024x768", "1024x512", "512x1024", "512x768", "1280x960",
+    "960x1280", "768x1366", "768x512", "1366x768", "1344x576",
+)
+
+DALLE2 = Capabilities(
+    options=opt("--quality"),
+    values={"--quality": ("standard",)},
+    sizes=SizeRule(sizes=("256x256", "512x512", "1024x1024")),
+    max_n=10, max_count=10, prompt_max=1000, inpaint=True,
+)
+DALLE3 = Capabilities(
+    options=opt("--quality", "--style"),
+    values={"--quality": ("standard", "hd"), "--style": ("vivid", "natural")},
+    sizes=SizeRule(sizes=("1024x1024", "1792x1024", "1024x1792")),
+    max_n=1, max_count=10, prompt_max=4000,
+)
+_GPT_IMAGE_OPTIONS = opt("--quality", "--background", "--moderation", "--stream",
+                         "--partial-images")
+_GPT_IMAGE_VALUES = {
+    "--quality": ("low", "medium", "high", "auto"),
+    "--background": ("transparent", "opaque", "auto"),
+    "--moderation": ("low", "auto"),
+}
+GPT_IMAGE = Capabilities(
+    options=_GPT_IMAGE_OPTIONS, values=_GPT_IMAGE_VALUES,
+    ranges={"--partial-images": (0, 3)},
+    sizes=SizeRule(sizes=("1024x1024", "1536x1024", "1024x1536"), allow_auto=True),
+    max_n=10, max_count=10, prompt_max=32000, formats=("png", "jpeg", "webp"),
+    inpaint=True, stream=True,
+)
+GPT_IMAGE_2 = Capabilities(
+    options=_GPT_IMAGE_OPTIONS, values=_GPT_IMAGE_VALUES,
+    ranges={"--partial-images": (0, 3)},
+    sizes=SizeRule(min_side=16, max_side=3840, multiple=16, max_ratio=3.0,
+                   max_pixels=3840 * 2160, allow_auto=True),
+    max_n=10, max_count=10, prompt_max=32000, formats=("png", "jpeg", "webp"),
+    inpaint=True, stream=True,
+)
+YESCALE_FLUX = Capabilities(
+    sizes=SizeRule(sizes=YESCALE_SIZES), max_n=1, max_count=10,
+    notes=("YEScale answers with image URLs",),
+)
+# A model this dialect does not know (a gateway's own): pass the OpenAI fields
+# through and let the gateway judge; we cannot know its limits.
+UNKNOWN = Capabilities(
+    options=opt("--quality", "--style", "--background", "--moderation"),
+    max_n=10, max_count=10,
+    notes=("model limits unknown: options are passed through",),
+)
+
+
+def family(model: str | None) -> str:
+    """'dall-e-2' | 'dall-e-3' | 'gpt-image' | 'gpt-image-2' | 'other'.
+
+    Gateways prefix ids with an account ('openai-main/gpt-image-1'): judge the last part.
+    """
+    name = (model or "").rsplit("/", 1)[-1].lower()
+    if name.startswith("dall-e-2"):
+        return "dall-e-2"
+    if name.startswith("dall-e-3"):
+        return "dall-e-3"
+    if name.startswith("gpt-image-2"):
+        return "gpt-image-2"
+    if name.startswith(("gpt-image", "chatgpt-image")):
+        return "gpt-image"
+    return "other"
+
+
+class OpenAIProvider(Provider):
+    type_name = "openai"
+
+    def _is_yescale(self) -> bool:
+        return self.cfg.name == "yescale" or "yescale" in (self.cfg.base_url or "")
+
+    def capabilities(self, model: str | None) -> Capabilities:
+        fam = family(model)
+        if fam == "dall-e-2":
+            return DALLE2
+        if fam == "dall-e-3":
+            return DALLE3
+        if fam == "gpt-image":
+            return GPT_IMAGE
+        if fam == "gpt-image-2":
+            return GPT_IMAGE_2
+        if self._is_yescale():
+            return YESCALE_FLUX
+        return UNKNOWN
+
+    def known_models(self) -> list[str]:
+        if self._is_yescale():
+            return ["flux-pro", "dall-e-3"]
+        if self.cfg.name == "truefoundry":
+            return [self.cfg.model] if self.cfg.model else []
+        return ["gpt-image-1", "gpt-image-1-mini", "dall-e-3", "dall-e-2"]
+
+    def base(self) -> str:
+        return check_base_url(self.cfg.base_url or "https://api.openai.com/v1", self.name)
+
+    def headers(self, key: str | None) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept": "application/json"}
+        if key:
+            h["authorization"] = f"Bearer {key}"
+        return h
+
+    def body(self, req: ImageRequest) -> dict[str, Any]:
+        fam = family(req.model)
+        body: dict[str, Any] = {"model": req.model, "prompt": req.prompt, "n": req.n}
+        for field in ("size", "quality", "style", "background", "moderation"):
+            value = getattr(req, field)
+            if value is not None:
+                body[field] = value
+        if fam in ("gpt-image", "gpt-image-2"):
+            if req.output_format:
+                body["output_format"] = req.output_format
+            if req.stream:
+                body["stream"] = True
+                if req.partial_images is not None:
+                    body["partial_images"] = req.partial_images
+        elif fam in ("dall-e-2", "dall-e-3"):
+            # dall-e URLs expire within the hour: ask for the bytes themselves.
+            body["response_format"] = "b64_json"
+        return param_merge(body, req.params)
+
+    def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
+        return [HttpCall("POST", f"{self.base()}/images/generations", self.headers(key),
+                         json=self.body(req))]
+
+    def run(
+        self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        (call,) = self.prepare(req, key)
+        yield from self.send(call, req, transport, reporter)
+
+    def send(
+        self, call: HttpCall, req: ImageRequest, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        if req.stream:
+            yield from self._stream(call, transport, reporter)
+            return
+        reporter.status(f"waiting for {self.name}")
+        payload, resp = transport.json(call)
+        info = CallInfo(request_id=request_id_of(resp))
+        tfy = resp.headers.get("x-tfy-resolved-model")
+        if tfy:
+            info.extra["resolved_model"] = tfy
+        yield from parse_images(payload, info, self.name)
+
+    def _stream(
+        self, call: HttpCall, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        reporter.status(f"waiting for {self.name} (streaming)")
+        resp = transport.send(call, stream=True)
+        info = CallInfo(request_id=request_id_of(resp))
+        done = 0
+        try:
+            ctype = resp.headers.get("content-type", "")
+            if "event-stream" not in ctype:
+                # Some gateways ignore `stream` and answer in one piece.
+                resp.read()
+                try:
+                    payload = json.loads(resp.content)
+                except ValueError:
+                    raise UnavailableError(f"{self.name} answered a stream request with "
+                                           "neither events nor JSON") from None
+                yield from parse_images(payload, info, self.name)
+                return
+            for event, data in iter_sse(resp):
+                if data.strip() == "[DONE]":
+                    break
+                try:
+                    frame = json.loads(data)
+                except ValueError:
+                    raise UnavailableError(
+                        f"{self.name} sent a malformed stream event",
+                        request_id=info.request_id) from None
+                if "error" in frame and frame["error"]:
+                    err = frame["error"] if isinstance(frame["error"], dict) else {}
+                    raise RefusedError(
+                        f"{self.name} stopped the stream: "
+                        f"{err.get('message') or frame['error']}",
+                        code=err.get("code"), request_id=info.request_id)
+                kind = frame.get("type") or event
+                if kind.endswith(".partial_image"):
+                    k = int(frame.get("partial_image_index", 0)) + 1
+                    reporter.status(f"partial image {k} received")
+                    yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"), self.name),
+                                         partial=k), info
+                elif kind.endswith(".completed"):
+                    if frame.get("usage"):
+                        info.usage = frame["usage"]
+                    yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"),
+                                                               self.name)), info
+                    done += 1
+        finally:
+            resp.close()
+        if not done:
+            raise UnavailableError(f"{self.name}'s stream ended before the image was complete",
+                                   request_id=info.request_id)
+
+    def check(self, key: str | None, transport: Transport) -> str:
+        call = HttpCall("GET", f"{self.base()}/models", self.headers(key))
+        payload, _ = transport.json(call)
+        n = len(payload.get("data") or []) if isinstance(payload, dict) else 0
+        return f"key accepted, {n} models listed"
+
+    def list_models(self, key: str | None, transport: Transport) -> list[str]:
+        call = HttpCall("GET", f"{self.base()}/models", self.headers(key))
+        payload, _ = transport.json(call)
+        items = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            raise UnavailableError(f"{self.name} answered GET /models without a model list")
+        ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")]
+        image = [i for i in ids if family(i) != "other" or "image" in i or "flux" in i]
+        return sorted(image or ids)
+
+
+def _b64(value: Any, who: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise UnavailableError(f"{who} sent an image frame without data")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnavailableError(f"{who} sent image data that is not valid base64") from None
+
+
+def parse_images(
+    payload: Any, info: CallInfo, who: str, *, items_key: str = "data"
+) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+    """Images from an OpenAI-shaped answer (or a bare list): b64_json or url items,
+    with explicit nulls or empty strings standing for absent fields."""
+    if isinstance(payload, dict):
+        if payload.get("error"):
+            err = payload["error"]
+            msg = err.get("message") if isinstance(err, dict) else str(err)
+            raise RefusedError(f"{who} refused the request: {msg}", request_id=info.request_id)
+        if isinstance(payload.get("usage"), dict):
+            info.usage = payload["usage"]
+        items = payload.get(items_key)
+    else:
+        items = payload
+    if not isinstance(items, list) or not items:
+        raise UnavailableError(f"{who} answered without any image", request_id=info.request_id)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise UnavailableError(f"{who} answered with a malformed image entry",
+                                   request_id=info.request_id)
+        revised = item.get("revised_prompt") or None
+        b64 = item.get("b64_json")
+        url = item.get("url")
+        if b64:
+            yield GeneratedImage(index=i, data=_b64(b64, who), revised_prompt=revised), info
+        elif url:
+            yield GeneratedImage(index=i, url=str(url), revised_prompt=revised), info
+        else:
+            raise UnavailableError(f"{who} answered with an image entry that has neither "
+                                   "b64_json nor url", request_id=info.request_id)

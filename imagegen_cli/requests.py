@@ -1,0 +1,118 @@
+"""Provider-neutral request and result objects.
+
+Data flows one way: CLI flags -> ImageRequest -> a provider -> GeneratedImage
+-> output files -> a report. Nothing here imports httpx, Pillow or typer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class InputImage:
+    """An image handed to a provider (inpaint): PNG bytes plus where it came from."""
+
+    path: Path
+    data: bytes
+    width: int
+    height: int
+
+
+@dataclass
+class ImageRequest:
+    prompt: str
+    model: str | None = None
+    n: int = 1
+    size: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    moderation: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str | None = None
+    output_format: str | None = None
+    stream: bool = False
+    partial_images: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    # inpaint
+    images: list[InputImage] = field(default_factory=list)
+    mask: InputImage | None = None
+    # local provider
+    device: str | None = None
+    dtype: str | None = None
+
+    def with_(self, **changes: Any) -> ImageRequest:
+        return dataclasses.replace(self, **changes)
+
+    def options_set(self) -> dict[str, Any]:
+        """The user-visible options that carry a value (for capability checks)."""
+        names = {
+            "quality": "--quality",
+            "style": "--style",
+            "background": "--background",
+            "moderation": "--moderation",
+            "seed": "--seed",
+            "steps": "--steps",
+            "guidance": "--guidance",
+            "negative_prompt": "--negative-prompt",
+            "stream": "--stream",
+            "partial_images": "--partial-images",
+            "device": "--device",
+            "dtype": "--dtype",
+        }
+        out: dict[str, Any] = {}
+        for attr, flag in names.items():
+            value = getattr(self, attr)
+            if value is not None and value is not False:
+                out[flag] = value
+        return out
+
+
+@dataclass
+class GeneratedImage:
+    """One image as a provider returned it: bytes or a URL still to fetch.
+
+    ``partial`` is set for a streaming preview frame (1-based), None for a final image.
+    ``index`` is 0-based within the request that produced it.
+    """
+
+    index: int
+    data: bytes | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+    seed: int | None = None
+    partial: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CallInfo:
+    """What one provider call reports besides its images."""
+
+    request_id: str | None = None
+    usage: dict[str, Any] | None = None
+    job_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Reporter:
+    """Progress sink; the CLI subclasses it with a rich display. Default: silent."""
+
+    def status(self, text: str) -> None:
+        """A coarse phase: 'waiting for provider', 'job QUEUED', ..."""
+
+    def note(self, text: str) -> None:
+        """A one-line notice the user should see (stderr), e.g. a size adjustment."""
+
+    def step(self, done: int, total: int) -> None:
+        """Fine-grained progress (denoising steps, bytes downloaded)."""
+
+
+OnImage = Callable[[GeneratedImage, CallInfo], None]

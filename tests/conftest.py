@@ -1,0 +1,104 @@
+"""Every test runs with its own HOME and config, no API keys, and no colour."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.openai_fake import OpenAIFake
+
+KEY = "sk-test-key-123"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    for var in list(os.environ):
+        if var.endswith(("_API_KEY", "_TOKEN")) or var.startswith(("IMAGEGEN_", "TFY_")):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                  "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    # Retries must not slow the suite: back-off waits are recorded, not slept.
+    import imagegen_cli.http as http
+
+    monkeypatch.setattr(http, "_sleep", lambda s: SLEEPS.append(s))
+    SLEEPS.clear()
+    return work
+
+
+SLEEPS: list[float] = []
+
+
+@dataclass
+class Result:
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def stdout(self) -> str:
+        return self.out.decode()
+
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+
+class _Stdin(io.TextIOWrapper):
+    def isatty(self) -> bool:
+        return False
+
+
+def run_cli(args: list[str], stdin: str | None = None) -> Result:
+    from imagegen_cli.cli.app import main
+
+    out_b = io.BytesIO()
+    err_b = io.BytesIO()
+    out = io.TextIOWrapper(out_b, encoding="utf-8", write_through=True)
+    err = io.TextIOWrapper(err_b, encoding="utf-8", write_through=True)
+    old = sys.stdout, sys.stderr, sys.stdin
+    sys.stdout, sys.stderr = out, err
+    if stdin is not None:
+        sys.stdin = _Stdin(io.BytesIO(stdin.encode()), encoding="utf-8")
+    try:
+        code = main(args)
+    finally:
+        sys.stdout, sys.stderr, sys.stdin = old
+    return Result(code, out_b.getvalue(), err_b.getvalue().decode())
+
+
+@pytest.fixture
+def cli() -> Any:
+    return run_cli
+
+
+def write_config(text: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    monkeypatch.setenv("IMAGEGEN_CONFIG", str(path))
+    return path
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[OpenAIFake]:
+    """A strict OpenAI fake, configured as the `openai` provider, with a valid key set."""
+    f = OpenAIFake(image_size=(64, 64)).start()
+    write_config(f'[providers.openai]\nbase_url = "{f.url}"\n', monkeypatch, tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    yield f
+    f.stop()

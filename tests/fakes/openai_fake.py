@@ -1,0 +1,330 @@
+"""A strict fake of the OpenAI Images API (and of the gateways that speak it).
+
+Modes:
+- "openai": OpenAI's own rules per model (PROVIDERS.md).
+- "truefoundry": model ids must be ACCOUNT/MODEL; rules of the underlying model;
+  answers carry x-tfy-resolved-model.
+- "yescale": Flux in dall-e-3 format: only prompt/model/n/size accepted, the
+  documented sizes, answers are urls with explicit nulls.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from typing import Any
+
+from tests.fakes.server import FakeServer, Request, Response, color_for, png, reencode
+
+GEN_FIELDS = {"prompt", "model", "n", "size", "quality", "style", "response_format",
+              "output_format", "output_compression", "background", "moderation", "stream",
+              "partial_images", "user"}
+EDIT_FIELDS = {"prompt", "model", "n", "size", "quality", "response_format", "output_format",
+               "background", "input_fidelity", "stream", "partial_images", "user",
+               "output_compression"}
+SIZES = {
+    "dall-e-2": {"256x256", "512x512", "1024x1024"},
+    "dall-e-3": {"1024x1024", "1792x1024", "1024x1792"},
+    "gpt-image": {"1024x1024", "1536x1024", "1024x1536", "auto"},
+}
+PROMPT_MAX = {"dall-e-2": 1000, "dall-e-3": 4000, "gpt-image": 32000, "gpt-image-2": 32000}
+YESCALE_SIZES = {"1024x1024", "1024x576", "1024x768", "1024x512", "512x1024", "512x768",
+                 "1280x960", "960x1280", "768x1366", "768x512", "1366x768", "1344x576"}
+MODELS = ["dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-2"]
+
+
+def error(status: int, message: str, code: str | None = None, param: str | None = None,
+          etype: str = "invalid_request_error") -> Response:
+    return Response.json({"error": {"message": message, "type": etype, "param": param,
+                                    "code": code}}, status)
+
+
+def family(model: str) -> str:
+    if model.startswith("gpt-image-2"):
+        return "gpt-image-2"
+    if model.startswith("gpt-image"):
+        return "gpt-image"
+    return model
+
+
+class OpenAIFake:
+    def __init__(self, mode: str = "openai", keys: tuple[str, ...] = ("sk-test-key-123",),
+                 image_size: tuple[int, int] | None = None) -> None:
+        self.mode = mode
+        self.keys = keys
+        self.image_size = image_size  # override the answered pixel size (small & fast)
+        self.ids = itertools.count(1)
+        self.files: dict[str, bytes] = {}
+        self.server = FakeServer(self.handle)
+
+    # ------------------------------------------------------------------
+    def start(self) -> OpenAIFake:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        base = self.server.url
+        return base + ("/api/llm" if self.mode == "truefoundry" else "/v1")
+
+    def _headers(self) -> dict[str, str]:
+        return {"x-request-id": f"req_{next(self.ids):06d}"}
+
+    def handle(self, req: Request) -> Response:
+        resp = self._route(req)
+        if not req.path.startswith("/files/"):
+            resp.headers.setdefault("x-request-id", f"req_{next(self.ids):06d}")
+        return resp
+
+    def _route(self, req: Request) -> Response:
+        path = req.path.split("?")[0]
+        if path.startswith("/files/"):
+            if req.headers.get("authorization"):
+                return Response(400, b"image host got an Authorization header")
+            data = self.files.get(path[len("/files/"):])
+            if data is None:
+                return Response(404, b"<html><title>404 Not Found</title></html>",
+                                {"content-type": "text/html"})
+            return Response(200, data, {"content-type": "image/png"})
+        prefix = "/api/llm" if self.mode == "truefoundry" else "/v1"
+        if not path.startswith(prefix + "/"):
+            return error(404, f"Invalid URL ({req.method} {path})")
+        route = path[len(prefix):]
+        auth = req.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.keys:
+            return error(401, "Incorrect API key provided.", "invalid_api_key")
+        if route == "/models" and req.method == "GET":
+            return Response.json({"object": "list", "data": [
+                {"id": m, "object": "model"} for m in MODELS + ["gpt-4o", "whisper-1"]]},
+                **self._headers())
+        if route == "/images/generations" and req.method == "POST":
+            if not req.headers.get("content-type", "").startswith("application/json"):
+                return error(400, "Content-Type must be application/json")
+            try:
+                body = req.json()
+            except ValueError:
+                return error(400, "We could not parse the JSON body of your request.")
+            if not isinstance(body, dict):
+                return error(400, "Body must be a JSON object")
+            return self.generate(body)
+        if route == "/images/edits" and req.method == "POST":
+            return self.edit(req)
+        return error(404, f"Invalid URL ({req.method} {path})")
+
+    # ------------------------------------------------------------------
+    def _model(self, body: dict[str, Any]) -> tuple[str | None, Response | None]:
+        model = body.get("model", "dall-e-2")
+        if not isinstance(model, str):
+            return None, error(400, "model must be a string", param="model")
+        if self.mode == "truefoundry":
+            if "/" not in model:
+                return None, error(400, f"Model '{model}' must be ACCOUNT/MODEL", param="model")
+            model = model.split("/", 1)[1]
+        if self.mode == "yescale":
+            if model not in ("flux-pro", "flux-dev", "dall-e-3"):
+                return None, error(400, f"model {model} not available", "model_not_found")
+        elif model not in MODELS:
+            return None, error(404, f"The model '{model}' does not exist",
+                               "model_not_found", "model")
+        return model, None
+
+    def check(self, body: dict[str, Any], fields: set[str], model: str) -> Response | None:
+        fam = family(model)
+        if self.mode == "yescale" and model != "dall-e-3":
+            fields = {"prompt", "model", "n", "size"}
+        for k in body:
+            if k not in fields:
+                return error(400, f"Unrecognized request argument supplied: {k}", param=k)
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            return error(400, "Missing required parameter: 'prompt'.", param="prompt")
+        if len(prompt) > PROMPT_MAX.get(fam, 32000):
+            return error(400, f"'prompt' is too long: maximum {PROMPT_MAX.get(fam)}",
+                         "string_above_max_length", "prompt")
+        n = body.get("n", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+            return error(400, f"Invalid 'n': {n}", "invalid_value", "n")
+        if fam == "dall-e-3" and n != 1:
+            return error(400, "Invalid 'n': dall-e-3 only supports n=1.", "invalid_value", "n")
+        size = body.get("size")
+        if size is not None:
+            if self.mode == "yescale" and model != "dall-e-3":
+                ok = size in YESCALE_SIZES
+            elif fam == "gpt-image-2":
+                ok = size == "auto" or _free_size_ok(size)
+            else:
+                ok = size in SIZES.get(fam, set())
+            if not ok:
+                return error(400, f"Invalid value: '{size}'. Supported values are: "
+                             f"{sorted(SIZES.get(fam, YESCALE_SIZES))}", "invalid_value", "size")
+        gpt = fam.startswith("gpt-image")
+        if gpt and "response_format" in body:
+            return error(400, "Unknown parameter: 'response_format'.", "unknown_parameter",
+                         "response_format")
+        if not gpt:
+            for k in ("output_format", "output_compression", "background", "moderation",
+                      "stream", "partial_images", "input_fidelity"):
+                if k in body:
+                    return error(400, f"Unknown parameter: '{k}'.", "unknown_parameter", k)
+        if "style" in body and fam != "dall-e-3":
+            return error(400, "Unknown parameter: 'style'.", "unknown_parameter", "style")
+        allowed = {"dall-e-2": {"standard"}, "dall-e-3": {"standard", "hd"}}.get(
+            fam, {"low", "medium", "high", "auto"})
+        if "quality" in body and body["quality"] not in allowed:
+            return error(400, f"Invalid value for 'quality': {body['quality']}",
+                         "invalid_value", "quality")
+        if body.get("response_format", "url") not in ("url", "b64_json"):
+            return error(400, "Invalid 'response_format'", "invalid_value", "response_format")
+        if body.get("output_format", "png") not in ("png", "jpeg", "webp"):
+            return error(400, "Invalid 'output_format'", "invalid_value", "output_format")
+        if not 0 <= body.get("partial_images", 0) <= 3:
+            return error(400, "Invalid 'partial_images'", "invalid_value", "partial_images")
+        if "moderation_blocked" in prompt:
+            return error(400, "Your request was rejected by the safety system.",
+                         "moderation_blocked")
+        return None
+
+    def _image(self, body: dict[str, Any], index: int, fmt: str = "png") -> bytes:
+        size = body.get("size") or "1024x1024"
+        if size == "auto":
+            size = "1024x1024"
+        w, h = (int(x) for x in size.split("x"))
+        if self.image_size:
+            w, h = self.image_size
+        data = png(w, h, color_for(f"{body.get('prompt')}/{next(self.ids)}", index))
+        return data if fmt == "png" else reencode(data, fmt)
+
+    def generate(self, body: dict[str, Any]) -> Response:
+        model, bad = self._model(body)
+        if bad:
+            return bad
+        assert model is not None
+        bad = self.check(body, GEN_FIELDS, model)
+        if bad:
+            return bad
+        return self.answer(body, model, "image_generation")
+
+    def answer(self, body: dict[str, Any], model: str, kind: str) -> Response:
+        fam = family(model)
+        n = body.get("n", 1)
+        fmt = body.get("output_format", "png")
+        headers = self._headers()
+        if self.mode == "truefoundry":
+            headers["x-tfy-resolved-model"] = f"openai/{model}"
+        if body.get("stream"):
+            return self.stream(body, n, fmt, kind, headers)
+        items = []
+        for i in range(n):
+            data = self._image(body, i, fmt)
+            as_url = (self.mode == "yescale" and model != "dall-e-3") or (
+                not fam.startswith("gpt-image") and body.get("response_format", "url") == "url")
+            if as_url:
+                name = f"img{next(self.ids)}.png"
+                self.files[name] = data
+                item: dict[str, Any] = {"url": f"{self.server.url}/files/{name}"}
+                if self.mode == "yescale":
+                    item.update({"b64_json": None, "revised_prompt": None})
+            else:
+                item = {"b64_json": base64.b64encode(data).decode()}
+            if fam == "dall-e-3":
+                item["revised_prompt"] = "A revised " + body["prompt"]
+            items.append(item)
+        out: dict[str, Any] = {"created": 1724554354, "data": items}
+        if fam.startswith("gpt-image"):
+            out.update({"background": body.get("background", "opaque"), "output_format": fmt,
+                        "quality": body.get("quality", "auto"), "size": body.get("size", "auto"),
+                        "usage": {"total_tokens": 100 * n, "input_tokens": 10 * n,
+                                  "output_tokens": 90 * n}})
+        return Response.json(out, **headers)
+
+    def stream(self, body: dict[str, Any], n: int, fmt: str, kind: str,
+               headers: dict[str, str]) -> Response:
+        partials = body.get("partial_images", 0)
+
+        def events() -> Any:
+            for i in range(n):
+                for k in range(partials):
+                    frame = {"type": f"{kind}.partial_image", "partial_image_index": k,
+                             "b64_json": base64.b64encode(self._image(body, 100 + k, fmt))
+                             .decode(), "output_format": fmt}
+                    yield f"event: {kind}.partial_image\ndata: {json.dumps(frame)}\n\n".encode()
+                frame = {"type": f"{kind}.completed",
+                         "b64_json": base64.b64encode(self._image(body, i, fmt)).decode(),
+                         "usage": {"total_tokens": 100}}
+                yield f"event: {kind}.completed\ndata: {json.dumps(frame)}\n\n".encode()
+
+        return Response(200, events(), {"content-type": "text/event-stream", **headers})
+
+    def edit(self, req: Request) -> Response:
+        from tests.fakes.multipart import parse_multipart
+
+        ctype = req.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            return error(400, "Edits need multipart/form-data", "invalid_request")
+        try:
+            fields, files = parse_multipart(req.body, ctype)
+        except ValueError as exc:
+            return error(400, f"Bad multipart body: {exc}")
+        body: dict[str, Any] = {}
+        for k, v in fields.items():
+            body[k] = int(v) if k in ("n", "partial_images", "output_compression") else v
+        if "stream" in body:
+            body["stream"] = body["stream"] == "true"
+        model, bad = self._model(body)
+        if bad:
+            return bad
+        assert model is not None
+        bad = self.check(body, EDIT_FIELDS, model)
+        if bad:
+            return bad
+        return self.check_edit_files(files, model) or self.answer(body, model, "image_edit")
+
+    def check_edit_files(self, files: dict[str, list[tuple[str, str, bytes]]],
+                         model: str) -> Response | None:
+        import io
+
+        from PIL import Image
+
+        fam = family(model)
+        images = files.get("image", []) + files.get("image[]", [])
+        if not images:
+            return error(400, "Missing required parameter: 'image'.", param="image")
+        if len(images) > 1 and not fam.startswith("gpt-image"):
+            return error(400, "Only one image is accepted for this model", param="image")
+        sizes = []
+        for name, ctype, data in images:
+            if ctype not in ("image/png", "image/jpeg", "image/webp"):
+                return error(400, f"Invalid image content type {ctype}", param="image")
+            with Image.open(io.BytesIO(data)) as im:
+                sizes.append(im.size)
+                if fam == "dall-e-2":
+                    if ctype != "image/png" or im.size[0] != im.size[1] or len(data) >= 4 << 20:
+                        return error(400, "dall-e-2 needs one square PNG under 4 MB",
+                                     param="image")
+        masks = files.get("mask", [])
+        if masks:
+            _, mtype, mdata = masks[0]
+            if mtype != "image/png":
+                return error(400, "mask must be a PNG", param="mask")
+            with Image.open(io.BytesIO(mdata)) as m:
+                if m.mode != "RGBA":
+                    return error(400, "Invalid mask: it must have an alpha channel",
+                                 param="mask")
+                if m.size != sizes[0]:
+                    return error(400, "Invalid mask: it must be the same size as the image",
+                                 param="mask")
+                self.last_mask_alpha = m.getchannel("A").tobytes()
+        return None
+
+
+def _free_size_ok(size: str) -> bool:
+    try:
+        w, h = (int(x) for x in size.split("x"))
+    except ValueError:
+        return False
+    return (w % 16 == 0 and h % 16 == 0 and max(w, h) <= 3840 and w * h <= 3840 * 2160
+            and max(w, h) / min(w, h) <= 3)
