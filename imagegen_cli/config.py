@@ -150,9 +150,8 @@ def _type_name(t: type | tuple[type, ...]) -> str:
 
 
 def _check_type(value: Any, expected: type | tuple[type, ...]) -> bool:
-    if expected is int or expected == (int, float):
-        if isinstance(value, bool):
-            return False
+    if (expected is int or expected == (int, float)) and isinstance(value, bool):
+        return False
     return isinstance(value, expected)
 
 

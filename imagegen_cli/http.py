@@ -5,7 +5,6 @@ httpx is imported when a Transport is built, never on the `--help` path.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import re
@@ -89,7 +88,12 @@ class HttpCall:
                     for name, f in (self.files or [])
                 ],
             }
-        return json.loads(redact(json.dumps(out)))
+        redacted: dict[str, Any] = json.loads(redact(json.dumps(out, default=_short)))
+        return redacted
+
+
+def _short(value: Any) -> str:
+    return f"<{type(value).__name__}>"
 
 
 def error_message(resp: httpx.Response) -> tuple[str, str | None]:
@@ -142,10 +146,15 @@ def retry_after(resp: httpx.Response) -> float | None:
         return float(value)
     except ValueError:
         pass
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
+    import email.utils
+
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
     if parsed is None:
         return None
-    return max(0.0, parsed.timestamp() - time.time())
+    return max(0.0, float(parsed.timestamp()) - time.time())
 
 
 def classify(resp: httpx.Response, who: str) -> ProviderError:
@@ -220,7 +229,7 @@ class Transport:
         return self.client.build_request(call.method, call.url, **kwargs)
 
     def _backoff(self, attempt: int) -> float:
-        return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+        return float(min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random()))
 
     def send(self, call: HttpCall, *, stream: bool = False) -> httpx.Response:
         """Send with retries; a 2xx response or a ProviderError. Streams are never retried

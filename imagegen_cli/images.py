@@ -111,7 +111,8 @@ def _complete(data: bytes, fmt: str) -> bool:
     if fmt == "jpeg":
         return data.rstrip(b"\x00").endswith(b"\xff\xd9")
     if fmt == "webp":
-        return struct.unpack("<I", data[4:8])[0] + 8 <= len(data)
+        riff_size: int = struct.unpack("<I", data[4:8])[0]
+        return riff_size + 8 <= len(data)
     return True
 
 
@@ -212,7 +213,8 @@ def _png_with_text(data: bytes, fields: dict[str, str]) -> bytes:
     chunks = []
     for key, value in fields.items():
         try:
-            chunks.append(_png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")))
+            body = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+            chunks.append(_png_chunk(b"tEXt", body))
         except UnicodeEncodeError:
             body = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
             chunks.append(_png_chunk(b"iTXt", body))

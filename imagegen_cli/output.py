@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import string
@@ -39,7 +40,7 @@ def check_template(template: str) -> None:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise UsageError(f"Bad --output template '{template}': {exc}") from None
-    for _, name, spec, conv in parsed:
+    for _, name, _spec, conv in parsed:
         if name is None:
             continue
         if name not in FIELDS:
@@ -175,10 +176,8 @@ def write_atomic(
             os.unlink(tmp)
             return target
     except OSError as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
 
 

@@ -105,9 +105,8 @@ class Saver:
             data = images.embed_metadata(data, fmt, meta)
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
-        if img.partial is not None:
-            if not self.keep_partials or self.stdout is not None:
-                return None
+        if img.partial is not None and (not self.keep_partials or self.stdout is not None):
+            return None
         if self.stdout is not None:
             self.stdout.write(data)
             self.stdout.flush()

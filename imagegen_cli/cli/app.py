@@ -3,15 +3,19 @@ messages and exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from imagegen_cli import __version__
 from imagegen_cli.errors import ExitCode, ImagegenError
+
+if TYPE_CHECKING:
+    from typer._click.exceptions import UsageError as UsageErrorT
 
 app = typer.Typer(
     name="imagegen",
@@ -54,26 +58,18 @@ def debug_enabled() -> bool:
 from imagegen_cli.cli import generate as _generate  # noqa: E402  (registers commands)
 
 _generate.register(app)
-try:
-    from imagegen_cli.cli import providers as _providers  # noqa: E402
-
-    app.add_typer(_providers.app, name="providers")
-except ImportError:  # pragma: no cover - during bootstrap
-    pass
-try:
-    from imagegen_cli.cli import config as _config  # noqa: E402
-
-    app.add_typer(_config.app, name="config")
-except ImportError:  # pragma: no cover
-    pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every error is converted here."""
-    from typer._click import exceptions as click_exc
     from typer.main import get_command
 
-    from imagegen_cli.cli.console import err
+    click_usage, click_abort = _click_errors()
+
+    def err(text: str, prefix: str = "") -> None:
+        from imagegen_cli.cli.console import err as _err
+
+        _err(text, prefix=prefix)
 
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args or bool(os.environ.get("IMAGEGEN_DEBUG"))
@@ -83,14 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImagegenError as exc:
         err(str(exc), prefix="error")
         return int(exc.exit_code)
-    except click_exc.UsageError as exc:
+    except click_usage as exc:
         # Typer/click usage errors (unknown option, bad value): exit 2, one message.
-        hint = ""
-        if exc.ctx is not None:
-            hint = f" (see `{exc.ctx.command_path} --help`)"
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            sys.stderr.write(ctx.get_help() + "\n")
+            return int(ExitCode.USAGE)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         err(exc.format_message() + hint, prefix="error")
         return int(ExitCode.USAGE)
-    except click_exc.Abort:
+    except click_abort:
         err("interrupted")
         return int(ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
@@ -98,10 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (`| head`): not our error.
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
         return 0
     except Exception as exc:  # noqa: BLE001 - the one catch-all, exit 1
         if _state["debug"]:
@@ -116,6 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(rv, int):
         return rv
     return 0
+
+
+def _click_errors() -> tuple[type[UsageErrorT], type[BaseException]]:
+    """Typer vendors click as typer._click (pinned in pyproject)."""
+    from typer._click.exceptions import UsageError
+    from typer.exceptions import Abort
+
+    return UsageError, Abort
 
 
 def run() -> None:

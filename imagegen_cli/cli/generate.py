@@ -160,9 +160,9 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         if not opts["quiet"]:
             note(f"--aspect {aspect}: using size {req.size}")
     if inpaint:
-        from imagegen_cli import masks
+        from imagegen_cli.masks import attach
 
-        req = masks.attach(req, opts["image"], opts["mask"], opts["invert_mask"])
+        req = attach(req, opts["image"], opts["mask"], opts["invert_mask"])
     req = provider.validate(req, inpaint=inpaint)
     caps = provider.capabilities(req.model)
     if fmt and fmt in caps.formats:
@@ -176,7 +176,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         from imagegen_cli.pipeline import batches
 
         shown_key = key or (f"${pcfg.api_key_env}" if pcfg.api_key_env else None)
-        calls = []
+        calls: list[dict[str, Any]] = []
         for n in batches(req.n, caps.max_n):
             sub = req.with_(n=n)
             calls.extend(c.describe() for c in provider.prepare(sub, shown_key))
@@ -195,7 +195,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
 
     from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.http import Transport
-    from imagegen_cli.pipeline import Saver, SavedImage, execute
+    from imagegen_cli.pipeline import SavedImage, Saver, execute
 
     reporter = make_reporter(opts["quiet"])
     saver = Saver(
@@ -228,7 +228,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         report = {
             "provider": provider.name,
             "model": req.model,
-            "request_id": (outcome.request_ids or [None])[0],
+            "request_id": outcome.request_ids[0] if outcome.request_ids else None,
             "request_ids": outcome.request_ids,
             "timings": outcome.timings,
             "usage": outcome.usage,

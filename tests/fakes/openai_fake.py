@@ -296,15 +296,14 @@ class OpenAIFake:
         if len(images) > 1 and not fam.startswith("gpt-image"):
             return error(400, "Only one image is accepted for this model", param="image")
         sizes = []
-        for name, ctype, data in images:
+        for _name, ctype, data in images:
             if ctype not in ("image/png", "image/jpeg", "image/webp"):
                 return error(400, f"Invalid image content type {ctype}", param="image")
             with Image.open(io.BytesIO(data)) as im:
                 sizes.append(im.size)
-                if fam == "dall-e-2":
-                    if ctype != "image/png" or im.size[0] != im.size[1] or len(data) >= 4 << 20:
-                        return error(400, "dall-e-2 needs one square PNG under 4 MB",
-                                     param="image")
+                bad = ctype != "image/png" or im.size[0] != im.size[1] or len(data) >= 4 << 20
+                if fam == "dall-e-2" and bad:
+                    return error(400, "dall-e-2 needs one square PNG under 4 MB", param="image")
         masks = files.get("mask", [])
         if masks:
             _, mtype, mdata = masks[0]

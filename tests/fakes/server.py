@@ -3,6 +3,7 @@ and a script of canned answers that take precedence over the dialect."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import threading
@@ -79,10 +80,8 @@ class FakeServer:
                 if isinstance(resp.body, bytes):
                     self.send_header("content-length", str(len(resp.body)))
                     self.end_headers()
-                    try:
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                         self.wfile.write(resp.body)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
                 else:
                     self.send_header("transfer-encoding", "chunked")
                     self.end_headers()

@@ -1,0 +1,64 @@
+"""The process as users and scripts see it: entry points, --help cost, stdout/stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import run_cli
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)
+
+
+def test_help_imports_no_heavy_modules() -> None:
+    code = ("import sys, io, contextlib\n"
+            "from imagegen_cli.cli.app import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['generate', '--help'])\n"
+            "heavy = {'httpx', 'PIL', 'torch', 'diffusers', 'rich', 'httpcore'}\n"
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n")
+    r = _run("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_python_dash_m_and_version() -> None:
+    r = _run("-m", "imagegen_cli", "--version")
+    assert r.returncode == 0 and r.stdout.startswith("imagegen ")
+
+
+def test_no_args_shows_help() -> None:
+    r = run_cli([])
+    assert "generate" in r.stdout + r.err
+
+
+def test_errors_go_to_stderr_without_traceback() -> None:
+    r = _run("-m", "imagegen_cli", "generate", "x", "--size", "huge",
+             IMAGEGEN_PROVIDER="openai", OPENAI_API_KEY="k")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith("error: --size 'huge'")
+    assert "Traceback" not in r.stderr
+
+
+def test_internal_error_exits_1_and_debug_shows_traceback(monkeypatch: object) -> None:
+    import pytest
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OPENAI_API_KEY", "k")
+
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("kaput")
+
+    mp.setattr("imagegen_cli.cli.generate.read_prompt", boom)
+    try:
+        r = run_cli(["generate", "x", "-p", "openai"])
+        assert r.code == 1 and "internal error" in r.err and "Traceback" not in r.err
+        r = run_cli(["--debug", "generate", "x", "-p", "openai"])
+        assert r.code == 1 and "Traceback" in r.err and "kaput" in r.err
+    finally:
+        mp.undo()

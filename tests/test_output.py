@@ -1,0 +1,93 @@
+"""Output naming, never-overwrite and atomic writes."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from imagegen_cli.errors import OutputError, UsageError
+from imagegen_cli.output import OutputPlan, slug, write_atomic
+
+NOW = datetime(2026, 1, 2, 3, 4, 5)
+
+
+def path(plan: OutputPlan, prompt: str = "a cat", index: int = 1, count: int = 1) -> str:
+    return str(plan.path_for(prompt=prompt, index=index, count=count, ext="png", seed=42,
+                             model="acct/gpt-image-1", provider="openai", now=NOW))
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ("A Cat!", "a-cat"),
+    ("../../etc/passwd", "etc-passwd"),
+    ("/absolute/path", "absolute-path"),
+    ("crème brûlée ☕", "creme-brulee"),
+    ("☕☕☕", "image"),
+    ("x" * 100, "x" * 40),
+])
+def test_slug_is_safe(prompt: str, expected: str) -> None:
+    assert slug(prompt) == expected
+
+
+def test_template_fields() -> None:
+    plan = OutputPlan.from_option("{provider}/{model}-{seed}-{date}-{time}-{index}of{count}.{ext}")
+    assert path(plan, count=2) == "openai/acct-gpt-image-1-42-20260102-030405-1of2.png"
+
+
+def test_prompt_cannot_escape_folder(tmp_path: Path) -> None:
+    plan = OutputPlan.from_option(str(tmp_path) + "/{prompt}.{ext}")
+    p = Path(path(plan, prompt="../../../../tmp/evil"))
+    assert p.parent == tmp_path
+
+
+def test_directory_and_trailing_slash(tmp_path: Path) -> None:
+    assert path(OutputPlan.from_option(str(tmp_path))).startswith(str(tmp_path) + "/20260102-")
+    assert path(OutputPlan.from_option("new/")).startswith("new/20260102-030405-a-cat-1")
+
+
+def test_exact_file_numbers_extra_images() -> None:
+    plan = OutputPlan.from_option("out.png")
+    assert path(plan, index=1, count=3) == "out.png"
+    assert path(plan, index=3, count=3) == "out-3.png"
+
+
+def test_braces_in_plain_name_are_literal_when_no_field() -> None:
+    with pytest.raises(UsageError):
+        OutputPlan.from_option("{bad}.png")
+
+
+def test_write_never_overwrites(tmp_path: Path) -> None:
+    target = tmp_path / "a.png"
+    assert write_atomic(target, b"1") == target
+    assert write_atomic(target, b"2") == tmp_path / "a-1.png"
+    assert target.read_bytes() == b"1"
+    assert write_atomic(target, b"3", overwrite=True) == target
+    assert target.read_bytes() == b"3"
+
+
+def test_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    write_atomic(tmp_path / "d" / "x.png", b"data")
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["x.png"]
+
+
+def test_companion_names_kept_free(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text("{}")
+    assert write_atomic(tmp_path / "a.png", b"1", companions=(".json",)) == tmp_path / "a-1.png"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permissions")
+def test_unwritable_folder(tmp_path: Path) -> None:
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(OutputError):
+            write_atomic(tmp_path / "x.png", b"1")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_folder_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OutputError, match="Cannot create folder"):
+        write_atomic(tmp_path / "f" / "x.png", b"1")
