@@ -288,6 +288,28 @@ class Transport:
                 request_id=request_id_of(resp),
             ) from None
 
+    def json_spooled(self, call: HttpCall) -> tuple[Any, httpx.Response]:
+        """Like `json`, but b64_json strings arrive as jsonstream.Spool objects on disk."""
+        from imagegen_cli import jsonstream
+
+        resp = self.send(call, stream=True)
+        try:
+            return jsonstream.load(resp.iter_bytes()), resp
+        except ValueError as exc:
+            raise UnavailableError(
+                f"{self.who} answered with a malformed body ({exc})",
+                status=resp.status_code, request_id=request_id_of(resp)) from None
+        except Exception as exc:
+            import httpx
+
+            if isinstance(exc, httpx.TransportError):
+                raise UnavailableError(
+                    f"{self.who}'s answer broke off: {_reason(exc)}",
+                    request_id=request_id_of(resp)) from None
+            raise
+        finally:
+            resp.close()
+
     def download(self, url: str, *, cap: int = DOWNLOAD_CAP,
                  on_bytes: Callable[[int, int], None] | None = None) -> bytes:
         """Fetch an image URL: http(s) only, size-capped, never with the provider's key."""

@@ -158,7 +158,7 @@ class OpenAIProvider(Provider):
             yield from self._stream(call, transport, reporter)
             return
         reporter.status(f"waiting for {self.name}")
-        payload, resp = transport.json(call)
+        payload, resp = transport.json_spooled(call)
         info = CallInfo(request_id=request_id_of(resp))
         tfy = resp.headers.get("x-tfy-resolved-model")
         if tfy:
@@ -235,6 +235,10 @@ class OpenAIProvider(Provider):
 
 
 def _b64(value: Any, who: str) -> bytes:
+    from imagegen_cli.jsonstream import Spool
+
+    if isinstance(value, Spool):
+        return value.read()
     if not isinstance(value, str) or not value:
         raise UnavailableError(f"{who} sent an image frame without data")
     try:
