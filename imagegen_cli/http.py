@@ -26,6 +26,8 @@ from imagegen_cli.errors import (
 if TYPE_CHECKING:
     import httpx
 
+    from imagegen_cli.jsonstream import Spool
+
 RETRY_STATUSES = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0
 DOWNLOAD_CAP = 64 * 1024 * 1024
@@ -310,9 +312,18 @@ class Transport:
         finally:
             resp.close()
 
-    def download(self, url: str, *, cap: int = DOWNLOAD_CAP,
+    def download(self, url: str, *, cap: int | None = None,
                  on_bytes: Callable[[int, int], None] | None = None) -> bytes:
         """Fetch an image URL: http(s) only, size-capped, never with the provider's key."""
+        return self.download_spooled(url, cap=cap, on_bytes=on_bytes).read()
+
+    def download_spooled(self, url: str, *, cap: int | None = None,
+                         on_bytes: Callable[[int, int], None] | None = None) -> Spool:
+        """`download` into a temporary file (read it once with .read())."""
+        from imagegen_cli.jsonstream import Spool
+
+        cap = cap or DOWNLOAD_CAP
+
         import httpx
 
         scheme = urlsplit(url).scheme.lower()
@@ -334,17 +345,19 @@ class Transport:
                             raise UnavailableError(
                                 f"Image at {_host(url)} is {total} bytes, over the "
                                 f"{cap} byte limit")
-                        chunks = []
+                        spool = Spool()
                         got = 0
                         for chunk in resp.iter_bytes():
                             got += len(chunk)
                             if got > cap:
+                                spool.file.close()
                                 raise UnavailableError(
                                     f"Image at {_host(url)} is over the {cap} byte limit")
-                            chunks.append(chunk)
+                            spool.file.write(chunk)
                             if on_bytes:
                                 on_bytes(got, total)
-                        return b"".join(chunks)
+                        spool.size = got
+                        return spool
             except httpx.TimeoutException:
                 if attempt >= self.retries:
                     raise UnavailableError(f"Timed out downloading from {_host(url)}") from None

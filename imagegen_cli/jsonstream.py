@@ -24,7 +24,7 @@ class Spool:
     """Decoded image bytes parked on disk until read once."""
 
     def __init__(self) -> None:
-        self.file: IO[bytes] = tempfile.TemporaryFile()
+        self.file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives until read
         self.size = 0
 
     def read(self) -> bytes:

@@ -93,8 +93,8 @@ class Saver:
         return {k: v for k, v in out.items() if v is not None}
 
     def save(self, img: GeneratedImage, index: int) -> SavedImage | None:
-        assert img.data is not None
-        data = img.data
+        data = img.load()
+        img.data = None  # the only copy from here on is `data`
         fmt, width, height = images.verify(data)
         target = self.wanted_format or (fmt if fmt in EXTENSIONS else "png")
         if fmt != target:
@@ -189,10 +189,11 @@ def execute(
     seen_infos: set[int] = set()
 
     def fetch(img: GeneratedImage) -> GeneratedImage:
-        if img.data is None and img.url:
+        if img.data is None and img.loader is None and img.url:
             reporter.status(f"downloading image {img.index + 1}")
-            img.data = transport.download(
+            spool = transport.download_spooled(
                 img.url, on_bytes=lambda got, total: reporter.step(got, total))
+            img.loader = spool.read
         return img
 
     def handle(batch: int, img: GeneratedImage, info: CallInfo) -> None:
@@ -223,11 +224,18 @@ def execute(
         except ImagegenError as exc:
             outcome.failures.append(exc)
     else:
-        inbox: queue.Queue[tuple[str, int, Any, Any]] = queue.Queue()
-        sem = threading.Semaphore(workers)
+        # Bounded: workers wait for the writer, so at most a few images are in memory.
+        inbox: queue.Queue[tuple[str, int, Any, Any]] = queue.Queue(maxsize=1)
+        todo: queue.Queue[int] = queue.Queue()
+        for b in range(len(sizes)):
+            todo.put(b)
 
-        def work(batch: int) -> None:
-            with sem:
+        def work() -> None:
+            while True:
+                try:
+                    batch = todo.get_nowait()
+                except queue.Empty:
+                    return
                 try:
                     sub = req.with_(n=sizes[batch])
                     for img, info in provider.run(sub, key, transport, reporter):
@@ -239,9 +247,10 @@ def execute(
                 finally:
                     inbox.put(("done", batch, None, None))
 
-        for b in range(len(sizes)):
-            # Daemon threads: Ctrl-C or a write error must not wait for slow calls.
-            threading.Thread(target=work, args=(b,), daemon=True).start()
+        # A few daemon threads, not one per batch: memory stays flat as -n grows, and
+        # Ctrl-C or a write error never waits for slow calls.
+        for _ in range(min(workers, len(sizes))):
+            threading.Thread(target=work, daemon=True).start()
         pending = len(sizes)
         while pending:
             kind, batch, payload, info = inbox.get()

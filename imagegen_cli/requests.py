@@ -90,6 +90,17 @@ class GeneratedImage:
     seed: int | None = None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Bytes parked on disk (a spooled answer or download), read when the image is
+    # written: big buffers then live on the writing thread only.
+    loader: Callable[[], bytes] | None = None
+
+    def load(self) -> bytes:
+        if self.data is None and self.loader is not None:
+            self.data = self.loader()
+            self.loader = None
+        if self.data is None:
+            raise ValueError("image has no data")
+        return self.data
 
 
 @dataclass

@@ -395,18 +395,9 @@ def test_url_with_bad_scheme_refused(fake: OpenAIFake) -> None:
 
 def test_url_over_size_cap(fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("imagegen_cli.http.DOWNLOAD_CAP", 1000)
-    monkeypatch.setattr("imagegen_cli.http.Transport.download.__defaults__", None,
-                        raising=False)
     fake.files["big.png"] = png(200, 200) + b"\0" * 5000
     fake.server.script.append(Response.json({"created": 1, "data": [
         {"url": f"{fake.server.url}/files/big.png"}]}))
-    from imagegen_cli.http import Transport
-
-    orig = Transport.download
-
-    def capped(self: Transport, url: str, *, cap: int = 1000, on_bytes: object = None) -> bytes:
-        return orig(self, url, cap=1000)
-
-    monkeypatch.setattr(Transport, "download", capped)
     r = run_cli(["generate", "sky", "-o", "x.png"])
-    assert r.code == 6 and "limit" in r.err
+    assert r.code == 6 and "1000 byte limit" in r.err
+    assert not Path("x.png").exists()

@@ -15,7 +15,7 @@ from imagegen_cli import __version__
 from imagegen_cli.errors import ExitCode, ImagegenError
 
 if TYPE_CHECKING:
-    from typer._click.exceptions import UsageError as UsageErrorT
+    from click.exceptions import UsageError as UsageErrorT
 
 app = typer.Typer(
     name="imagegen",
@@ -115,9 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _click_errors() -> tuple[type[UsageErrorT], type[BaseException]]:
-    """Typer vendors click as typer._click (pinned in pyproject)."""
-    from typer._click.exceptions import UsageError
-    from typer.exceptions import Abort
+    from click.exceptions import Abort, UsageError
 
     return UsageError, Abort
 

@@ -252,6 +252,8 @@ def parse_images(
 ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
     """Images from an OpenAI-shaped answer (or a bare list): b64_json or url items,
     with explicit nulls or empty strings standing for absent fields."""
+    from imagegen_cli.jsonstream import Spool
+
     if isinstance(payload, dict):
         if payload.get("error"):
             err = payload["error"]
@@ -271,7 +273,9 @@ def parse_images(
         revised = item.get("revised_prompt") or None
         b64 = item.get("b64_json")
         url = item.get("url")
-        if b64:
+        if isinstance(b64, Spool):
+            yield GeneratedImage(index=i, loader=b64.read, revised_prompt=revised), info
+        elif b64:
             yield GeneratedImage(index=i, data=_b64(b64, who), revised_prompt=revised), info
         elif url:
             yield GeneratedImage(index=i, url=str(url), revised_prompt=revised), info

@@ -54,6 +54,7 @@ class OpenAIFake:
         self.mode = mode
         self.keys = keys
         self.image_size = image_size  # override the answered pixel size (small & fast)
+        self.fixed_image: bytes | None = None  # answer these bytes for every image (bench)
         self.ids = itertools.count(1)
         self.files: dict[str, bytes] = {}
         self.server = FakeServer(self.handle)
@@ -189,6 +190,8 @@ class OpenAIFake:
         return None
 
     def _image(self, body: dict[str, Any], index: int, fmt: str = "png") -> bytes:
+        if self.fixed_image is not None:
+            return self.fixed_image
         size = body.get("size") or "1024x1024"
         if size == "auto":
             size = "1024x1024"
