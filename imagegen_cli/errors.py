@@ -8,7 +8,8 @@
     │   ├── RefusedError          5  other 4xx, content policy, quota, failed job
     │   └── UnavailableError      6  429/5xx/timeouts after retries, malformed answers
     ├── OutputError               7  output could not be written
-    └── PartialError              8  some images written, some failed
+    ├── PartialError              8  some images written, some failed
+    └── Interrupted             130  Ctrl-C (names any job left running)
 
 The CLI converts these to messages and exit codes in exactly one place
 (`imagegen_cli.cli.app.main`).
@@ -99,3 +100,9 @@ class OutputError(ImagegenError):
 
 class PartialError(ImagegenError):
     exit_code = ExitCode.PARTIAL
+
+
+class Interrupted(ImagegenError):
+    """Ctrl-C: the message says what was left running (job ids)."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -47,6 +47,8 @@ class ImageRequest:
     # local provider
     device: str | None = None
     dtype: str | None = None
+    # What validation adjusted, for the user to read on stderr.
+    notices: list[str] = field(default_factory=list)
 
     def with_(self, **changes: Any) -> ImageRequest:
         return dataclasses.replace(self, **changes)
@@ -115,6 +117,13 @@ class CallInfo:
 
 class Reporter:
     """Progress sink; the CLI subclasses it with a rich display. Default: silent."""
+
+    def __init__(self) -> None:
+        self.jobs: list[str] = []
+
+    def job(self, job_id: str) -> None:
+        """A provider-side job was submitted (so Ctrl-C can say which)."""
+        self.jobs.append(job_id)
 
     def status(self, text: str) -> None:
         """A coarse phase: 'waiting for provider', 'job QUEUED', ..."""

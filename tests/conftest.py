@@ -102,3 +102,25 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[OpenAIFake
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     yield f
     f.stop()
+
+
+@pytest.fixture
+def distribute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    from tests.fakes.distribute_fake import DistributeFake
+
+    f = DistributeFake().start()
+    write_config(f'[providers.distribute]\nbase_url = "{f.url}"\n', monkeypatch, tmp_path)
+    monkeypatch.setenv("DISTRIBUTE_API_KEY", f.key)
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def nebula(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    from tests.fakes.nebula_fake import NebulaFake
+
+    f = NebulaFake().start()
+    write_config(f'[providers.nebula]\nbase_url = "{f.url}"\n', monkeypatch, tmp_path)
+    monkeypatch.setenv("NEBULA_API_KEY", f.key)
+    yield f
+    f.stop()

@@ -43,6 +43,7 @@ class StderrReporter(Reporter):
     """Notices only: used when stderr is not a terminal or with -q."""
 
     def __init__(self, quiet: bool) -> None:
+        super().__init__()
         self.quiet = quiet
 
     def note(self, text: str) -> None:
@@ -63,6 +64,7 @@ class RichReporter(Reporter):
             TimeElapsedColumn,
         )
 
+        super().__init__()
         self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
         self.progress = Progress(
             SpinnerColumn(),

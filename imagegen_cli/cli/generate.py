@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from imagegen_cli.cli.options import INPAINT, image_command
-from imagegen_cli.errors import ImagegenError, PartialError, UsageError
+from imagegen_cli.errors import ImagegenError, Interrupted, PartialError, UsageError
 
 FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 
@@ -164,6 +164,9 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
 
         req = attach(req, opts["image"], opts["mask"], opts["invert_mask"])
     req = provider.validate(req, inpaint=inpaint)
+    if not opts["quiet"]:
+        for text in req.notices:
+            note(text)
     caps = provider.capabilities(req.model)
     if fmt and fmt in caps.formats:
         req = req.with_(output_format=fmt)
@@ -208,10 +211,22 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     )
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
 
+    # Paths are printed in index order (images may finish out of order when several
+    # requests run at once), each as soon as all before it are printed.
+    printed = {"next": 1}
+    waiting: dict[int, str] = {}
+
     def on_saved(s: SavedImage) -> None:
         if s.partial is not None or opts["json_out"] or plan.stdout:
             return
-        out(s.path)
+        waiting[s.index] = s.path
+        while printed["next"] in waiting:
+            out(waiting.pop(printed["next"]))
+            printed["next"] += 1
+
+    def flush_paths() -> None:
+        for index in sorted(waiting):
+            out(waiting.pop(index))
 
     enter = getattr(reporter, "__enter__", None)
     if enter:
@@ -219,11 +234,16 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     try:
         with Transport(timeout=timeout, retries=retries, who=provider.name, log=log) as tr:
             outcome = execute(provider, req, key, tr, reporter, saver, on_saved)
+    except KeyboardInterrupt:
+        jobs = ", ".join(reporter.jobs)
+        raise Interrupted(
+            f"interrupted; nothing half-written. Job ids still at {provider.name}: {jobs}"
+            if jobs else "interrupted; nothing half-written") from None
     finally:
         exit_ = getattr(reporter, "__exit__", None)
         if exit_:
             exit_(None, None, None)
-
+        flush_paths()  # whatever happened, every file written is listed
     if opts["json_out"]:
         report = {
             "provider": provider.name,

@@ -1,0 +1,208 @@
+"""Distribute: an OpenAI-like sync API and an async job API (seed 000).
+
+Sync:  POST {base}/v1/images/generations, Bearer key; the answer is a bare JSON array.
+Async: POST {base}/async/images/create (raw key in `authorization`), then
+       POST {base}/async/images/result {"id"} until COMPLETED or ERROR.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import RefusedError, UnavailableError, UsageError
+from imagegen_cli.http import HttpCall, check_base_url, request_id_of
+from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.providers.openai import parse_images
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+
+if TYPE_CHECKING:
+    from imagegen_cli.http import Transport
+
+SIZE_RE = re.compile(r"^([1-9]\d{0,2}|1024)x([1-9]\d{0,2}|1024)$")
+ASYNC_ONLY = ("--seed", "--steps", "--guidance")
+TERMINAL = {"COMPLETED", "ERROR"}
+POLL_START, POLL_FACTOR, POLL_CAP = 1.0, 1.5, 5.0
+
+_SIZES = SizeRule(min_side=1, max_side=1024)
+SYNC = Capabilities(
+    options=opt("--style"), sizes=_SIZES, max_n=1, max_count=10, prompt_max=1000,
+    notes=("sync API; --seed/--steps/--guidance need the async API",),
+)
+ASYNC = Capabilities(
+    options=opt("--style", "--seed", "--steps", "--guidance"),
+    ranges={"--steps": (1, 50), "--guidance": (1, 10)},
+    sizes=_SIZES, max_n=1, max_count=10, prompt_max=1000, async_jobs=True,
+    notes=("async jobs are used when --seed, --steps or --guidance is given "
+           "(or mode = \"async\")",),
+)
+
+
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds from an ISO string or an epoch number (s or ms)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) / (1000 if value > 1e11 else 1)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            try:
+                return parse_time(float(value))
+            except ValueError:
+                return None
+    return None
+
+
+class DistributeProvider(Provider):
+    type_name = "distribute"
+
+    def capabilities(self, model: str | None) -> Capabilities:
+        return SYNC if self.cfg.mode == "sync" else ASYNC
+
+    def known_models(self) -> list[str]:
+        return ["Flux.1 [dev]", "Flux.1 [schnell]"]
+
+    def base(self) -> str:
+        return check_base_url(self.cfg.base_url or "https://api.distribute.ai", self.name)
+
+    def use_async(self, req: ImageRequest) -> bool:
+        if self.cfg.mode == "sync":
+            return False
+        if self.cfg.mode == "async":
+            return True
+        return req.seed is not None or req.steps is not None or req.guidance is not None
+
+    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        if self.cfg.mode == "sync":
+            used = [f for f in ASYNC_ONLY if f in req.options_set()]
+            if used:
+                raise UsageError(
+                    f"{used[0]} needs Distribute's async API, but providers.{self.name}.mode "
+                    "is \"sync\": drop the option or set mode = \"async\"")
+        req = super().validate(req, inpaint=inpaint)
+        if req.size and not SIZE_RE.match(req.size):
+            raise UsageError(f"--size {req.size} is not accepted by provider {self.name}: "
+                             "sides must be 1..1024 (WIDTHxHEIGHT)")
+        if req.guidance is not None and req.guidance != int(req.guidance):
+            raise UsageError(f"--guidance {req.guidance:g} is not accepted by provider "
+                             f"{self.name}: a whole number 1..10")
+        return req
+
+    def body(self, req: ImageRequest, *, asynchronous: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"prompt": req.prompt, "model": req.model, "n": req.n,
+                                "response_format": "b64_json"}
+        if req.size:
+            body["size"] = req.size
+        if req.style:
+            body["style"] = req.style
+        if asynchronous:
+            if req.seed is not None:
+                body["seed"] = req.seed
+            if req.guidance is not None:
+                body["guidance_scale"] = int(req.guidance)
+            if req.steps is not None:
+                body["num_inference_steps"] = req.steps
+        return param_merge(body, req.params)
+
+    def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
+        if self.use_async(req):
+            return [HttpCall("POST", f"{self.base()}/async/images/create",
+                             self._headers(key, bearer=False),
+                             json=self.body(req, asynchronous=True))]
+        return [HttpCall("POST", f"{self.base()}/v1/images/generations",
+                         self._headers(key, bearer=True),
+                         json=self.body(req, asynchronous=False))]
+
+    def _headers(self, key: str | None, *, bearer: bool) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept": "application/json"}
+        if key:
+            h["authorization"] = f"Bearer {key}" if bearer else key
+        return h
+
+    def run(
+        self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        (call,) = self.prepare(req, key)
+        if not self.use_async(req):
+            reporter.status(f"waiting for {self.name}")
+            payload, resp = transport.json_spooled(call)
+            yield from parse_images(payload, CallInfo(request_id=request_id_of(resp)),
+                                    self.name)
+            return
+        yield from self._run_async(call, key, transport, reporter)
+
+    def _run_async(
+        self, call: HttpCall, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        reporter.status(f"submitting job to {self.name}")
+        created, resp = transport.json(call)
+        job_id = created.get("id") if isinstance(created, dict) else None
+        if not isinstance(job_id, str) or not job_id:
+            raise UnavailableError(f"{self.name} accepted the job but sent no job id",
+                                   request_id=request_id_of(resp))
+        reporter.job(job_id)
+        info = CallInfo(request_id=request_id_of(resp), job_id=job_id)
+        poll = HttpCall("POST", f"{self.base()}/async/images/result",
+                        self._headers(key, bearer=False), json={"id": job_id})
+        started = time.monotonic()
+        waited = 0.0
+        delay = POLL_START
+        status = "CREATED"
+        reporter.status(f"job {job_id[:8]} {status}")
+        while True:
+            try:
+                answer, _ = transport.json(poll)
+            except RefusedError as exc:
+                if exc.status == 404:
+                    raise UnavailableError(f"{self.name} does not know job {job_id}",
+                                           status=404, request_id=exc.request_id) from None
+                raise
+            if not isinstance(answer, dict):
+                raise UnavailableError(f"{self.name} sent a malformed job status for {job_id}")
+            new = str(answer.get("status") or "").upper()
+            if new != status:
+                status = new
+                reporter.status(f"job {job_id[:8]} {status}")
+            if status == "ERROR":
+                msg = (answer.get("error") or answer.get("message") or answer.get("detail")
+                       or "no reason given")
+                if isinstance(msg, dict):
+                    msg = msg.get("message") or str(msg)
+                raise RefusedError(f"{self.name} job {job_id} failed: {msg}")
+            if status == "COMPLETED":
+                t0, t1 = parse_time(answer.get("created")), parse_time(answer.get("finished"))
+                timings = {"job_s": round(t1 - t0, 3)} if t0 is not None and t1 else {}
+                if timings:
+                    info.extra["job_s"] = timings["job_s"]
+                for img, i in parse_images(answer, info, self.name, items_key="results"):
+                    img.timings.update(timings)
+                    yield img, i
+                return
+            elapsed = max(waited, time.monotonic() - started)
+            if elapsed >= transport.timeout:
+                raise UnavailableError(
+                    f"{self.name} job {job_id} is still {status or 'pending'} after "
+                    f"{elapsed:.0f} s (raise --timeout, or look the job up later)")
+            pause = min(delay, POLL_CAP, max(transport.timeout - elapsed, 0.05))
+            transport._pause(pause)
+            waited += pause
+            delay = min(delay * POLL_FACTOR, POLL_CAP)
+
+    def check(self, key: str | None, transport: Transport) -> str:
+        # No listing endpoint is documented: ask for a job that cannot exist. A 404
+        # proves the key was accepted; 401/403 raise AuthError.
+        call = HttpCall("POST", f"{self.base()}/async/images/result",
+                        self._headers(key, bearer=False),
+                        json={"id": "00000000-0000-4000-8000-000000000000"})
+        try:
+            transport.json(call)
+        except RefusedError as exc:
+            if exc.status in (400, 404):
+                return "key accepted"
+            raise
+        return "key accepted"

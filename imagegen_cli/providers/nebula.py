@@ -1,0 +1,211 @@
+"""Nebula Block serverless images (seed 001): POST {base}/images/generation.
+
+One image per call; width/height instead of size; num_steps and guidance_scale;
+negative_prompt for SDXL, seed for FLUX.1-schnell; inpainting through
+FLUX.1-Fill-dev with base64 `image` and `mask` (white = repaint).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import RefusedError, UnavailableError
+from imagegen_cli.http import HttpCall, check_base_url, request_id_of
+from imagegen_cli.jsonstream import Spool
+from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+
+if TYPE_CHECKING:
+    from imagegen_cli.http import Transport
+
+SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+SCHNELL = "black-forest-labs/FLUX.1-schnell"
+FILL = "black-forest-labs/FLUX.1-Fill-dev"
+
+_FLUX_SIZES = SizeRule(min_side=256, max_side=2048, multiple=16)
+MODELS: dict[str, Capabilities] = {
+    SDXL: Capabilities(
+        options=opt("--steps", "--guidance", "--negative-prompt"),
+        sizes=SizeRule(min_side=256, max_side=2048, multiple=8), max_n=1, max_count=10,
+    ),
+    SCHNELL: Capabilities(
+        options=opt("--steps", "--guidance", "--seed"), sizes=_FLUX_SIZES, max_n=1,
+        max_count=10,
+    ),
+    FILL: Capabilities(
+        options=opt("--steps", "--guidance"), sizes=_FLUX_SIZES, max_n=1, max_count=10,
+        inpaint=True, notes=("inpainting only: use `imagegen inpaint`",),
+    ),
+}
+# Documented example values, sent when the user gives none (the API's own defaults
+# are not documented).
+DEFAULTS = {SDXL: (25, 7.0), SCHNELL: (4, 0.0), FILL: (40, 4.5)}
+UNKNOWN = Capabilities(
+    options=opt("--steps", "--guidance", "--seed", "--negative-prompt"), max_n=1,
+    max_count=10, inpaint=True, notes=("model limits unknown: options are passed through",),
+)
+
+
+class NebulaProvider(Provider):
+    type_name = "nebula"
+
+    def capabilities(self, model: str | None) -> Capabilities:
+        return MODELS.get(model or "", UNKNOWN)
+
+    def known_models(self) -> list[str]:
+        return list(MODELS)
+
+    def base(self) -> str:
+        return check_base_url(self.cfg.base_url or "https://api.nebulablock.com/api/v1",
+                              self.name)
+
+    def headers(self, key: str | None) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept": "application/json"}
+        if key:
+            h["authorization"] = f"Bearer {key}"
+        return h
+
+    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        req = self.resolve_model(req)
+        if req.model == FILL and not inpaint:
+            from imagegen_cli.errors import UsageError
+
+            raise UsageError(f"{FILL} only repaints: use `imagegen inpaint` with it")
+        if inpaint and req.images and not req.size:
+            # The model wants sides in multiples of 16: send the input resized to the
+            # nearest such size, and give the result back at the input's size.
+            im = req.images[0]
+            w, h = (max(16, round(v / 16) * 16) for v in (im.width, im.height))
+            req = req.with_(size=f"{w}x{h}")
+            if (w, h) != (im.width, im.height):
+                req.notices.append(
+                    f"{im.path} is {im.width}x{im.height}; {self.name} needs multiples of 16, "
+                    f"so it is sent as {w}x{h} and the result resized back")
+        return super().validate(req, inpaint=inpaint)
+
+    def body(self, req: ImageRequest) -> dict[str, Any]:
+        w, h = (1024, 1024)
+        if req.size and req.size != "auto":
+            w, h = (int(x) for x in req.size.split("x"))
+        steps, guidance = DEFAULTS.get(str(req.model), (None, None))
+        body: dict[str, Any] = {"model": req.model, "prompt": req.prompt, "width": w,
+                                "height": h}
+        if req.steps is not None or steps is not None:
+            body["num_steps"] = req.steps if req.steps is not None else steps
+        if req.guidance is not None or guidance is not None:
+            body["guidance_scale"] = req.guidance if req.guidance is not None else guidance
+        if req.negative_prompt is not None:
+            body["negative_prompt"] = req.negative_prompt
+        if req.seed is not None:
+            body["seed"] = req.seed
+        if req.images and req.mask:
+            body.update(self._inpaint_fields(req, w, h))
+        return param_merge(body, req.params)
+
+    def _inpaint_fields(self, req: ImageRequest, w: int, h: int) -> dict[str, str]:
+        from imagegen_cli.masks import white_mask
+
+        image = req.images[0]
+        return {"image": base64.b64encode(_resized_png(image.data, (w, h))).decode(),
+                "mask": base64.b64encode(white_mask(req.mask, (w, h))).decode()}  # type: ignore[arg-type]
+
+    def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
+        return [HttpCall("POST", f"{self.base()}/images/generation", self.headers(key),
+                         json=self.body(req))]
+
+    def run(
+        self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        (call,) = self.prepare(req, key)
+        reporter.status(f"waiting for {self.name}")
+        payload, resp = transport.json_spooled(call)
+        info = CallInfo(request_id=request_id_of(resp))
+        if not isinstance(payload, dict):
+            raise UnavailableError(f"{self.name} answered with a malformed body",
+                                   request_id=info.request_id)
+        status = str(payload.get("status") or "")
+        if status != "success":
+            raise RefusedError(
+                f"{self.name} refused the request: "
+                f"{payload.get('message') or status or 'no message'}",
+                code=status or None, request_id=info.request_id)
+        items = payload.get("data")
+        if not isinstance(items, list) or not items:
+            raise UnavailableError(f"{self.name} answered without any image",
+                                   request_id=info.request_id)
+        for i, item in enumerate(items):
+            b64 = item.get("b64_json") if isinstance(item, dict) else None
+            if not isinstance(b64, (Spool, str)) or not b64:
+                raise UnavailableError(f"{self.name} answered with an image entry without "
+                                       "b64_json", request_id=info.request_id)
+            timings: dict[str, float] = {}
+            raw = item.get("timings")
+            if isinstance(raw, dict) and isinstance(raw.get("inference"), (int, float)):
+                timings["inference_s"] = round(float(raw["inference"]), 3)
+            img = GeneratedImage(index=i, timings=timings)
+            if isinstance(b64, Spool):
+                img.loader = b64.read
+            else:
+                from imagegen_cli.providers.openai import _b64
+
+                img.data = _b64(b64, self.name)
+            if req.images and req.mask:
+                img = _restore_size(img, req.images[0].width, req.images[0].height)
+            yield img, info
+
+    def check(self, key: str | None, transport: Transport) -> str:
+        models = self.list_models(key, transport)
+        return f"key accepted, {len(models)} models listed"
+
+    def list_models(self, key: str | None, transport: Transport) -> list[str]:
+        call = HttpCall("GET", f"{self.base()}/serverless/models", self.headers(key))
+        payload, _ = transport.json(call)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        models = data.get("models") if isinstance(data, dict) else data
+        if not isinstance(models, list):
+            raise UnavailableError(f"{self.name} answered /serverless/models without a list")
+        out = []
+        for m in models:
+            if not isinstance(m, dict):
+                continue
+            kind = str(m.get("model_type") or "").lower()
+            if kind and "image" not in kind:
+                continue
+            out.append(str(m.get("model_name") or m.get("model_alias")))
+        return sorted(out)
+
+
+def _resized_png(data: bytes, size: tuple[int, int]) -> bytes:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.size == size:
+            return data
+        buf = io.BytesIO()
+        im.resize(size, Image.Resampling.LANCZOS).save(buf, format="PNG")
+        return buf.getvalue()
+
+
+def _restore_size(img: GeneratedImage, width: int, height: int) -> GeneratedImage:
+    """Give an inpainted result back at the input's size (it was sent at multiples of 16)."""
+    loader = img.loader
+    data = img.data
+
+    def load() -> bytes:
+        from PIL import Image
+
+        raw = loader() if loader else data
+        assert raw is not None
+        with Image.open(io.BytesIO(raw)) as im:
+            if im.size == (width, height):
+                return raw
+            out = im.resize((width, height), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            out.save(buf, format="PNG")
+            return buf.getvalue()
+
+    return GeneratedImage(index=img.index, revised_prompt=img.revised_prompt,
+                          timings=img.timings, loader=load)
