@@ -150,7 +150,9 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     )
     if opts["keep_partials"] and not req.stream:
         raise UsageError("--keep-partials needs --stream")
-    req = provider.resolve_model(req)
+    if inpaint and provider.inpaint_model() is None and not req.model:
+        raise UsageError(_cannot_inpaint(provider.name, cfg, env))
+    req = provider.resolve_model(req, inpaint=inpaint)
     if aspect:
         caps = provider.capabilities(req.model)
         if caps.sizes is None:
@@ -268,6 +270,25 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         if more and isinstance(first, ImagegenError):
             first.message += more
         raise first
+
+
+def _cannot_inpaint(name: str, cfg: Any, env: Any) -> str:
+    """Which providers can inpaint, preferring the ones with a key set."""
+    from imagegen_cli.providers.base import create
+
+    able = []
+    for p in cfg.providers.values():
+        try:
+            prov = create(p, env)
+        except ImagegenError:
+            continue
+        model = prov.inpaint_model()
+        if model:
+            ready = not prov.needs_key or bool(p.key(env))
+            able.append((not ready, f"{p.name} ({model})"))
+    able.sort()
+    names = ", ".join(text for _, text in able) or "none configured"
+    return f"Provider {name} cannot inpaint; providers that can: {names} (pass -p NAME)"
 
 
 @image_command([])

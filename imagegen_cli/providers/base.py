@@ -110,6 +110,7 @@ class Capabilities:
     prompt_max: int | None = None
     formats: tuple[str, ...] = ()  # output formats the provider produces on request
     inpaint: bool = False
+    multi_image: bool = False  # inpaint takes several --image
     stream: bool = False
     async_jobs: bool = False
     notes: tuple[str, ...] = ()
@@ -148,12 +149,17 @@ class Provider:
     def default_model(self) -> str | None:
         return self.cfg.model
 
+    def inpaint_model(self) -> str | None:
+        """The model `inpaint` uses when none is named; None: this provider cannot."""
+        model = self.default_model()
+        return model if model and self.capabilities(model).inpaint else None
+
     def known_models(self) -> list[str]:
         return [self.cfg.model] if self.cfg.model else []
 
     # -- the work ------------------------------------------------------
-    def resolve_model(self, req: ImageRequest) -> ImageRequest:
-        model = req.model or self.default_model()
+    def resolve_model(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        model = req.model or (self.inpaint_model() if inpaint else None) or self.default_model()
         if not model:
             raise UsageError(
                 f"Provider {self.name} has no default model: pass -m MODEL "
@@ -163,9 +169,11 @@ class Provider:
 
     def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
         """Check REQ against the declared capabilities; raise UsageError (exit 2)."""
-        req = self.resolve_model(req)
+        req = self.resolve_model(req, inpaint=inpaint)
         caps = self.capabilities(req.model)
         where = f"provider {self.name} (model {req.model})"
+        if len(req.images) > 1 and not caps.multi_image:
+            raise UsageError(f"Several --image are not accepted by {where}: pass one")
         if inpaint and not caps.inpaint:
             raise UsageError(f"Inpainting is not supported by {where}")
         for flag, value in req.options_set().items():

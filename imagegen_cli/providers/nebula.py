@@ -25,11 +25,12 @@ SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 SCHNELL = "black-forest-labs/FLUX.1-schnell"
 FILL = "black-forest-labs/FLUX.1-Fill-dev"
 
-_FLUX_SIZES = SizeRule(min_side=256, max_side=2048, multiple=16)
+# The docs say only "multiples of 16" (FLUX); no bounds are documented.
+_FLUX_SIZES = SizeRule(min_side=16, multiple=16)
 MODELS: dict[str, Capabilities] = {
     SDXL: Capabilities(
         options=opt("--steps", "--guidance", "--negative-prompt"),
-        sizes=SizeRule(min_side=256, max_side=2048, multiple=8), max_n=1, max_count=10,
+        sizes=SizeRule(min_side=8, multiple=8), max_n=1, max_count=10,
     ),
     SCHNELL: Capabilities(
         options=opt("--steps", "--guidance", "--seed"), sizes=_FLUX_SIZES, max_n=1,
@@ -58,6 +59,10 @@ class NebulaProvider(Provider):
     def known_models(self) -> list[str]:
         return list(MODELS)
 
+    def inpaint_model(self) -> str | None:
+        model = self.default_model()
+        return model if model and self.capabilities(model).inpaint else FILL
+
     def base(self) -> str:
         return check_base_url(self.cfg.base_url or "https://api.nebulablock.com/api/v1",
                               self.name)
@@ -69,7 +74,7 @@ class NebulaProvider(Provider):
         return h
 
     def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
-        req = self.resolve_model(req)
+        req = self.resolve_model(req, inpaint=inpaint)
         if req.model == FILL and not inpaint:
             from imagegen_cli.errors import UsageError
 

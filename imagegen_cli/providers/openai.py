@@ -46,7 +46,7 @@ GPT_IMAGE = Capabilities(
     ranges={"--partial-images": (0, 3)},
     sizes=SizeRule(sizes=("1024x1024", "1536x1024", "1024x1536"), allow_auto=True),
     max_n=10, max_count=10, prompt_max=32000, formats=("png", "jpeg", "webp"),
-    inpaint=True, stream=True,
+    inpaint=True, multi_image=True, stream=True,
 )
 GPT_IMAGE_2 = Capabilities(
     options=_GPT_IMAGE_OPTIONS, values=_GPT_IMAGE_VALUES,
@@ -54,7 +54,7 @@ GPT_IMAGE_2 = Capabilities(
     sizes=SizeRule(min_side=16, max_side=3840, multiple=16, max_ratio=3.0,
                    max_pixels=3840 * 2160, allow_auto=True),
     max_n=10, max_count=10, prompt_max=32000, formats=("png", "jpeg", "webp"),
-    inpaint=True, stream=True,
+    inpaint=True, multi_image=True, stream=True,
 )
 YESCALE_FLUX = Capabilities(
     sizes=SizeRule(sizes=YESCALE_SIZES), max_n=1, max_count=10,
@@ -141,9 +141,33 @@ class OpenAIProvider(Provider):
             body["response_format"] = "b64_json"
         return param_merge(body, req.params)
 
+    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        req = super().validate(req, inpaint=inpaint)
+        if inpaint and family(req.model) == "dall-e-2":
+            req = _dalle2_edit_inputs(req)
+        return req
+
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
+        if req.images:
+            return [self._edit_call(req, key)]
         return [HttpCall("POST", f"{self.base()}/images/generations", self.headers(key),
                          json=self.body(req))]
+
+    def _edit_call(self, req: ImageRequest, key: str | None) -> HttpCall:
+        """POST /images/edits as multipart: image(s), an RGBA mask (alpha 0 = repaint)
+        and the other fields as text parts."""
+        from imagegen_cli.masks import openai_mask
+
+        headers = self.headers(key)
+        del headers["content-type"]  # httpx sets multipart/form-data with its boundary
+        name = "image[]" if len(req.images) > 1 else "image"
+        files: list[tuple[str, tuple[str, bytes, str]]] = [
+            (name, (f"{im.path.stem}.png", im.data, "image/png")) for im in req.images]
+        if req.mask is not None:
+            files.append(("mask", ("mask.png", openai_mask(req.mask), "image/png")))
+        fields = {k: _form_value(v) for k, v in self.body(req).items() if v is not None}
+        return HttpCall("POST", f"{self.base()}/images/edits", headers, data=fields,
+                        files=files)
 
     def run(
         self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
@@ -232,6 +256,55 @@ class OpenAIProvider(Provider):
         ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")]
         image = [i for i in ids if family(i) != "other" or "image" in i or "flux" in i]
         return sorted(image or ids)
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+DALLE2_EDIT_MAX = 4 * 1024 * 1024
+
+
+def _dalle2_edit_inputs(req: ImageRequest) -> ImageRequest:
+    """dall-e-2 edits take one square PNG under 4 MB: shrink when that is enough."""
+    import io
+
+    from PIL import Image
+
+    from imagegen_cli.errors import UsageError
+    from imagegen_cli.requests import InputImage
+
+    im = req.images[0]
+    if im.width != im.height:
+        raise UsageError(f"{im.path} is {im.width}x{im.height}; dall-e-2 edits need a square "
+                         "image: crop it, or use a gpt-image model")
+    if len(im.data) < DALLE2_EDIT_MAX:
+        return req
+    side = min(im.width, 1024)
+    while True:
+        with Image.open(io.BytesIO(im.data)) as pil:
+            buf = io.BytesIO()
+            pil.resize((side, side), Image.Resampling.LANCZOS).save(buf, format="PNG",
+                                                                   optimize=True)
+        if buf.tell() < DALLE2_EDIT_MAX:
+            break
+        if side <= 256:
+            raise UsageError(f"{im.path} stays over dall-e-2's 4 MB limit even at 256x256")
+        side //= 2
+    assert req.mask is not None
+    from imagegen_cli.masks import load_area
+
+    area = load_area(req.mask).resize((side, side), Image.Resampling.NEAREST)
+    mbuf = io.BytesIO()
+    area.save(mbuf, format="PNG")
+    req.notices.append(f"{im.path} is over dall-e-2's 4 MB limit: sent at {side}x{side}")
+    return req.with_(
+        images=[InputImage(im.path, buf.getvalue(), side, side)],
+        mask=InputImage(req.mask.path, mbuf.getvalue(), side, side))
 
 
 def _b64(value: Any, who: str) -> bytes:
