@@ -133,7 +133,12 @@ def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
 
 
 def write_atomic(
-    path: Path, data: bytes, *, overwrite: bool = False, companions: tuple[str, ...] = ()
+    path: Path,
+    data: bytes,
+    *,
+    overwrite: bool = False,
+    companions: tuple[str, ...] = (),
+    mode: int | None = None,
 ) -> Path:
     """Write DATA to PATH whole or not at all; never replace a file unless asked.
 
@@ -155,7 +160,7 @@ def write_atomic(
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
         if overwrite:
             os.replace(tmp, path)
             return path

@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+COMPLETE_VAR = "_IMAGEGEN_COMPLETE"
 
 
 def _version(value: bool) -> None:
@@ -58,6 +59,11 @@ def debug_enabled() -> bool:
 from imagegen_cli.cli import generate as _generate  # noqa: E402  (registers commands)
 
 _generate.register(app)
+from imagegen_cli.cli import config as _config  # noqa: E402
+from imagegen_cli.cli import providers as _providers  # noqa: E402
+
+app.add_typer(_providers.app, name="providers")
+app.add_typer(_config.app, name="config")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args or bool(os.environ.get("IMAGEGEN_DEBUG"))
     command = get_command(app)
+    if os.environ.get(COMPLETE_VAR):
+        # A completion script is asking (see completions/): answer with typer's protocol.
+        from typer._completion_classes import completion_init
+
+        completion_init()
+        command.main(args=args, prog_name="imagegen", complete_var=COMPLETE_VAR)
     try:
         rv = command.main(args=args, prog_name="imagegen", standalone_mode=False)
     except ImagegenError as exc:

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from imagegen_cli.cli.completion import complete_model, complete_provider
+
 P = inspect.Parameter
 Opt = typer.Option
 
@@ -27,8 +29,8 @@ def _p(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
 
 
 COMMON: list[inspect.Parameter] = [
-    _p("provider", Annotated[str | None, Opt("-p", "--provider", help="Provider name (see `imagegen providers list`).", rich_help_panel=PROVIDER_HELP)]),
-    _p("model", Annotated[str | None, Opt("-m", "--model", help="Model id; default: the provider's.", rich_help_panel=PROVIDER_HELP)]),
+    _p("provider", Annotated[str | None, Opt("-p", "--provider", help="Provider name (see `imagegen providers list`).", rich_help_panel=PROVIDER_HELP, autocompletion=complete_provider)]),
+    _p("model", Annotated[str | None, Opt("-m", "--model", help="Model id; default: the provider's.", rich_help_panel=PROVIDER_HELP, autocompletion=complete_model)]),
     _p("count", Annotated[int | None, Opt("-n", "--count", help="Number of images (default 1).", rich_help_panel=IMAGE_HELP)]),
     _p("size", Annotated[str | None, Opt("-s", "--size", help="WIDTHxHEIGHT, or auto.", rich_help_panel=IMAGE_HELP)]),
     _p("aspect", Annotated[str | None, Opt("--aspect", help="W:H, e.g. 16:9: the closest size the model accepts.", rich_help_panel=IMAGE_HELP)]),

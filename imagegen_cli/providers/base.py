@@ -136,6 +136,7 @@ class Provider:
 
     type_name: ClassVar[str] = ""
     needs_key: ClassVar[bool] = True
+    lists_models_live: ClassVar[bool] = False  # list_models asks the API
 
     def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:
         self.cfg = cfg

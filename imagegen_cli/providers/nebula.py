@@ -52,6 +52,7 @@ UNKNOWN = Capabilities(
 
 class NebulaProvider(Provider):
     type_name = "nebula"
+    lists_models_live = True
 
     def capabilities(self, model: str | None) -> Capabilities:
         return MODELS.get(model or "", UNKNOWN)

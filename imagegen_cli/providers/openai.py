@@ -88,6 +88,7 @@ def family(model: str | None) -> str:
 
 class OpenAIProvider(Provider):
     type_name = "openai"
+    lists_models_live = True
 
     def _is_yescale(self) -> bool:
         return self.cfg.name == "yescale" or "yescale" in (self.cfg.base_url or "")

@@ -1,0 +1,189 @@
+"""`imagegen config`: the user's settings and keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from imagegen_cli.errors import ConfigError, UsageError
+
+app = typer.Typer(help="Show and change settings and keys (config.toml).",
+                  no_args_is_help=True, rich_markup_mode=None)
+
+
+def _path() -> os.PathLike[str]:
+    from imagegen_cli.config import config_path
+
+    return config_path(os.environ)
+
+
+@app.command("path")
+def path_cmd() -> None:
+    """Print the config file's path (IMAGEGEN_CONFIG or the platform's config folder)."""
+    from imagegen_cli.cli.console import out
+
+    out(str(_path()))
+
+
+@app.command("show")
+def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = False) -> None:
+    """Print the config file, stored keys redacted."""
+    from pathlib import Path
+
+    from imagegen_cli import configfile
+    from imagegen_cli.cli.console import note, out
+
+    path = Path(_path())
+    doc = configfile.read_document(path)
+    if json_out:
+        out(json.dumps(configfile.plain(doc), indent=2))
+        return
+    if not path.exists():
+        note(f"{path} does not exist yet: `imagegen config init` writes a starter file")
+        return
+    sys.stdout.write(configfile.redacted(doc))
+
+
+@app.command("get")
+def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.")]) -> None:
+    """Print one value (stored keys are shown as ***); exit 2 when unset."""
+    from pathlib import Path
+
+    from imagegen_cli import configfile
+    from imagegen_cli.cli.console import out
+
+    parts = configfile.split_key(key)
+    configfile.schema_type(parts)
+    value = configfile.get_value(configfile.read_document(Path(_path())), parts)
+    if value is None:
+        raise UsageError(f"{key} is not set in {_path()}")
+    if parts[-1] in configfile.SECRET_KEYS:
+        out("***")
+        return
+    plain = value.unwrap() if hasattr(value, "unwrap") else value
+    out(json.dumps(plain) if not isinstance(plain, str) else plain)
+
+
+@app.command("set")
+def set_cmd(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. providers.nebula.model.")],
+    value: Annotated[str | None, typer.Argument(
+        help="The value (numbers and true/false are typed). Omit for api_key: it is read "
+             "from a hidden prompt, or from stdin when piped.")] = None,
+) -> None:
+    """Set a value; the file keeps its comments and is written 0600."""
+    from pathlib import Path
+
+    from imagegen_cli import configfile
+    from imagegen_cli.cli.console import note
+
+    parts = configfile.split_key(key)
+    expected = configfile.schema_type(parts)
+    if value is None:
+        if parts[-1] not in configfile.SECRET_KEYS:
+            raise UsageError(f"config set {key} needs a VALUE")
+        value = _read_secret(key)
+    parsed = configfile.parse_value(value, expected, key)
+    path = Path(_path())
+    doc = configfile.read_document(path)
+    if parts[0] == "providers" and parts[2] != "type":
+        _require_known_provider(doc, parts[1])
+    configfile.set_value(doc, parts, parsed)
+    configfile.save(doc, path, os.environ)
+    note(f"{key} set in {path}" if parts[-1] not in configfile.SECRET_KEYS
+         else f"{key} stored in {path} (mode 600)")
+
+
+def _require_known_provider(doc: object, name: str) -> None:
+    from imagegen_cli import config
+
+    presets = config.load({"XDG_CONFIG_HOME": "/nonexistent", "IMAGEGEN_CONFIG": ""})
+    existing = getattr(doc, "get", lambda k: None)("providers") or {}
+    if name not in presets.providers and name not in existing:
+        raise UsageError(f"No provider '{name}': add it first with `imagegen providers add "
+                         f"{name} --type openai --base-url URL`")
+
+
+def _read_secret(key: str) -> str:
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
+        secret = getpass.getpass(f"{key}: ")
+    else:
+        secret = sys.stdin.readline().strip() if sys.stdin else ""
+    if not secret:
+        raise UsageError(f"No value given for {key}")
+    from imagegen_cli.http import register_secret
+
+    register_secret(secret)
+    return secret
+
+
+@app.command("unset")
+def unset(key: Annotated[str, typer.Argument(help="Dotted key.")]) -> None:
+    """Remove a value from the file."""
+    from pathlib import Path
+
+    from imagegen_cli import configfile
+    from imagegen_cli.cli.console import note
+
+    parts = configfile.split_key(key)
+    configfile.schema_type(parts)
+    path = Path(_path())
+    doc = configfile.read_document(path)
+    if not configfile.unset_value(doc, parts):
+        raise UsageError(f"{key} is not set in {path}")
+    configfile.save(doc, path, os.environ)
+    note(f"{key} removed from {path}")
+
+
+@app.command("init")
+def init(force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")]
+         = False) -> None:
+    """Write a commented starter config file."""
+    from pathlib import Path
+
+    from imagegen_cli.cli.console import out
+    from imagegen_cli.configfile import STARTER
+    from imagegen_cli.output import write_atomic
+
+    path = Path(_path())
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists: pass --force to replace it")
+    write_atomic(path, STARTER.encode(), overwrite=True, mode=0o600)
+    out(str(path))
+
+
+@app.command("edit")
+def edit() -> None:
+    """Open the file in $VISUAL or $EDITOR, then check it."""
+    from pathlib import Path
+
+    from imagegen_cli.cli.console import note
+    from imagegen_cli.configfile import STARTER, validate_text
+    from imagegen_cli.output import write_atomic
+
+    path = Path(_path())
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise UsageError("Set $VISUAL or $EDITOR to the editor to use")
+    if not path.exists():
+        write_atomic(path, STARTER.encode(), overwrite=True, mode=0o600)
+    try:
+        rc = subprocess.call([*shlex.split(editor), str(path)])
+    except OSError as exc:
+        raise UsageError(f"Cannot run editor '{editor}': {exc.strerror or exc}") from None
+    if rc != 0:
+        raise UsageError(f"Editor '{editor}' exited with {rc}")
+    try:
+        validate_text(path.read_text(encoding="utf-8"), path, os.environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (the file was saved; run `imagegen config edit` again)")\
+            from None
+    note(f"{path} is valid")

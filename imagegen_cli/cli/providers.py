@@ -1,0 +1,298 @@
+"""`imagegen providers`: what is configured, what each can do, is it up."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from imagegen_cli.cli.completion import complete_provider
+from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
+
+if TYPE_CHECKING:
+    from imagegen_cli.config import Config, ProviderConfig
+    from imagegen_cli.providers.base import Provider
+
+app = typer.Typer(help="List, inspect, check, add and remove providers.",
+                  no_args_is_help=True, rich_markup_mode=None)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="As JSON.")]
+
+
+NameArg = Annotated[str, typer.Argument(help="Provider name.",
+                                        autocompletion=complete_provider)]
+
+
+def _load() -> Config:
+    from imagegen_cli import config
+    from imagegen_cli.cli.console import warn
+
+    cfg = config.load(os.environ)
+    for w in cfg.warnings:
+        warn(w)
+    return cfg
+
+
+def _get(cfg: Config, name: str) -> tuple[ProviderConfig, Provider]:
+    from imagegen_cli.providers.base import create
+
+    if name not in cfg.providers:
+        raise ConfigError(f"Unknown provider '{name}': known providers are "
+                          + ", ".join(sorted(cfg.providers)))
+    p = cfg.providers[name]
+    return p, create(p, os.environ)
+
+
+def _caps_short(prov: Provider) -> str:
+    model = prov.default_model()
+    caps = prov.capabilities(model)
+    feats = [f"n<={caps.max_n}/req"]
+    if prov.inpaint_model():
+        feats.append("inpaint")
+    feats += [f for f, on in (("stream", caps.stream), ("async", caps.async_jobs)) if on]
+    return ", ".join(feats)
+
+
+def _summary(p: ProviderConfig, prov: Provider) -> dict[str, Any]:
+    return {
+        "name": p.name, "type": p.type, "base_url": p.base_url,
+        "key": p.key_source(os.environ), "key_env": p.api_key_env,
+        "model": p.model, "preset": p.preset, "capabilities": _caps_short(prov),
+    }
+
+
+@app.command("list")
+def list_cmd(json_out: JsonOpt = False) -> None:
+    """Every provider, preset or configured: type, URL, key status, model."""
+    from imagegen_cli.cli.console import out
+
+    cfg = _load()
+    rows = [_summary(*_get(cfg, n)) for n in cfg.providers]
+    if json_out:
+        out(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("name", "type", "base url", "key", "default model", "capabilities"):
+        table.add_column(col, no_wrap=True)
+    from rich.text import Text
+
+    for r in rows:
+        # Text, not markup: model ids like "Flux.1 [dev]" hold brackets.
+        table.add_row(*(Text(v) for v in (r["name"], r["type"], r["base_url"] or "", r["key"],
+                                          r["model"] or "(pass -m)", r["capabilities"])))
+    import sys
+
+    # Piped: one row per line, however long, so grep and cut work.
+    width = None if sys.stdout.isatty() else 1000
+    Console(no_color=bool(os.environ.get("NO_COLOR")), width=width).print(table)
+
+
+@app.command("show")
+def show(name: NameArg, json_out: JsonOpt = False) -> None:
+    """Everything about one provider: sizes, options and models it accepts."""
+    from imagegen_cli.cli.console import out
+
+    cfg = _load()
+    p, prov = _get(cfg, name)
+    info = _summary(p, prov)
+    models: dict[str, dict[str, Any]] = {}
+    known: list[str | None] = list(prov.known_models()) or [None]
+    for m in known:
+        caps = prov.capabilities(m)
+        models[m or "(any)"] = {
+            "options": sorted(caps.options),
+            "values": {k: list(v) for k, v in caps.values.items()},
+            "ranges": {k: list(v) for k, v in caps.ranges.items()},
+            "sizes": caps.sizes.describe() if caps.sizes else "not declared",
+            "n_per_request": caps.max_n, "max_count": caps.max_count,
+            "prompt_max": caps.prompt_max, "inpaint": caps.inpaint, "stream": caps.stream,
+            "async": caps.async_jobs, "notes": list(caps.notes),
+        }
+    info["models"] = models
+    if json_out:
+        out(json.dumps(info, indent=2))
+        return
+    lines = [f"{p.name}  ({p.type}{', preset' if p.preset else ''})",
+             f"  base url : {p.base_url}",
+             f"  key      : {info['key']}" + (f" (variable {p.api_key_env})"
+                                              if p.api_key_env else ""),
+             f"  model    : {p.model or '(none: pass -m)'}"]
+    for m, c in models.items():
+        lines.append(f"  model {m}:")
+        lines.append("    options : " + (" ".join(c["options"]) or "-"))
+        for flag, vals in c["values"].items():
+            lines.append(f"    {flag} : {', '.join(vals)}")
+        for flag, (lo, hi) in c["ranges"].items():
+            lines.append(f"    {flag} : {lo:g}..{hi:g}")
+        lines.append(f"    sizes   : {c['sizes']}")
+        lines.append(f"    n       : {c['n_per_request']} per request, up to "
+                     f"{c['max_count']} per command")
+        if c["prompt_max"]:
+            lines.append(f"    prompt  : up to {c['prompt_max']} characters")
+        feats = [k for k in ("inpaint", "stream", "async") if c[k]]
+        if feats:
+            lines.append("    features: " + ", ".join(feats))
+        for n in c["notes"]:
+            lines.append(f"    note    : {n}")
+    out("\n".join(lines))
+
+
+def _transport(prov: Provider, timeout: float = 30.0) -> Any:
+    from imagegen_cli.cli.app import debug_enabled
+    from imagegen_cli.cli.console import err
+    from imagegen_cli.http import Transport
+
+    log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
+    return Transport(timeout=timeout, retries=1, who=prov.name, log=log)
+
+
+def _key(p: ProviderConfig, prov: Provider) -> str | None:
+    from imagegen_cli.http import register_secret
+
+    if not prov.needs_key:
+        return None
+    key = p.require_key(os.environ)
+    register_secret(key)
+    return key
+
+
+@app.command("models")
+def models(name: NameArg, json_out: JsonOpt = False) -> None:
+    """The models a provider knows; fetched live where the API lists them."""
+    from imagegen_cli.cli.console import out
+
+    cfg = _load()
+    p, prov = _get(cfg, name)
+    live = prov.lists_models_live
+    if live:
+        key = _key(p, prov)
+        with _transport(prov) as tr:
+            names = prov.list_models(key, tr)
+    else:
+        names = prov.known_models()
+    if json_out:
+        out(json.dumps({"provider": p.name, "live": live, "models": names}, indent=2))
+        return
+    for n in names:
+        out(n)
+
+
+@app.command("check")
+def check(
+    name: Annotated[str | None, typer.Argument(help="Provider name.",
+                                               autocompletion=complete_provider)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every provider that has a key.")]
+    = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify a key and reachability without generating an image."""
+    from imagegen_cli.cli.console import err, out
+
+    if bool(name) == all_:
+        raise UsageError("Pass a provider NAME or --all")
+    cfg = _load()
+    names = [name] if name else [n for n, p in cfg.providers.items()
+                                 if not p.needs_key or p.key(os.environ)]
+    if not names:
+        raise ConfigError("No provider has a key set: nothing to check")
+    results = []
+    first_error: ImagegenError | None = None
+    for n in names:
+        assert n is not None
+        p, prov = _get(cfg, n)
+        try:
+            key = _key(p, prov)
+            with _transport(prov) as tr:
+                detail = prov.check(key, tr)
+            results.append({"provider": n, "ok": True, "detail": detail})
+            if not json_out:
+                out(f"{n}: ok ({detail})")
+        except ImagegenError as exc:
+            first_error = first_error or exc
+            results.append({"provider": n, "ok": False, "detail": str(exc),
+                            "exit_code": int(exc.exit_code)})
+            if not json_out:
+                out(f"{n}: failed")
+                err(f"{n}: {exc}", prefix="error")
+    if json_out:
+        out(json.dumps(results, indent=2))
+    if first_error is not None:
+        raise typer.Exit(int(first_error.exit_code))
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="A new provider name.")],
+    type_: Annotated[str, typer.Option("--type", help="Dialect: openai, distribute, nebula.")],
+    base_url: Annotated[str, typer.Option("--base-url", help="The API's base URL.")],
+    api_key_env: Annotated[str | None, typer.Option(
+        "--api-key-env", help="Environment variable holding the key.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Default model.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing table.")]
+    = False,
+) -> None:
+    """Add a provider, e.g. an OpenAI-compatible gateway."""
+    import re
+    from pathlib import Path
+
+    import tomlkit
+
+    from imagegen_cli import configfile
+    from imagegen_cli.cli.console import note
+    from imagegen_cli.config import config_path
+    from imagegen_cli.http import check_base_url
+    from imagegen_cli.providers.base import dialect_names
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise UsageError(f"Provider name '{name}' may hold letters, digits, - and _ only")
+    if type_ not in dialect_names():
+        raise UsageError(f"--type {type_} is not one of {', '.join(dialect_names())}")
+    try:
+        check_base_url(base_url, name)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    path = Path(config_path(os.environ))
+    doc = configfile.read_document(path)
+    if name in (doc.get("providers") or {}) and not force:
+        raise UsageError(f"Provider {name} is already in {path}: pass --force to replace it")
+    table = tomlkit.table()
+    table["type"] = type_
+    table["base_url"] = base_url
+    if api_key_env:
+        table["api_key_env"] = api_key_env
+    if model:
+        table["model"] = model
+    if "providers" not in doc:
+        doc["providers"] = tomlkit.table(is_super_table=True)
+    doc["providers"][name] = table
+    configfile.save(doc, path, os.environ)
+    hint = f"; set {api_key_env}" if api_key_env else (
+        f"; store a key with `imagegen config set providers.{name}.api_key`")
+    note(f"added {name} to {path}{hint}")
+
+
+@app.command("remove")
+def remove(name: NameArg) -> None:
+    """Remove a provider's table from the config file."""
+    from pathlib import Path
+
+    from imagegen_cli import configfile
+    from imagegen_cli.cli.console import note
+    from imagegen_cli.config import config_path
+
+    path = Path(config_path(os.environ))
+    doc = configfile.read_document(path)
+    if name not in (doc.get("providers") or {}):
+        raise UsageError(f"Provider {name} is not in {path}")
+    del doc["providers"][name]
+    configfile.save(doc, path, os.environ)
+    cfg = _load()
+    if name in cfg.providers:
+        note(f"removed {name}'s table from {path}; the built-in preset remains")
+    else:
+        note(f"removed {name} from {path}")

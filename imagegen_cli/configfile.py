@@ -1,0 +1,197 @@
+"""Edit the config file in place: dotted keys, typed and validated values, the
+user's comments and layout kept (tomlkit), written atomically with mode 0600."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli import config
+from imagegen_cli.errors import ConfigError, OutputError, UsageError
+
+STARTER = """\
+# imagegen configuration: https://github.com/imagegen-cli (README: Configuration)
+# Precedence: command-line flag > environment variable > this file > built-in default.
+
+# The provider used when -p is not given (else the first preset whose key is set).
+# default_provider = "openai"
+
+[defaults]
+# size = "1024x1024"
+# output = "{date}-{time}-{prompt}-{index}.{ext}"
+# format = "png"
+# timeout = 300
+# retries = 2
+
+# Presets (openai, distribute, nebula, truefoundry, yescale) work without a table;
+# a table overrides their fields. Keys: prefer api_key_env over a stored api_key.
+# [providers.openai]
+# model = "gpt-image-1"
+
+# An OpenAI-compatible gateway:
+# [providers.mygateway]
+# type = "openai"
+# base_url = "https://gateway.example.com/v1"
+# api_key_env = "MYGATEWAY_API_KEY"
+# model = "gpt-image-1"
+"""
+
+SECRET_KEYS = {"api_key"}
+
+
+def read_document(path: Path) -> Any:
+    import tomlkit
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return tomlkit.document()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        return tomlkit.parse(text)
+    except Exception as exc:  # noqa: BLE001 - tomlkit's ParseError has no common base
+        raise ConfigError(f"Bad config file {path}: {exc}") from None
+
+
+def split_key(key: str) -> list[str]:
+    parts = key.split(".")
+    if not all(parts):
+        raise UsageError(f"Bad key '{key}': use dotted names like defaults.size or "
+                         "providers.nebula.model")
+    return parts
+
+
+def schema_type(parts: list[str]) -> type | tuple[type, ...]:
+    """The type a dotted key holds, or UsageError naming the known keys."""
+    if parts == ["default_provider"]:
+        return str
+    if len(parts) == 2 and parts[0] == "defaults":
+        if parts[1] in config.DEFAULT_KEYS:
+            return config.DEFAULT_KEYS[parts[1]]
+        raise UsageError(f"Unknown key 'defaults.{parts[1]}'; known: "
+                         + ", ".join(sorted(config.DEFAULT_KEYS)))
+    if len(parts) == 3 and parts[0] == "providers":
+        if parts[2] in config.PROVIDER_KEYS:
+            return config.PROVIDER_KEYS[parts[2]]
+        raise UsageError(f"Unknown key 'providers.{parts[1]}.{parts[2]}'; known: "
+                         + ", ".join(sorted(config.PROVIDER_KEYS)))
+    raise UsageError(f"Unknown key '{'.'.join(parts)}': keys are default_provider, "
+                     "defaults.KEY and providers.NAME.KEY")
+
+
+def parse_value(raw: str, expected: type | tuple[type, ...], key: str) -> Any:
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if expected is str:
+        return raw if not isinstance(value, str) else value
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"{key} takes true or false, not '{raw}'")
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UsageError(f"{key} takes a whole number, not '{raw}'")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise UsageError(f"{key} takes a number, not '{raw}'")
+
+
+def get_value(doc: Any, parts: list[str]) -> Any:
+    node = doc
+    for p in parts:
+        if not hasattr(node, "get") or p not in node:
+            return None
+        node = node[p]
+    return node
+
+
+def set_value(doc: Any, parts: list[str], value: Any) -> None:
+    import tomlkit
+
+    node = doc
+    for i, p in enumerate(parts[:-1]):
+        if p not in node:
+            # providers.NAME becomes [providers.NAME], not an inline table.
+            node[p] = tomlkit.table(is_super_table=(i == 0 and parts[0] == "providers"))
+        node = node[p]
+        if not hasattr(node, "get"):
+            raise UsageError(f"'{'.'.join(parts[: i + 1])}' is a value, not a table")
+    node[parts[-1]] = value
+
+
+def unset_value(doc: Any, parts: list[str]) -> bool:
+    node = doc
+    for p in parts[:-1]:
+        if p not in node:
+            return False
+        node = node[p]
+    if parts[-1] not in node:
+        return False
+    del node[parts[-1]]
+    # Drop tables left empty by the removal (providers.NAME after its last key).
+    if len(parts) == 3 and parts[0] == "providers" and not doc["providers"][parts[1]]:
+        del doc["providers"][parts[1]]
+    return True
+
+
+def validate_text(text: str, path: Path, env: Mapping[str, str]) -> config.Config:
+    cfg = config.parse(text, path, env)
+    from imagegen_cli.providers.base import dialect_names
+
+    for p in cfg.providers.values():
+        if p.type not in dialect_names():
+            raise ConfigError(f"Bad config file {path}: providers.{p.name}.type '{p.type}' "
+                              f"is not one of {', '.join(dialect_names())}")
+    if cfg.default_provider and cfg.default_provider not in cfg.providers:
+        raise ConfigError(f"Bad config file {path}: default_provider '{cfg.default_provider}'"
+                          " is not a known provider")
+    return cfg
+
+
+def save(doc: Any, path: Path, env: Mapping[str, str]) -> None:
+    import tomlkit
+
+    from imagegen_cli.output import write_atomic
+
+    text = tomlkit.dumps(doc)
+    validate_text(text, path, env)
+    try:
+        write_atomic(path, text.encode("utf-8"), overwrite=True, mode=0o600)
+    except OutputError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def redacted(doc: Any) -> str:
+    """The file's text with every stored key replaced by ***."""
+    import tomlkit
+
+    copy = tomlkit.parse(tomlkit.dumps(doc))
+    for table in (copy.get("providers") or {}).values():
+        if hasattr(table, "get"):
+            for k in SECRET_KEYS:
+                if k in table:
+                    table[k] = "***"
+    return str(tomlkit.dumps(copy))
+
+
+def plain(doc: Any) -> Any:
+    """A JSON-able copy, stored keys redacted."""
+    data = doc.unwrap() if hasattr(doc, "unwrap") else dict(doc)
+    for table in (data.get("providers") or {}).values():
+        if isinstance(table, dict):
+            for k in SECRET_KEYS:
+                if k in table:
+                    table[k] = "***"
+    return data
+
+
+def ensure_private(path: Path) -> None:
+    if path.exists():
+        os.chmod(path, 0o600)
