@@ -13,7 +13,7 @@ from imagegen_cli import config
 from imagegen_cli.errors import ConfigError, OutputError, UsageError
 
 STARTER = """\
-# imagegen configuration: https://github.com/imagegen-cli (README: Configuration)
+# imagegen configuration (README: Configuration).
 # Precedence: command-line flag > environment variable > this file > built-in default.
 
 # The provider used when -p is not given (else the first preset whose key is set).
