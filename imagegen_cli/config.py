@@ -72,6 +72,8 @@ def _preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
         ProviderConfig("truefoundry", "openai", tfy_base, "TFY_API_KEY", model=None),
         ProviderConfig("yescale", "openai", "https://api.yescale.io/v1", "YESCALE_API_KEY",
                        model="flux-pro"),
+        ProviderConfig("local", "local", None, None, model="stabilityai/sd-turbo",
+                       needs_key=False),
     ]
     return {p.name: replace(p, preset=True) for p in presets}
 
@@ -220,7 +222,8 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                     f"Bad config file {_where(path, text, name)}: providers.{name} needs "
                     f"type = one of {', '.join(KNOWN_TYPES)}"
                 )
-            base = ProviderConfig(name=name, type=fields["type"])
+            base = ProviderConfig(name=name, type=fields["type"],
+                                  needs_key=fields["type"] != "local")
         merged = replace(base, **fields)
         if merged.mode not in (None, "sync", "async"):
             raise ConfigError(
@@ -310,7 +313,8 @@ def resolve_provider(
     )
     raise ConfigError(
         "No provider configured: set one of " + lines + ", or pass -p NAME, or set "
-        f"default_provider in {cfg.path}"
+        f"default_provider in {cfg.path}, or install the local model: "
+        "pip install 'imagegen-cli[local]'"
     )
 
 

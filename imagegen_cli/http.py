@@ -193,25 +193,33 @@ class Transport:
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        import httpx
-
         self.retries = retries
         self.who = who
         self.log = log
         self._sleep_fn = sleep
         self.timeout = timeout
-        self.client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            follow_redirects=False,
-            headers={"user-agent": _user_agent()},
-            trust_env=True,
-        )
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        """Built on first use: a run that makes no request never imports httpx."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                follow_redirects=False,
+                headers={"user-agent": _user_agent()},
+                trust_env=True,
+            )
+        return self._client
 
     def _pause(self, seconds: float) -> None:
         (self._sleep_fn or _sleep)(seconds)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> Transport:
         return self

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from tests.conftest import run_cli
+from tests.fakes.openai_fake import OpenAIFake  # noqa: F401 - fixture type
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,3 +63,14 @@ def test_internal_error_exits_1_and_debug_shows_traceback(monkeypatch: object) -
         assert r.code == 1 and "Traceback" in r.err and "kaput" in r.err
     finally:
         mp.undo()
+
+
+def test_hosted_generate_never_imports_torch(fake: object, tmp_path: object) -> None:
+    code = ("import sys\n"
+            "from imagegen_cli.cli.app import main\n"
+            "rc = main(['generate', 'x', '-q', '-o', sys.argv[1]])\n"
+            "heavy = {'torch', 'diffusers', 'transformers'}\n"
+            "print(rc, sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n")
+    r = _run("-c", code, str(tmp_path) + "/x.png")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "0 []"

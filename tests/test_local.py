@@ -1,0 +1,190 @@
+"""The local diffusers provider, on tiny pipelines built offline."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("diffusers")
+pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+
+from tests.conftest import run_cli, write_config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from tests.tiny_pipelines import build
+
+    return build(tmp_path_factory.mktemp("models"))
+
+
+def pixels(path: str) -> bytes:
+    with Image.open(path) as im:
+        return im.convert("RGB").tobytes()
+
+
+def test_size_and_same_seed_same_pixels(tiny: tuple[Path, Path]) -> None:
+    sd, _ = tiny
+    base = ["generate", "a red fox", "-p", "local", "-m", str(sd), "--steps", "2", "-q"]
+    r1 = run_cli([*base, "--size", "64x48", "--seed", "7", "-o", "a.png"])
+    assert r1.code == 0, r1.err
+    r2 = run_cli([*base, "--size", "64x48", "--seed", "7", "-o", "b.png"])
+    r3 = run_cli([*base, "--size", "64x48", "--seed", "8", "-o", "c.png"])
+    assert r2.code == r3.code == 0
+    with Image.open("a.png") as im:
+        assert im.size == (64, 48)
+        assert im.text["seed"] == "7"  # type: ignore[attr-defined]
+    assert pixels("a.png") == pixels("b.png")
+    assert pixels("a.png") != pixels("c.png")
+
+
+def test_count_loads_once_and_numbers_seeds(tiny: tuple[Path, Path],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagegen_cli.providers.local as local
+
+    loads: list[str] = []
+    real = local.load_pipeline
+
+    def counting(model: str, **kw: Any) -> Any:
+        loads.append(model)
+        return real(model, **kw)
+
+    monkeypatch.setattr(local, "load_pipeline", counting)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0]), "--steps", "1",
+                 "--size", "32x32", "-n", "3", "--seed", "100", "--json", "-o", "n/"])
+    assert r.code == 0, r.err
+    import json
+
+    report = json.loads(r.stdout)
+    assert [i["seed"] for i in report["images"]] == [100, 101, 102]
+    assert len(loads) == 1
+
+
+def test_random_seed_is_reported(tiny: tuple[Path, Path]) -> None:
+    import json
+
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0]), "--steps", "1",
+                 "--size", "32x32", "--json", "-o", "r.png"])
+    assert r.code == 0, r.err
+    assert isinstance(json.loads(r.stdout)["images"][0]["seed"], int)
+
+
+def test_progress_counts_pipeline_timesteps(tiny: tuple[Path, Path]) -> None:
+    from imagegen_cli import config
+    from imagegen_cli.http import Transport
+    from imagegen_cli.providers.base import create
+    from imagegen_cli.requests import ImageRequest, Reporter
+
+    class Rec(Reporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps: list[tuple[int, int]] = []
+
+        def step(self, done: int, total: int) -> None:
+            self.steps.append((done, total))
+
+    prov = create(config.load().providers["local"], os.environ)
+    rec = Rec()
+    req = ImageRequest(prompt="x", model=str(tiny[0]), size="32x32", steps=3, seed=1)
+    with Transport() as tr:
+        out = list(prov.run(req, None, tr, rec))
+    assert len(out) == 1
+    assert rec.steps == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_inpaint_returns_input_size(tiny: tuple[Path, Path]) -> None:
+    _, inp = tiny
+    Image.new("RGB", (60, 44), (10, 120, 200)).save("in.png")
+    m = Image.new("L", (60, 44), 0)
+    m.paste(255, (0, 0, 30, 44))
+    m.save("m.png")
+    r = run_cli(["inpaint", "a door", "-p", "local", "-m", str(inp), "-i", "in.png",
+                 "--mask", "m.png", "--steps", "2", "--seed", "3", "-o", "out.png"])
+    assert r.code == 0, r.err
+    with Image.open("out.png") as im:
+        assert im.size == (60, 44)
+
+
+def test_size_must_be_multiple_of_8(tiny: tuple[Path, Path]) -> None:
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0]), "--size", "60x60"])
+    assert r.code == 2 and "multiples of 8" in r.err
+
+
+def test_missing_model_folder_and_offline_hub_id(tiny: tuple[Path, Path]) -> None:
+    r = run_cli(["generate", "x", "-p", "local", "-m", "./no/such/folder", "--size", "32x32"])
+    assert r.code == 3 and "does not exist" in r.err
+    r = run_cli(["generate", "x", "-p", "local", "-m", "someone/not-downloaded",
+                 "--size", "32x32"])
+    assert r.code == 3
+    assert "Cannot load model someone/not-downloaded" in r.err
+    assert "hf download someone/not-downloaded" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_missing_extra_says_how_to_install(tiny: tuple[Path, Path],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_diffusers(name: str, *a: Any, **k: Any) -> Any:
+        if name.split(".")[0] in ("diffusers", "torch"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_diffusers)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0])])
+    assert r.code == 3
+    assert "pip install 'imagegen-cli[local]'" in r.err
+
+
+def test_cuda_refused_when_absent(tiny: tuple[Path, Path]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0]), "--device", "cuda",
+                 "--size", "32x32"])
+    assert r.code == 2 and "no CUDA device" in r.err
+
+
+def test_ctrl_c_stops_at_next_step_and_writes_nothing(
+        tiny: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagegen_cli.cli.console as console
+    from imagegen_cli.requests import Reporter
+
+    class Interrupting(Reporter):
+        def step(self, done: int, total: int) -> None:
+            if done == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(console, "make_reporter", lambda quiet: Interrupting())
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0]), "--steps", "5",
+                 "--size", "32x32", "-o", "never.png"])
+    assert r.code == 130, r.err
+    assert not Path("never.png").exists()
+    assert [p for p in Path(".").iterdir()] == []
+
+
+def test_embedded_default_when_nothing_configured(tiny: tuple[Path, Path],
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    write_config(f'[providers.local]\nmodel = "{tiny[0]}"\n', monkeypatch, tmp_path)
+    r = run_cli(["generate", "x", "--steps", "1", "--size", "32x32", "-o", "d.png"])
+    assert r.code == 0, r.err
+    assert "using the local model" in r.err
+    assert r.lines() == ["d.png"]
+
+
+def test_dry_run_describes_the_call(tiny: tuple[Path, Path]) -> None:
+    import json
+
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0]), "--seed", "4",
+                 "--dry-run"])
+    call = json.loads(r.stdout)["requests"][0]
+    assert call["method"] == "LOCAL" and call["body"]["seed"] == 4
