@@ -293,13 +293,21 @@ def _cannot_inpaint(name: str, cfg: Any, env: Any) -> str:
 
 @image_command([])
 def generate(**opts: Any) -> None:
-    """Generate images from a prompt."""
+    """Generate images from a prompt.
+
+    PROMPT is the text itself, - to read stdin, or @FILE to read a file. Prints the
+    path of each image written (or one JSON object with --json).
+    """
     run_images(opts)
 
 
 @image_command(INPAINT)
 def inpaint(**opts: Any) -> None:
-    """Repaint part of an image: white (or transparent) mask pixels mark the area."""
+    """Repaint part of an image: white (or transparent) mask pixels mark the area.
+
+    PROMPT is the text itself, - to read stdin, or @FILE to read a file. Without
+    --mask, the image's own transparent pixels mark the area.
+    """
     run_images(opts, inpaint=True)
 
 
