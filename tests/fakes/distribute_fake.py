@@ -12,7 +12,7 @@ import re
 import uuid
 from typing import Any
 
-from tests.fakes.server import FakeServer, Request, Response, color_for, png
+from tests.fakes.server import Dialect, Request, Response, color_for, png
 
 SIZE_RE = re.compile(r"^([1-9]\d{0,2}|1024)x([1-9]\d{0,2}|1024)$")
 MODELS = {"Flux.1 [dev]", "Flux.1 [schnell]"}
@@ -26,23 +26,13 @@ def bad(message: str, status: int = 400) -> Response:
                          status)
 
 
-class DistributeFake:
+class DistributeFake(Dialect):
     def __init__(self, key: str = "dist-key-42") -> None:
         self.key = key
         self.jobs: dict[str, dict[str, Any]] = {}
-        self.server = FakeServer(self.handle)
+        super().__init__()
         self.ids = itertools.count(1)
 
-    def start(self) -> DistributeFake:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     def handle(self, req: Request) -> Response:
         path = req.path.split("?")[0]

@@ -8,7 +8,7 @@ import io
 import itertools
 from typing import Any
 
-from tests.fakes.server import FakeServer, Request, Response, color_for, png
+from tests.fakes.server import Dialect, Request, Response, color_for, png
 
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 SCHNELL = "black-forest-labs/FLUX.1-schnell"
@@ -22,23 +22,14 @@ def fail(message: str, status: int = 400) -> Response:
     return Response.json({"status": "failed", "message": message, "data": None}, status)
 
 
-class NebulaFake:
+class NebulaFake(Dialect):
+    path_prefix = "/api/v1"
     def __init__(self, key: str = "neb-key-7") -> None:
         self.key = key
-        self.server = FakeServer(self.handle)
+        super().__init__()
         self.ids = itertools.count(1)
         self.last_inpaint: dict[str, Any] = {}
 
-    def start(self) -> NebulaFake:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url + "/api/v1"
 
     def handle(self, req: Request) -> Response:
         path = req.path.split("?")[0]

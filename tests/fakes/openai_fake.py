@@ -15,7 +15,7 @@ import itertools
 import json
 from typing import Any
 
-from tests.fakes.server import FakeServer, Request, Response, color_for, png, reencode
+from tests.fakes.server import Dialect, Request, Response, color_for, png, reencode
 
 GEN_FIELDS = {"prompt", "model", "n", "size", "quality", "style", "response_format",
               "output_format", "output_compression", "background", "moderation", "stream",
@@ -48,7 +48,7 @@ def family(model: str) -> str:
     return model
 
 
-class OpenAIFake:
+class OpenAIFake(Dialect):
     def __init__(self, mode: str = "openai", keys: tuple[str, ...] = ("sk-test-key-123",),
                  image_size: tuple[int, int] | None = None) -> None:
         self.mode = mode
@@ -57,16 +57,9 @@ class OpenAIFake:
         self.fixed_image: bytes | None = None  # answer these bytes for every image (bench)
         self.ids = itertools.count(1)
         self.files: dict[str, bytes] = {}
-        self.server = FakeServer(self.handle)
+        super().__init__()
 
     # ------------------------------------------------------------------
-    def start(self) -> OpenAIFake:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
     @property
     def url(self) -> str:
         base = self.server.url

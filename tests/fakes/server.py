@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -118,6 +118,29 @@ class FakeServer:
 
     def calls(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.path.split("?")[0].endswith(path)]
+
+
+class Dialect:
+    """Base of the dialect fakes: owns a FakeServer that routes to `handle`."""
+
+    path_prefix = ""
+
+    def __init__(self) -> None:
+        self.server = FakeServer(self.handle)
+
+    def handle(self, req: Request) -> Response:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url + self.path_prefix
 
 
 def png(width: int, height: int, color: tuple[int, int, int] = (200, 80, 40),
