@@ -184,6 +184,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", module="diffusers")
     warnings.filterwarnings("ignore", module="transformers")
+    warnings.filterwarnings("ignore", module="huggingface_hub")
     warnings.filterwarnings("ignore", category=FutureWarning)
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
@@ -222,7 +223,7 @@ def load_pipeline(model: str, *, inpaint: bool, dtype: Any) -> Any:
                 raise
             pipe = cls.from_pretrained(source, torch_dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - every loader failure becomes one message
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(
+        reason = str(exc).strip().splitlines()[0][:200].rstrip(".") if str(exc).strip() else type(
             exc).__name__
         raise ConfigError(
             f"Cannot load model {model}: {reason}. Fetch it with `hf download {model}` "
