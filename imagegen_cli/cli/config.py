@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import subprocess
 import sys
 from typing import Annotated
 
@@ -42,6 +39,8 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = Fa
     path = Path(_path())
     doc = configfile.read_document(path)
     if json_out:
+        import json
+
         out(json.dumps(configfile.plain(doc), indent=2))
         return
     if not path.exists():
@@ -66,6 +65,8 @@ def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.
     if parts[-1] in configfile.SECRET_KEYS:
         out("***")
         return
+    import json
+
     plain = value.unwrap() if hasattr(value, "unwrap") else value
     out(json.dumps(plain) if not isinstance(plain, str) else plain)
 
@@ -163,6 +164,8 @@ def init(force: Annotated[bool, typer.Option("--force", help="Replace an existin
 @app.command("edit")
 def edit() -> None:
     """Open the file in $VISUAL or $EDITOR, then check it."""
+    import shlex
+    import subprocess
     from pathlib import Path
 
     from imagegen_cli.cli.console import note

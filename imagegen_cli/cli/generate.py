@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -39,6 +38,8 @@ def read_prompt(value: str) -> str:
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
+    import json
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -77,6 +78,8 @@ def parse_aspect(aspect: str) -> float:
 
 def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     """Everything `generate` and `inpaint` share."""
+    import json
+
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import err, make_reporter, note, out, warn
     from imagegen_cli.output import OutputPlan

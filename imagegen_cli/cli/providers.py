@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -70,6 +69,8 @@ def list_cmd(json_out: JsonOpt = False) -> None:
 
     cfg = _load()
     rows = [_summary(*_get(cfg, n)) for n in cfg.providers]
+    import json
+
     if json_out:
         out(json.dumps(rows, indent=2))
         return
@@ -114,6 +115,8 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "async": caps.async_jobs, "notes": list(caps.notes),
         }
     info["models"] = models
+    import json
+
     if json_out:
         out(json.dumps(info, indent=2))
         return
@@ -175,6 +178,8 @@ def models(name: NameArg, json_out: JsonOpt = False) -> None:
             names = prov.list_models(key, tr)
     else:
         names = prov.known_models()
+    import json
+
     if json_out:
         out(json.dumps({"provider": p.name, "live": live, "models": names}, indent=2))
         return
@@ -220,6 +225,8 @@ def check(
                 out(f"{n}: failed")
                 err(f"{n}: {exc}", prefix="error")
     if json_out:
+        import json
+
         out(json.dumps(results, indent=2))
     if first_error is not None:
         raise typer.Exit(int(first_error.exit_code))
