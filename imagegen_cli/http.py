@@ -81,7 +81,7 @@ class HttpCall:
             "headers": redact_headers(self.headers),
         }
         if self.json is not None:
-            out["body"] = self.json
+            out["body"] = _summarise(self.json)
         if self.files is not None or self.data is not None:
             out["multipart"] = {
                 "fields": dict(self.data or {}),
@@ -92,6 +92,17 @@ class HttpCall:
             }
         redacted: dict[str, Any] = json.loads(redact(json.dumps(out, default=_short)))
         return redacted
+
+
+def _summarise(value: Any) -> Any:
+    """The body as sent, but with long strings (base64 images) shown by size."""
+    if isinstance(value, str) and len(value) > 512:
+        return f"<{len(value)} characters>"
+    if isinstance(value, dict):
+        return {k: _summarise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_summarise(v) for v in value]
+    return value
 
 
 def _short(value: Any) -> str:

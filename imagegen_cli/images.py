@@ -134,9 +134,21 @@ def convert(data: bytes, fmt: str, *, quality: int = 95) -> bytes:
     """Re-encode to FMT with Pillow (only when the received format differs)."""
     import io
 
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return _convert(Image.open(io.BytesIO(data)), fmt, quality)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # Structurally whole but undecodable pixels: a bad answer, not our bug.
+        raise UnavailableError(f"The provider's image cannot be decoded ({exc})") from None
+
+
+def _convert(im: Any, fmt: str, quality: int) -> bytes:
+    import io
+
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
+    with im:
         im.load()
         if fmt == "jpeg" and im.mode not in ("RGB", "L"):
             rgba = im.convert("RGBA")

@@ -401,3 +401,21 @@ def test_url_over_size_cap(fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) ->
     r = run_cli(["generate", "sky", "-o", "x.png"])
     assert r.code == 6 and "1000 byte limit" in r.err
     assert not Path("x.png").exists()
+
+
+def test_undecodable_pixels_exit_6_when_converting(fake: OpenAIFake) -> None:
+    import struct
+    import zlib
+
+    def chunk(t: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + t + body + struct.pack(
+            ">I", zlib.crc32(t + body) & 0xFFFFFFFF)
+
+    # Whole PNG structure (IHDR..IEND) whose IDAT is not zlib data.
+    bad = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", b"not zlib at all") + chunk(b"IEND", b""))
+    fake.server.script.append(Response.json(
+        {"created": 1, "data": [{"b64_json": base64.b64encode(bad).decode()}]}))
+    r = run_cli(["generate", "sky", "-m", "dall-e-2", "-o", "x.jpg"])
+    assert r.code == 6 and "cannot be decoded" in r.err
+    assert not Path("x.jpg").exists()

@@ -73,3 +73,16 @@ def test_aspect_multiple_of_16(nebula: Any) -> None:
     body = json.loads(r.stdout)["requests"][0]["body"]
     assert body["width"] % 16 == 0 and body["height"] % 16 == 0
     assert abs(body["width"] / body["height"] - 16 / 9) < 0.05
+
+
+def test_dry_run_summarises_base64_fields(nebula: Any) -> None:
+    from tests.test_inpaint import make_image, white_left_mask
+
+    make_image("in.png", size=(256, 256))
+    white_left_mask("m.png", size=(256, 256))
+    r = run_cli(["inpaint", "x", "-p", "nebula", "-i", "in.png", "--mask", "m.png",
+                 "--dry-run"])
+    assert r.code == 0, r.err
+    body = json.loads(r.stdout)["requests"][0]["body"]
+    assert body["image"].startswith("<") and body["image"].endswith(" characters>")
+    assert len(r.stdout) < 2000

@@ -52,6 +52,8 @@ class StderrReporter(Reporter):
 
 
 class RichReporter(Reporter):
+    quiet = False
+
     """A spinner with elapsed time, then a bar for downloads and steps (stderr only)."""
 
     def __init__(self) -> None:

@@ -71,6 +71,8 @@ class LocalProvider(Provider):
         dtype = _dtype(torch, req.dtype, device)
         inpaint = bool(req.images and req.mask)
         reporter.status(f"loading {req.model}")
+        if getattr(reporter, "quiet", False):
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # -q: no download bars either
         started = time.perf_counter()
         pipe = load_pipeline(str(req.model), inpaint=inpaint, dtype=dtype)
         pipe.to(device)
