@@ -121,7 +121,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
         out(json.dumps(info, indent=2))
         return
     lines = [f"{p.name}  ({p.type}{', preset' if p.preset else ''})",
-             f"  base url : {p.base_url}",
+             f"  base url : {p.base_url or '(none: runs on this machine)'}",
              f"  key      : {info['key']}" + (f" (variable {p.api_key_env})"
                                               if p.api_key_env else ""),
              f"  model    : {p.model or '(none: pass -m)'}"]
