@@ -121,6 +121,12 @@ class Reporter:
     def __init__(self) -> None:
         self.jobs: list[str] = []
 
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A display to take down (the rich one); nothing by default."""
+
     def job(self, job_id: str) -> None:
         """A provider-side job was submitted (so Ctrl-C can say which)."""
         self.jobs.append(job_id)

@@ -107,13 +107,20 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[OpenAIFake
     f.stop()
 
 
+def _serve(fake: Any, name: str, env_var: str, monkeypatch: pytest.MonkeyPatch,
+           tmp_path: Path) -> Any:
+    """Start FAKE and make it provider NAME, with its valid key in ENV_VAR."""
+    fake.start()
+    write_config(f'[providers.{name}]\nbase_url = "{fake.url}"\n', monkeypatch, tmp_path)
+    monkeypatch.setenv(env_var, fake.key)
+    return fake
+
+
 @pytest.fixture
 def distribute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     from tests.fakes.distribute_fake import DistributeFake
 
-    f = DistributeFake().start()
-    write_config(f'[providers.distribute]\nbase_url = "{f.url}"\n', monkeypatch, tmp_path)
-    monkeypatch.setenv("DISTRIBUTE_API_KEY", f.key)
+    f = _serve(DistributeFake(), "distribute", "DISTRIBUTE_API_KEY", monkeypatch, tmp_path)
     yield f
     f.stop()
 
@@ -122,8 +129,6 @@ def distribute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]
 def nebula(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     from tests.fakes.nebula_fake import NebulaFake
 
-    f = NebulaFake().start()
-    write_config(f'[providers.nebula]\nbase_url = "{f.url}"\n', monkeypatch, tmp_path)
-    monkeypatch.setenv("NEBULA_API_KEY", f.key)
+    f = _serve(NebulaFake(), "nebula", "NEBULA_API_KEY", monkeypatch, tmp_path)
     yield f
     f.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,35 +78,62 @@ def parse_aspect(aspect: str) -> float:
 
 
 def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
-    """Everything `generate` and `inpaint` share."""
-    import json
-
+    """Everything `generate` and `inpaint` share: settle, validate, run, report."""
     from imagegen_cli import config as cfgmod
-    from imagegen_cli.cli.console import err, make_reporter, note, out, warn
-    from imagegen_cli.output import OutputPlan
+    from imagegen_cli.cli.console import note, warn
+    from imagegen_cli.http import register_secret
     from imagegen_cli.providers.base import create
-    from imagegen_cli.requests import ImageRequest
 
     env = os.environ
     cfg = cfgmod.load(env)
     for w in cfg.warnings:
         warn(w)
-    d = cfg.defaults
-    pick = cfgmod.pick
-
     pcfg, auto_note = cfgmod.resolve_provider(cfg, opts["provider"], env)
     provider = create(pcfg, env)
     if auto_note and not opts["quiet"]:
         note(auto_note)
 
-    prompt = read_prompt(opts["prompt"])
+    run = _settle(opts, cfg, env)
+    req = _request(opts, run, cfg, env, provider, inpaint)
+    key = pcfg.key(env) if provider.needs_key else None
+    register_secret(key)
+    if opts["dry_run"]:
+        _dry_run(provider, req, key or (f"${pcfg.api_key_env}" if pcfg.api_key_env else None))
+        return
+    if provider.needs_key:
+        key = pcfg.require_key(env)
+    outcome = _execute(opts, run, provider, req, key)
+    if opts["json_out"]:
+        _print_report(provider.name, req, outcome)
+    _raise_failures(req, outcome)
+
+
+@dataclass
+class _Run:
+    """Settings resolved from flags, environment and [defaults] (in that order)."""
+
+    plan: Any
+    fmt: str | None
+    count: int
+    size: str | None
+    aspect: str | None
+    timeout: float
+    retries: int
+    metadata: bool
+    sidecar: bool
+
+
+def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.output import OutputPlan
+
+    d, pick = cfg.defaults, cfgmod.pick
     fmt_opt = pick(opts["format"], None, d.get("format"), None)
     fmt = None
     if fmt_opt is not None:
         fmt = FORMATS.get(str(fmt_opt).lower())
         if fmt is None:
             raise UsageError(f"-f/--format '{fmt_opt}' is not one of png, jpeg, webp")
-
     plan = OutputPlan.from_option(
         pick(opts["output"], env.get(cfgmod.ENV_OUTPUT), d.get("output"), None),
         overwrite=opts["overwrite"],
@@ -114,33 +142,49 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     if fmt and implied and implied != fmt:
         raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
                          "make them agree")
-    fmt = fmt or implied
-
     count = pick(opts["count"], None, d.get("count"), 1)
     if plan.stdout and count != 1:
         raise UsageError("-o - writes one image to stdout: drop -n or write to files")
     if plan.stdout and opts["json_out"]:
         raise UsageError("-o - and --json both want stdout: choose one")
-
+    if opts["keep_partials"] and not (opts["stream"] or opts["partial_images"] is not None):
+        raise UsageError("--keep-partials needs --stream")
     size = parse_size(opts["size"])
     aspect = opts["aspect"]
     if aspect and size:
         raise UsageError("--size and --aspect both set the size: pass one")
     if not size and not aspect:
-        if d.get("aspect"):
-            aspect = d["aspect"]
-        else:
-            size = parse_size(d.get("size"))
+        aspect = d.get("aspect")
+        size = None if aspect else parse_size(d.get("size"))
+    timeout = float(pick(opts["timeout"], None, d.get("timeout"), 300.0))
+    retries = int(pick(opts["retries"], None, d.get("retries"), 2))
+    if timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    if retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    return _Run(plan=plan, fmt=fmt or implied, count=count, size=size, aspect=aspect,
+                timeout=timeout, retries=retries,
+                metadata=not (opts["no_metadata"] or d.get("metadata") is False),
+                sidecar=opts["sidecar"] or bool(d.get("sidecar")))
 
+
+def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
+             inpaint: bool) -> Any:
+    """The validated ImageRequest (exit 2 for anything the provider would refuse)."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.cli.console import note
+    from imagegen_cli.requests import ImageRequest
+
+    d, pick = cfg.defaults, cfgmod.pick
     req = ImageRequest(
-        prompt=prompt,
+        prompt=read_prompt(opts["prompt"]),
         model=pick(opts["model"], env.get(cfgmod.ENV_MODEL), d.get("model"), None),
-        n=count,
-        size=size,
+        n=run.count,
+        size=run.size,
         quality=pick(opts["quality"], None, d.get("quality"), None),
         style=pick(opts["style"], None, d.get("style"), None),
-        background=opts["background"] or d.get("background"),
-        moderation=opts["moderation"] or d.get("moderation"),
+        background=pick(opts["background"], None, d.get("background"), None),
+        moderation=pick(opts["moderation"], None, d.get("moderation"), None),
         seed=opts["seed"],
         steps=pick(opts["steps"], None, d.get("steps"), None),
         guidance=pick(opts["guidance"], None, d.get("guidance"), None),
@@ -151,19 +195,17 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         device=opts["device"],
         dtype=opts["dtype"],
     )
-    if opts["keep_partials"] and not req.stream:
-        raise UsageError("--keep-partials needs --stream")
     if inpaint and provider.inpaint_model() is None and not req.model:
         raise UsageError(_cannot_inpaint(provider.name, cfg, env))
     req = provider.resolve_model(req, inpaint=inpaint)
-    if aspect:
+    if run.aspect:
         caps = provider.capabilities(req.model)
         if caps.sizes is None:
             raise UsageError(f"--aspect needs known sizes, and provider {provider.name} "
                              f"(model {req.model}) does not declare them: pass --size")
-        req = req.with_(size=caps.sizes.closest(parse_aspect(aspect)))
+        req = req.with_(size=caps.sizes.closest(parse_aspect(run.aspect)))
         if not opts["quiet"]:
-            note(f"--aspect {aspect}: using size {req.size}")
+            note(f"--aspect {run.aspect}: using size {req.size}")
     if inpaint:
         from imagegen_cli.masks import attach
 
@@ -172,107 +214,110 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     if not opts["quiet"]:
         for text in req.notices:
             note(text)
-    caps = provider.capabilities(req.model)
-    if fmt and fmt in caps.formats:
-        req = req.with_(output_format=fmt)
+    if run.fmt and run.fmt in provider.capabilities(req.model).formats:
+        req = req.with_(output_format=run.fmt)
+    return req
 
-    key = pcfg.key(env) if provider.needs_key else None
-    from imagegen_cli.http import register_secret
 
-    register_secret(key)
-    if opts["dry_run"]:
-        from imagegen_cli.pipeline import batches
+def _dry_run(provider: Any, req: Any, shown_key: str | None) -> None:
+    import json
 
-        shown_key = key or (f"${pcfg.api_key_env}" if pcfg.api_key_env else None)
-        calls: list[dict[str, Any]] = []
-        for n in batches(req.n, caps.max_n):
-            sub = req.with_(n=n)
-            calls.extend(c.describe() for c in provider.prepare(sub, shown_key))
-        out(json.dumps({"provider": provider.name, "model": req.model, "requests": calls},
-                       indent=2, ensure_ascii=False))
-        return
-    if provider.needs_key:
-        key = pcfg.require_key(env)
+    from imagegen_cli.cli.console import out
+    from imagegen_cli.pipeline import batches
 
-    timeout = float(pick(opts["timeout"], None, d.get("timeout"), 300.0))
-    retries = int(pick(opts["retries"], None, d.get("retries"), 2))
-    if timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
-    if retries < 0:
-        raise UsageError("--retries must be 0 or more")
+    calls: list[dict[str, Any]] = []
+    for n in batches(req.n, provider.capabilities(req.model).max_n):
+        calls.extend(c.describe() for c in provider.prepare(req.with_(n=n), shown_key))
+    out(json.dumps({"provider": provider.name, "model": req.model, "requests": calls},
+                   indent=2, ensure_ascii=False))
 
+
+class _PathPrinter:
+    """Prints paths in index order (images may finish out of order when several
+    requests run at once), each as soon as all before it are printed."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.next = 1
+        self.waiting: dict[int, str] = {}
+
+    def saved(self, s: Any) -> None:
+        from imagegen_cli.cli.console import out
+
+        if not self.enabled or s.partial is not None:
+            return
+        self.waiting[s.index] = s.path
+        while self.next in self.waiting:
+            out(self.waiting.pop(self.next))
+            self.next += 1
+
+    def flush(self) -> None:
+        from imagegen_cli.cli.console import out
+
+        for index in sorted(self.waiting):
+            out(self.waiting.pop(index))
+
+
+def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str | None) -> Any:
     from imagegen_cli.cli.app import debug_enabled
+    from imagegen_cli.cli.console import err, make_reporter
     from imagegen_cli.http import Transport
-    from imagegen_cli.pipeline import SavedImage, Saver, execute
+    from imagegen_cli.pipeline import Saver, execute
 
-    reporter = make_reporter(opts["quiet"])
     saver = Saver(
-        plan=plan, provider=provider.name, model=str(req.model), request=req, count=req.n,
-        wanted_format=fmt,
-        metadata=not (opts["no_metadata"] or d.get("metadata") is False),
-        sidecar=opts["sidecar"] or bool(d.get("sidecar")),
+        plan=run.plan, provider=provider.name, model=str(req.model), request=req, count=req.n,
+        wanted_format=run.fmt, metadata=run.metadata, sidecar=run.sidecar,
         keep_partials=opts["keep_partials"],
-        stdout=sys.stdout.buffer if plan.stdout else None,
+        stdout=sys.stdout.buffer if run.plan.stdout else None,
     )
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
-
-    # Paths are printed in index order (images may finish out of order when several
-    # requests run at once), each as soon as all before it are printed.
-    printed = {"next": 1}
-    waiting: dict[int, str] = {}
-
-    def on_saved(s: SavedImage) -> None:
-        if s.partial is not None or opts["json_out"] or plan.stdout:
-            return
-        waiting[s.index] = s.path
-        while printed["next"] in waiting:
-            out(waiting.pop(printed["next"]))
-            printed["next"] += 1
-
-    def flush_paths() -> None:
-        for index in sorted(waiting):
-            out(waiting.pop(index))
-
-    enter = getattr(reporter, "__enter__", None)
-    if enter:
-        enter()
+    paths = _PathPrinter(enabled=not (opts["json_out"] or run.plan.stdout))
+    reporter = make_reporter(opts["quiet"])
     try:
-        with Transport(timeout=timeout, retries=retries, who=provider.name, log=log) as tr:
-            outcome = execute(provider, req, key, tr, reporter, saver, on_saved)
+        with reporter, Transport(timeout=run.timeout, retries=run.retries,
+                                 who=provider.name, log=log) as tr:
+            return execute(provider, req, key, tr, reporter, saver, paths.saved)
     except KeyboardInterrupt:
         jobs = ", ".join(reporter.jobs)
         raise Interrupted(
             f"interrupted; nothing half-written. Job ids still at {provider.name}: {jobs}"
             if jobs else "interrupted; nothing half-written") from None
     finally:
-        exit_ = getattr(reporter, "__exit__", None)
-        if exit_:
-            exit_(None, None, None)
-        flush_paths()  # whatever happened, every file written is listed
-    if opts["json_out"]:
-        report = {
-            "provider": provider.name,
-            "model": req.model,
-            "request_id": outcome.request_ids[0] if outcome.request_ids else None,
-            "request_ids": outcome.request_ids,
-            "timings": outcome.timings,
-            "usage": outcome.usage,
-            "images": [s.as_json() for s in outcome.saved],
-            "errors": [str(e) for e in outcome.failures],
-        }
-        extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
-        if extra:
-            report["extra"] = extra
-        out(json.dumps(report, indent=2, ensure_ascii=False))
-    if outcome.failures:
-        first = outcome.failures[0]
-        more = f" (and {len(outcome.failures) - 1} more)" if len(outcome.failures) > 1 else ""
-        if outcome.saved:
-            raise PartialError(
-                f"{len(outcome.saved)} of {req.n} images written; failed: {first}{more}")
-        if more and isinstance(first, ImagegenError):
-            first.message += more
-        raise first
+        paths.flush()  # whatever happened, every file written is listed
+
+
+def _print_report(provider: str, req: Any, outcome: Any) -> None:
+    import json
+
+    from imagegen_cli.cli.console import out
+
+    report = {
+        "provider": provider,
+        "model": req.model,
+        "request_id": outcome.request_ids[0] if outcome.request_ids else None,
+        "request_ids": outcome.request_ids,
+        "timings": outcome.timings,
+        "usage": outcome.usage,
+        "images": [s.as_json() for s in outcome.saved],
+        "errors": [str(e) for e in outcome.failures],
+    }
+    extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
+    if extra:
+        report["extra"] = extra
+    out(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+def _raise_failures(req: Any, outcome: Any) -> None:
+    if not outcome.failures:
+        return
+    first = outcome.failures[0]
+    more = f" (and {len(outcome.failures) - 1} more)" if len(outcome.failures) > 1 else ""
+    if outcome.saved:
+        raise PartialError(
+            f"{len(outcome.saved)} of {req.n} images written; failed: {first}{more}")
+    if more and isinstance(first, ImagegenError):
+        first.message += more
+    raise first
 
 
 def _cannot_inpaint(name: str, cfg: Any, env: Any) -> str:
