@@ -5,6 +5,7 @@ httpx is imported when a Transport is built, never on the `--help` path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -315,19 +316,12 @@ class Transport:
 
         resp = self.send(call, stream=True)
         try:
-            return jsonstream.load(resp.iter_bytes()), resp
+            with body_errors(self.who, request_id_of(resp)):
+                return jsonstream.load(resp.iter_bytes()), resp
         except ValueError as exc:
             raise UnavailableError(
                 f"{self.who} answered with a malformed body ({exc})",
                 status=resp.status_code, request_id=request_id_of(resp)) from None
-        except Exception as exc:
-            import httpx
-
-            if isinstance(exc, httpx.TransportError):
-                raise UnavailableError(
-                    f"{self.who}'s answer broke off: {_reason(exc)}",
-                    request_id=request_id_of(resp)) from None
-            raise
         finally:
             resp.close()
 
@@ -386,6 +380,22 @@ class Transport:
                         f"Cannot download from {_host(url)}: {_reason(exc)}") from None
             self._pause(self._backoff(attempt))
             attempt += 1
+
+
+@contextlib.contextmanager
+def body_errors(who: str, request_id: str | None = None) -> Iterator[None]:
+    """While reading a response body: a broken or stalled connection is the
+    provider being unavailable (exit 6), never an internal error."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise UnavailableError(f"{who} stopped sending mid-answer (timed out)",
+                               request_id=request_id) from None
+    except httpx.TransportError as exc:
+        raise UnavailableError(f"{who}'s answer broke off: {_reason(exc)}",
+                               request_id=request_id) from None
 
 
 def _sleep(seconds: float) -> None:

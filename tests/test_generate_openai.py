@@ -419,3 +419,26 @@ def test_undecodable_pixels_exit_6_when_converting(fake: OpenAIFake) -> None:
     r = run_cli(["generate", "sky", "-m", "dall-e-2", "-o", "x.jpg"])
     assert r.code == 6 and "cannot be decoded" in r.err
     assert not Path("x.jpg").exists()
+
+
+def test_stream_that_breaks_is_not_retried(fake: OpenAIFake) -> None:
+    frame = {"type": "image_generation.partial_image", "partial_image_index": 0,
+             "b64_json": base64.b64encode(png(8, 8)).decode()}
+
+    def broken() -> object:
+        yield f"event: image_generation.partial_image\ndata: {json.dumps(frame)}\n\n".encode()
+        raise ConnectionResetError  # the server drops the connection mid-stream
+
+    fake.server.script.append(Response(200, broken(), {"content-type": "text/event-stream"}))
+    r = run_cli(["generate", "sky", "--stream", "--partial-images", "1", "-o", "s.png",
+                 "--retries", "3"])
+    assert r.code == 6, r.err
+    assert len(fake.server.requests) == 1
+    assert not Path("s.png").exists()
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(fake: OpenAIFake) -> None:
+    r = run_cli(["generate", "sky", "-n", "2", "-o", "q/"])
+    assert r.code == 0
+    assert r.err == ""
+    assert len(r.lines()) == 2

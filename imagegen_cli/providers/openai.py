@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import RefusedError, UnavailableError
-from imagegen_cli.http import HttpCall, check_base_url, iter_sse, request_id_of
+from imagegen_cli.http import HttpCall, body_errors, check_base_url, iter_sse, request_id_of
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
@@ -198,49 +198,58 @@ class OpenAIProvider(Provider):
         info = CallInfo(request_id=request_id_of(resp))
         done = 0
         try:
-            ctype = resp.headers.get("content-type", "")
-            if "event-stream" not in ctype:
-                # Some gateways ignore `stream` and answer in one piece.
-                resp.read()
-                try:
-                    payload = json.loads(resp.content)
-                except ValueError:
-                    raise UnavailableError(f"{self.name} answered a stream request with "
-                                           "neither events nor JSON") from None
-                yield from parse_images(payload, info, self.name)
-                return
-            for event, data in iter_sse(resp):
-                if data.strip() == "[DONE]":
-                    break
-                try:
-                    frame = json.loads(data)
-                except ValueError:
-                    raise UnavailableError(
-                        f"{self.name} sent a malformed stream event",
-                        request_id=info.request_id) from None
-                if "error" in frame and frame["error"]:
-                    err = frame["error"] if isinstance(frame["error"], dict) else {}
-                    raise RefusedError(
-                        f"{self.name} stopped the stream: "
-                        f"{err.get('message') or frame['error']}",
-                        code=err.get("code"), request_id=info.request_id)
-                kind = frame.get("type") or event
-                if kind.endswith(".partial_image"):
-                    k = int(frame.get("partial_image_index", 0)) + 1
-                    reporter.status(f"partial image {k} received")
-                    yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"), self.name),
-                                         partial=k), info
-                elif kind.endswith(".completed"):
-                    if frame.get("usage"):
-                        info.usage = frame["usage"]
-                    yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"),
-                                                               self.name)), info
-                    done += 1
+            with body_errors(self.name, info.request_id):
+                for item in self._events(resp, info, reporter):
+                    done += item[0].partial is None
+                    yield item
         finally:
             resp.close()
         if not done:
             raise UnavailableError(f"{self.name}'s stream ended before the image was complete",
                                    request_id=info.request_id)
+
+    def _events(
+        self, resp: Any, info: CallInfo, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        done = 0
+        ctype = resp.headers.get("content-type", "")
+        if "event-stream" not in ctype:
+            # Some gateways ignore `stream` and answer in one piece.
+            resp.read()
+            try:
+                payload = json.loads(resp.content)
+            except ValueError:
+                raise UnavailableError(f"{self.name} answered a stream request with "
+                                       "neither events nor JSON") from None
+            yield from parse_images(payload, info, self.name)
+            return
+        for event, data in iter_sse(resp):
+            if data.strip() == "[DONE]":
+                break
+            try:
+                frame = json.loads(data)
+            except ValueError:
+                raise UnavailableError(
+                    f"{self.name} sent a malformed stream event",
+                    request_id=info.request_id) from None
+            if "error" in frame and frame["error"]:
+                err = frame["error"] if isinstance(frame["error"], dict) else {}
+                raise RefusedError(
+                    f"{self.name} stopped the stream: "
+                    f"{err.get('message') or frame['error']}",
+                    code=err.get("code"), request_id=info.request_id)
+            kind = frame.get("type") or event
+            if kind.endswith(".partial_image"):
+                k = int(frame.get("partial_image_index", 0)) + 1
+                reporter.status(f"partial image {k} received")
+                yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"), self.name),
+                                     partial=k), info
+            elif kind.endswith(".completed"):
+                if frame.get("usage"):
+                    info.usage = frame["usage"]
+                yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"),
+                                                           self.name)), info
+                done += 1
 
     def check(self, key: str | None, transport: Transport) -> str:
         call = HttpCall("GET", f"{self.base()}/models", self.headers(key))
