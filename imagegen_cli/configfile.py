@@ -3,7 +3,6 @@ user's comments and layout kept (tomlkit), written atomically with mode 0600."""
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -190,8 +189,3 @@ def plain(doc: Any) -> Any:
                 if k in table:
                     table[k] = "***"
     return data
-
-
-def ensure_private(path: Path) -> None:
-    if path.exists():
-        os.chmod(path, 0o600)

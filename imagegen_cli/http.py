@@ -325,14 +325,10 @@ class Transport:
         finally:
             resp.close()
 
-    def download(self, url: str, *, cap: int | None = None,
-                 on_bytes: Callable[[int, int], None] | None = None) -> bytes:
-        """Fetch an image URL: http(s) only, size-capped, never with the provider's key."""
-        return self.download_spooled(url, cap=cap, on_bytes=on_bytes).read()
-
     def download_spooled(self, url: str, *, cap: int | None = None,
                          on_bytes: Callable[[int, int], None] | None = None) -> Spool:
-        """`download` into a temporary file (read it once with .read())."""
+        """Fetch an image URL into a temporary file (read it once with .read()): http(s)
+        only, size-capped, never with the provider's key."""
         from imagegen_cli.jsonstream import Spool
 
         cap = cap or DOWNLOAD_CAP

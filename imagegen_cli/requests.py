@@ -140,5 +140,3 @@ class Reporter:
     def step(self, done: int, total: int) -> None:
         """Fine-grained progress (denoising steps, bytes downloaded)."""
 
-
-OnImage = Callable[[GeneratedImage, CallInfo], None]

@@ -101,8 +101,6 @@ class RichReporter(Reporter):
         self.progress.console.print(f"[cyan]note[/cyan]: {redact(text)}", highlight=False,
                                     markup=True)
 
-    def saved(self, path: str) -> None:
-        self.progress.console.print(f"[green]saved[/green] {path}", highlight=False)
 
 
 def make_reporter(quiet: bool) -> Reporter:

@@ -115,20 +115,6 @@ class Capabilities:
     async_jobs: bool = False
     notes: tuple[str, ...] = ()
 
-    def summary(self) -> list[str]:
-        out = []
-        if self.options:
-            out.append("options: " + " ".join(sorted(self.options)))
-        out.append(f"n per request: {self.max_n}")
-        if self.sizes:
-            out.append("sizes: " + self.sizes.describe())
-        if self.prompt_max:
-            out.append(f"prompt: up to {self.prompt_max} chars")
-        feats = [name for name, on in (("inpaint", self.inpaint), ("stream", self.stream),
-                                       ("async", self.async_jobs)) if on]
-        if feats:
-            out.append("features: " + ", ".join(feats))
-        return out
 
 
 class Provider:

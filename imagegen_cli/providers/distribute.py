@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 SIZE_RE = re.compile(r"^([1-9]\d{0,2}|1024)x([1-9]\d{0,2}|1024)$")
 ASYNC_ONLY = ("--seed", "--steps", "--guidance")
-TERMINAL = {"COMPLETED", "ERROR"}
 POLL_START, POLL_FACTOR, POLL_CAP = 1.0, 1.5, 5.0
 
 _SIZES = SizeRule(min_side=1, max_side=1024)
