@@ -31,8 +31,17 @@ class ProviderConfig:
     api_key: str | None = field(default=None, repr=False)
     model: str | None = None
     mode: str | None = None  # distribute: "sync" | "async" | None (auto)
-    needs_key: bool = True
     preset: bool = False
+
+    @property
+    def needs_key(self) -> bool:
+        """Declared by the dialect (Provider.needs_key), not guessed here."""
+        from imagegen_cli.providers.base import dialect
+
+        try:
+            return dialect(self.type).needs_key
+        except ConfigError:
+            return True
 
     def key(self, env: Mapping[str, str]) -> str | None:
         """The API key: the environment variable wins over a stored key."""
@@ -72,8 +81,7 @@ def _preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
         ProviderConfig("truefoundry", "openai", tfy_base, "TFY_API_KEY", model=None),
         ProviderConfig("yescale", "openai", "https://api.yescale.io/v1", "YESCALE_API_KEY",
                        model="flux-pro"),
-        ProviderConfig("local", "local", None, None, model="stabilityai/sd-turbo",
-                       needs_key=False),
+        ProviderConfig("local", "local", None, None, model="stabilityai/sd-turbo"),
     ]
     return {p.name: replace(p, preset=True) for p in presets}
 
@@ -222,8 +230,7 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                     f"Bad config file {_where(path, text, name)}: providers.{name} needs "
                     f"type = one of {', '.join(KNOWN_TYPES)}"
                 )
-            base = ProviderConfig(name=name, type=fields["type"],
-                                  needs_key=fields["type"] != "local")
+            base = ProviderConfig(name=name, type=fields["type"])
         merged = replace(base, **fields)
         if merged.mode not in (None, "sync", "async"):
             raise ConfigError(

@@ -124,3 +124,14 @@ def test_missing_config_named_by_env_exits_3(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("IMAGEGEN_CONFIG", "/nonexistent/c.toml")
     r = run_cli(["generate", "sky"])
     assert r.code == 3 and "/nonexistent/c.toml" in r.err
+
+
+def test_key_need_comes_from_the_dialect(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[providers.mine]\ntype = "local"\nmodel = "./m"\n'
+                 '[providers.gw]\ntype = "openai"\nbase_url = "https://g/v1"\n')
+    cfg = config.load({"IMAGEGEN_CONFIG": str(p)})
+    assert cfg.providers["mine"].needs_key is False
+    assert cfg.providers["mine"].key_source({}) == "not needed"
+    assert cfg.providers["gw"].needs_key is True
+    assert cfg.providers["local"].needs_key is False
