@@ -188,3 +188,16 @@ def test_dry_run_describes_the_call(tiny: tuple[Path, Path]) -> None:
                  "--dry-run"])
     call = json.loads(r.stdout)["requests"][0]
     assert call["method"] == "LOCAL" and call["body"]["seed"] == 4
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_download_bar_kept_unless_quiet(tiny: tuple[Path, Path], quiet: bool) -> None:
+    import torch
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers.utils import logging as tlog
+
+    from imagegen_cli.providers.local import load_pipeline
+
+    load_pipeline(str(tiny[0]), inpaint=False, dtype=torch.float32, quiet=quiet)
+    assert are_progress_bars_disabled() is quiet
+    assert not tlog.is_progress_bar_enabled()  # loading bars stay off

@@ -71,10 +71,9 @@ class LocalProvider(Provider):
         dtype = _dtype(torch, req.dtype, device)
         inpaint = bool(req.images and req.mask)
         reporter.status(f"loading {req.model}")
-        if getattr(reporter, "quiet", False):
-            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # -q: no download bars either
         started = time.perf_counter()
-        pipe = load_pipeline(str(req.model), inpaint=inpaint, dtype=dtype)
+        pipe = load_pipeline(str(req.model), inpaint=inpaint, dtype=dtype,
+                             quiet=bool(getattr(reporter, "quiet", False)))
         pipe.to(device)
         info = CallInfo(extra={"device": device, "load_s": round(time.perf_counter() - started,
                                                                   3)})
@@ -180,8 +179,9 @@ def _dtype(torch: Any, wanted: str | None, device: str) -> Any:
     return getattr(torch, wanted)
 
 
-def _quiet_libraries() -> None:
-    """Silence the libraries' own bars and warnings: progress is ours."""
+def _quiet_libraries(quiet: bool) -> None:
+    """Silence the libraries' own bars and warnings: progress is ours. The one bar
+    kept is huggingface_hub's for a model download (unless -q)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", module="diffusers")
@@ -194,13 +194,16 @@ def _quiet_libraries() -> None:
     dlog.set_verbosity_error()
     dlog.disable_progress_bar()
     tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
+    tlog.disable_progress_bar()  # this also turns off huggingface_hub's download bars...
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    (disable_progress_bars if quiet else enable_progress_bars)()  # ...so set them again
 
 
-def load_pipeline(model: str, *, inpaint: bool, dtype: Any) -> Any:
+def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False) -> Any:
     """A diffusers pipeline from a folder or a hub id; ConfigError (exit 3) when the
     model is neither on disk nor downloadable."""
-    _quiet_libraries()
+    _quiet_libraries(quiet)
     from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
 
     cls = AutoPipelineForInpainting if inpaint else AutoPipelineForText2Image
