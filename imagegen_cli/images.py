@@ -167,6 +167,20 @@ def _convert(im: Any, fmt: str, quality: int) -> bytes:
         return out.getvalue()
 
 
+def resize(data: bytes, size: tuple[int, int]) -> bytes:
+    """DATA as a PNG of SIZE (unchanged when it already is that size)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.size == size:
+            return data
+        buf = io.BytesIO()
+        im.resize(size, Image.Resampling.LANCZOS).save(buf, format="PNG")
+        return buf.getvalue()
+
+
 # ---------------------------------------------------------------- metadata
 
 

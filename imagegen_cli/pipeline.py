@@ -216,6 +216,8 @@ def execute(
         on_saved(saved)
 
     if len(sizes) == 1:
+        # On this thread: the local provider's Ctrl-C handler needs the main thread,
+        # and one batch gains nothing from a worker.
         try:
             for img, info in provider.run(req.with_(n=sizes[0]), key, transport, reporter):
                 handle(0, fetch(img), info)

@@ -8,12 +8,12 @@ FLUX.1-Fill-dev with base64 `image` and `mask` (white = repaint).
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.http import HttpCall, check_base_url, request_id_of
+from imagegen_cli.images import resize
 from imagegen_cli.jsonstream import Spool
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
@@ -115,7 +115,7 @@ class NebulaProvider(Provider):
         from imagegen_cli.masks import white_mask
 
         image = req.images[0]
-        return {"image": base64.b64encode(_resized_png(image.data, (w, h))).decode(),
+        return {"image": base64.b64encode(resize(image.data, (w, h))).decode(),
                 "mask": base64.b64encode(white_mask(req.mask, (w, h))).decode()}  # type: ignore[arg-type]
 
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
@@ -184,34 +184,15 @@ class NebulaProvider(Provider):
         return sorted(out)
 
 
-def _resized_png(data: bytes, size: tuple[int, int]) -> bytes:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        if im.size == size:
-            return data
-        buf = io.BytesIO()
-        im.resize(size, Image.Resampling.LANCZOS).save(buf, format="PNG")
-        return buf.getvalue()
-
 
 def _restore_size(img: GeneratedImage, width: int, height: int) -> GeneratedImage:
     """Give an inpainted result back at the input's size (it was sent at multiples of 16)."""
-    loader = img.loader
-    data = img.data
+    loader, data = img.loader, img.data
 
     def load() -> bytes:
-        from PIL import Image
-
         raw = loader() if loader else data
         assert raw is not None
-        with Image.open(io.BytesIO(raw)) as im:
-            if im.size == (width, height):
-                return raw
-            out = im.resize((width, height), Image.Resampling.LANCZOS)
-            buf = io.BytesIO()
-            out.save(buf, format="PNG")
-            return buf.getvalue()
+        return resize(raw, (width, height))
 
     return GeneratedImage(index=img.index, revised_prompt=img.revised_prompt,
                           timings=img.timings, loader=load)
