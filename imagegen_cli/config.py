@@ -20,6 +20,7 @@ ENV_CONFIG = "IMAGEGEN_CONFIG"
 ENV_PROVIDER = "IMAGEGEN_PROVIDER"
 ENV_MODEL = "IMAGEGEN_MODEL"
 ENV_OUTPUT = "IMAGEGEN_OUTPUT"
+ENV_MAX_COST = "IMAGEGEN_MAX_COST"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class ProviderConfig:
     model: str | None = None
     mode: str | None = None  # distribute: "sync" | "async" | None (auto)
     preset: bool = False
+    # [providers.NAME.prices] (see prices.py) and the providers to try when this one is down
+    prices: dict[str, Any] | None = field(default=None, compare=False)
+    fallback: tuple[str, ...] = ()
 
     @property
     def needs_key(self) -> bool:
@@ -93,6 +97,8 @@ PROVIDER_KEYS: dict[str, type | tuple[type, ...]] = {
     "api_key": str,
     "model": str,
     "mode": str,
+    "prices": dict,
+    "fallback": list,
 }
 
 # [defaults] keys and their types: the default values of generate options.
@@ -115,6 +121,7 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "retries": int,
     "metadata": bool,
     "sidecar": bool,
+    "max_cost": (int, float),
 }
 
 TOP_KEYS = {"default_provider", "defaults", "providers"}
@@ -223,6 +230,7 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                     f"must be {_type_name(PROVIDER_KEYS[key])}"
                 )
             fields[key] = value
+        _check_cost_keys(name, fields, path, text)
         base = providers.get(name)
         if base is None:
             if "type" not in fields:
@@ -248,6 +256,24 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
         default_provider=default_provider,
         warnings=warnings,
     )
+
+
+def _check_cost_keys(name: str, fields: dict[str, Any], path: Path, text: str) -> None:
+    """providers.NAME.prices (checked here, so a bad table fails at load) and .fallback."""
+    if "prices" in fields:
+        from imagegen_cli.prices import check_config_prices
+
+        try:
+            check_config_prices(name, fields["prices"])
+        except ConfigError as exc:
+            raise ConfigError(f"Bad config file {_where(path, text, 'prices')}: {exc}") from None
+    if "fallback" in fields:
+        chain = fields["fallback"]
+        if not all(isinstance(x, str) and x for x in chain):
+            raise ConfigError(
+                f"Bad config file {_where(path, text, 'fallback')}: providers.{name}.fallback "
+                'must be a list of provider names, e.g. ["nebula", "local"]')
+        fields["fallback"] = tuple(chain)
 
 
 def load(env: Mapping[str, str] | None = None) -> Config:

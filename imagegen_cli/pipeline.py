@@ -41,13 +41,22 @@ class SavedImage:
     revised_prompt: str | None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    provider: str | None = None
+    model: str | None = None
+    cost_usd: float | None = None
+    cost_source: str | None = None  # "usage" | "table" | None (unknown)
+    fallback_from: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         out = {
             "path": self.path, "index": self.index, "width": self.width,
             "height": self.height, "format": self.format, "bytes": self.bytes,
             "sha256": self.sha256, "seed": self.seed, "revised_prompt": self.revised_prompt,
+            "provider": self.provider, "model": self.model,
+            "cost_usd": self.cost_usd, "cost_source": self.cost_source,
         }
+        if self.fallback_from:
+            out["fallback_from"] = self.fallback_from
         if self.timings:
             out["timings"] = self.timings
         return out
@@ -66,17 +75,21 @@ class Saver:
     keep_partials: bool = False
     stdout: IO[bytes] | None = None
     now: datetime = field(default_factory=datetime.now)
+    # (call info, width, height) -> (USD, "usage" | "table"), or (None, None): unknown
+    cost_of: Callable[[CallInfo | None, int, int], tuple[float | None, str | None]] | None = None
     # Partial frames land beside the final image's name; remember it per index.
     _partial_base: dict[int, Path] = field(default_factory=dict)
 
-    def meta(self, img: GeneratedImage, width: int, height: int) -> dict[str, Any]:
+    def meta(self, img: GeneratedImage, width: int, height: int,
+             info: CallInfo | None = None) -> dict[str, Any]:
         req = self.request
         out: dict[str, Any] = {
             "prompt": req.prompt,
             "revised_prompt": img.revised_prompt,
             "negative_prompt": req.negative_prompt,
-            "provider": self.provider,
-            "model": self.model,
+            "provider": (info and info.provider) or self.provider,
+            "model": (info and info.model) or self.model,
+            "fallback_from": info.fallback_from if info else None,
             "size": f"{width}x{height}",
             "requested_size": req.size,
             "seed": img.seed if img.seed is not None else req.seed,
@@ -92,7 +105,8 @@ class Saver:
             out["timings"] = img.timings
         return {k: v for k, v in out.items() if v is not None}
 
-    def save(self, img: GeneratedImage, index: int) -> SavedImage | None:
+    def save(self, img: GeneratedImage, index: int,
+             info: CallInfo | None = None) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
         fmt, width, height = images.verify(data)
@@ -100,7 +114,9 @@ class Saver:
         if fmt != target:
             data = images.convert(data, target)
             fmt = target
-        meta = self.meta(img, width, height)
+        meta = self.meta(img, width, height, info)
+        cost, cost_source = (self.cost_of(info, width, height) if self.cost_of
+                             else (None, None))
         if self.metadata:
             data = images.embed_metadata(data, fmt, meta)
         seed = meta.get("seed")
@@ -114,8 +130,8 @@ class Saver:
         else:
             path = self.plan.path_for(
                 prompt=self.request.prompt, index=index, count=self.count,
-                ext=EXTENSIONS[fmt], seed=seed, model=self.model, provider=self.provider,
-                now=self.now,
+                ext=EXTENSIONS[fmt], seed=seed, model=meta["model"],
+                provider=meta["provider"], now=self.now,
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
@@ -126,7 +142,7 @@ class Saver:
                 import json
 
                 side = dict(meta, file=written.name, width=width, height=height, format=fmt,
-                            sha256=digest)
+                            sha256=digest, cost_usd=cost, cost_source=cost_source)
                 write_atomic(written.with_suffix(".json"),
                              (json.dumps(side, indent=2, ensure_ascii=False) + "\n").encode(),
                              overwrite=True)
@@ -134,7 +150,9 @@ class Saver:
         return SavedImage(path=path_text, index=index, width=width, height=height, format=fmt,
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
-                          timings=dict(img.timings))
+                          timings=dict(img.timings), provider=meta["provider"],
+                          model=meta["model"], cost_usd=cost, cost_source=cost_source,
+                          fallback_from=meta.get("fallback_from"))
 
 
 @dataclass
@@ -202,7 +220,7 @@ def execute(
             outcome.infos.append(info)
         index = offsets[batch] + img.index + 1
         try:
-            saved = saver.save(img, index)
+            saved = saver.save(img, index, info)
         except UnavailableError as exc:
             if info.request_id and not exc.request_id:
                 exc.request_id = info.request_id

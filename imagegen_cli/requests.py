@@ -113,6 +113,12 @@ class CallInfo:
     usage: dict[str, Any] | None = None
     job_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Filled by the fallback chain: who made the images, how many the call asked for,
+    # and the provider it stood in for.
+    provider: str | None = None
+    model: str | None = None
+    images: int | None = None
+    fallback_from: str | None = None
 
 
 class Reporter:

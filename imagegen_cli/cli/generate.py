@@ -81,6 +81,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     """Everything `generate` and `inpaint` share: settle, validate, run, report."""
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note, warn
+    from imagegen_cli.fallback import chain, split_flag
     from imagegen_cli.http import register_secret
     from imagegen_cli.providers.base import create
 
@@ -88,24 +89,83 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     cfg = cfgmod.load(env)
     for w in cfg.warnings:
         warn(w)
-    pcfg, auto_note = cfgmod.resolve_provider(cfg, opts["provider"], env)
+    names = split_flag(opts["provider"])
+    pcfg, auto_note = cfgmod.resolve_provider(cfg, names[0] if names else None, env)
+    cfgs = chain(cfg, pcfg, names[1:])
     provider = create(pcfg, env)
     if auto_note and not opts["quiet"]:
         note(auto_note)
 
     run = _settle(opts, cfg, env)
-    req = _request(opts, run, cfg, env, provider, inpaint)
+    cap = _max_cost(opts, cfg, env)
+    prompt = read_prompt(opts["prompt"])
+    req = _request(opts, run, cfg, env, provider, inpaint, prompt)
+    members = _members(opts, run, cfg, env, cfgs, provider, req, inpaint, prompt)
+    estimates = [_estimate(m) for m in members]
+    if cap is not None:
+        from imagegen_cli.prices import check_cap
+
+        check_cap(estimates, cap[0], cap[1])
     key = pcfg.key(env) if provider.needs_key else None
     register_secret(key)
     if opts["dry_run"]:
-        _dry_run(provider, req, key or (f"${pcfg.api_key_env}" if pcfg.api_key_env else None))
+        _dry_run(members, estimates, opts["quiet"])
         return
-    if provider.needs_key:
-        key = pcfg.require_key(env)
-    outcome = _execute(opts, run, provider, req, key)
+    for m in members:
+        if m.provider.needs_key:
+            m.key = m.provider.cfg.require_key(env)
+            register_secret(m.key)
+    outcome, events = _execute(opts, run, members, req)
     if opts["json_out"]:
-        _print_report(provider.name, req, outcome)
+        _print_report(provider.name, req, outcome, events)
+    elif not opts["quiet"] and sys.stderr.isatty():
+        _cost_line(outcome, members)  # interactive runs only: scripts read --json
     _raise_failures(req, outcome)
+
+
+def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:
+    """--max-cost > IMAGEGEN_MAX_COST > [defaults] max_cost, and which one it was."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.prices import parse_max_cost
+
+    for value, where in ((opts.get("max_cost"), "--max-cost"),
+                         (env.get(cfgmod.ENV_MAX_COST), cfgmod.ENV_MAX_COST),
+                         (cfg.defaults.get("max_cost"), "[defaults] max_cost")):
+        amount = parse_max_cost(value, where)
+        if amount is not None:
+            return amount, where
+    return None
+
+
+def _members(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, cfgs: list[Any],
+             provider: Any, req: Any, inpaint: bool, prompt: str) -> list[Any]:
+    """The chain: each provider with the request as its own validation settles it
+    (exit 2 here, before anything is sent, when a fallback cannot honour an option).
+    -m names the first provider's model; a fallback uses its own default model."""
+    from imagegen_cli import prices
+    from imagegen_cli.fallback import Member
+    from imagegen_cli.providers.base import create
+
+    members = [Member(provider, req, None, prices.lookup(provider.cfg, req.model))]
+    for pc in cfgs[1:]:
+        prov = create(pc, env)
+        sub_opts = dict(opts, model=pc.model or req.model)
+        try:
+            sub = _request(sub_opts, run, cfg, env, prov, inpaint, prompt)
+        except UsageError as exc:
+            raise UsageError(f"Fallback provider {pc.name} cannot take this request: "
+                             f"{exc}") from None
+        members.append(Member(prov, sub, None, prices.lookup(pc, sub.model)))
+    return members
+
+
+def _estimate(member: Any) -> Any:
+    from imagegen_cli import prices
+    from imagegen_cli.pipeline import batches
+
+    caps = member.provider.capabilities(member.req.model)
+    return prices.estimate(member.pricing, member.req,
+                           batches(member.req.n, caps.max_n))
 
 
 @dataclass
@@ -169,7 +229,7 @@ def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
 
 
 def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
-             inpaint: bool) -> Any:
+             inpaint: bool, prompt: str | None = None) -> Any:
     """The validated ImageRequest (exit 2 for anything the provider would refuse)."""
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note
@@ -177,7 +237,7 @@ def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
 
     d, pick = cfg.defaults, cfgmod.pick
     req = ImageRequest(
-        prompt=read_prompt(opts["prompt"]),
+        prompt=prompt if prompt is not None else read_prompt(opts["prompt"]),
         model=pick(opts["model"], env.get(cfgmod.ENV_MODEL), d.get("model"), None),
         n=run.count,
         size=run.size,
@@ -219,17 +279,31 @@ def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
     return req
 
 
-def _dry_run(provider: Any, req: Any, shown_key: str | None) -> None:
+def _dry_run(members: list[Any], estimates: list[Any], quiet: bool) -> None:
     import json
 
-    from imagegen_cli.cli.console import out
+    from imagegen_cli.cli.console import note, out
     from imagegen_cli.pipeline import batches
 
-    calls: list[dict[str, Any]] = []
-    for n in batches(req.n, provider.capabilities(req.model).max_n):
-        calls.extend(c.describe() for c in provider.prepare(req.with_(n=n), shown_key))
-    out(json.dumps({"provider": provider.name, "model": req.model, "requests": calls},
-                   indent=2, ensure_ascii=False))
+    def shown(m: Any) -> dict[str, Any]:
+        pc = m.provider.cfg
+        key = pc.key(os.environ) if m.provider.needs_key else None
+        shown_key = key or (f"${pc.api_key_env}" if pc.api_key_env else None)
+        calls: list[dict[str, Any]] = []
+        for n in batches(m.req.n, m.provider.capabilities(m.req.model).max_n):
+            calls.extend(c.describe() for c in m.provider.prepare(m.req.with_(n=n), shown_key))
+        return {"provider": m.provider.name, "model": m.req.model, "requests": calls}
+
+    report = shown(members[0])
+    report["estimated_cost"] = estimates[0].as_json()
+    if len(members) > 1:
+        report["fallback"] = [dict(shown(m), estimated_cost=e.as_json())
+                              for m, e in zip(members[1:], estimates[1:], strict=True)]
+    out(json.dumps(report, indent=2, ensure_ascii=False))
+    if not quiet:
+        for e in estimates:
+            note(f"estimated cost ({e.provider}): {e.text()}: {e.reason or e.how}"
+                 if not e.known else f"estimated cost ({e.provider}): {e.text()} ({e.how})")
 
 
 class _PathPrinter:
@@ -258,17 +332,22 @@ class _PathPrinter:
             out(self.waiting.pop(index))
 
 
-def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str | None) -> Any:
+def _execute(opts: dict[str, Any], run: _Run, members: list[Any],
+             req: Any) -> tuple[Any, list[dict[str, Any]]]:
     from imagegen_cli.cli.app import debug_enabled
-    from imagegen_cli.cli.console import err, make_reporter
+    from imagegen_cli.cli.console import err, make_reporter, warn
+    from imagegen_cli.fallback import Chain
     from imagegen_cli.http import Transport
     from imagegen_cli.pipeline import Saver, execute
 
+    provider = members[0].provider
+    chain = Chain(members, notify=warn, env=os.environ)
     saver = Saver(
         plan=run.plan, provider=provider.name, model=str(req.model), request=req, count=req.n,
         wanted_format=run.fmt, metadata=run.metadata, sidecar=run.sidecar,
         keep_partials=opts["keep_partials"],
         stdout=sys.stdout.buffer if run.plan.stdout else None,
+        cost_of=_cost_of(members),
     )
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
     paths = _PathPrinter(enabled=not (opts["json_out"] or run.plan.stdout))
@@ -276,17 +355,75 @@ def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str 
     try:
         with reporter, Transport(timeout=run.timeout, retries=run.retries,
                                  who=provider.name, log=log) as tr:
-            return execute(provider, req, key, tr, reporter, saver, paths.saved)
+            return execute(chain, req, members[0].key, tr, reporter, saver,
+                           paths.saved), chain.events
     except KeyboardInterrupt:
         jobs = ", ".join(reporter.jobs)
         raise Interrupted(
             f"interrupted; nothing half-written. Job ids still at {provider.name}: {jobs}"
             if jobs else "interrupted; nothing half-written") from None
     finally:
+        chain.close()
         paths.flush()  # whatever happened, every file written is listed
 
 
-def _print_report(provider: str, req: Any, outcome: Any) -> None:
+def _cost_of(members: list[Any]) -> Any:
+    """Per image written: USD from the call's `usage` where the provider reported one,
+    else from the price table; (None, None) when unknown."""
+    from imagegen_cli.prices import image_cost
+
+    by_name = {m.provider.name: m for m in members}
+
+    def cost_of(info: Any, width: int, height: int) -> tuple[float | None, str | None]:
+        m = by_name.get(info.provider if info is not None and info.provider else "",
+                        members[0])
+        size = m.req.size if m.req.size and m.req.size != "auto" else f"{width}x{height}"
+        count = 1 if m.req.stream else (info.images if info is not None and info.images
+                                        else 1)
+        return image_cost(m.pricing, info.usage if info is not None else None, count, size,
+                          m.req.quality, input_images=bool(m.req.images))
+
+    return cost_of
+
+
+def _run_cost(outcome: Any) -> dict[str, Any]:
+    """cost_usd / cost_source for the whole run (and compute seconds where local)."""
+    from imagegen_cli.prices import total_cost
+
+    cost, source = total_cost([(s.cost_usd, s.cost_source) for s in outcome.saved])
+    out: dict[str, Any] = {"cost_usd": cost, "cost_source": source}
+    compute = [s.timings.get("inference_s") for s in outcome.saved]
+    if outcome.saved and cost == 0 and all(c is not None for c in compute):
+        out["compute_s"] = round(sum(c for c in compute if c is not None), 3)
+    return out
+
+
+def _cost_line(outcome: Any, members: list[Any]) -> None:
+    """The one line at the end of an interactive run: '3 images, $0.126'."""
+    from imagegen_cli.cli.console import err
+    from imagegen_cli.prices import money
+
+    n = len(outcome.saved)
+    if not n:
+        return
+    c = _run_cost(outcome)
+    images = f"{n} image{'s' if n != 1 else ''}"
+    if c["cost_usd"] is None:
+        unknown = sorted({f"{s.provider} {s.model}" for s in outcome.saved
+                          if s.cost_usd is None})
+        err(f"{images}, cost unknown (no price for {', '.join(unknown)}; set one in "
+            "[providers.NAME.prices])")
+    elif c["cost_usd"] == 0 and all(m.pricing.free for m in members
+                                    if m.provider.name in {s.provider for s in outcome.saved}):
+        compute = c.get("compute_s", outcome.timings.get("total_s"))
+        err(f"{images}, $0 (runs on this machine: {compute} s of compute)")
+    else:
+        err(f"{images}, {money(c['cost_usd'])}"
+            + (" (from the price table)" if c["cost_source"] == "table" else ""))
+
+
+def _print_report(provider: str, req: Any, outcome: Any,
+                  events: list[dict[str, Any]] | None = None) -> None:
     import json
 
     from imagegen_cli.cli.console import out
@@ -298,9 +435,12 @@ def _print_report(provider: str, req: Any, outcome: Any) -> None:
         "request_ids": outcome.request_ids,
         "timings": outcome.timings,
         "usage": outcome.usage,
+        **_run_cost(outcome),
         "images": [s.as_json() for s in outcome.saved],
         "errors": [str(e) for e in outcome.failures],
     }
+    if events:
+        report["fallbacks"] = events
     extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
     if extra:
         report["extra"] = extra

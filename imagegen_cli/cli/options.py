@@ -29,7 +29,7 @@ def _p(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
 
 
 COMMON: list[inspect.Parameter] = [
-    _p("provider", Annotated[str | None, Opt("-p", "--provider", metavar="NAME", help="Provider name (see `imagegen providers list`).", rich_help_panel=PROVIDER_HELP, autocompletion=complete_provider)]),
+    _p("provider", Annotated[str | None, Opt("-p", "--provider", metavar="NAME", help="Provider name (see `imagegen providers list`); a,b,c: on to b, then c, when a is unavailable.", rich_help_panel=PROVIDER_HELP, autocompletion=complete_provider)]),
     _p("model", Annotated[str | None, Opt("-m", "--model", metavar="MODEL", help="Model id; default: the provider's.", rich_help_panel=PROVIDER_HELP, autocompletion=complete_model)]),
     _p("count", Annotated[int | None, Opt("-n", "--count", metavar="N", help="Number of images (default 1).", rich_help_panel=IMAGE_HELP)]),
     _p("size", Annotated[str | None, Opt("-s", "--size", metavar="WxH", help="WIDTHxHEIGHT, or auto.", rich_help_panel=IMAGE_HELP)]),
@@ -52,7 +52,8 @@ COMMON: list[inspect.Parameter] = [
     _p("stream", Annotated[bool, Opt("--stream", help="Stream partial images while generating (gpt-image).", rich_help_panel=RUN_HELP)], False),
     _p("partial_images", Annotated[int | None, Opt("--partial-images", metavar="0-3", help="Partial frames to stream, 0-3.", rich_help_panel=RUN_HELP)]),
     _p("keep_partials", Annotated[bool, Opt("--keep-partials", help="Save streamed partial frames as NAME.partial-K.EXT.", rich_help_panel=RUN_HELP)], False),
-    _p("dry_run", Annotated[bool, Opt("--dry-run", help="Print the exact request (secrets redacted) and send nothing.", rich_help_panel=RUN_HELP)], False),
+    _p("dry_run", Annotated[bool, Opt("--dry-run", help="Print the exact request (secrets redacted) and its estimated cost; send nothing.", rich_help_panel=RUN_HELP)], False),
+    _p("max_cost", Annotated[str | None, Opt("--max-cost", metavar="USD", help="Refuse (exit 2, nothing sent) when the estimated cost is over USD or unknown.", rich_help_panel=RUN_HELP)]),
     _p("timeout", Annotated[float | None, Opt("--timeout", metavar="SECONDS", help="Seconds to wait for the provider (default 300).", rich_help_panel=RUN_HELP)]),
     _p("retries", Annotated[int | None, Opt("--retries", metavar="N", help="Retries on 408/409/429/5xx and network errors (default 2).", rich_help_panel=RUN_HELP)]),
     _p("device", Annotated[str | None, Opt("--device", metavar="DEVICE", help="local: auto|cpu|cuda|mps.", rich_help_panel=RUN_HELP)]),
