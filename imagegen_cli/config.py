@@ -263,10 +263,15 @@ def _check_cost_keys(name: str, fields: dict[str, Any], path: Path, text: str) -
     if "prices" in fields:
         from imagegen_cli.prices import check_config_prices
 
-        try:
-            check_config_prices(name, fields["prices"])
-        except ConfigError as exc:
-            raise ConfigError(f"Bad config file {_where(path, text, 'prices')}: {exc}") from None
+        raw = fields["prices"]
+        for model in raw:
+            try:
+                check_config_prices(name, {model: raw[model]})
+            except ConfigError as exc:
+                where = next((_where(path, text, k) for k in (f'"{model}"', model, "per_image",
+                                                              "tokens", "prices")
+                              if _line_of(text, k)), str(path))
+                raise ConfigError(f"Bad config file {where}: {exc}") from None
     if "fallback" in fields:
         chain = fields["fallback"]
         if not all(isinstance(x, str) and x for x in chain):

@@ -468,15 +468,22 @@ def check_cap(estimates: Sequence[Estimate], cap: float, where: str) -> None:
 # ------------------------------------------------------------------ after the run
 
 def image_cost(pricing: Pricing, usage: Mapping[str, Any] | None, images_in_call: int,
-               size: str | None, quality: str | None, *, input_images: bool = False
-               ) -> tuple[float | None, str | None]:
-    """(USD, 'usage' | 'table') for one image written, or (None, None) when unknown."""
+               size: str | None, quality: str | None, *, actual_size: str | None = None,
+               input_images: bool = False) -> tuple[float | None, str | None]:
+    """(USD, 'usage' | 'table') for one image written, or (None, None) when unknown.
+    SIZE is the one asked for (None/'auto': the model's default, else the image's own
+    ACTUAL_SIZE)."""
     if pricing.free:
         return 0.0, "table"
     exact = pricing.usage_cost(usage, input_images=input_images)
     if exact is not None:
         return exact / max(images_in_call, 1), "usage"
+    f = pricing.figures
+    if size in (None, "auto"):
+        size = (f.default_size if f else None) or actual_size
     got = pricing.price_range(size, quality)
+    if isinstance(got, str) and size == actual_size:
+        got = pricing.price_range(None, quality)
     if isinstance(got, str):
         return None, None
     # An 'auto' setting the answer did not resolve: the dearest, never the cheapest.

@@ -118,9 +118,13 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     outcome, events = _execute(opts, run, members, req)
     if opts["json_out"]:
         _print_report(provider.name, req, outcome, events)
-    elif not opts["quiet"] and sys.stderr.isatty():
+    elif not opts["quiet"] and _interactive():
         _cost_line(outcome, members)  # interactive runs only: scripts read --json
     _raise_failures(req, outcome)
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
 
 
 def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:
@@ -377,11 +381,11 @@ def _cost_of(members: list[Any]) -> Any:
     def cost_of(info: Any, width: int, height: int) -> tuple[float | None, str | None]:
         m = by_name.get(info.provider if info is not None and info.provider else "",
                         members[0])
-        size = m.req.size if m.req.size and m.req.size != "auto" else f"{width}x{height}"
         count = 1 if m.req.stream else (info.images if info is not None and info.images
                                         else 1)
-        return image_cost(m.pricing, info.usage if info is not None else None, count, size,
-                          m.req.quality, input_images=bool(m.req.images))
+        return image_cost(m.pricing, info.usage if info is not None else None, count,
+                          m.req.size, m.req.quality, actual_size=f"{width}x{height}",
+                          input_images=bool(m.req.images))
 
     return cost_of
 

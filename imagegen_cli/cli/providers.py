@@ -115,6 +115,9 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "async": caps.async_jobs, "notes": list(caps.notes),
         }
     info["models"] = models
+    from imagegen_cli.prices import provider_prices
+
+    info["prices"] = provider_prices(p)
     import json
 
     if json_out:
@@ -142,7 +145,43 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             lines.append("    features: " + ", ".join(feats))
         for n in c["notes"]:
             lines.append(f"    note    : {n}")
+    lines.extend(_price_lines(p.name, info["prices"]))
     out("\n".join(lines))
+
+
+def _price_lines(name: str, prices: dict[str, Any]) -> list[str]:
+    """The prices in force (table, then config overrides) and where each came from."""
+    if prices["free"] and not prices["models"]:
+        return ["  prices   : none: runs on this machine, no money spent (runs report "
+                "seconds of compute instead)"]
+    lines = []
+    if not prices["models"]:
+        why = prices["note"] or "no entry in the price table"
+        return [f"  prices   : unknown ({why})",
+                f"             set them in [providers.{name}.prices.\"MODEL\"] "
+                "per_image = USD (see README, Costs)"]
+    lines.append("  prices   : USD; per image by size and quality, tokens per 1M")
+    for model, f in prices["models"].items():
+        lines.append(f"    {model} ({'your config' if f['origin'] == 'config' else 'table'}):")
+        per = f.get("per_image")
+        if isinstance(per, (int, float)):
+            lines.append(f"      per image: {per:g} (any size)")
+        elif isinstance(per, dict):
+            for size, by in per.items():
+                text = (f"{by:g}" if isinstance(by, (int, float))
+                        else ", ".join(f"{q} {v:g}" for q, v in by.items()))
+                lines.append(f"      {size}: {text}")
+        if per is not None:
+            lines.append(f"      source: {f.get('per_image_source') or 'config'}"
+                         + (f", read {f['per_image_date']}" if f.get("per_image_date") else ""))
+        tok = f.get("tokens")
+        if tok:
+            lines.append("      tokens: " + ", ".join(f"{k} {v:g}" for k, v in tok.items()))
+            lines.append(f"      source: {f.get('tokens_source') or 'config'}"
+                         + (f", read {f['tokens_date']}" if f.get("tokens_date") else ""))
+    if prices["note"]:
+        lines.append(f"    note: {prices['note']}")
+    return lines
 
 
 def _transport(prov: Provider, timeout: float = 30.0) -> Any:
