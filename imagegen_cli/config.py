@@ -36,6 +36,8 @@ class ProviderConfig:
     # [providers.NAME.prices] (see prices.py) and the providers to try when this one is down
     prices: dict[str, Any] | None = field(default=None, compare=False)
     fallback: tuple[str, ...] = ()
+    concurrency: int | None = None  # calls in flight at once (caps -j)
+    rpm: float | None = None  # requests per minute
 
     @property
     def needs_key(self) -> bool:
@@ -99,6 +101,8 @@ PROVIDER_KEYS: dict[str, type | tuple[type, ...]] = {
     "mode": str,
     "prices": dict,
     "fallback": list,
+    "concurrency": int,
+    "rpm": (int, float),
 }
 
 # [defaults] keys and their types: the default values of generate options.
@@ -245,6 +249,10 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                 f"Bad config file {_where(path, text, 'mode')}: providers.{name}.mode "
                 "must be \"sync\" or \"async\""
             )
+        for key in ("concurrency", "rpm"):
+            if getattr(merged, key) is not None and getattr(merged, key) <= 0:
+                raise ConfigError(f"Bad config file {_where(path, text, key)}: "
+                                  f"providers.{name}.{key} must be more than 0")
         providers[name] = merged
 
     return Config(

@@ -9,18 +9,20 @@ before anything is sent to anyone (see `members` in cli/generate.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import ConfigError, UnavailableError
+from imagegen_cli.errors import ConfigError, UnavailableError, UsageError
 from imagegen_cli.providers.base import Capabilities, Provider
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
     from imagegen_cli.config import Config, ProviderConfig
     from imagegen_cli.http import HttpCall, Transport
-    from imagegen_cli.prices import Pricing
+    from imagegen_cli.jobs import Job
+    from imagegen_cli.prices import Estimate, Pricing
+    from imagegen_cli.settle import Context, ImageOptions
 
 
 def split_flag(value: str | None) -> list[str]:
@@ -75,6 +77,8 @@ class Chain(Provider):
         first = members[0].provider
         super().__init__(first.cfg, env)
         self.type_name = first.type_name  # type: ignore[misc]
+        self.max_concurrency = first.max_concurrency  # type: ignore[misc]
+        self.needs_key = first.needs_key  # type: ignore[misc]
         self.members = members
         self.notify = notify
         self.events: list[dict[str, Any]] = []
@@ -106,12 +110,13 @@ class Chain(Provider):
         last = len(self.members) - 1
         for i, m in enumerate(self.members):
             tr = self._transport(i, transport)
+            member_key = key if i == 0 else m.key
             finals = 0
             caps = m.provider.capabilities(m.req.model)
             try:
                 for count, offset in _splits(req.n, caps.max_n):
                     sub = m.req.with_(n=count)
-                    for img, info in m.provider.run(sub, m.key, tr, reporter):
+                    for img, info in m.provider.run(sub, member_key, tr, reporter):
                         info.provider = m.provider.name
                         info.model = m.req.model
                         info.images = count
@@ -129,3 +134,78 @@ class Chain(Provider):
                 self.events.append({"from": m.provider.name, "to": nxt, "reason": str(exc)})
                 self.notify(f"{m.provider.name} is unavailable ({exc}); sending the same "
                             f"request to {nxt}")
+
+
+# ---------------------------------------------------------------- settling a chain
+
+def settle_chain(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
+                 fallback: Sequence[str] = (),
+                 warn: Callable[[str], None] = lambda text: None) -> Job:
+    """`settle` for the first provider of OPTS.provider ('a' or 'a,b,c'), then for each
+    fallback (the rest of that list, else FALLBACK, e.g. a batch record's, else
+    `fallback = [...]` under [providers.a]) by that provider's own validation: an option
+    a fallback cannot honour is exit 2 here, before anything is sent to anyone.
+    A model set for the run names the first provider's; a fallback uses its own default.
+    The job carries its members, their prices and a per-image cost function; its
+    provider is a Chain when there is more than one."""
+    from imagegen_cli.prices import lookup
+    from imagegen_cli.settle import settle
+
+    names = split_flag(opts.provider)
+    job = settle(opts.with_(provider=names[0] if names else None), ctx, inpaint=inpaint)
+    members = [Member(job.provider, job.request, job.api_key,
+                      lookup(job.pcfg, job.request.model))]
+    for pc in chain(ctx.cfg, job.pcfg, names[1:] or list(fallback))[1:]:
+        try:
+            sub = settle(opts.with_(provider=pc.name, model=pc.model or job.request.model),
+                         ctx, inpaint=inpaint)
+        except UsageError as exc:
+            raise UsageError(f"Fallback provider {pc.name} cannot take this request: "
+                             f"{exc}") from None
+        members.append(Member(sub.provider, sub.request, sub.api_key,
+                              lookup(pc, sub.request.model)))
+    job.members = members
+    job.cost_of = cost_function(members)
+    if len(members) > 1:
+        job.provider = Chain(members, notify=warn, env=ctx.env)
+    return job
+
+
+def require_keys(job: Job, env: Mapping[str, str]) -> None:
+    """Every provider of the chain needs its key before anything is sent (exit 3)."""
+    if job.provider.needs_key:
+        job.api_key = job.pcfg.require_key(env)
+    for m in job.members:
+        if m.provider.needs_key:
+            m.key = m.provider.cfg.require_key(env)
+
+
+def estimates(job: Job) -> list[Estimate]:
+    """The estimated cost of JOB on each provider of its chain."""
+    from imagegen_cli.pipeline import batches
+    from imagegen_cli.prices import estimate
+
+    return [estimate(m.pricing, m.req,
+                     batches(m.req.n, m.provider.capabilities(m.req.model).max_n))
+            for m in job.members]
+
+
+def cost_function(members: list[Member]
+                  ) -> Callable[[CallInfo | None, int, int], tuple[float | None, str | None]]:
+    """Per image written: USD from the call's `usage` where the provider reported one,
+    else from the price table; (None, None) when unknown."""
+    from imagegen_cli.prices import image_cost
+
+    by_name = {m.provider.name: m for m in members}
+
+    def cost_of(info: CallInfo | None, width: int, height: int
+                ) -> tuple[float | None, str | None]:
+        m = by_name.get(info.provider if info is not None and info.provider else "",
+                        members[0])
+        count = 1 if m.req.stream else (info.images if info is not None and info.images
+                                        else 1)
+        return image_cost(m.pricing, info.usage if info is not None else None, count,
+                          m.req.size, m.req.quality, actual_size=f"{width}x{height}",
+                          input_images=bool(m.req.images))
+
+    return cost_of

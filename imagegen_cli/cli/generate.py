@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from imagegen_cli.cli.options import INPAINT, image_command
-from imagegen_cli.errors import ImagegenError, Interrupted, PartialError, UsageError
-
-FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+from imagegen_cli.errors import ImagegenError, PartialError, UsageError
+from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the old home
+    FORMATS,
+    ImageOptions,
+    parse_aspect,
+    parse_params,
+    parse_size,
+)
 
 
 def read_prompt(value: str) -> str:
@@ -38,93 +43,61 @@ def read_prompt(value: str) -> str:
     return text
 
 
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    import json
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param '{item}' is not KEY=VALUE")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        out[key.strip()] = value
-    return out
-
-
-def parse_size(size: str | None) -> str | None:
-    if size is None:
-        return None
-    s = size.strip().lower().replace("×", "x")
-    if s == "auto":
-        return s
-    w, sep, h = s.partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise UsageError(f"--size '{size}' is not WIDTHxHEIGHT (e.g. 1024x1024) or auto")
-    return f"{int(w)}x{int(h)}"
-
-
-def parse_aspect(aspect: str) -> float:
-    w, sep, h = aspect.partition(":")
-    try:
-        ratio = float(w) / float(h)
-    except (ValueError, ZeroDivisionError):
-        ratio = 0
-    if not sep or ratio <= 0:
-        raise UsageError(f"--aspect '{aspect}' is not W:H (e.g. 16:9)")
-    return ratio
+def options_from(opts: dict[str, Any]) -> ImageOptions:
+    """Typer's keyword arguments -> the core's typed options (the only place this
+    dict is read for image options)."""
+    fields = {f.name for f in dataclasses.fields(ImageOptions)}
+    given = {k: v for k, v in opts.items() if k in fields}
+    given["prompt"] = read_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
+    given["params"] = parse_params(opts.get("param"))
+    given["image"] = tuple(opts.get("image") or ())
+    return ImageOptions(**given)
 
 
 def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
-    """Everything `generate` and `inpaint` share: settle, validate, run, report."""
+    """`generate` and `inpaint`: a batch of one job."""
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note, warn
-    from imagegen_cli.fallback import chain, split_flag
+    from imagegen_cli.fallback import estimates, require_keys, settle_chain
     from imagegen_cli.http import register_secret
-    from imagegen_cli.providers.base import create
+    from imagegen_cli.settle import Context
 
+    quiet = bool(opts["quiet"])
     env = os.environ
     cfg = cfgmod.load(env)
     for w in cfg.warnings:
         warn(w)
-    names = split_flag(opts["provider"])
-    pcfg, auto_note = cfgmod.resolve_provider(cfg, names[0] if names else None, env)
-    cfgs = chain(cfg, pcfg, names[1:])
-    provider = create(pcfg, env)
-    if auto_note and not opts["quiet"]:
-        note(auto_note)
-
-    run = _settle(opts, cfg, env)
+    ctx = Context(cfg, env, note=(lambda text: None) if quiet else note)
+    job = settle_chain(options_from(opts), ctx, inpaint=inpaint, warn=warn)
     cap = _max_cost(opts, cfg, env)
-    prompt = read_prompt(opts["prompt"])
-    req = _request(opts, run, cfg, env, provider, inpaint, prompt)
-    members = _members(opts, run, cfg, env, cfgs, provider, req, inpaint, prompt)
-    estimates = [_estimate(m) for m in members]
+    ests = estimates(job)
     if cap is not None:
         from imagegen_cli.prices import check_cap
 
-        check_cap(estimates, cap[0], cap[1])
-    key = pcfg.key(env) if provider.needs_key else None
-    register_secret(key)
+        check_cap(ests, *cap)
+    jsonl = bool(opts.get("jsonl"))
+    if job.plan.stdout and (opts["json_out"] or jsonl):
+        raise UsageError(f"-o - and {'--jsonl' if jsonl else '--json'} both want stdout: "
+                         "choose one")
+    if opts["json_out"] and jsonl:
+        raise UsageError("--json and --jsonl both choose the output form: pass one")
+    register_secret(job.api_key)
     if opts["dry_run"]:
-        _dry_run(members, estimates, opts["quiet"])
+        _dry_run(job, ests, quiet)
         return
-    for m in members:
-        if m.provider.needs_key:
-            m.key = m.provider.cfg.require_key(env)
-            register_secret(m.key)
-    outcome, events = _execute(opts, run, members, req)
+    require_keys(job, env)
+    outcome = _execute(opts, job, quiet, jsonl)
     if opts["json_out"]:
-        _print_report(provider.name, req, outcome, events)
-    elif not opts["quiet"] and _interactive():
-        _cost_line(outcome, members)  # interactive runs only: scripts read --json
-    _raise_failures(req, outcome)
+        _print_report(job, outcome)
+    elif not (quiet or jsonl) and _interactive():
+        _cost_line(job, outcome)  # interactive runs only: scripts read --json
+    _raise_failures(job, outcome)
 
 
 def _interactive() -> bool:
-    return sys.stderr.isatty()
+    from imagegen_cli.cli.report import stderr_is_terminal
+
+    return stderr_is_terminal()
 
 
 def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:
@@ -141,253 +114,31 @@ def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | N
     return None
 
 
-def _members(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, cfgs: list[Any],
-             provider: Any, req: Any, inpaint: bool, prompt: str) -> list[Any]:
-    """The chain: each provider with the request as its own validation settles it
-    (exit 2 here, before anything is sent, when a fallback cannot honour an option).
-    -m names the first provider's model; a fallback uses its own default model."""
-    from imagegen_cli import prices
-    from imagegen_cli.fallback import Member
-    from imagegen_cli.providers.base import create
-
-    members = [Member(provider, req, None, prices.lookup(provider.cfg, req.model))]
-    for pc in cfgs[1:]:
-        prov = create(pc, env)
-        sub_opts = dict(opts, model=pc.model or req.model)
-        try:
-            sub = _request(sub_opts, run, cfg, env, prov, inpaint, prompt)
-        except UsageError as exc:
-            raise UsageError(f"Fallback provider {pc.name} cannot take this request: "
-                             f"{exc}") from None
-        members.append(Member(prov, sub, None, prices.lookup(pc, sub.model)))
-    return members
-
-
-def _estimate(member: Any) -> Any:
-    from imagegen_cli import prices
-    from imagegen_cli.pipeline import batches
-
-    caps = member.provider.capabilities(member.req.model)
-    return prices.estimate(member.pricing, member.req,
-                           batches(member.req.n, caps.max_n))
-
-
-@dataclass
-class _Run:
-    """Settings resolved from flags, environment and [defaults] (in that order)."""
-
-    plan: Any
-    fmt: str | None
-    count: int
-    size: str | None
-    aspect: str | None
-    timeout: float
-    retries: int
-    metadata: bool
-    sidecar: bool
-
-
-def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli.output import OutputPlan
-
-    d, pick = cfg.defaults, cfgmod.pick
-    fmt_opt = pick(opts["format"], None, d.get("format"), None)
-    fmt = None
-    if fmt_opt is not None:
-        fmt = FORMATS.get(str(fmt_opt).lower())
-        if fmt is None:
-            raise UsageError(f"-f/--format '{fmt_opt}' is not one of png, jpeg, webp")
-    plan = OutputPlan.from_option(
-        pick(opts["output"], env.get(cfgmod.ENV_OUTPUT), d.get("output"), None),
-        overwrite=opts["overwrite"],
-    )
-    implied = plan.wanted_format()
-    if fmt and implied and implied != fmt:
-        raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
-                         "make them agree")
-    count = pick(opts["count"], None, d.get("count"), 1)
-    if plan.stdout and count != 1:
-        raise UsageError("-o - writes one image to stdout: drop -n or write to files")
-    if plan.stdout and opts["json_out"]:
-        raise UsageError("-o - and --json both want stdout: choose one")
-    if opts["keep_partials"] and not (opts["stream"] or opts["partial_images"] is not None):
-        raise UsageError("--keep-partials needs --stream")
-    size = parse_size(opts["size"])
-    aspect = opts["aspect"]
-    if aspect and size:
-        raise UsageError("--size and --aspect both set the size: pass one")
-    if not size and not aspect:
-        aspect = d.get("aspect")
-        size = None if aspect else parse_size(d.get("size"))
-    timeout = float(pick(opts["timeout"], None, d.get("timeout"), 300.0))
-    retries = int(pick(opts["retries"], None, d.get("retries"), 2))
-    if timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
-    if retries < 0:
-        raise UsageError("--retries must be 0 or more")
-    return _Run(plan=plan, fmt=fmt or implied, count=count, size=size, aspect=aspect,
-                timeout=timeout, retries=retries,
-                metadata=not (opts["no_metadata"] or d.get("metadata") is False),
-                sidecar=opts["sidecar"] or bool(d.get("sidecar")))
-
-
-def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
-             inpaint: bool, prompt: str | None = None) -> Any:
-    """The validated ImageRequest (exit 2 for anything the provider would refuse)."""
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli.cli.console import note
-    from imagegen_cli.requests import ImageRequest
-
-    d, pick = cfg.defaults, cfgmod.pick
-    req = ImageRequest(
-        prompt=prompt if prompt is not None else read_prompt(opts["prompt"]),
-        model=pick(opts["model"], env.get(cfgmod.ENV_MODEL), d.get("model"), None),
-        n=run.count,
-        size=run.size,
-        quality=pick(opts["quality"], None, d.get("quality"), None),
-        style=pick(opts["style"], None, d.get("style"), None),
-        background=pick(opts["background"], None, d.get("background"), None),
-        moderation=pick(opts["moderation"], None, d.get("moderation"), None),
-        seed=opts["seed"],
-        steps=pick(opts["steps"], None, d.get("steps"), None),
-        guidance=pick(opts["guidance"], None, d.get("guidance"), None),
-        negative_prompt=pick(opts["negative_prompt"], None, d.get("negative_prompt"), None),
-        stream=opts["stream"] or opts["partial_images"] is not None,
-        partial_images=opts["partial_images"],
-        params=parse_params(opts["param"]),
-        device=opts["device"],
-        dtype=opts["dtype"],
-    )
-    if inpaint and provider.inpaint_model() is None and not req.model:
-        raise UsageError(_cannot_inpaint(provider.name, cfg, env))
-    req = provider.resolve_model(req, inpaint=inpaint)
-    if run.aspect:
-        caps = provider.capabilities(req.model)
-        if caps.sizes is None:
-            raise UsageError(f"--aspect needs known sizes, and provider {provider.name} "
-                             f"(model {req.model}) does not declare them: pass --size")
-        req = req.with_(size=caps.sizes.closest(parse_aspect(run.aspect)))
-        if not opts["quiet"]:
-            note(f"--aspect {run.aspect}: using size {req.size}")
-    if inpaint:
-        from imagegen_cli.masks import attach
-
-        req = attach(req, opts["image"], opts["mask"], opts["invert_mask"])
-    req = provider.validate(req, inpaint=inpaint)
-    if not opts["quiet"]:
-        for text in req.notices:
-            note(text)
-    if run.fmt and run.fmt in provider.capabilities(req.model).formats:
-        req = req.with_(output_format=run.fmt)
-    return req
-
-
-def _dry_run(members: list[Any], estimates: list[Any], quiet: bool) -> None:
+def _dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
+    """The exact calls of each provider of the chain (secrets redacted), and what each
+    would cost."""
+    import dataclasses
     import json
 
     from imagegen_cli.cli.console import note, out
-    from imagegen_cli.pipeline import batches
 
     def shown(m: Any) -> dict[str, Any]:
         pc = m.provider.cfg
         key = pc.key(os.environ) if m.provider.needs_key else None
         shown_key = key or (f"${pc.api_key_env}" if pc.api_key_env else None)
-        calls: list[dict[str, Any]] = []
-        for n in batches(m.req.n, m.provider.capabilities(m.req.model).max_n):
-            calls.extend(c.describe() for c in m.provider.prepare(m.req.with_(n=n), shown_key))
-        return {"provider": m.provider.name, "model": m.req.model, "requests": calls}
+        one: dict[str, Any] = dataclasses.replace(job, provider=m.provider,
+                                                  request=m.req).describe(shown_key)
+        return one
 
-    report = shown(members[0])
-    report["estimated_cost"] = estimates[0].as_json()
-    if len(members) > 1:
+    report = shown(job.members[0])
+    report["estimated_cost"] = ests[0].as_json()
+    if len(job.members) > 1:
         report["fallback"] = [dict(shown(m), estimated_cost=e.as_json())
-                              for m, e in zip(members[1:], estimates[1:], strict=True)]
+                              for m, e in zip(job.members[1:], ests[1:], strict=True)]
     out(json.dumps(report, indent=2, ensure_ascii=False))
     if not quiet:
-        for e in estimates:
-            note(f"estimated cost ({e.provider}): {e.text()}: {e.reason or e.how}"
-                 if not e.known else f"estimated cost ({e.provider}): {e.text()} ({e.how})")
-
-
-class _PathPrinter:
-    """Prints paths in index order (images may finish out of order when several
-    requests run at once), each as soon as all before it are printed."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.next = 1
-        self.waiting: dict[int, str] = {}
-
-    def saved(self, s: Any) -> None:
-        from imagegen_cli.cli.console import out
-
-        if not self.enabled or s.partial is not None:
-            return
-        self.waiting[s.index] = s.path
-        while self.next in self.waiting:
-            out(self.waiting.pop(self.next))
-            self.next += 1
-
-    def flush(self) -> None:
-        from imagegen_cli.cli.console import out
-
-        for index in sorted(self.waiting):
-            out(self.waiting.pop(index))
-
-
-def _execute(opts: dict[str, Any], run: _Run, members: list[Any],
-             req: Any) -> tuple[Any, list[dict[str, Any]]]:
-    from imagegen_cli.cli.app import debug_enabled
-    from imagegen_cli.cli.console import err, make_reporter, warn
-    from imagegen_cli.fallback import Chain
-    from imagegen_cli.http import Transport
-    from imagegen_cli.pipeline import Saver, execute
-
-    provider = members[0].provider
-    chain = Chain(members, notify=warn, env=os.environ)
-    saver = Saver(
-        plan=run.plan, provider=provider.name, model=str(req.model), request=req, count=req.n,
-        wanted_format=run.fmt, metadata=run.metadata, sidecar=run.sidecar,
-        keep_partials=opts["keep_partials"],
-        stdout=sys.stdout.buffer if run.plan.stdout else None,
-        cost_of=_cost_of(members),
-    )
-    log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
-    paths = _PathPrinter(enabled=not (opts["json_out"] or run.plan.stdout))
-    reporter = make_reporter(opts["quiet"])
-    try:
-        with reporter, Transport(timeout=run.timeout, retries=run.retries,
-                                 who=provider.name, log=log) as tr:
-            return execute(chain, req, members[0].key, tr, reporter, saver,
-                           paths.saved), chain.events
-    except KeyboardInterrupt:
-        jobs = ", ".join(reporter.jobs)
-        raise Interrupted(
-            f"interrupted; nothing half-written. Job ids still at {provider.name}: {jobs}"
-            if jobs else "interrupted; nothing half-written") from None
-    finally:
-        chain.close()
-        paths.flush()  # whatever happened, every file written is listed
-
-
-def _cost_of(members: list[Any]) -> Any:
-    """Per image written: USD from the call's `usage` where the provider reported one,
-    else from the price table; (None, None) when unknown."""
-    from imagegen_cli.prices import image_cost
-
-    by_name = {m.provider.name: m for m in members}
-
-    def cost_of(info: Any, width: int, height: int) -> tuple[float | None, str | None]:
-        m = by_name.get(info.provider if info is not None and info.provider else "",
-                        members[0])
-        count = 1 if m.req.stream else (info.images if info is not None and info.images
-                                        else 1)
-        return image_cost(m.pricing, info.usage if info is not None else None, count,
-                          m.req.size, m.req.quality, actual_size=f"{width}x{height}",
-                          input_images=bool(m.req.images))
-
-    return cost_of
+        for e in ests:
+            note(f"estimated cost ({e.provider}): {e.text()} ({e.reason or e.how})")
 
 
 def _run_cost(outcome: Any) -> dict[str, Any]:
@@ -402,7 +153,7 @@ def _run_cost(outcome: Any) -> dict[str, Any]:
     return out
 
 
-def _cost_line(outcome: Any, members: list[Any]) -> None:
+def _cost_line(job: Any, outcome: Any) -> None:
     """The one line at the end of an interactive run: '3 images, $0.126'."""
     from imagegen_cli.cli.console import err
     from imagegen_cli.prices import money
@@ -412,13 +163,14 @@ def _cost_line(outcome: Any, members: list[Any]) -> None:
         return
     c = _run_cost(outcome)
     images = f"{n} image{'s' if n != 1 else ''}"
+    makers = {s.provider for s in outcome.saved}
     if c["cost_usd"] is None:
         unknown = sorted({f"{s.provider} {s.model}" for s in outcome.saved
                           if s.cost_usd is None})
         err(f"{images}, cost unknown (no price for {', '.join(unknown)}; set one in "
             "[providers.NAME.prices])")
-    elif c["cost_usd"] == 0 and all(m.pricing.free for m in members
-                                    if m.provider.name in {s.provider for s in outcome.saved}):
+    elif c["cost_usd"] == 0 and all(m.pricing.free for m in job.members
+                                    if m.provider.name in makers):
         compute = c.get("compute_s", outcome.timings.get("total_s"))
         err(f"{images}, $0 (runs on this machine: {compute} s of compute)")
     else:
@@ -426,15 +178,54 @@ def _cost_line(outcome: Any, members: list[Any]) -> None:
             + (" (from the price table)" if c["cost_source"] == "table" else ""))
 
 
-def _print_report(provider: str, req: Any, outcome: Any,
-                  events: list[dict[str, Any]] | None = None) -> None:
+def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
+    from imagegen_cli.cli import report
+    from imagegen_cli.cli.app import debug_enabled
+    from imagegen_cli.cli.console import err, make_reporter
+    from imagegen_cli.events import Event, JobFinished
+    from imagegen_cli.scheduler import Scheduler
+
+    finished: list[Any] = []
+
+    def keep(ev: Event) -> None:
+        if isinstance(ev, JobFinished):
+            finished.append(ev.outcome)
+
+    paths = report.PathsInOrder()
+    sinks: list[Any] = [keep]
+    if jsonl:
+        sinks.append(report.ndjson)
+    elif not (opts["json_out"] or job.plan.stdout):
+        sinks.append(paths)
+    log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
+    reporter = make_reporter(quiet)
+    sched = Scheduler(concurrency=_concurrency(opts.get("concurrency")),
+                      reporter_for=lambda j: reporter, sinks=sinks, log=log,
+                      stdout=sys.stdout.buffer if job.plan.stdout else None)
+    try:
+        with reporter:
+            sched.run([job])
+    finally:
+        paths.flush()  # whatever happened, every file written is listed
+    return finished[0]
+
+
+def _concurrency(value: int | None) -> int:
+    if value is None:
+        return 4
+    if value < 1:
+        raise UsageError(f"-j/--concurrency {value}: pass 1 or more")
+    return value
+
+
+def _print_report(job: Any, outcome: Any) -> None:
     import json
 
     from imagegen_cli.cli.console import out
 
     report = {
-        "provider": provider,
-        "model": req.model,
+        "provider": job.provider.name,
+        "model": job.request.model,
         "request_id": outcome.request_ids[0] if outcome.request_ids else None,
         "request_ids": outcome.request_ids,
         "timings": outcome.timings,
@@ -443,6 +234,7 @@ def _print_report(provider: str, req: Any, outcome: Any,
         "images": [s.as_json() for s in outcome.saved],
         "errors": [str(e) for e in outcome.failures],
     }
+    events = getattr(job.provider, "events", None)
     if events:
         report["fallbacks"] = events
     extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
@@ -451,36 +243,17 @@ def _print_report(provider: str, req: Any, outcome: Any,
     out(json.dumps(report, indent=2, ensure_ascii=False))
 
 
-def _raise_failures(req: Any, outcome: Any) -> None:
+def _raise_failures(job: Any, outcome: Any) -> None:
     if not outcome.failures:
         return
     first = outcome.failures[0]
     more = f" (and {len(outcome.failures) - 1} more)" if len(outcome.failures) > 1 else ""
     if outcome.saved:
         raise PartialError(
-            f"{len(outcome.saved)} of {req.n} images written; failed: {first}{more}")
+            f"{len(outcome.saved)} of {job.n} images written; failed: {first}{more}")
     if more and isinstance(first, ImagegenError):
         first.message += more
     raise first
-
-
-def _cannot_inpaint(name: str, cfg: Any, env: Any) -> str:
-    """Which providers can inpaint, preferring the ones with a key set."""
-    from imagegen_cli.providers.base import create
-
-    able = []
-    for p in cfg.providers.values():
-        try:
-            prov = create(p, env)
-        except ImagegenError:
-            continue
-        model = prov.inpaint_model()
-        if model:
-            ready = not prov.needs_key or bool(p.key(env))
-            able.append((not ready, f"{p.name} ({model})"))
-    able.sort()
-    names = ", ".join(text for _, text in able) or "none configured"
-    return f"Provider {name} cannot inpaint; providers that can: {names} (pass -p NAME)"
 
 
 @image_command([])
