@@ -89,6 +89,15 @@ def parse_value(raw: str, expected: type | tuple[type, ...], key: str) -> Any:
         value = raw
     if expected is str:
         return raw if not isinstance(value, str) else value
+    if expected is list:  # providers.NAME.fallback: "b,c" or ["b", "c"]
+        items = value if isinstance(value, list) else [
+            x.strip() for x in raw.split(",") if x.strip()]
+        if items and all(isinstance(x, str) and x for x in items):
+            return items
+        raise UsageError(f"{key} takes provider names, e.g. nebula,local")
+    if expected is dict:  # providers.NAME.prices
+        raise UsageError(f"{key} is a table of prices: edit it with `imagegen config edit` "
+                         "(see README, Costs)")
     if expected is bool:
         if isinstance(value, bool):
             return value

@@ -285,3 +285,23 @@ def test_local_costs_nothing_and_reports_compute(tmp_path: Path) -> None:
     report = json.loads(r.stdout)
     assert (report["cost_usd"], report["cost_source"]) == (0, "table")
     assert report["compute_s"] > 0
+
+
+def test_config_set_fallback_and_max_cost(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config("", monkeypatch, tmp_path)
+    assert run_cli(["config", "set", "providers.openai.fallback", "nebula,local"]).code == 0
+    assert run_cli(["config", "set", "defaults.max_cost", "0.5"]).code == 0
+    text = path.read_text()
+    assert 'fallback = ["nebula", "local"]' in text and "max_cost = 0.5" in text
+    r = run_cli(["config", "set", "providers.openai.prices", "1"])
+    assert r.code == 2 and "imagegen config edit" in r.err
+
+
+def test_jsonl_records_carry_provider_and_cost(fake: OpenAIFake) -> None:
+    r = run_cli(["generate", "x", "-m", "dall-e-2", "-s", "512x512", "-n", "2", "--jsonl",
+                 "-o", "n/"])
+    assert r.code == 0, r.err
+    recs = [json.loads(line) for line in r.lines()]
+    assert [(x["provider"], x["cost_usd"], x["cost_source"]) for x in recs] == [
+        ("openai", 0.018, "table")] * 2
