@@ -9,6 +9,7 @@
     │   └── UnavailableError      6  429/5xx/timeouts after retries, malformed answers
     ├── OutputError               7  output could not be written
     ├── PartialError              8  some images written, some failed
+    │   └── OverBudget            8  a batch job not started: over --max-cost
     └── Interrupted             130  Ctrl-C (names any job left running)
 
 The CLI converts these to messages and exit codes in exactly one place
@@ -100,6 +101,10 @@ class OutputError(ImagegenError):
 
 class PartialError(ImagegenError):
     exit_code = ExitCode.PARTIAL
+
+
+class OverBudget(PartialError):
+    """A batch job not started because it would take the batch over --max-cost."""
 
 
 class Interrupted(ImagegenError):

@@ -66,10 +66,20 @@ class Tally:
     usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     fatal: ImagegenError | None = None
+    # What this run's images cost (journal-skipped ones cost nothing now).
+    cost_usd: float = 0.0
+    cost_unknown: int = 0
+    cost_sources: set[str] = field(default_factory=set)
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, ImageWritten):
             self.images += 1
+            if not ev.skipped:
+                if ev.image.cost_usd is None:
+                    self.cost_unknown += 1
+                else:
+                    self.cost_usd += ev.image.cost_usd
+                    self.cost_sources.add(ev.image.cost_source or "table")
         elif isinstance(ev, JobFinished):
             if ev.skipped:
                 self.skipped += 1
@@ -86,6 +96,15 @@ class Tally:
                 for k, v in usage.items():
                     if isinstance(v, (int, float)):
                         mine[k] = mine.get(k, 0) + v
+
+    def cost(self) -> tuple[float | None, str | None]:
+        """(USD, 'usage' | 'table' | 'mixed') of the images this run wrote; (None, None)
+        when any of them has no known price."""
+        if self.cost_unknown:
+            return None, None
+        src = self.cost_sources
+        return round(self.cost_usd, 6), (next(iter(src)) if len(src) == 1
+                                         else "mixed" if src else None)
 
     @property
     def elapsed(self) -> float:

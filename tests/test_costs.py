@@ -305,3 +305,29 @@ def test_jsonl_records_carry_provider_and_cost(fake: OpenAIFake) -> None:
     recs = [json.loads(line) for line in r.lines()]
     assert [(x["provider"], x["cost_usd"], x["cost_source"]) for x in recs] == [
         ("openai", 0.018, "table")] * 2
+
+
+def test_batch_budget_refuses_jobs_that_would_cross_the_cap() -> None:
+    from imagegen_cli.errors import ExitCode
+    from imagegen_cli.events import JobFinished
+    from imagegen_cli.pipeline import Outcome, SavedImage
+    from imagegen_cli.prices import BatchBudget
+
+    class J:
+        def __init__(self, usd: float) -> None:
+            self.usd = usd
+
+    budget = BatchBudget(0.30, "--max-cost", lambda j: j.usd)
+    a, b, c, d = J(0.167), J(0.167), J(0.04), J(0.10)
+    assert budget.admit(a) is None and budget.admit(a) is None  # once per job, not per call
+    refusal = budget.admit(b)
+    assert refusal is not None and refusal.exit_code == ExitCode.PARTIAL
+    assert "would take the batch over --max-cost $0.30" in str(refusal)
+    assert budget.admit(b) is refusal
+    assert budget.admit(c) is None  # a cheaper job still fits
+    # a finished for less than its estimate (usage): the difference is free again
+    img = SavedImage("p", 1, 1, 1, "png", 1, "x", None, None, cost_usd=0.05,
+                     cost_source="usage")
+    budget(JobFinished(a, Outcome(saved=[img])))  # type: ignore[arg-type]
+    assert budget.committed == pytest.approx(0.09)
+    assert budget.admit(d) is None

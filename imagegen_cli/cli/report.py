@@ -164,8 +164,12 @@ def summary_line(tally: Any, shard: str | None = None) -> str:
     parts = [f"{tally.done} done", f"{tally.skipped} skipped", f"{tally.failed} failed"]
     if tally.not_run:
         parts.append(f"{tally.not_run} not run")
+    from imagegen_cli.prices import money
+
+    cost, _ = tally.cost()
+    spent = "cost unknown" if cost is None else money(cost)
     return (f"batch{where}: {tally.jobs} jobs: " + ", ".join(parts)
-            + f"; {tally.images} images in {tally.elapsed:.1f} s")
+            + f"; {tally.images} images in {tally.elapsed:.1f} s, {spent}")
 
 
 def write_summary(path: str, tally: Any, shard: str | None) -> None:
@@ -178,6 +182,7 @@ def write_summary(path: str, tally: Any, shard: str | None) -> None:
         "failed": tally.failed, "not_run": tally.not_run, "images": tally.images,
         "total_s": round(tally.elapsed, 3), "shard": shard,
         "usage": tally.usage,
+        "cost_usd": tally.cost()[0], "cost_source": tally.cost()[1],
         "failures": [failure_record(job, exc) for job, exc in tally.failures],
     }
     write_atomic(Path(path), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(),
