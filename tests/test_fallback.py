@@ -48,6 +48,7 @@ def test_503_falls_back_and_records_the_second_provider(
     (call,) = b.server.calls("/images/generations")
     assert call.json()["model"] == "gpt-image-1-mini"  # backup's own default model
     report = json.loads(r.stdout)
+    assert (report["provider"], report["model"]) == ("backup", "gpt-image-1-mini")
     img = report["images"][0]
     assert (img["provider"], img["model"], img["fallback_from"]) == (
         "backup", "gpt-image-1-mini", "first")

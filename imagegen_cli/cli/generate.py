@@ -223,9 +223,12 @@ def _print_report(job: Any, outcome: Any) -> None:
 
     from imagegen_cli.cli.console import out
 
+    makers = sorted({(s.provider or job.provider.name, s.model or job.request.model)
+                     for s in outcome.saved})
     report = {
-        "provider": job.provider.name,
-        "model": job.request.model,
+        # Who made the images: a fallback provider when every image came from it.
+        "provider": makers[0][0] if len(makers) == 1 else job.provider.name,
+        "model": makers[0][1] if len(makers) == 1 else job.request.model,
         "request_id": outcome.request_ids[0] if outcome.request_ids else None,
         "request_ids": outcome.request_ids,
         "timings": outcome.timings,
