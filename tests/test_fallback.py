@@ -177,3 +177,33 @@ def test_max_cost_covers_every_provider_of_the_chain(
     assert r.code == 2 and "$0.50 is over --max-cost $0.40" in r.err
     r = run_cli(["generate", "x", "-p", "first,backup", "--max-cost", "0.5", "-q", "-o", "o.png"])
     assert r.code == 0, r.err
+
+
+def test_connection_refused_falls_back(pair: tuple[OpenAIFake, OpenAIFake],
+                                       tmp_path: Path) -> None:
+    import socket
+
+    a, b = pair
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "config.toml"
+    path.write_text(path.read_text().replace(a.url, f"http://127.0.0.1:{port}/v1"))
+    r = run_cli(["generate", "x", "-p", "first,backup", "--retries", "0", "-o", "c.png",
+                 "--json"])
+    assert r.code == 0, r.err
+    assert json.loads(r.stdout)["images"][0]["provider"] == "backup"
+    assert "first is unavailable" in r.err
+
+
+def test_timeout_falls_back(pair: tuple[OpenAIFake, OpenAIFake]) -> None:
+    from tests.fakes.server import Response
+
+    a, b = pair
+    a.server.script.append(Response(200, b"{}", {"content-type": "application/json"},
+                                    delay=1.0))
+    r = run_cli(["generate", "x", "-p", "first,backup", "--retries", "0", "--timeout", "0.3",
+                 "-o", "t.png", "-q"])
+    assert r.code == 0, r.err
+    assert len(b.server.calls("/images/generations")) == 1
+    assert "did not answer within" in r.err  # -q still says why it fell back
