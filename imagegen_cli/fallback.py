@@ -9,6 +9,7 @@ before anything is sent to anyone (see `members` in cli/generate.py).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,7 @@ class Chain(Provider):
         self.notify = notify
         self.events: list[dict[str, Any]] = []
         self._transports: dict[int, Transport] = {}
+        self._lock = threading.Lock()
 
     def capabilities(self, model: str | None) -> Capabilities:
         return self.members[0].provider.capabilities(model)
@@ -93,12 +95,14 @@ class Chain(Provider):
     def _transport(self, i: int, base: Transport) -> Transport:
         if i == 0:
             return base
-        if i not in self._transports:
-            from imagegen_cli.http import Transport
+        with self._lock:  # worker threads share the chain
+            if i not in self._transports:
+                from imagegen_cli.http import Transport
 
-            self._transports[i] = Transport(timeout=base.timeout, retries=base.retries,
-                                            who=self.members[i].provider.name, log=base.log)
-        return self._transports[i]
+                self._transports[i] = Transport(timeout=base.timeout, retries=base.retries,
+                                                who=self.members[i].provider.name,
+                                                log=base.log)
+            return self._transports[i]
 
     def close(self) -> None:
         for tr in self._transports.values():
@@ -209,3 +213,10 @@ def cost_function(members: list[Member]
                           input_images=bool(m.req.images))
 
     return cost_of
+
+
+def close_chains(jobs: Sequence[Job]) -> None:
+    """Close the fallback providers' connections (the scheduler closes the firsts')."""
+    for job in jobs:
+        if isinstance(job.provider, Chain):
+            job.provider.close()

@@ -207,6 +207,9 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
             sched.run([job])
     finally:
         paths.flush()  # whatever happened, every file written is listed
+        from imagegen_cli.fallback import close_chains
+
+        close_chains([job])
     return finished[0]
 
 
