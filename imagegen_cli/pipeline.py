@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from imagegen_cli import images
+from imagegen_cli import images, metadata
 from imagegen_cli.errors import ImagegenError, OutputError, UnavailableError
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
@@ -65,6 +65,7 @@ class Saver:
     sidecar: bool = False
     keep_partials: bool = False
     stdout: IO[bytes] | None = None
+    warn: Callable[[str], None] | None = None
     now: datetime = field(default_factory=datetime.now)
     # Partial frames land beside the final image's name; remember it per index.
     _partial_base: dict[int, Path] = field(default_factory=dict)
@@ -80,8 +81,10 @@ class Saver:
             "size": f"{width}x{height}",
             "requested_size": req.size,
             "seed": img.seed if img.seed is not None else req.seed,
-            "steps": req.steps,
-            "guidance": req.guidance,
+            "steps": req.steps if req.steps is not None else img.settings.get("steps"),
+            "guidance": req.guidance if req.guidance is not None
+            else img.settings.get("guidance"),
+            "sampler": img.settings.get("sampler"),
             "quality": req.quality,
             "style": req.style,
             "background": req.background,
@@ -101,8 +104,11 @@ class Saver:
             data = images.convert(data, target)
             fmt = target
         meta = self.meta(img, width, height)
+        cut = False
         if self.metadata:
-            data = images.embed_metadata(data, fmt, meta)
+            data, cut = metadata.embed(data, fmt, meta, self.warn)
+        else:
+            data = metadata.strip(data, fmt)
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
         if img.partial is not None and (not self.keep_partials or self.stdout is not None):
@@ -119,7 +125,8 @@ class Saver:
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
-            companions = (".json",) if self.sidecar and img.partial is None else ()
+            # A prompt cut to fit the image's metadata lives whole in the sidecar.
+            companions = (".json",) if (self.sidecar or cut) and img.partial is None else ()
             written = write_atomic(path, data, overwrite=self.plan.overwrite,
                                    companions=companions)
             if companions:

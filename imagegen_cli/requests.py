@@ -92,6 +92,9 @@ class GeneratedImage:
     seed: int | None = None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # What the provider actually used where the request left it open, recorded in
+    # the image: {"sampler": "Euler", "steps": 2, "guidance": 0.0}.
+    settings: dict[str, Any] = field(default_factory=dict)
     # Bytes parked on disk (a spooled answer or download), read when the image is
     # written: big buffers then live on the writing thread only.
     loader: Callable[[], bytes] | None = None

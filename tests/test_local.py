@@ -201,3 +201,17 @@ def test_download_bar_kept_unless_quiet(tiny: tuple[Path, Path], quiet: bool) ->
     load_pipeline(str(tiny[0]), inpaint=False, dtype=torch.float32, quiet=quiet)
     assert are_progress_bars_disabled() is quiet
     assert not tlog.is_progress_bar_enabled()  # loading bars stay off
+
+
+def test_image_records_folder_name_and_real_sampler(tiny: tuple[Path, Path]) -> None:
+    sd, _ = tiny
+    r = run_cli(["generate", "a red fox", "-p", "local", "-m", str(sd), "--steps", "2",
+                 "--seed", "3", "-q", "-o", "m.png"])
+    assert r.code == 0, r.err
+    data = Path("m.png").read_bytes()
+    assert str(sd).encode() not in data and str(sd.parent).encode() not in data
+    with Image.open("m.png") as im:
+        params = im.text["parameters"]  # type: ignore[attr-defined]
+    settings = params.splitlines()[-1]
+    assert settings.startswith("Steps: 2, Sampler: DDIM, ")  # the tiny pipeline's scheduler
+    assert "Model: tiny-sd," in settings

@@ -260,12 +260,13 @@ class _PathPrinter:
 
 def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str | None) -> Any:
     from imagegen_cli.cli.app import debug_enabled
-    from imagegen_cli.cli.console import err, make_reporter
+    from imagegen_cli.cli.console import err, make_reporter, warn
     from imagegen_cli.http import Transport
     from imagegen_cli.pipeline import Saver, execute
 
     saver = Saver(
-        plan=run.plan, provider=provider.name, model=str(req.model), request=req, count=req.n,
+        plan=run.plan, provider=provider.name, model=provider.public_model(str(req.model)),
+        request=req, count=req.n, warn=warn,
         wanted_format=run.fmt, metadata=run.metadata, sidecar=run.sidecar,
         keep_partials=opts["keep_partials"],
         stdout=sys.stdout.buffer if run.plan.stdout else None,

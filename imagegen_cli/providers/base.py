@@ -144,6 +144,10 @@ class Provider:
     def known_models(self) -> list[str]:
         return [self.cfg.model] if self.cfg.model else []
 
+    def public_model(self, model: str) -> str:
+        """MODEL as recorded in the images: nothing of the user's disk (see local)."""
+        return model
+
     # -- the work ------------------------------------------------------
     def resolve_model(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
         model = req.model or (self.inpaint_model() if inpaint else None) or self.default_model()

@@ -52,6 +52,14 @@ class LocalProvider(Provider):
     def known_models(self) -> list[str]:
         return [self.default_model() or DEFAULT_MODEL]
 
+    def public_model(self, model: str) -> str:
+        # A folder is recorded by its name: an absolute path would tell every reader
+        # of the image the user's name and disk layout.
+        path = Path(model).expanduser()
+        if path.exists() or model.startswith((".", "/", "~")) or model.count("/") != 1:
+            return path.name or model
+        return model
+
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
         # Nothing goes over the network; --dry-run shows what would run.
         shown = _call_args(req)
@@ -108,7 +116,8 @@ class LocalProvider(Provider):
                 buf = io.BytesIO()
                 image.save(buf, format="PNG", compress_level=4)
                 yield GeneratedImage(index=i, data=buf.getvalue(), seed=seed, timings={
-                    "inference_s": round(time.perf_counter() - t0, 3)}), info
+                    "inference_s": round(time.perf_counter() - t0, 3)},
+                    settings=_used_settings(pipe, args)), info
 
 
 def _call_args(req: ImageRequest) -> dict[str, Any]:
@@ -128,6 +137,31 @@ def _call_args(req: ImageRequest) -> dict[str, Any]:
         args["negative_prompt"] = req.negative_prompt
     args.update(req.params)
     return args
+
+
+# diffusers scheduler classes by the sampler names AUTOMATIC1111 infotext uses.
+A1111_SAMPLERS = {
+    "DDIMScheduler": "DDIM", "PNDMScheduler": "PLMS", "LMSDiscreteScheduler": "LMS",
+    "EulerDiscreteScheduler": "Euler", "EulerAncestralDiscreteScheduler": "Euler a",
+    "HeunDiscreteScheduler": "Heun", "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM++ SDE", "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a", "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM", "DDPMScheduler": "DDPM",
+}
+
+
+def _used_settings(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The sampler the pipeline really ran, and the steps and guidance it used."""
+    out: dict[str, Any] = {}
+    scheduler = getattr(pipe, "scheduler", None)
+    if scheduler is not None:
+        name = type(scheduler).__name__
+        out["sampler"] = A1111_SAMPLERS.get(name, name)
+    if "num_inference_steps" in args:
+        out["steps"] = args["num_inference_steps"]
+    if "guidance_scale" in args:
+        out["guidance"] = args["guidance_scale"]
+    return out
 
 
 def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
