@@ -519,3 +519,45 @@ def _parse_xmp(xmp: bytes) -> tuple[dict[str, str], bool]:
             text = el.text or el.get(f"{{{NS_RDF}}}resource") or ""
             ai = ai or text.rstrip("/").endswith("trainedAlgorithmicMedia")
     return fields, ai
+
+
+# What `generate --from` may take from a file, and the option each value fills.
+FROM_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "model", "provider",
+             "quality", "style", "background", "moderation", "size")
+
+
+def settings_from(path: Any) -> dict[str, Any]:
+    """Prompt and settings recorded in an image (ours or A1111's) or a sidecar JSON file.
+
+    UsageError (exit 2) when the file cannot be read or carries no prompt.
+    """
+    from imagegen_cli.errors import UsageError
+    from imagegen_cli.images import sniff
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise UsageError(f"--from {path}: cannot read it ({exc.strerror or exc})") from None
+    if sniff(data) is not None:
+        fields = read(data)["fields"]
+    else:
+        try:
+            fields = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            fields = None
+        if not isinstance(fields, dict):
+            raise UsageError(f"--from {path} is neither an image (PNG, JPEG, WebP) nor a "
+                             "sidecar .json written by --sidecar")
+    if not fields.get("prompt"):
+        raise UsageError(f"--from {path} carries no prompt (written with --no-metadata, or "
+                         "by another tool): pass the prompt yourself")
+    out = {k: fields[k] for k in FROM_KEYS if fields.get(k) not in (None, "")}
+    if fields.get("generator") == "imagegen":
+        # Our `size` is what came back; what was asked (if anything) is requested_size.
+        out.pop("size", None)
+        if fields.get("requested_size"):
+            out["size"] = fields["requested_size"]
+    if isinstance(fields.get("params"), dict) and fields["params"]:
+        out["params"] = fields["params"]
+    return out

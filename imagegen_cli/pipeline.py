@@ -85,9 +85,11 @@ class Saver:
             "guidance": req.guidance if req.guidance is not None
             else img.settings.get("guidance"),
             "sampler": img.settings.get("sampler"),
+            "request_id": img.settings.get("request_id"),
             "quality": req.quality,
             "style": req.style,
             "background": req.background,
+            "moderation": req.moderation,
             "params": req.params or None,
             "generator": "imagegen",
         }
@@ -208,6 +210,8 @@ def execute(
             seen_infos.add(id(info))
             outcome.infos.append(info)
         index = offsets[batch] + img.index + 1
+        if info.request_id:
+            img.settings.setdefault("request_id", info.request_id)
         try:
             saved = saver.save(img, index)
         except UnavailableError as exc:

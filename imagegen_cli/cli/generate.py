@@ -10,13 +10,15 @@ from typing import Any
 
 import typer
 
-from imagegen_cli.cli.options import INPAINT, image_command
+from imagegen_cli.cli.options import FROM, INPAINT, image_command
 from imagegen_cli.errors import ImagegenError, Interrupted, PartialError, UsageError
 
 FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 
 
-def read_prompt(value: str) -> str:
+def read_prompt(value: str | None) -> str:
+    if value is None:
+        raise UsageError("Missing PROMPT: pass the text, - for stdin, @FILE, or --from IMAGE")
     if value == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("Prompt '-' reads stdin, but stdin is a terminal: pipe the text in")
@@ -88,6 +90,8 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     cfg = cfgmod.load(env)
     for w in cfg.warnings:
         warn(w)
+    if opts.get("from_file") is not None:
+        opts = _with_settings_from(opts, cfg, env)
     pcfg, auto_note = cfgmod.resolve_provider(cfg, opts["provider"], env)
     provider = create(pcfg, env)
     if auto_note and not opts["quiet"]:
@@ -106,6 +110,37 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     if opts["json_out"]:
         _print_report(provider.name, req, outcome)
     _raise_failures(req, outcome)
+
+
+def _with_settings_from(opts: dict[str, Any], cfg: Any, env: Any) -> dict[str, Any]:
+    """OPTS filled from the --from file wherever no flag was given (flags win)."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.metadata import settings_from
+
+    found = settings_from(opts["from_file"])
+    opts = dict(opts)
+    if found.get("provider") not in cfg.providers:
+        found.pop("provider", None)  # made by a provider this config does not know
+    provider = opts["provider"] or found.get("provider")
+    model = found.get("model")
+    if model and provider and opts["model"] is None:
+        pcfg, _ = cfgmod.resolve_provider(cfg, provider, env)
+        # The local provider records a model folder by its name only: keep the
+        # configured folder when its name is the recorded one.
+        if pcfg.type == "local" and "/" not in model:
+            found.pop("model")
+    if found.get("params") and not opts["param"]:
+        import json
+
+        opts["param"] = [f"{k}={json.dumps(v)}" for k, v in found.pop("params").items()]
+    if opts["prompt"] is None:
+        opts["prompt_text"] = found.pop("prompt")  # taken as is: no -, no @FILE
+    for key, value in found.items():
+        if key in opts and opts[key] is None:
+            opts[key] = value
+    if opts["size"] is not None and opts["aspect"] is not None and "size" in found:
+        opts["size"] = None  # --aspect given beside --from replaces the recorded size
+    return opts
 
 
 @dataclass
@@ -177,7 +212,7 @@ def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
 
     d, pick = cfg.defaults, cfgmod.pick
     req = ImageRequest(
-        prompt=read_prompt(opts["prompt"]),
+        prompt=opts.get("prompt_text") or read_prompt(opts["prompt"]),
         model=pick(opts["model"], env.get(cfgmod.ENV_MODEL), d.get("model"), None),
         n=run.count,
         size=run.size,
@@ -340,7 +375,7 @@ def _cannot_inpaint(name: str, cfg: Any, env: Any) -> str:
     return f"Provider {name} cannot inpaint; providers that can: {names} (pass -p NAME)"
 
 
-@image_command([])
+@image_command(FROM)
 def generate(**opts: Any) -> None:
     """Generate images from a prompt.
 

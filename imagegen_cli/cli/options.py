@@ -60,8 +60,12 @@ COMMON: list[inspect.Parameter] = [
     _p("quiet", Annotated[bool, Opt("-q", "--quiet", help="No progress or notices on stderr.", rich_help_panel=RUN_HELP)], False),
 ]
 
-PROMPT = P("prompt", P.POSITIONAL_OR_KEYWORD, annotation=Annotated[
-    str, typer.Argument(help="The prompt text; - reads stdin; @FILE reads a file.")])
+PROMPT = P("prompt", P.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
+    str | None, typer.Argument(help="The prompt text; - reads stdin; @FILE reads a file.", show_default=False)])
+
+FROM: list[inspect.Parameter] = [
+    _p("from_file", Annotated[Path | None, Opt("--from", metavar="FILE", help="Take prompt and settings from an image imagegen (or AUTOMATIC1111) wrote, or its sidecar .json; flags given beside it win.", rich_help_panel=IMAGE_HELP)]),
+]
 
 INPAINT: list[inspect.Parameter] = [
     _p("image", Annotated[list[Path], Opt("-i", "--image", metavar="IMG", help="The image to repaint (repeatable for gpt-image).", rich_help_panel=IMAGE_HELP)], P.empty),
