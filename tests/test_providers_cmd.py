@@ -151,12 +151,3 @@ def test_dynamic_completion_of_providers_and_models(monkeypatch: pytest.MonkeyPa
     assert "mygw" in out
     out = _complete({"_TYPER_COMPLETE_ARGS": "imagegen generate -p nebula -m black"})
     assert "black-forest-labs/FLUX.1-Fill-dev" in out
-
-
-def test_completion_scripts_are_current() -> None:
-    from imagegen_cli.cli.completion import SHELLS, script
-
-    for shell, name in SHELLS.items():
-        committed = (ROOT / "completions" / name).read_text()
-        assert committed == script(shell), (
-            f"completions/{name} is stale: run `python -m imagegen_cli.cli.completion`")

@@ -67,6 +67,9 @@ from imagegen_cli.cli import providers as _providers  # noqa: E402
 
 app.add_typer(_providers.app, name="providers")
 app.add_typer(_config.app, name="config")
+from imagegen_cli.cli import completion as _completion  # noqa: E402
+
+_completion.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = get_command(app)
     if os.environ.get(COMPLETE_VAR):
         # A completion script is asking (see completions/): answer with typer's protocol.
-        from typer._completion_classes import completion_init
+        from imagegen_cli.cli.completion import init
 
-        completion_init()
+        init()
         command.main(args=args, prog_name="imagegen", complete_var=COMPLETE_VAR)
     try:
         rv = command.main(args=args, prog_name="imagegen", standalone_mode=False)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from imagegen_cli.cli.completion import complete_config_key, complete_config_value
 from imagegen_cli.errors import ConfigError, UsageError
 
 app = typer.Typer(help="Show and change settings and keys (config.toml).",
@@ -50,7 +51,8 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = Fa
 
 
 @app.command("get")
-def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.")]) -> None:
+def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.",
+                                           autocompletion=complete_config_key)]) -> None:
     """Print one value (stored keys are shown as ***); exit 2 when unset."""
     from pathlib import Path
 
@@ -73,10 +75,12 @@ def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.
 
 @app.command("set")
 def set_cmd(
-    key: Annotated[str, typer.Argument(help="Dotted key, e.g. providers.nebula.model.")],
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. providers.nebula.model.",
+                                       autocompletion=complete_config_key)],
     value: Annotated[str | None, typer.Argument(
         help="The value (numbers and true/false are typed). Omit for api_key: it is read "
-             "from a hidden prompt, or from stdin when piped.")] = None,
+             "from a hidden prompt, or from stdin when piped.",
+        autocompletion=complete_config_value)] = None,
 ) -> None:
     """Set a value; the file keeps its comments and is written 0600."""
     from pathlib import Path
@@ -127,7 +131,8 @@ def _read_secret(key: str) -> str:
 
 
 @app.command("unset")
-def unset(key: Annotated[str, typer.Argument(help="Dotted key.")]) -> None:
+def unset(key: Annotated[str, typer.Argument(help="Dotted key.",
+                                             autocompletion=complete_config_key)]) -> None:
     """Remove a value from the file."""
     from pathlib import Path
 
