@@ -115,6 +115,7 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "retries": int,
     "metadata": bool,
     "sidecar": bool,
+    "preview": bool,
 }
 
 TOP_KEYS = {"default_provider", "defaults", "providers"}
@@ -141,14 +142,29 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(platformdirs.user_config_dir("imagegen", appauthor=False)) / "config.toml"
 
 
-def _line_of(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=", re.MULTILINE)
-    m = pattern.search(text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
+def _line_of(text: str, key: str, table: str = "") -> int | None:
+    """The line defining KEY inside TABLE ("" for the top level, "defaults",
+    "providers.NAME"); a key repeated in other tables is not taken for it."""
+    current = ""
+    bare = rf"(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')"
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.match(r"^\[\[?([^\]]+)\]\]?", stripped)
+        if header:
+            current = re.sub(r"\s*\.\s*", ".", header.group(1).strip()).replace('"', "")
+            if current == (f"{table}.{key}" if table else key):
+                return number  # the key names this table: [providers.NAME]
+            continue
+        if current == table and re.match(rf"^{bare}\s*=", stripped):
+            return number
+        if current == "" and table and re.match(
+                rf"^{re.escape(table)}\s*\.\s*{bare}\s*=", stripped):
+            return number  # dotted at the top: defaults.size = ...
+    return None
 
 
-def _where(path: Path, text: str, key: str) -> str:
-    line = _line_of(text, key)
+def _where(path: Path, text: str, key: str, table: str = "") -> str:
+    line = _line_of(text, key, table)
     return f"{path}, line {line}" if line else str(path)
 
 
@@ -193,11 +209,12 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
         raise ConfigError(f"Bad config file {path}: [defaults] must be a table")
     for key, value in defaults.items():
         if key not in DEFAULT_KEYS:
-            warnings.append(f"{_where(path, text, key)}: unknown key 'defaults.{key}' ignored")
+            warnings.append(
+                f"{_where(path, text, key, 'defaults')}: unknown key 'defaults.{key}' ignored")
             continue
         if not _check_type(value, DEFAULT_KEYS[key]):
             raise ConfigError(
-                f"Bad config file {_where(path, text, key)}: defaults.{key} must be "
+                f"Bad config file {_where(path, text, key, 'defaults')}: defaults.{key} must be "
                 f"{_type_name(DEFAULT_KEYS[key])}"
             )
 
@@ -208,18 +225,21 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(
-                f"Bad config file {_where(path, text, name)}: providers.{name} must be a table"
+                f"Bad config file {_where(path, text, name, 'providers')}: providers.{name} "
+                "must be a table"
             )
         fields: dict[str, Any] = {}
         for key, value in table.items():
             if key not in PROVIDER_KEYS:
                 warnings.append(
-                    f"{_where(path, text, key)}: unknown key 'providers.{name}.{key}' ignored"
+                    f"{_where(path, text, key, f'providers.{name}')}: unknown key "
+                    f"'providers.{name}.{key}' ignored"
                 )
                 continue
             if not _check_type(value, PROVIDER_KEYS[key]):
                 raise ConfigError(
-                    f"Bad config file {_where(path, text, key)}: providers.{name}.{key} "
+                    f"Bad config file {_where(path, text, key, f'providers.{name}')}: "
+                    f"providers.{name}.{key} "
                     f"must be {_type_name(PROVIDER_KEYS[key])}"
                 )
             fields[key] = value
@@ -227,14 +247,16 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
         if base is None:
             if "type" not in fields:
                 raise ConfigError(
-                    f"Bad config file {_where(path, text, name)}: providers.{name} needs "
+                    f"Bad config file {_where(path, text, name, 'providers')}: "
+                    f"providers.{name} needs "
                     f"type = one of {', '.join(KNOWN_TYPES)}"
                 )
             base = ProviderConfig(name=name, type=fields["type"])
         merged = replace(base, **fields)
         if merged.mode not in (None, "sync", "async"):
             raise ConfigError(
-                f"Bad config file {_where(path, text, 'mode')}: providers.{name}.mode "
+                f"Bad config file {_where(path, text, 'mode', f'providers.{name}')}: "
+                f"providers.{name}.mode "
                 "must be \"sync\" or \"async\""
             )
         providers[name] = merged

@@ -20,18 +20,52 @@ EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
+# Names Windows reserves whatever the extension (CON.png is the console there).
+WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                    *(f"lpt{i}" for i in range(10))}
+
+
 def slug(text: str, limit: int = 40) -> str:
-    """A filename-safe slug: ASCII letters, digits and dashes, never a path."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """A filename-safe slug: ASCII letters, digits and dashes, never a path.
+
+    Other scripts are transliterated (anyascii: `лиса в снегу` -> `lisa-v-snegu`,
+    `雪の狐` -> `xue-no-hu`) rather than dropped, and a name Windows reserves gets
+    a suffix.
+    """
+    text = _ascii(unicodedata.normalize("NFC", text))
     text = re.sub(r"[^A-Za-z0-9]+", "-", text.lower()).strip("-")
     text = text[:limit].rstrip("-")
+    if text in WINDOWS_RESERVED:
+        text += "-image"
     return text or "image"
+
+
+_SYLLABIC = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL")
+
+
+def _ascii(text: str) -> str:
+    from anyascii import anyascii
+
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        if unicodedata.category(ch)[0] not in "LMN":
+            out.append(" ")  # symbols and emoji: anyascii would spell ":coffee:"
+            continue
+        # Each ideograph, kana or hangul block is a syllable: keep them apart as words.
+        sep = " " if unicodedata.name(ch, "").startswith(_SYLLABIC) else ""
+        out.append(sep + anyascii(ch) + sep)
+    return "".join(out)
 
 
 def _field_slug(value: object) -> str:
     # Values other than {prompt} come from flags or the provider; still keep them
     # to one path component.
     s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-.")
+    if s.split(".")[0].lower() in WINDOWS_RESERVED:
+        s += "-x"
     return s or "x"
 
 
@@ -160,7 +194,7 @@ def write_atomic(
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~UMASK)
         if overwrite:
             os.replace(tmp, path)
             return path
@@ -186,7 +220,20 @@ def write_atomic(
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """The process umask, read once at import (before any worker thread exists):
+    os.umask can only read it by setting it, which would race with other threads'
+    file creation."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()

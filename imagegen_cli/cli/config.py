@@ -169,9 +169,9 @@ def init(force: Annotated[bool, typer.Option("--force", help="Replace an existin
 @app.command("edit")
 def edit() -> None:
     """Open the file in $VISUAL or $EDITOR, then check it."""
-    import shlex
-    import subprocess
     from pathlib import Path
+
+    import click
 
     from imagegen_cli.cli.console import note
     from imagegen_cli.configfile import STARTER, validate_text
@@ -183,12 +183,14 @@ def edit() -> None:
         raise UsageError("Set $VISUAL or $EDITOR to the editor to use")
     if not path.exists():
         write_atomic(path, STARTER.encode(), overwrite=True, mode=0o600)
+    # click runs the editor the way each platform's shell would (Windows paths with
+    # spaces included); an EDITOR naming an existing file is quoted as one word.
+    command = f'"{editor}"' if os.path.isfile(editor) and not editor.startswith('"') \
+        else editor
     try:
-        rc = subprocess.call([*shlex.split(editor), str(path)])
-    except OSError as exc:
-        raise UsageError(f"Cannot run editor '{editor}': {exc.strerror or exc}") from None
-    if rc != 0:
-        raise UsageError(f"Editor '{editor}' exited with {rc}")
+        click.edit(filename=str(path), editor=command)
+    except click.ClickException as exc:
+        raise UsageError(f"Editor '{editor}' failed: {exc.format_message()}") from None
     try:
         validate_text(path.read_text(encoding="utf-8"), path, os.environ)
     except ConfigError as exc:

@@ -13,7 +13,15 @@ from imagegen_cli.requests import Reporter
 
 
 def use_color(stream: Any) -> bool:
-    return (not os.environ.get("NO_COLOR")) and hasattr(stream, "isatty") and stream.isatty()
+    """NO_COLOR (no-color.org) wins, then FORCE_COLOR, then TERM=dumb, then a terminal."""
+    env = os.environ
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR") and env["FORCE_COLOR"] != "0":
+        return True
+    if env.get("TERM") == "dumb":
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
 
 
 def out(line: str) -> None:
@@ -64,16 +72,29 @@ class RichReporter(Reporter):
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
+        class Remaining(TimeRemainingColumn):
+            """`eta 0:12` once a rate is known (steps, downloads); blank before."""
+
+            def render(self, task: Any) -> Any:
+                from rich.text import Text
+
+                if task.total is None or task.time_remaining is None or task.finished:
+                    return Text("")
+                left = int(task.time_remaining)
+                return Text(f"eta {left // 60}:{left % 60:02d}", style="progress.remaining")
+
         super().__init__()
-        self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+        self.console = Console(stderr=True, no_color=not use_color(sys.stderr))
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(bar_width=24),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
+            Remaining(),
             console=self.console,
             transient=True,
         )

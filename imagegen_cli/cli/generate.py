@@ -109,6 +109,10 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     outcome = _execute(opts, run, provider, req, key)
     if opts["json_out"]:
         _print_report(provider.name, req, outcome)
+    elif run.preview and not run.plan.stdout and sys.stdout.isatty():
+        from imagegen_cli.cli.preview import show
+
+        show([s.path for s in outcome.saved])
     _raise_failures(req, outcome)
 
 
@@ -156,6 +160,7 @@ class _Run:
     retries: int
     metadata: bool
     sidecar: bool
+    preview: bool = False
 
 
 def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
@@ -182,6 +187,10 @@ def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
         raise UsageError("-o - writes one image to stdout: drop -n or write to files")
     if plan.stdout and opts["json_out"]:
         raise UsageError("-o - and --json both want stdout: choose one")
+    if plan.stdout and sys.stdout.isatty():
+        # As curl and httpie do: binary on a terminal is garbage and can upset it.
+        raise UsageError("refusing to write image bytes to a terminal; redirect to a file "
+                         "or pass -o FILE")
     if opts["keep_partials"] and not (opts["stream"] or opts["partial_images"] is not None):
         raise UsageError("--keep-partials needs --stream")
     size = parse_size(opts["size"])
@@ -200,7 +209,8 @@ def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
     return _Run(plan=plan, fmt=fmt or implied, count=count, size=size, aspect=aspect,
                 timeout=timeout, retries=retries,
                 metadata=not (opts["no_metadata"] or d.get("metadata") is False),
-                sidecar=opts["sidecar"] or bool(d.get("sidecar")))
+                sidecar=opts["sidecar"] or bool(d.get("sidecar")),
+                preview=opts["preview"] or bool(d.get("preview")))
 
 
 def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,

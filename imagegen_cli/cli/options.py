@@ -48,6 +48,7 @@ COMMON: list[inspect.Parameter] = [
     _p("overwrite", Annotated[bool, Opt("--overwrite", help="Replace existing files instead of adding -1, -2...", rich_help_panel=OUTPUT_HELP)], False),
     _p("no_metadata", Annotated[bool, Opt("--no-metadata", help="Do not embed prompt and parameters in the image.", rich_help_panel=OUTPUT_HELP)], False),
     _p("sidecar", Annotated[bool, Opt("--sidecar", help="Write NAME.json beside each image.", rich_help_panel=OUTPUT_HELP)], False),
+    _p("preview", Annotated[bool, Opt("--preview", help="Show each image in the terminal after writing it (kitty, iTerm2 or sixel graphics, else coloured half-blocks); only when stdout is a terminal.", rich_help_panel=OUTPUT_HELP)], False),
     _p("json_out", Annotated[bool, Opt("--json", help="Print one JSON object (paths, sizes, hashes, timings) instead of paths.", rich_help_panel=OUTPUT_HELP)], False),
     _p("stream", Annotated[bool, Opt("--stream", help="Stream partial images while generating (gpt-image).", rich_help_panel=RUN_HELP)], False),
     _p("partial_images", Annotated[int | None, Opt("--partial-images", metavar="0-3", help="Partial frames to stream, 0-3.", rich_help_panel=RUN_HELP)]),
