@@ -158,7 +158,8 @@ def zsh_session(tmp_path: Path, keys: str, until: str, timeout: float = 30) -> t
         pump(lambda: b"READY> " in seen)
         start = len(seen)
         os.write(fd, keys.encode() + b"\x18")  # then ^X: write the edit buffer to a file
-        pump(lambda: buf.exists() and until in _plain(seen[start:]))
+        pump(lambda: buf.exists() and buf.read_text().endswith("\n")
+             and until in _plain(seen[start:]))
         buffer = buf.read_text().rstrip("\n") if buf.exists() else ""
         return _plain(seen[start:]), buffer
     finally:

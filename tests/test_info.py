@@ -95,7 +95,7 @@ def test_generate_from_sidecar_and_bad_files(fake: OpenAIFake) -> None:
     r = run_cli(["generate", "--from", "junk.bin"])
     assert r.code == 2 and "neither an image" in r.err
     r = run_cli(["generate"])
-    assert r.code == 2 and "Missing PROMPT" in r.err
+    assert r.code == 2 and "Missing PROMPT" in r.err and "--from" in r.err
 
 
 def test_generate_from_a1111_jpeg_elsewhere(fake: OpenAIFake) -> None:
