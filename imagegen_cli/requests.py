@@ -49,9 +49,19 @@ class ImageRequest:
     dtype: str | None = None
     # What validation adjusted, for the user to read on stderr.
     notices: list[str] = field(default_factory=list)
+    # Where a value not typed as a flag came from, by flag: "--steps" ->
+    # "defaults.steps in /home/u/.config/imagegen/config.toml, line 4".
+    origins: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> ImageRequest:
         return dataclasses.replace(self, **changes)
+
+    def named(self, flag: str, value: Any = None) -> str:
+        """FLAG (and VALUE) as an error should name it, with where it was set when that
+        was not the command line."""
+        text = flag if value is None else f"{flag} {value}"
+        origin = self.origins.get(flag)
+        return f"{text} (set by {origin})" if origin else text
 
     def options_set(self) -> dict[str, Any]:
         """The user-visible options that carry a value (for capability checks)."""

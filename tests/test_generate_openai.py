@@ -111,7 +111,7 @@ def test_format_requested_from_gpt_image_and_written_as_is(fake: OpenAIFake) -> 
     r = run_cli(["generate", "sky", "-f", "webp", "-o", "x", "--no-metadata"])
     assert r.code == 0, r.err
     (path,) = r.lines()
-    assert path == "x"
+    assert path == "x.webp"  # -o without an extension gets the right one
     body = fake.server.calls("/images/generations")[0].json()
     assert body["output_format"] == "webp"
     with Image.open(path) as im:

@@ -11,9 +11,14 @@ from typing import Any
 import typer
 
 from imagegen_cli.cli.options import INPAINT, image_command
-from imagegen_cli.errors import ImagegenError, Interrupted, PartialError, UsageError
-
-FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+from imagegen_cli.errors import (
+    AuthError,
+    ImagegenError,
+    Interrupted,
+    PartialError,
+    UsageError,
+)
+from imagegen_cli.values import FORMATS, parse_aspect, parse_size  # noqa: F401
 
 
 def read_prompt(value: str) -> str:
@@ -54,29 +59,6 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def parse_size(size: str | None) -> str | None:
-    if size is None:
-        return None
-    s = size.strip().lower().replace("×", "x")
-    if s == "auto":
-        return s
-    w, sep, h = s.partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise UsageError(f"--size '{size}' is not WIDTHxHEIGHT (e.g. 1024x1024) or auto")
-    return f"{int(w)}x{int(h)}"
-
-
-def parse_aspect(aspect: str) -> float:
-    w, sep, h = aspect.partition(":")
-    try:
-        ratio = float(w) / float(h)
-    except (ValueError, ZeroDivisionError):
-        ratio = 0
-    if not sep or ratio <= 0:
-        raise UsageError(f"--aspect '{aspect}' is not W:H (e.g. 16:9)")
-    return ratio
-
-
 def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     """Everything `generate` and `inpaint` share: settle, validate, run, report."""
     from imagegen_cli import config as cfgmod
@@ -93,7 +75,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     if auto_note and not opts["quiet"]:
         note(auto_note)
 
-    run = _settle(opts, cfg, env)
+    run = _settle(opts, cfg, env, provider.name)
     req = _request(opts, run, cfg, env, provider, inpaint)
     key = pcfg.key(env) if provider.needs_key else None
     register_secret(key)
@@ -102,7 +84,15 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         return
     if provider.needs_key:
         key = pcfg.require_key(env)
+        clash = pcfg.key_clash(env)
+        if clash and not opts["quiet"]:
+            note(clash)
+    if not run.plan.stdout:
+        run.plan.check_writable()
     outcome = _execute(opts, run, provider, req, key)
+    for failure in outcome.failures:
+        if isinstance(failure, AuthError) and pcfg.needs_key:
+            failure.message += f" (the key came from {pcfg.key_origin(env)})"
     if opts["json_out"]:
         _print_report(provider.name, req, outcome)
     _raise_failures(req, outcome)
@@ -114,58 +104,132 @@ class _Run:
 
     plan: Any
     fmt: str | None
-    count: int
-    size: str | None
-    aspect: str | None
+    count: Any  # config.Picked
+    size: Any  # config.Picked
+    aspect: Any  # config.Picked
     timeout: float
     retries: int
     metadata: bool
     sidecar: bool
 
 
-def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
+def _settle(opts: dict[str, Any], cfg: Any, env: Any, provider: str) -> _Run:
     from imagegen_cli import config as cfgmod
     from imagegen_cli.output import OutputPlan
+    from imagegen_cli.provenance import blame
+    from imagegen_cli.values import parse_format
 
-    d, pick = cfg.defaults, cfgmod.pick
-    fmt_opt = pick(opts["format"], None, d.get("format"), None)
+    def setting(key: str, flag: str, env_var: str | None = None, default: Any = None) -> Any:
+        return cfgmod.setting(cfg, key, opts[key], flag, env, env_var, provider=provider,
+                              default=default)
+
+    fmt_p = setting("format", "-f")
     fmt = None
-    if fmt_opt is not None:
-        fmt = FORMATS.get(str(fmt_opt).lower())
-        if fmt is None:
-            raise UsageError(f"-f/--format '{fmt_opt}' is not one of png, jpeg, webp")
-    plan = OutputPlan.from_option(
-        pick(opts["output"], env.get(cfgmod.ENV_OUTPUT), d.get("output"), None),
-        overwrite=opts["overwrite"],
-    )
+    if fmt_p.value is not None:
+        try:
+            fmt = parse_format(str(fmt_p.value))
+        except UsageError as exc:
+            raise blame(exc, fmt_p.source) from None
+    out_p = setting("output", "-o", cfgmod.ENV_OUTPUT)
+    try:
+        plan = OutputPlan.from_option(out_p.value, overwrite=opts["overwrite"])
+        plan.check_extension()
+    except UsageError as exc:
+        raise blame(exc, out_p.source) from None
     implied = plan.wanted_format()
     if fmt and implied and implied != fmt:
-        raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
-                         "make them agree")
-    count = pick(opts["count"], None, d.get("count"), 1)
-    if plan.stdout and count != 1:
+        rank = {"flag": 0, "env": 1, "config": 2}
+        f_rank = rank.get(fmt_p.source.kind, 3)
+        o_rank = rank.get(out_p.source.kind, 3)
+        if o_rank < f_rank:
+            fmt = None  # an explicit -o x.png beats a config defaults.format
+        else:
+            where = "" if (f_rank, o_rank) == (0, 0) else (
+                f" (-o from {out_p.source.describe()}, -f from {fmt_p.source.describe()})")
+            raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
+                             f"make them agree{where}")
+    count = setting("count", "-n", default=1)
+    if plan.stdout and count.value != 1:
         raise UsageError("-o - writes one image to stdout: drop -n or write to files")
     if plan.stdout and opts["json_out"]:
         raise UsageError("-o - and --json both want stdout: choose one")
+    if plan.stdout and opts["sidecar"]:
+        raise UsageError("--sidecar writes NAME.json beside a file, and -o - writes no file: "
+                         "drop one")
+    if plan.stdout and opts["keep_partials"]:
+        raise UsageError("--keep-partials saves frames beside a file, and -o - writes no "
+                         "file: drop one")
     if opts["keep_partials"] and not (opts["stream"] or opts["partial_images"] is not None):
         raise UsageError("--keep-partials needs --stream")
-    size = parse_size(opts["size"])
-    aspect = opts["aspect"]
-    if aspect and size:
+    size = cfgmod.Picked(parse_size(opts["size"]), cfgmod.flag("--size"))
+    aspect = cfgmod.Picked(opts["aspect"], cfgmod.flag("--aspect"))
+    if aspect.value and size.value:
         raise UsageError("--size and --aspect both set the size: pass one")
-    if not size and not aspect:
-        aspect = d.get("aspect")
-        size = None if aspect else parse_size(d.get("size"))
-    timeout = float(pick(opts["timeout"], None, d.get("timeout"), 300.0))
-    retries = int(pick(opts["retries"], None, d.get("retries"), 2))
-    if timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
-    if retries < 0:
-        raise UsageError("--retries must be 0 or more")
+    if not size.value and not aspect.value:
+        # The more specific table wins: [providers.NAME.defaults], then [defaults].
+        for scope in (provider, None):
+            a, s = cfg.default("aspect", scope), cfg.default("size", scope)
+            if scope is not None and not (a.value or s.value):
+                continue
+            if a.value:
+                try:
+                    parse_aspect(str(a.value))
+                except UsageError as exc:
+                    raise blame(exc, a.source) from None
+                aspect, size = a, cfgmod.Picked(None)
+            else:
+                try:
+                    size = cfgmod.Picked(parse_size(s.value), s.source)
+                except UsageError as exc:
+                    raise blame(exc, s.source) from None
+            break
+    timeout = setting("timeout", "--timeout", default=300.0)
+    retries = setting("retries", "--retries", default=2)
+    if float(timeout.value) <= 0:
+        raise blame(UsageError("--timeout must be more than 0 seconds"), timeout.source)
+    if int(retries.value) < 0:
+        raise blame(UsageError("--retries must be 0 or more"), retries.source)
+    metadata = cfg.default("metadata", provider).value
+    sidecar = cfg.default("sidecar", provider).value
     return _Run(plan=plan, fmt=fmt or implied, count=count, size=size, aspect=aspect,
-                timeout=timeout, retries=retries,
-                metadata=not (opts["no_metadata"] or d.get("metadata") is False),
-                sidecar=opts["sidecar"] or bool(d.get("sidecar")))
+                timeout=float(timeout.value), retries=int(retries.value),
+                metadata=not (opts["no_metadata"] or metadata is False),
+                sidecar=opts["sidecar"] or bool(sidecar))
+
+
+def _model(opts: dict[str, Any], cfg: Any, env: Any, provider: Any) -> Any:
+    """-m, else IMAGEGEN_MODEL and defaults.model, which name a model of the default
+    provider and so apply only when that provider is the one in use, else the
+    provider's own defaults.model."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.cli.console import note
+    from imagegen_cli.errors import ConfigError
+
+    if opts["model"]:
+        return cfgmod.Picked(opts["model"], cfgmod.flag("-m"))
+    own = cfg.default("model", provider.name)
+    if own.source is not None and own.source.name.startswith("providers."):
+        return own
+    default_name = None
+    if opts["provider"] is None:
+        default_name = provider.name
+    else:
+        try:
+            default_name = cfgmod.resolve_provider(cfg, None, env)[0].name
+        except ConfigError:
+            default_name = None
+    env_model = env.get(cfgmod.ENV_MODEL)
+    if default_name == provider.name:
+        return cfgmod.pick_from(
+            cfgmod.Picked(env_model, cfgmod.env_source(cfgmod.ENV_MODEL)), own)
+    for value, source in ((env_model, cfgmod.env_source(cfgmod.ENV_MODEL)),
+                          (own.value, own.source)):
+        if value and not opts["quiet"] and source is not None:
+            note(f"{source.describe()} ({value}) names a model of the default provider"
+                 f"{f' ({default_name})' if default_name else ''}, not of {provider.name}: "
+                 f"using {provider.name}'s own model")
+            break
+    return cfgmod.Picked(None)
 
 
 def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
@@ -173,43 +237,70 @@ def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
     """The validated ImageRequest (exit 2 for anything the provider would refuse)."""
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note
+    from imagegen_cli.provenance import origins, settle_global_defaults
     from imagegen_cli.requests import ImageRequest
 
-    d, pick = cfg.defaults, cfgmod.pick
+    def setting(key: str, flag: str) -> Any:
+        return cfgmod.setting(cfg, key, opts[key], flag, provider=provider.name)
+
+    picked = {
+        "model": _model(opts, cfg, env, provider),
+        "n": run.count,
+        "size": run.size,
+        "quality": setting("quality", "--quality"),
+        "style": setting("style", "--style"),
+        "background": setting("background", "--background"),
+        "moderation": setting("moderation", "--moderation"),
+        "steps": setting("steps", "--steps"),
+        "guidance": setting("guidance", "--guidance"),
+        "negative_prompt": setting("negative_prompt", "--negative-prompt"),
+    }
     req = ImageRequest(
         prompt=read_prompt(opts["prompt"]),
-        model=pick(opts["model"], env.get(cfgmod.ENV_MODEL), d.get("model"), None),
-        n=run.count,
-        size=run.size,
-        quality=pick(opts["quality"], None, d.get("quality"), None),
-        style=pick(opts["style"], None, d.get("style"), None),
-        background=pick(opts["background"], None, d.get("background"), None),
-        moderation=pick(opts["moderation"], None, d.get("moderation"), None),
         seed=opts["seed"],
-        steps=pick(opts["steps"], None, d.get("steps"), None),
-        guidance=pick(opts["guidance"], None, d.get("guidance"), None),
-        negative_prompt=pick(opts["negative_prompt"], None, d.get("negative_prompt"), None),
         stream=opts["stream"] or opts["partial_images"] is not None,
         partial_images=opts["partial_images"],
         params=parse_params(opts["param"]),
         device=opts["device"],
         dtype=opts["dtype"],
+        origins=origins(picked),
+        **{k: p.value for k, p in picked.items()},
     )
     if inpaint and provider.inpaint_model() is None and not req.model:
         raise UsageError(_cannot_inpaint(provider.name, cfg, env))
     req = provider.resolve_model(req, inpaint=inpaint)
-    if run.aspect:
+    aspect = run.aspect
+    if aspect.value:
         caps = provider.capabilities(req.model)
         if caps.sizes is None:
-            raise UsageError(f"--aspect needs known sizes, and provider {provider.name} "
-                             f"(model {req.model}) does not declare them: pass --size")
-        req = req.with_(size=caps.sizes.closest(parse_aspect(run.aspect)))
-        if not opts["quiet"]:
-            note(f"--aspect {run.aspect}: using size {req.size}")
+            text = (f"--aspect needs known sizes, and provider {provider.name} "
+                    f"(model {req.model}) does not declare them")
+            if not aspect.source.global_default:
+                raise UsageError(f"{text}: pass --size" + (
+                    f" (--aspect set by {aspect.source.describe()})"
+                    if aspect.source.kind != "flag" else ""))
+            if not opts["quiet"]:
+                note(f"{aspect.source.describe()} is not used: {text}")
+        else:
+            req = req.with_(size=caps.sizes.closest(parse_aspect(aspect.value)))
+            if aspect.source.kind != "flag":
+                req.origins["--size"] = f"--aspect {aspect.value} from " \
+                    f"{aspect.source.describe()}"
+            if not opts["quiet"]:
+                note(f"--aspect {aspect.value}: using size {req.size}")
     if inpaint:
         from imagegen_cli.masks import attach
 
         req = attach(req, opts["image"], opts["mask"], opts["invert_mask"])
+    skippable = {f: p.source for f, p in picked.items()
+                 if p.source is not None and p.source.global_default}
+    if aspect.value and aspect.source.global_default and req.size:
+        skippable["size"] = aspect.source
+    if skippable:
+        req, dropped = settle_global_defaults(provider, req, skippable, inpaint=inpaint)
+        if not opts["quiet"]:
+            for text in dropped:
+                note(text)
     req = provider.validate(req, inpaint=inpaint)
     if not opts["quiet"]:
         for text in req.notices:

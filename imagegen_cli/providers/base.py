@@ -165,23 +165,24 @@ class Provider:
             raise UsageError(f"Inpainting is not supported by {where}")
         for flag, value in req.options_set().items():
             if flag not in caps.options:
-                raise UsageError(f"{flag} is not supported by {where}")
+                raise UsageError(f"{req.named(flag)} is not supported by {where}")
             allowed = caps.values.get(flag)
             if allowed and str(value) not in allowed:
                 raise UsageError(
-                    f"{flag} {value} is not accepted by {where}: use one of "
+                    f"{req.named(flag, value)} is not accepted by {where}: use one of "
                     + ", ".join(allowed)
                 )
             bounds = caps.ranges.get(flag)
             if bounds and not (bounds[0] <= float(value) <= bounds[1]):
                 raise UsageError(
-                    f"{flag} {value} is out of range for {where}: "
+                    f"{req.named(flag, value)} is out of range for {where}: "
                     f"{bounds[0]:g}..{bounds[1]:g}"
                 )
         if req.stream and not caps.stream:
             raise UsageError(f"--stream is not supported by {where}")
         if req.n < 1 or req.n > caps.max_count:
-            raise UsageError(f"-n {req.n} is out of range for {where}: 1..{caps.max_count}")
+            raise UsageError(f"{req.named('-n', req.n)} is out of range for {where}: "
+                             f"1..{caps.max_count}")
         if req.stream and req.n > caps.max_n:
             raise UsageError(f"--stream takes at most -n {caps.max_n} with {where}")
         if caps.prompt_max and len(req.prompt) > caps.prompt_max:
@@ -194,7 +195,8 @@ class Provider:
         if req.size and caps.sizes:
             reason = caps.sizes.check(req.size)
             if reason:
-                raise UsageError(f"--size {req.size} is not accepted by {where}: {reason}")
+                raise UsageError(f"{req.named('--size', req.size)} is not accepted by "
+                                 f"{where}: {reason}")
         return req
 
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:

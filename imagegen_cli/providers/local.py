@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from imagegen_cli.http import Transport
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
-INSTALL = "pip install 'imagegen-cli[local]'"
 CAPS = Capabilities(
     options=opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype"),
     values={"--device": ("auto", "cpu", "cuda", "mps"),
@@ -153,7 +152,10 @@ def _require_libraries() -> Any:
         import diffusers  # noqa: F401
         import torch
     except ImportError:
-        raise ConfigError(f"The local provider needs the 'local' extra: {INSTALL}") from None
+        from imagegen_cli.config import install_local
+
+        raise ConfigError(
+            f"The local provider needs the 'local' extra: {install_local()}") from None
     return torch
 
 

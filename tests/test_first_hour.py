@@ -1,0 +1,170 @@
+"""Issue 11: what a new user trips over in the first hour (settings, money, waiting)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagegen_cli import config
+from tests.conftest import run_cli, write_config
+
+# ---------------------------------------------------------------- settings
+
+
+def test_pick_reports_the_source() -> None:
+    cfg = config.Config(Path("/c.toml"), True, {}, {}, {"steps": 8}, None,
+                        provider_defaults={"nebula": {"steps": 4}},
+                        text="[defaults]\nsteps = 8\n[providers.nebula.defaults]\nsteps = 4\n")
+    p = config.setting(cfg, "steps", None, "--steps", provider="openai")
+    assert (p.value, p.source.describe()) == (8, "defaults.steps in /c.toml, line 2")
+    p = config.setting(cfg, "steps", None, "--steps", provider="nebula")
+    assert p.value == 4 and p.source.describe() == \
+        "providers.nebula.defaults.steps in /c.toml, line 4"
+    p = config.setting(cfg, "steps", 2, "--steps", provider="nebula")
+    assert p.value == 2 and p.source.describe() == "flag --steps"
+    p = config.setting(cfg, "output", None, "-o", {"IMAGEGEN_OUTPUT": "x/"}, "IMAGEGEN_OUTPUT")
+    assert p.source.describe() == "environment variable IMAGEGEN_OUTPUT"
+
+
+def test_per_provider_defaults_apply_to_that_provider_only(
+        nebula: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_config(f'[defaults]\nsize = "1536x1024"\n'
+                 f'[providers.nebula]\nbase_url = "{nebula.url}"\n'
+                 f'[providers.nebula.defaults]\nsteps = 8\nsize = "512x512"\n',
+                 monkeypatch, tmp_path)
+    r = run_cli(["generate", "fox", "-p", "nebula", "-o", "a.png"])
+    assert r.code == 0, r.err
+    body = nebula.server.calls("/images/generation")[0].json()
+    assert body["num_steps"] == 8 and (body["width"], body["height"]) == (512, 512)
+
+
+def test_global_default_a_provider_cannot_honour_is_skipped_with_a_note(
+        nebula: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # README's own example, then a provider that takes neither the size nor quality.
+    write_config(f'[defaults]\nsize = "1536x1024"\nquality = "high"\nsteps = 6\n'
+                 f'[providers.nebula]\nbase_url = "{nebula.url}"\n'
+                 f'[providers.nebula.defaults]\n', monkeypatch, tmp_path)
+    r = run_cli(["generate", "fox", "-p", "nebula", "-m",
+                 "stabilityai/stable-diffusion-xl-base-1.0", "-o", "a.png"])
+    assert r.code == 0, r.err
+    assert "defaults.quality" in r.err and "not used with nebula" in r.err
+    body = nebula.server.calls("/images/generation")[0].json()
+    assert "quality" not in body and body["num_steps"] == 6  # steps is honoured
+    assert (body["width"], body["height"]) == (1536, 1024)
+
+
+def test_global_default_out_of_bounds_is_skipped(nebula: Any, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    write_config(f'[defaults]\nsize = "4096x4096"\n[providers.nebula]\n'
+                 f'base_url = "{nebula.url}"\n', monkeypatch, tmp_path)
+    r = run_cli(["generate", "fox", "-p", "nebula", "-o", "a.png"])
+    assert r.code == 0, r.err
+    assert "defaults.size" in r.err
+    body = nebula.server.calls("/images/generation")[0].json()
+    assert (body["width"], body["height"]) == (1024, 1024)
+
+
+def test_error_about_a_provider_default_names_file_and_key(
+        nebula: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    p = write_config(f'[providers.nebula]\nbase_url = "{nebula.url}"\n'
+                     f'[providers.nebula.defaults]\nnegative_prompt = "blur"\n',
+                     monkeypatch, tmp_path)
+    r = run_cli(["generate", "fox", "-p", "nebula"])
+    assert r.code == 2
+    assert "providers.nebula.defaults.negative_prompt" in r.err and str(p) in r.err
+    assert nebula.server.requests == []
+
+
+def test_error_about_an_env_value_names_the_variable(fake: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_OUTPUT", "pic.gif")
+    r = run_cli(["generate", "sky"])
+    assert r.code == 2 and "IMAGEGEN_OUTPUT" in r.err
+
+
+def test_imagegen_model_applies_to_the_default_provider_only(
+        nebula: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_config(f'default_provider = "openai"\n[providers.nebula]\n'
+                 f'base_url = "{nebula.url}"\n', monkeypatch, tmp_path)
+    monkeypatch.setenv("IMAGEGEN_MODEL", "dall-e-3")
+    r = run_cli(["generate", "fox", "-p", "nebula", "-o", "a.png"])
+    assert r.code == 0, r.err
+    assert "IMAGEGEN_MODEL" in r.err
+    body = nebula.server.calls("/images/generation")[0].json()
+    assert body["model"] == "black-forest-labs/FLUX.1-schnell"
+    r = run_cli(["generate", "fox", "--dry-run"])  # the default provider: applies
+    assert json.loads(r.stdout)["model"] == "dall-e-3"
+
+
+def test_explicit_output_extension_beats_config_format(
+        fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_config(f'[defaults]\nformat = "webp"\n[providers.openai]\nbase_url = "{fake.url}"\n',
+                 monkeypatch, tmp_path)
+    r = run_cli(["generate", "sky", "-o", "x.png"])
+    assert r.code == 0, r.err
+    assert r.lines() == ["x.png"] and Path("x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run_cli(["generate", "sky", "-o", "y.png", "-f", "webp"])
+    assert r.code == 2  # two flags that disagree are still an error
+
+
+# ---------------------------------------------------------------- config commands
+
+
+@pytest.fixture
+def cfgfile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    path = tmp_path / "cfg" / "config.toml"
+    monkeypatch.setenv("IMAGEGEN_CONFIG", str(path))
+    return path
+
+
+@pytest.mark.parametrize("key, value", [
+    ("defaults.quality", "ultra"), ("defaults.format", "gif"), ("defaults.aspect", "banana"),
+    ("defaults.steps", "0"), ("defaults.size", "big"), ("defaults.count", "0"),
+    ("defaults.output", "a.gif"), ("defaults.provider", "nope"),
+    ("providers.nebula.defaults.quality", "hd"), ("providers.distribute.mode", "fast"),
+])
+def test_config_set_checks_values_like_the_flags(cfgfile: Path, key: str, value: str) -> None:
+    r = run_cli(["config", "set", key, value])
+    assert r.code == 2, r.err
+    assert key in r.err and "not stored" in r.err
+    assert not cfgfile.exists()
+
+
+def test_config_set_accepts_good_values(cfgfile: Path) -> None:
+    for key, value in [("defaults.quality", "hd"), ("defaults.format", "jpg"),
+                       ("defaults.aspect", "16:9"), ("defaults.steps", "8"),
+                       ("providers.nebula.defaults.steps", "4")]:
+        r = run_cli(["config", "set", key, value])
+        assert r.code == 0, r.err
+    assert "[providers.nebula.defaults]" in cfgfile.read_text()
+
+
+def test_config_get_effective_on_a_fresh_config(cfgfile: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    r = run_cli(["config", "get", "defaults.count", "--effective"])
+    assert r.code == 0 and r.lines() == ["1\tbuilt-in default"]
+    monkeypatch.setenv("IMAGEGEN_OUTPUT", "out/")
+    r = run_cli(["config", "get", "defaults.output", "--effective"])
+    assert r.lines() == ["out/\tfrom environment variable IMAGEGEN_OUTPUT"]
+    run_cli(["config", "set", "providers.nebula.defaults.steps", "4"])
+    r = run_cli(["config", "get", "defaults.steps", "--effective", "-p", "nebula"])
+    assert r.stdout.startswith("4\tfrom providers.nebula.defaults.steps in ")
+    monkeypatch.setenv("NEBULA_API_KEY", "k-123456")
+    r = run_cli(["config", "get", "providers.nebula.api_key", "--effective"])
+    assert r.lines() == ["***\tkey environment variable NEBULA_API_KEY"]
+    assert "k-123456" not in r.stdout
+
+
+def test_config_show_warns_about_unknown_keys(cfgfile: Path) -> None:
+    cfgfile.parent.mkdir()
+    cfgfile.write_text('[defaults]\nsizee = "1"\n')
+    r = run_cli(["config", "show"])
+    assert r.code == 0 and "unknown key 'defaults.sizee'" in r.err
+
+
+def test_config_unset_of_an_unset_key_is_not_an_error(cfgfile: Path) -> None:
+    r = run_cli(["config", "unset", "defaults.size"])
+    assert r.code == 0 and "not set" in r.err
