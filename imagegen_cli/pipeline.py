@@ -102,7 +102,10 @@ class Saver:
             fmt = target
         meta = self.meta(img, width, height)
         if self.metadata:
-            data = images.embed_metadata(data, fmt, meta)
+            # Timings vary run to run: kept out of the file (the sidecar and --json have
+            # them), so equal pixels and parameters give equal bytes.
+            data = images.embed_metadata(
+                data, fmt, {k: v for k, v in meta.items() if k != "timings"})
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
         if img.partial is not None and (not self.keep_partials or self.stdout is not None):
@@ -171,6 +174,17 @@ def batches(n: int, max_n: int) -> list[int]:
     return out
 
 
+def split(req: ImageRequest, max_n: int) -> list[ImageRequest]:
+    """REQ as the requests that make it, at most MAX_N images each. With a seed, each
+    starts where the one before ended: -n 3 --seed 42 at one image per call sends 42,
+    43, 44 (as the local provider does within one call), never three paid copies."""
+    out, done = [], 0
+    for n in batches(req.n, max_n):
+        out.append(req.with_(n=n, seed=req.seed + done if req.seed is not None else None))
+        done += n
+    return out
+
+
 def execute(
     provider: Provider,
     req: ImageRequest,
@@ -196,7 +210,14 @@ def execute(
             img.loader = spool.read
         return img
 
+    subs = split(req, caps.max_n)
+
+    def sub_request(batch: int) -> ImageRequest:
+        return subs[batch]
+
     def handle(batch: int, img: GeneratedImage, info: CallInfo) -> None:
+        if img.seed is None and req.seed is not None and sizes[batch] == 1:
+            img.seed = req.seed + offsets[batch]
         if id(info) not in seen_infos:
             seen_infos.add(id(info))
             outcome.infos.append(info)
@@ -219,7 +240,7 @@ def execute(
         # On this thread: the local provider's Ctrl-C handler needs the main thread,
         # and one batch gains nothing from a worker.
         try:
-            for img, info in provider.run(req.with_(n=sizes[0]), key, transport, reporter):
+            for img, info in provider.run(sub_request(0), key, transport, reporter):
                 handle(0, fetch(img), info)
         except OutputError:
             raise
@@ -239,7 +260,7 @@ def execute(
                 except queue.Empty:
                     return
                 try:
-                    sub = req.with_(n=sizes[batch])
+                    sub = sub_request(batch)
                     for img, info in provider.run(sub, key, transport, reporter):
                         inbox.put(("image", batch, fetch(img), info))
                 except ImagegenError as exc:

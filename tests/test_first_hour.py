@@ -168,3 +168,73 @@ def test_config_show_warns_about_unknown_keys(cfgfile: Path) -> None:
 def test_config_unset_of_an_unset_key_is_not_an_error(cfgfile: Path) -> None:
     r = run_cli(["config", "unset", "defaults.size"])
     assert r.code == 0 and "not set" in r.err
+
+
+# ---------------------------------------------------------------- money and pixels
+
+
+def test_count_with_seed_sends_consecutive_seeds_on_nebula(nebula: Any) -> None:
+    r = run_cli(["generate", "fox", "-p", "nebula", "-n", "3", "--seed", "42", "--json",
+                 "-o", "n/{index}-{seed}.png"])
+    assert r.code == 0, r.err
+    sent = sorted(c.json()["seed"] for c in nebula.server.calls("/images/generation"))
+    assert sent == [42, 43, 44]
+    images = json.loads(r.stdout)["images"]
+    assert [(i["index"], i["seed"]) for i in images] == [(1, 42), (2, 43), (3, 44)]
+    assert [Path(i["path"]).name for i in images] == ["1-42.png", "2-43.png", "3-44.png"]
+
+
+def test_count_with_seed_sends_consecutive_seeds_on_distribute(distribute: Any) -> None:
+    r = run_cli(["generate", "fox", "-p", "distribute", "-n", "2", "--seed", "7", "--json"])
+    assert r.code == 0, r.err
+    sent = sorted(c.json()["seed"] for c in distribute.server.calls("/async/images/create"))
+    assert sent == [7, 8]
+    assert [i["seed"] for i in json.loads(r.stdout)["images"]] == [7, 8]
+    r = run_cli(["generate", "fox", "-p", "distribute", "-n", "2", "--seed", "7", "--dry-run"])
+    assert [c["body"]["seed"] for c in json.loads(r.stdout)["requests"]] == [7, 8]
+
+
+def test_unwritable_output_folder_is_found_before_paying(fake: Any) -> None:
+    Path("afile").write_text("not a folder")
+    r = run_cli(["generate", "sky", "-o", "afile/sub/x.png"])
+    assert r.code == 7, r.err
+    assert "afile" in r.err
+    assert fake.server.calls("/images/generations") == []
+
+
+def test_nebula_size_bounds_checked_before_sending(nebula: Any) -> None:
+    r = run_cli(["generate", "fox", "-p", "nebula", "-s", "4096x4096"])
+    assert r.code == 2 and "2048" in r.err
+    assert nebula.server.requests == []
+
+
+def test_key_in_config_and_env_differ_says_which_is_used(
+        fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    p = write_config(f'[providers.openai]\nbase_url = "{fake.url}"\n'
+                     'api_key = "sk-stored-999"\n', monkeypatch, tmp_path)
+    p.chmod(0o600)
+    r = run_cli(["generate", "sky", "-o", "a.png"])
+    assert r.code == 0, r.err
+    assert "using OPENAI_API_KEY" in r.err and "sk-stored-999" not in r.err
+
+
+def test_401_names_where_the_key_came_from(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-0000")
+    r = run_cli(["generate", "sky", "-o", "a.png"])
+    assert r.code == 4
+    assert "environment variable OPENAI_API_KEY" in r.err and "sk-wrong-0000" not in r.err
+
+
+def test_output_gif_refused_and_noext_gets_extension(fake: Any) -> None:
+    r = run_cli(["generate", "sky", "-o", "pic.gif"])
+    assert r.code == 2 and ".png" in r.err
+    assert fake.server.calls("/images/generations") == []
+    r = run_cli(["generate", "sky", "-o", "noext"])
+    assert r.code == 0 and r.lines() == ["noext.png"]
+    assert Path("noext.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("flag", ["--sidecar", "--keep-partials"])
+def test_stdout_output_refuses_file_only_flags(fake: Any, flag: str) -> None:
+    r = run_cli(["generate", "sky", "-o", "-", "--stream", flag])
+    assert r.code == 2 and flag in r.err and "-o -" in r.err

@@ -314,11 +314,11 @@ def _dry_run(provider: Any, req: Any, shown_key: str | None) -> None:
     import json
 
     from imagegen_cli.cli.console import out
-    from imagegen_cli.pipeline import batches
+    from imagegen_cli.pipeline import split
 
     calls: list[dict[str, Any]] = []
-    for n in batches(req.n, provider.capabilities(req.model).max_n):
-        calls.extend(c.describe() for c in provider.prepare(req.with_(n=n), shown_key))
+    for sub in split(req, provider.capabilities(req.model).max_n):
+        calls.extend(c.describe() for c in provider.prepare(sub, shown_key))
     out(json.dumps({"provider": provider.name, "model": req.model, "requests": calls},
                    indent=2, ensure_ascii=False))
 
