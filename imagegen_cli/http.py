@@ -204,8 +204,11 @@ class Transport:
         who: str = "The provider",
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.retries = retries
+        # Told each retry in words ("429 from openai, retrying in 58 s (attempt 2 of 3)").
+        self.on_retry = on_retry
         self.who = who
         self.log = log
         self._sleep_fn = sleep
@@ -297,6 +300,13 @@ class Transport:
             attempt += 1
             if self.log:
                 self.log(f"retrying in {wait:.1f} s ({err})")
+            if self.on_retry:
+                what = (f"{err.status} from {self.who}" if err.status
+                        else f"no answer from {self.who}" if "did not answer" in err.message
+                        else f"cannot reach {self.who}")
+                secs = f"{wait:.0f}" if wait >= 1 else f"{wait:.1f}"
+                self.on_retry(f"{what}, retrying in {secs} s "
+                              f"(attempt {attempt + 1} of {self.retries + 1})")
             self._pause(wait)
 
     def json(self, call: HttpCall) -> tuple[Any, httpx.Response]:

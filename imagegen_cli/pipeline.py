@@ -206,7 +206,7 @@ def execute(
         if img.data is None and img.loader is None and img.url:
             reporter.status(f"downloading image {img.index + 1}")
             spool = transport.download_spooled(
-                img.url, on_bytes=lambda got, total: reporter.step(got, total))
+                img.url, on_bytes=lambda got, total: reporter.download(got, total))
             img.loader = spool.read
         return img
 

@@ -150,3 +150,18 @@ class Reporter:
     def step(self, done: int, total: int) -> None:
         """Fine-grained progress (denoising steps, bytes downloaded)."""
 
+    def retry(self, text: str) -> None:
+        """A request is being retried: '429 from X, retrying in 58 s (attempt 2 of 3)'."""
+        self.note(text)
+
+    def job_status(self, job_id: str, status: str) -> None:
+        """A provider-side job changed status (several may run at once)."""
+        self.status(f"job {job_id[:8]} {status}")
+
+    def download(self, done: int, total: int) -> None:
+        """Bytes of an image download so far (TOTAL 0: unknown)."""
+        self.step(done, total)
+
+    def written(self, done: int, total: int) -> None:
+        """DONE of TOTAL images are written."""
+

@@ -238,3 +238,38 @@ def test_output_gif_refused_and_noext_gets_extension(fake: Any) -> None:
 def test_stdout_output_refuses_file_only_flags(fake: Any, flag: str) -> None:
     r = run_cli(["generate", "sky", "-o", "-", "--stream", flag])
     assert r.code == 2 and flag in r.err and "-o -" in r.err
+
+
+# ---------------------------------------------------------------- waiting, visibly
+
+
+def test_retries_are_one_plain_line_each_on_stderr(fake: Any) -> None:
+    from tests.fakes.server import Response
+
+    fake.server.script.append(Response(429, b"slow down", {"retry-after": "58"}))
+    fake.server.script.append(Response(503, b"busy"))
+    r = run_cli(["generate", "sky", "-o", "x.png"])
+    assert r.code == 0, r.err
+    lines = [ln for ln in r.err.splitlines() if "retrying" in ln]
+    assert lines[0] == "note: 429 from openai, retrying in 58 s (attempt 2 of 3)"
+    assert lines[1].startswith("note: 503 from openai, retrying in ")
+    assert lines[1].endswith("(attempt 3 of 3)") and len(lines) == 2
+    fake.server.script.append(Response(429, b"slow down", {"retry-after": "3"}))
+    r = run_cli(["generate", "sky", "-o", "y.png", "-q"])
+    assert r.code == 0 and r.err == ""
+
+
+def test_terminal_progress_counts_written_jobs_and_download_speed() -> None:
+    from imagegen_cli.cli.console import RichReporter
+
+    rep = RichReporter()
+    task = rep.progress.tasks[0]
+    rep.written(2, 4)
+    assert task.fields["detail"] == "2/4 written"
+    rep.job_status("aaaaaaaa-1", "QUEUED")
+    rep.job_status("bbbbbbbb-2", "PROCESSING")
+    assert task.description == "job aaaaaaaa QUEUED, job bbbbbbbb PROCESSING"
+    rep.download(0, 3_000_000)
+    rep.download(1_500_000, 3_000_000)
+    detail = task.fields["detail"]
+    assert detail.startswith("2/4 written, 1.5 MB / 3.0 MB, ") and detail.endswith("/s")

@@ -365,9 +365,17 @@ def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str 
     paths = _PathPrinter(enabled=not (opts["json_out"] or run.plan.stdout))
     reporter = make_reporter(opts["quiet"])
     try:
+        written = [0]
+
+        def on_saved(s: Any) -> None:
+            paths.saved(s)
+            if s.partial is None:
+                written[0] += 1
+                reporter.written(written[0], req.n)
+
         with reporter, Transport(timeout=run.timeout, retries=run.retries,
-                                 who=provider.name, log=log) as tr:
-            return execute(provider, req, key, tr, reporter, saver, paths.saved)
+                                 who=provider.name, log=log, on_retry=reporter.retry) as tr:
+            return execute(provider, req, key, tr, reporter, saver, on_saved)
     except KeyboardInterrupt:
         jobs = ", ".join(reporter.jobs)
         raise Interrupted(

@@ -152,7 +152,7 @@ class DistributeProvider(Provider):
         waited = 0.0
         delay = POLL_START
         status = "CREATED"
-        reporter.status(f"job {job_id[:8]} {status}")
+        reporter.job_status(job_id, status)
         while True:
             try:
                 answer, _ = transport.json(poll)
@@ -166,7 +166,7 @@ class DistributeProvider(Provider):
             new = str(answer.get("status") or "").upper()
             if new != status:
                 status = new
-                reporter.status(f"job {job_id[:8]} {status}")
+                reporter.job_status(job_id, status)
             if status == "ERROR":
                 msg = (answer.get("error") or answer.get("message") or answer.get("detail")
                        or "no reason given")
