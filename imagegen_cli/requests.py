@@ -130,6 +130,7 @@ class Reporter:
 
     def __init__(self) -> None:
         self.jobs: list[str] = []
+        self.job_hooks: list[Callable[[str, ImageRequest], None]] = []
 
     def __enter__(self) -> Reporter:
         return self
@@ -153,6 +154,11 @@ class Reporter:
     def retry(self, text: str) -> None:
         """A request is being retried: '429 from X, retrying in 58 s (attempt 2 of 3)'."""
         self.note(text)
+
+    def job_request(self, job_id: str, req: ImageRequest) -> None:
+        """The request a job was submitted for (so it can be fetched later by id)."""
+        for hook in self.job_hooks:
+            hook(job_id, req)
 
     def job_status(self, job_id: str, status: str) -> None:
         """A provider-side job changed status (several may run at once)."""

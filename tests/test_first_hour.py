@@ -273,3 +273,27 @@ def test_terminal_progress_counts_written_jobs_and_download_speed() -> None:
     rep.download(1_500_000, 3_000_000)
     detail = task.fields["detail"]
     assert detail.startswith("2/4 written, 1.5 MB / 3.0 MB, ") and detail.endswith("/s")
+
+
+def test_job_left_running_is_fetched_later_with_same_naming_and_metadata(
+        distribute: Any) -> None:
+    from PIL import Image
+
+    r = run_cli(["generate", "forever fox", "-p", "distribute", "--seed", "5", "--timeout",
+                 "3", "-o", "out/{prompt}-{index}-{seed}.{ext}"])
+    assert r.code == 6
+    (job_id,) = distribute.jobs
+    assert f"imagegen job get distribute {job_id}" in r.err
+    distribute.jobs[job_id]["body"]["prompt"] = "now done"  # the fake finishes it
+    r = run_cli(["job", "get", "distribute", job_id])
+    assert r.code == 0, r.err
+    assert r.lines() == ["out/forever-fox-1-5.png"]
+    with Image.open("out/forever-fox-1-5.png") as im:
+        assert im.text["prompt"] == "forever fox" and im.text["seed"] == "5"  # type: ignore[attr-defined]
+    r = run_cli(["job", "get", "distribute", "00000000-0000-4000-8000-000000000000"])
+    assert r.code == 6 and "does not know job" in r.err
+
+
+def test_job_get_refuses_providers_without_jobs(fake: Any) -> None:
+    r = run_cli(["job", "get", "openai", "abc"])
+    assert r.code == 2 and "distribute" in r.err

@@ -64,6 +64,9 @@ from imagegen_cli.cli import providers as _providers  # noqa: E402
 
 app.add_typer(_providers.app, name="providers")
 app.add_typer(_config.app, name="config")
+from imagegen_cli.cli import job as _job  # noqa: E402
+
+app.add_typer(_job.app, name="job")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -364,6 +364,7 @@ def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str 
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
     paths = _PathPrinter(enabled=not (opts["json_out"] or run.plan.stdout))
     reporter = make_reporter(opts["quiet"])
+    reporter.job_hooks.append(_job_recorder(run, provider.name, req, reporter))
     try:
         written = [0]
 
@@ -375,14 +376,39 @@ def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str 
 
         with reporter, Transport(timeout=run.timeout, retries=run.retries,
                                  who=provider.name, log=log, on_retry=reporter.retry) as tr:
-            return execute(provider, req, key, tr, reporter, saver, on_saved)
+            outcome = execute(provider, req, key, tr, reporter, saver, on_saved)
+        from imagegen_cli import jobs as records
+
+        for info in outcome.infos:
+            if info.job_id:  # finished: nothing left to fetch later
+                records.drop(provider.name, info.job_id)
+        return outcome
     except KeyboardInterrupt:
         jobs = ", ".join(reporter.jobs)
+        fetch = (f" (fetch their images later with `imagegen job get {provider.name} ID`)"
+                 if jobs else "")
         raise Interrupted(
             f"interrupted; nothing half-written. Job ids still at {provider.name}: {jobs}"
-            if jobs else "interrupted; nothing half-written") from None
+            f"{fetch}" if jobs else "interrupted; nothing half-written") from None
     finally:
         paths.flush()  # whatever happened, every file written is listed
+
+
+def _job_recorder(run: _Run, provider: str, req: Any, reporter: Any) -> Any:
+    """Notes each submitted job's request, so `imagegen job get` can write its images
+    later with the names and metadata this command would have given them."""
+    from imagegen_cli import jobs
+
+    def record(job_id: str, sub: Any) -> None:
+        index = (sub.seed - req.seed + 1 if sub.seed is not None and req.seed is not None
+                 else len(reporter.jobs))
+        jobs.save(jobs.JobRecord(
+            provider=provider, job_id=job_id, request=jobs.request_fields(sub), index=index,
+            count=req.n, output=None if run.plan.stdout else run.plan.template,
+            format=run.fmt, metadata=run.metadata, sidecar=run.sidecar,
+            extra={"exact": run.plan.exact}))
+
+    return record
 
 
 def _print_report(provider: str, req: Any, outcome: Any) -> None:

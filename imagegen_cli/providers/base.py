@@ -209,6 +209,14 @@ class Provider:
         """Make the images of one batch (req.n <= max_n); yield them as they arrive."""
         raise NotImplementedError
 
+    def get_job(
+        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        """The images of a job submitted earlier (`imagegen job get`), waiting for it
+        to finish within the transport's timeout."""
+        raise UsageError(f"Provider {self.name} runs no jobs to look up: `imagegen job get` "
+                         "is for providers with async jobs (distribute)")
+
     def check(self, key: str | None, transport: Transport) -> str:
         """The cheapest authenticated call; returns a short description."""
         raise NotImplementedError
