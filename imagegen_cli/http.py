@@ -99,11 +99,23 @@ def _summarise(value: Any) -> Any:
     """The body as sent, but with long strings (base64 images) shown by size."""
     if isinstance(value, str) and len(value) > 512:
         return f"<{len(value)} characters>"
+    if type(value).__name__ == "Spool":  # base64 decoded to disk as it arrived
+        return f"<{getattr(value, 'size', 0)} bytes decoded from base64>"
     if isinstance(value, dict):
         return {k: _summarise(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_summarise(v) for v in value]
     return value
+
+
+def _body_summary(resp: httpx.Response) -> str:
+    """A response body for --debug: JSON with long strings (base64) shown by size,
+    anything else cut short; secrets redacted."""
+    try:
+        text = json.dumps(_summarise(resp.json()), ensure_ascii=False)
+    except ValueError:
+        text = resp.text[:1000] if resp.content else "(empty)"
+    return redact(text)
 
 
 def _short(value: Any) -> str:
@@ -121,7 +133,7 @@ def error_message(resp: httpx.Response) -> tuple[str, str | None]:
         err = body.get("error")
         if isinstance(err, dict):
             msg = err.get("message") or err.get("type") or json.dumps(err)
-            code = err.get("code") or err.get("type")
+            code = err.get("code")  # `type` is a category, not a code: never shown as one
             return str(msg), str(code) if code else None
         for key in ("message", "detail", "error", "msg"):
             if body.get(key):
@@ -266,6 +278,10 @@ class Transport:
             request = self._build(call)
             if self.log:
                 self.log(f"> {call.method} {call.url} {redact_headers(dict(request.headers))}")
+                described = call.describe()
+                for part in ("body", "multipart"):
+                    if part in described:
+                        self.log(f"> {part} {json.dumps(described[part], ensure_ascii=False)}")
             try:
                 resp = self.client.send(request, stream=stream)
             except httpx.TimeoutException:
@@ -281,10 +297,14 @@ class Transport:
                 if self.log:
                     self.log(f"< {resp.status_code} {request_id_of(resp) or ''}".rstrip())
                 if resp.status_code < 400:
+                    if self.log and not stream:
+                        self.log(f"< body {_body_summary(resp)}")
                     return resp
                 if stream:
                     resp.read()
                     resp.close()
+                if self.log:
+                    self.log(f"< body {_body_summary(resp)}")
                 err = classify(resp, self.who)
                 if not _should_retry(resp, err):
                     raise err
@@ -327,7 +347,11 @@ class Transport:
         resp = self.send(call, stream=True)
         try:
             with body_errors(self.who, request_id_of(resp)):
-                return jsonstream.load(resp.iter_bytes()), resp
+                payload = jsonstream.load(resp.iter_bytes())
+                if self.log:
+                    self.log("< body " + redact(json.dumps(_summarise(payload),
+                                                           ensure_ascii=False, default=_short)))
+                return payload, resp
         except ValueError as exc:
             raise UnavailableError(
                 f"{self.who} answered with a malformed body ({exc})",

@@ -143,6 +143,7 @@ class Saver:
 @dataclass
 class Outcome:
     saved: list[SavedImage] = field(default_factory=list)
+    partials: list[SavedImage] = field(default_factory=list)  # --keep-partials frames
     failures: list[ImagegenError] = field(default_factory=list)
     infos: list[CallInfo] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -234,6 +235,8 @@ def execute(
         if saved.partial is None:
             outcome.timings.setdefault("first_image_s", round(time.perf_counter() - started, 3))
             outcome.saved.append(saved)
+        else:
+            outcome.partials.append(saved)
         on_saved(saved)
 
     if len(sizes) == 1:

@@ -297,3 +297,67 @@ def test_job_left_running_is_fetched_later_with_same_naming_and_metadata(
 def test_job_get_refuses_providers_without_jobs(fake: Any) -> None:
     r = run_cli(["job", "get", "openai", "abc"])
     assert r.code == 2 and "distribute" in r.err
+
+
+# ---------------------------------------------------------------- small things
+
+
+def test_typo_suggestion_is_said_once() -> None:
+    r = run_cli(["generat", "x"])
+    assert r.code == 2 and r.err.count("Did you mean") == 1
+
+
+def test_debug_is_accepted_after_the_command(fake: Any) -> None:
+    r = run_cli(["generate", "--debug", "sky", "-o", "d.png"])
+    assert r.code == 0, r.err
+    assert "debug: > POST" in r.err
+
+
+def test_kept_partials_are_listed_in_json(fake: Any) -> None:
+    r = run_cli(["generate", "sky", "--stream", "--partial-images", "2", "--keep-partials",
+                 "--json", "-o", "k.png"])
+    assert r.code == 0, r.err
+    report = json.loads(r.stdout)
+    assert [p["path"] for p in report["partials"]] == ["k.partial-1.png", "k.partial-2.png"]
+    assert [i["path"] for i in report["images"]] == ["k.png"]
+
+
+def test_error_without_code_does_not_show_type_as_code(fake: Any) -> None:
+    from tests.fakes.server import Response
+
+    fake.server.script.append(Response.json(
+        {"error": {"message": "Bad thing", "type": "invalid_request_error"}}, 400))
+    r = run_cli(["generate", "sky", "-o", "e.png"])
+    assert r.code == 5 and "Bad thing" in r.err
+    assert "code invalid_request_error" not in r.err
+
+
+def test_json_failure_carries_request_id_and_error_objects(fake: Any) -> None:
+    from tests.fakes.server import Response
+
+    fake.server.script.append(Response.json(
+        {"error": {"message": "Your request was rejected", "code": "moderation_blocked"}},
+        400, **{"x-request-id": "req_fail_1"}))
+    r = run_cli(["generate", "sky", "--json", "-o", "e.png"])
+    assert r.code == 5
+    report = json.loads(r.stdout)
+    assert report["request_id"] == "req_fail_1"
+    (e,) = report["errors"]
+    assert e["exit_code"] == 5 and e["request_id"] == "req_fail_1"
+    assert e["provider"] == "openai" and "rejected" in e["message"]
+
+
+def test_debug_shows_bodies_summarised_and_redacted(fake: Any) -> None:
+    from tests.conftest import KEY
+    from tests.fakes.server import Response
+
+    fake.server.script.append(Response.json(
+        {"error": {"message": "Invalid size", "param": "size"}}, 400))
+    r = run_cli(["--debug", "generate", "sky", "-o", "e.png"])
+    assert r.code == 5
+    assert 'debug: > body {"model": "gpt-image-1", "prompt": "sky"' in r.err
+    assert 'debug: < body {"error": {"message": "Invalid size", "param": "size"}}' in r.err
+    r = run_cli(["--debug", "generate", "sky", "-o", "ok.png"])
+    assert r.code == 0
+    assert "bytes decoded from base64>" in r.err  # the image, summarised
+    assert KEY not in r.err

@@ -188,7 +188,7 @@ def test_streaming_partials(fake: OpenAIFake) -> None:
     assert body["stream"] is True and body["partial_images"] == 2
     r = run_cli(["generate", "sky", "--stream", "--partial-images", "2", "-o", "k.png",
                  "--keep-partials"])
-    assert r.lines() == ["k.png"]
+    assert r.lines() == ["k.partial-1.png", "k.partial-2.png", "k.png"]  # kept: listed
     assert Path("k.partial-1.png").exists() and Path("k.partial-2.png").exists()
 
 

@@ -82,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args or bool(os.environ.get("IMAGEGEN_DEBUG"))
+    # --debug is global but accepted anywhere (`imagegen generate --debug ...`): it is
+    # taken out before the command parses, except after a `--` separator.
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[1:end]:
+        args = [a for a in args[:end] if a != "--debug"] + args[end:]
+        args.insert(0, "--debug")
     command = get_command(app)
     if os.environ.get(COMPLETE_VAR):
         # A completion script is asking (see completions/): answer with typer's protocol.
@@ -101,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(ctx.get_help() + "\n")
             return int(ExitCode.USAGE)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        err(exc.format_message() + hint, prefix="error")
+        err(_once(exc.format_message()) + hint, prefix="error")
         return int(ExitCode.USAGE)
     except click_abort:
         err("interrupted")
@@ -127,6 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(rv, int):
         return rv
     return 0
+
+
+def _once(message: str) -> str:
+    """click and typer each add "Did you mean ...?": say it once."""
+    import re
+
+    out: list[str] = []
+    for sentence in re.split(r"(?<=[.?]) +", message.strip()):
+        if sentence not in out:
+            out.append(sentence)
+    return " ".join(out)
 
 
 def _click_errors() -> tuple[type[UsageErrorT], type[BaseException]]:

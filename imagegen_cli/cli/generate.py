@@ -335,7 +335,10 @@ class _PathPrinter:
     def saved(self, s: Any) -> None:
         from imagegen_cli.cli.console import out
 
-        if not self.enabled or s.partial is not None:
+        if not self.enabled:
+            return
+        if s.partial is not None:
+            out(s.path)  # a kept frame: listed as written, ahead of its image
             return
         self.waiting[s.index] = s.path
         while self.next in self.waiting:
@@ -416,16 +419,24 @@ def _print_report(provider: str, req: Any, outcome: Any) -> None:
 
     from imagegen_cli.cli.console import out
 
-    report = {
+    # A failed call has no CallInfo, but its error kept the server's x-request-id.
+    ids = list(outcome.request_ids)
+    ids += [rid for e in outcome.failures
+            if (rid := getattr(e, "request_id", None)) and rid not in ids]
+    report: dict[str, Any] = {
         "provider": provider,
         "model": req.model,
-        "request_id": outcome.request_ids[0] if outcome.request_ids else None,
-        "request_ids": outcome.request_ids,
+        "request_id": ids[0] if ids else None,
+        "request_ids": ids,
         "timings": outcome.timings,
         "usage": outcome.usage,
         "images": [s.as_json() for s in outcome.saved],
-        "errors": [str(e) for e in outcome.failures],
+        "errors": [{"message": str(e), "exit_code": int(e.exit_code),
+                    "request_id": getattr(e, "request_id", None), "provider": provider}
+                   for e in outcome.failures],
     }
+    if outcome.partials:
+        report["partials"] = [s.as_json() | {"partial": s.partial} for s in outcome.partials]
     extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
     if extra:
         report["extra"] = extra
