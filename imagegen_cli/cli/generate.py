@@ -380,7 +380,7 @@ def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str 
         with reporter, Transport(timeout=run.timeout, retries=run.retries,
                                  who=provider.name, log=log, on_retry=reporter.retry) as tr:
             outcome = execute(provider, req, key, tr, reporter, saver, on_saved)
-        from imagegen_cli import jobs as records
+        from imagegen_cli import jobrecords as records
 
         for info in outcome.infos:
             if info.job_id:  # finished: nothing left to fetch later
@@ -400,7 +400,7 @@ def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str 
 def _job_recorder(run: _Run, provider: str, req: Any, reporter: Any) -> Any:
     """Notes each submitted job's request, so `imagegen job get` can write its images
     later with the names and metadata this command would have given them."""
-    from imagegen_cli import jobs
+    from imagegen_cli import jobrecords as jobs
 
     def record(job_id: str, sub: Any) -> None:
         index = (sub.seed - req.seed + 1 if sub.seed is not None and req.seed is not None

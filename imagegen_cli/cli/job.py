@@ -33,7 +33,8 @@ def get(
 ) -> None:
     """Wait for job ID at PROVIDER to finish, then write its images with the names
     and metadata the command that submitted it would have used."""
-    from imagegen_cli import config, jobs
+    from imagegen_cli import config
+    from imagegen_cli import jobrecords as jobs
     from imagegen_cli.cli.console import make_reporter, out, warn
     from imagegen_cli.cli.generate import _print_report
     from imagegen_cli.errors import ConfigError, RefusedError, UsageError
