@@ -166,8 +166,6 @@ def _check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
         cfg = config.load(env, missing_ok=True)
         check_default(parts[3], value, cfg, provider=parts[1] if parts[1] in cfg.providers
                       else None)
-    elif parts == ["default_provider"]:
-        check_default("provider", value, config.load(env, missing_ok=True))
     elif parts[-1] == "mode" and value not in ("sync", "async"):
         raise UsageError(f"{'.'.join(parts)} takes \"sync\" or \"async\", not '{value}'")
     elif parts[-1] == "base_url":

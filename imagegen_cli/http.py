@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     import httpx
 
     from imagegen_cli.jsonstream import Spool
+    from imagegen_cli.limits import Gate
 
 RETRY_STATUSES = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0
+# Under a shared gate (batch), a 429 pauses every worker and is retried without
+# using up --retries, up to this many times per call.
+MAX_THROTTLED = 50
 DOWNLOAD_CAP = 64 * 1024 * 1024
 SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "x-key", "api-key", "x-api-key"}
 
@@ -106,6 +110,10 @@ def _summarise(value: Any) -> Any:
     if isinstance(value, list):
         return [_summarise(v) for v in value]
     return value
+
+
+def _secs(wait: float) -> str:
+    return f"{wait:.0f}" if wait >= 1 else f"{wait:.1f}"
 
 
 def _body_summary(resp: httpx.Response) -> str:
@@ -217,7 +225,9 @@ class Transport:
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
+        gate: Gate | None = None,
     ) -> None:
+        self.gate = gate
         self.retries = retries
         # Told each retry in words ("429 from openai, retrying in 58 s (attempt 2 of 3)").
         self.on_retry = on_retry
@@ -273,8 +283,12 @@ class Transport:
         once their body has started: the caller owns a streamed response."""
         import httpx
 
-        attempt = 0
+        attempt = throttled = 0
+        waited = False
         while True:
+            if self.gate is not None and not waited:
+                self.gate.before_send(self._pause)
+            waited = False
             request = self._build(call)
             if self.log:
                 self.log(f"> {call.method} {call.url} {redact_headers(dict(request.headers))}")
@@ -299,6 +313,8 @@ class Transport:
                 if resp.status_code < 400:
                     if self.log and not stream:
                         self.log(f"< body {_body_summary(resp)}")
+                    if self.gate is not None:
+                        self.gate.succeeded()
                     return resp
                 if stream:
                     resp.read()
@@ -313,6 +329,18 @@ class Transport:
                     err.message += f"; it asks to wait {after:.0f} s, try again later"
                     raise err
                 wait = after if after is not None else self._backoff(attempt)
+                if self.gate is not None and resp.status_code == 429 \
+                        and throttled < MAX_THROTTLED:
+                    throttled += 1
+                    self.gate.throttled(wait)
+                    if self.log:
+                        self.log(f"rate limited: every call to {self.who} waits {wait:.1f} s")
+                    if self.on_retry:
+                        self.on_retry(f"429 from {self.who}, retrying in {_secs(wait)} s (rate "
+                                      f"limited: this wait does not use up --retries)")
+                    self._pause(wait)
+                    waited = True
+                    continue
             if attempt >= self.retries:
                 if attempt:
                     err.message += f" (after {attempt + 1} attempts)"
@@ -324,8 +352,7 @@ class Transport:
                 what = (f"{err.status} from {self.who}" if err.status
                         else f"no answer from {self.who}" if "did not answer" in err.message
                         else f"cannot reach {self.who}")
-                secs = f"{wait:.0f}" if wait >= 1 else f"{wait:.1f}"
-                self.on_retry(f"{what}, retrying in {secs} s "
+                self.on_retry(f"{what}, retrying in {_secs(wait)} s "
                               f"(attempt {attempt + 1} of {self.retries + 1})")
             self._pause(wait)
 

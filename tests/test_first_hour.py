@@ -251,9 +251,11 @@ def test_retries_are_one_plain_line_each_on_stderr(fake: Any) -> None:
     r = run_cli(["generate", "sky", "-o", "x.png"])
     assert r.code == 0, r.err
     lines = [ln for ln in r.err.splitlines() if "retrying" in ln]
-    assert lines[0] == "note: 429 from openai, retrying in 58 s (attempt 2 of 3)"
+    # A 429 pauses every call to the provider and does not use up --retries.
+    assert lines[0] == ("note: 429 from openai, retrying in 58 s (rate limited: this wait "
+                        "does not use up --retries)")
     assert lines[1].startswith("note: 503 from openai, retrying in ")
-    assert lines[1].endswith("(attempt 3 of 3)") and len(lines) == 2
+    assert lines[1].endswith("(attempt 2 of 3)") and len(lines) == 2
     fake.server.script.append(Response(429, b"slow down", {"retry-after": "3"}))
     r = run_cli(["generate", "sky", "-o", "y.png", "-q"])
     assert r.code == 0 and r.err == ""

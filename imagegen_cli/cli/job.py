@@ -36,7 +36,7 @@ def get(
     from imagegen_cli import config
     from imagegen_cli import jobrecords as jobs
     from imagegen_cli.cli.console import make_reporter, out, warn
-    from imagegen_cli.cli.generate import _print_report
+    from imagegen_cli.cli.generate import report_of
     from imagegen_cli.errors import ConfigError, RefusedError, UsageError
     from imagegen_cli.http import Transport, register_secret
     from imagegen_cli.output import OutputPlan
@@ -88,4 +88,7 @@ def get(
             raise
     jobs.drop(provider, job_id)
     if json_out:
-        _print_report(prov.name, req, outcome)
+        import json
+
+        out(json.dumps(report_of(prov.name, req.model, outcome), indent=2,
+                       ensure_ascii=False))
