@@ -228,6 +228,7 @@ class Transport:
         gate: Gate | None = None,
     ) -> None:
         self.gate = gate
+        self.last_url: str | None = None
         self.retries = retries
         # Told each retry in words ("429 from openai, retrying in 58 s (attempt 2 of 3)").
         self.on_retry = on_retry
@@ -285,6 +286,7 @@ class Transport:
 
         attempt = throttled = 0
         waited = False
+        self.last_url = call.url  # for messages that must name what failed
         while True:
             if self.gate is not None and not waited:
                 self.gate.before_send(self._pause)

@@ -363,3 +363,40 @@ def test_debug_shows_bodies_summarised_and_redacted(fake: Any) -> None:
     assert r.code == 0
     assert "bytes decoded from base64>" in r.err  # the image, summarised
     assert KEY not in r.err
+
+
+def test_check_all_says_no_key_and_names_the_failed_url(
+        fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = run_cli(["providers", "check", "--all"])
+    assert r.code == 0, r.err
+    assert "nebula: no key (set NEBULA_API_KEY)" in r.lines()
+    assert "openai: ok (key accepted, " in r.stdout
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-bad-0000")
+    r = run_cli(["providers", "check", "--all"])
+    assert r.code == 4 and f"(at {fake.url}/models)" in r.err
+
+
+def test_gateway_without_model_list_checks_and_lists_known_models(fake: Any) -> None:
+    fake.list_models = False
+    r = run_cli(["providers", "check", "openai"])
+    assert r.code == 0, r.err
+    assert "key accepted (no model list" in r.stdout
+    assert [c.json() for c in fake.server.calls("/images/generations")] == [{}]
+    r = run_cli(["providers", "models", "openai", "--json"])
+    assert r.code == 0, r.err
+    got = json.loads(r.stdout)
+    assert got["live"] is False and "gpt-image-1" in got["models"]
+    assert "no model list at" in r.err
+
+
+def test_providers_add_over_a_preset_needs_force(cfgfile: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["providers", "add", "openai", "--type", "openai", "--base-url",
+            "https://proxy.example/v1"]
+    r = run_cli(args)
+    assert r.code == 2 and "--force" in r.err and not cfgfile.exists()
+    assert run_cli([*args, "--force"]).code == 0
+    monkeypatch.setenv("GW_KEY", "k-1234567")
+    r = run_cli(["providers", "add", "gw", "--type", "openai", "--base-url",
+                 "https://gw.example/v1", "--api-key-env", "GW_KEY"])
+    assert r.code == 0 and "GW_KEY is set" in r.err and "set GW_KEY to" not in r.err
