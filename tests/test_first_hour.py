@@ -400,3 +400,28 @@ def test_providers_add_over_a_preset_needs_force(cfgfile: Path,
     r = run_cli(["providers", "add", "gw", "--type", "openai", "--base-url",
                  "https://gw.example/v1", "--api-key-env", "GW_KEY"])
     assert r.code == 0 and "GW_KEY is set" in r.err and "set GW_KEY to" not in r.err
+
+
+def test_sigterm_exits_143_saying_what_was_left(distribute: Any, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagegen_cli", "generate", "forever fox", "-p", "distribute",
+         "--seed", "1", "-n", "2", "-o", "t/{index}.png"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(distribute.jobs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "0 of 2 images written" in err
+    for job_id in distribute.jobs:
+        assert job_id in err
+    assert "imagegen job get" in err and out == ""

@@ -11,7 +11,13 @@ from typing import Any
 import typer
 
 from imagegen_cli.cli.options import INPAINT, image_command
-from imagegen_cli.errors import AuthError, ImagegenError, PartialError, UsageError
+from imagegen_cli.errors import (
+    AuthError,
+    ImagegenError,
+    Interrupted,
+    PartialError,
+    UsageError,
+)
 from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the old home
     FORMATS,
     ImageOptions,
@@ -135,6 +141,12 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
     try:
         with reporter:
             sched.run([job])
+    except Interrupted as exc:
+        if job.n > 1 or written[0]:
+            exc.message = exc.message.replace(
+                "interrupted;", f"interrupted; {written[0]} of {job.n} images written"
+                + (" (listed on stdout)" if written[0] and not job.plan.stdout else "") + ",", 1)
+        raise
     finally:
         paths.flush()  # whatever happened, every file written is listed
     from imagegen_cli import jobrecords
