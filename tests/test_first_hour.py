@@ -425,3 +425,18 @@ def test_sigterm_exits_143_saying_what_was_left(distribute: Any, tmp_path: Path)
     for job_id in distribute.jobs:
         assert job_id in err
     assert "imagegen job get" in err and out == ""
+
+
+def test_repository_tracks_no_symlinks() -> None:
+    """A fresh clone must work: no tracked link into someone's temp folder
+    (bench/.venv-openai was one, and bench/bench.py crashed on it)."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    listing = subprocess.run(["git", "ls-files", "-s"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout
+    links = [line.split("\t")[1] for line in listing.splitlines() if line.startswith("120000")]
+    assert links == []
