@@ -462,14 +462,21 @@ def resolve_provider(
     cfg: Config, flag: str | None, env: Mapping[str, str]
 ) -> tuple[ProviderConfig, str | None]:
     """The provider to use, and a notice when it was chosen automatically."""
-    name = pick(flag, env.get(ENV_PROVIDER), cfg.defaults.get("provider") or cfg.default_provider,
-                None)
+    picked = pick_from(
+        Picked(flag, Source("flag", "-p")),
+        Picked(env.get(ENV_PROVIDER), env_source(ENV_PROVIDER)),
+        Picked(cfg.defaults.get("provider"), cfg.source_of("defaults.provider")),
+        Picked(cfg.default_provider, cfg.source_of("default_provider")),
+    )
+    name = picked.value
     if name is not None:
         if name not in cfg.providers:
             known = ", ".join(sorted(cfg.providers))
+            where = (f" (set by {picked.source.describe()})"
+                     if picked.source is not None and picked.source.kind != "flag" else "")
             raise ConfigError(
-                f"Unknown provider '{name}': known providers are {known}; add one with "
-                f"a [providers.{name}] table in {cfg.path}"
+                f"Unknown provider '{name}'{where}: known providers are {known}; add one "
+                f"with a [providers.{name}] table in {cfg.path}"
             )
         return cfg.providers[name], None
     for p in cfg.providers.values():

@@ -440,3 +440,9 @@ def test_repository_tracks_no_symlinks() -> None:
                              text=True, check=True).stdout
     links = [line.split("\t")[1] for line in listing.splitlines() if line.startswith("120000")]
     assert links == []
+
+
+def test_unknown_provider_from_env_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_PROVIDER", "nope")
+    r = run_cli(["generate", "sky"])
+    assert r.code == 3 and "environment variable IMAGEGEN_PROVIDER" in r.err

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
-from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
+from imagegen_cli.errors import AuthError, ConfigError, ImagegenError, UsageError
 from imagegen_cli.http import redact
 
 if TYPE_CHECKING:
@@ -246,6 +246,8 @@ def check(
                 out(f"{n}: not set up ({exc})")
         except ImagegenError as exc:
             checked += 1
+            if isinstance(exc, AuthError):
+                exc.message += f" (the key came from {p.key_origin(os.environ)})"
             first_error = first_error or exc
             url = f" (at {redact(tr.last_url)})" if tr.last_url else ""
             results.append({"provider": n, "ok": False, "detail": f"{exc}{url}",
