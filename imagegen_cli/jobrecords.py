@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +39,8 @@ class JobRecord:
         return ImageRequest(**known)
 
 
-def folder(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get("IMAGEGEN_STATE_DIR"):
-        return Path(env["IMAGEGEN_STATE_DIR"]).expanduser() / "jobs"
+def folder() -> Path:
+    """The platform's state folder (~/.local/state/imagegen/jobs on Linux)."""
     import platformdirs
 
     return Path(platformdirs.user_state_dir("imagegen", appauthor=False)) / "jobs"
