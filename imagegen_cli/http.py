@@ -437,7 +437,11 @@ class Transport:
                 if attempt >= self.retries:
                     raise UnavailableError(
                         f"Cannot download from {_host(url)}: {_reason(exc)}") from None
-            self._pause(self._backoff(attempt))
+            wait = self._backoff(attempt)
+            if self.on_retry:
+                self.on_retry(f"download from {_host(url)} failed, retrying in {_secs(wait)} s "
+                              f"(attempt {attempt + 2} of {self.retries + 1})")
+            self._pause(wait)
             attempt += 1
 
 
