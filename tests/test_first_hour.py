@@ -296,9 +296,12 @@ def test_job_left_running_is_fetched_later_with_same_naming_and_metadata(
     assert r.code == 6 and "does not know job" in r.err
 
 
-def test_job_get_refuses_providers_without_jobs(fake: Any) -> None:
+def test_job_get_refuses_providers_without_jobs(fake: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     r = run_cli(["job", "get", "openai", "abc"])
     assert r.code == 2 and "distribute" in r.err
+    monkeypatch.delenv("OPENAI_API_KEY")  # said before any key is asked for
+    assert run_cli(["job", "get", "openai", "abc"]).code == 2
 
 
 # ---------------------------------------------------------------- small things

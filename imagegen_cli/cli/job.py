@@ -54,6 +54,9 @@ def get(
                           + ", ".join(sorted(cfg.providers)))
     pcfg = cfg.providers[provider]
     prov = create(pcfg, env)
+    if not prov.runs_jobs:  # said before asking for a key
+        raise UsageError(f"Provider {prov.name} runs no jobs to look up: `imagegen job get` "
+                         "is for providers with async jobs (distribute)")
     record = jobs.load(provider, job_id) or jobs.JobRecord(provider, job_id, {})
     req = record.image_request()
     req = req.with_(model=req.model or prov.default_model())

@@ -123,6 +123,7 @@ class Provider:
     type_name: ClassVar[str] = ""
     needs_key: ClassVar[bool] = True
     lists_models_live: ClassVar[bool] = False  # list_models asks the API
+    runs_jobs: ClassVar[bool] = False  # get_job fetches a job submitted earlier
     max_concurrency: ClassVar[int | None] = None  # calls at once, whatever -j says
 
     def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:

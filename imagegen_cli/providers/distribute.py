@@ -59,6 +59,7 @@ def parse_time(value: Any) -> float | None:
 
 class DistributeProvider(Provider):
     type_name = "distribute"
+    runs_jobs = True
 
     def capabilities(self, model: str | None) -> Capabilities:
         return SYNC if self.cfg.mode == "sync" else ASYNC
