@@ -94,7 +94,10 @@ def complete_config_key(incomplete: str) -> list[str]:
     except ImagegenError:
         names = []
     keys = ["default_provider", *(f"defaults.{k}" for k in sorted(config.DEFAULT_KEYS))]
-    keys += [f"providers.{n}.{k}" for n in names for k in sorted(config.PROVIDER_KEYS)]
+    keys += [f"providers.{n}.{k}" for n in names for k in sorted(config.PROVIDER_KEYS)
+             if k != "defaults"]
+    keys += [f"providers.{n}.defaults.{k}" for n in names
+             for k in sorted(getattr(config, "PROVIDER_DEFAULT_KEYS", {}))]
     return [k for k in keys if k.startswith(incomplete)]
 
 
@@ -112,7 +115,8 @@ def complete_config_value(ctx: Any, incomplete: str) -> list[str]:
         options: list[str] = list(dialect_names())
     elif last in VALUES:
         options = list(VALUES[last])
-    elif key.startswith("defaults.") and config.DEFAULT_KEYS.get(last) is bool:
+    elif (key.startswith("defaults.") or ".defaults." in key) \
+            and config.DEFAULT_KEYS.get(last) is bool:
         options = ["true", "false"]
     else:
         return []
