@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from imagegen_cli import images
+from imagegen_cli import images, metadata
 from imagegen_cli.errors import ImagegenError
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest
@@ -80,6 +80,7 @@ class Saver:
     sidecar: bool = False
     keep_partials: bool = False
     stdout: IO[bytes] | None = None
+    warn: Callable[[str], None] | None = None
     now: datetime = field(default_factory=datetime.now)
     id: str = "1"
     claim: Claim | None = None
@@ -101,11 +102,15 @@ class Saver:
             "size": f"{width}x{height}",
             "requested_size": req.size,
             "seed": img.seed if img.seed is not None else req.seed,
-            "steps": req.steps,
-            "guidance": req.guidance,
+            "steps": req.steps if req.steps is not None else img.settings.get("steps"),
+            "guidance": req.guidance if req.guidance is not None
+            else img.settings.get("guidance"),
+            "sampler": img.settings.get("sampler"),
+            "request_id": img.settings.get("request_id"),
             "quality": req.quality,
             "style": req.style,
             "background": req.background,
+            "moderation": req.moderation,
             "params": req.params or None,
             "generator": "imagegen",
         }
@@ -127,8 +132,14 @@ class Saver:
                              else (None, None))
         who = {"provider": meta["provider"], "model": meta["model"], "cost_usd": cost,
                "cost_source": cost_source, "fallback_from": meta.get("fallback_from")}
+        cut = False
         if self.metadata:
-            data = images.embed_metadata(data, fmt, meta)
+            # Timings vary run to run: kept out of the file (the sidecar and --json have
+            # them), so equal pixels and parameters give equal bytes.
+            data, cut = metadata.embed(
+                data, fmt, {k: v for k, v in meta.items() if k != "timings"}, self.warn)
+        else:
+            data = metadata.strip(data, fmt)
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
         if img.partial is not None and (not self.keep_partials or self.stdout is not None):
@@ -144,7 +155,8 @@ class Saver:
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
-            companions = (".json",) if self.sidecar and img.partial is None else ()
+            # A prompt cut to fit the image's metadata lives whole in the sidecar.
+            companions = (".json",) if (self.sidecar or cut) and img.partial is None else ()
             saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
                                bytes=len(data), sha256=digest, seed=seed,
                                revised_prompt=img.revised_prompt, partial=img.partial,
@@ -177,6 +189,7 @@ class Saver:
 @dataclass
 class Outcome:
     saved: list[SavedImage] = field(default_factory=list)
+    partials: list[SavedImage] = field(default_factory=list)  # --keep-partials frames
     failures: list[ImagegenError] = field(default_factory=list)
     infos: list[CallInfo] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -206,3 +219,15 @@ def batches(n: int, max_n: int) -> list[int]:
         out.append(min(n, max_n))
         n -= out[-1]
     return out
+
+
+def split(req: ImageRequest, max_n: int) -> list[ImageRequest]:
+    """REQ as the requests that make it, at most MAX_N images each. With a seed, each
+    starts where the one before ended: -n 3 --seed 42 at one image per call sends 42,
+    43, 44 (as the local provider does within one call), never three paid copies."""
+    out, done = [], 0
+    for n in batches(req.n, max_n):
+        out.append(req.with_(n=n, seed=req.seed + done if req.seed is not None else None))
+        done += n
+    return out
+

@@ -10,8 +10,14 @@ from typing import Any
 
 import typer
 
-from imagegen_cli.cli.options import INPAINT, image_command
-from imagegen_cli.errors import ImagegenError, PartialError, UsageError
+from imagegen_cli.cli.options import FROM, INPAINT, image_command
+from imagegen_cli.errors import (
+    AuthError,
+    ImagegenError,
+    Interrupted,
+    PartialError,
+    UsageError,
+)
 from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the old home
     FORMATS,
     ImageOptions,
@@ -67,8 +73,21 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     cfg = cfgmod.load(env)
     for w in cfg.warnings:
         warn(w)
+    literal_prompt = None
+    if opts.get("from_file") is not None:
+        opts, literal_prompt = _with_settings_from(opts, cfg, env)
+    elif opts["prompt"] is None:
+        raise UsageError("Missing PROMPT: pass the text, - for stdin, @FILE"
+                         + ("" if inpaint else ", or --from IMAGE"))
     ctx = Context(cfg, env, note=(lambda text: None) if quiet else note)
-    job = settle_chain(options_from(opts), ctx, inpaint=inpaint, warn=warn)
+    options = options_from(opts)
+    if literal_prompt is not None:
+        options = options.with_(prompt=literal_prompt)  # as recorded: no -, no @FILE
+    job = settle_chain(options, ctx, inpaint=inpaint, warn=warn)
+    if job.plan.stdout and sys.stdout.isatty():
+        # As curl and httpie do: image bytes on a terminal are garbage and can upset it.
+        raise UsageError("refusing to write image bytes to a terminal; redirect to a file "
+                         "or pass -o FILE")
     cap = _max_cost(opts, cfg, env)
     ests = estimates(job)
     if cap is not None:
@@ -85,13 +104,58 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     if opts["dry_run"]:
         _dry_run(job, ests, quiet)
         return
-    require_keys(job, env)
+    require_keys(job, env)  # every provider of the fallback chain too
+    if job.provider.needs_key:
+        clash = job.pcfg.key_clash(env)
+        if clash and not quiet:
+            note(clash)
+    job.plan.check_writable()  # before anything is paid for
     outcome = _execute(opts, job, quiet, jsonl)
+    for failure in outcome.failures:
+        if isinstance(failure, AuthError) and job.pcfg.needs_key:
+            failure.message += f" (the key came from {job.pcfg.key_origin(env)})"
     if opts["json_out"]:
         _print_report(job, outcome)
-    elif not (quiet or jsonl) and _interactive():
+    elif (opts["preview"] or cfg.defaults.get("preview")) and not (jsonl or job.plan.stdout):
+        from imagegen_cli.cli.preview import show
+
+        show([s.path for s in outcome.saved])  # only when stdout is a terminal
+    if not (opts["json_out"] or quiet or jsonl) and _interactive():
         _cost_line(job, outcome)  # interactive runs only: scripts read --json
     _raise_failures(job, outcome)
+
+
+def _with_settings_from(opts: dict[str, Any], cfg: Any,
+                        env: Any) -> tuple[dict[str, Any], str | None]:
+    """OPTS filled from the --from file wherever no flag was given (flags win), and
+    the recorded prompt when no PROMPT was given."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.metadata import settings_from
+
+    found = settings_from(opts["from_file"])
+    opts = dict(opts)
+    if found.get("provider") not in cfg.providers:
+        found.pop("provider", None)  # made by a provider this config does not know
+    provider = opts["provider"] or found.get("provider")
+    model = found.get("model")
+    if model and provider and opts["model"] is None:
+        pcfg, _ = cfgmod.resolve_provider(cfg, provider.split(",")[0], env)
+        # The local provider records a model folder by its name only: keep the
+        # configured folder rather than look for a folder of that name here.
+        if pcfg.type == "local" and "/" not in model:
+            found.pop("model")
+    params = found.pop("params", None)
+    if params and not opts["param"]:
+        import json
+
+        opts["param"] = [f"{k}={json.dumps(v)}" for k, v in params.items()]
+    prompt = found.pop("prompt")
+    for key, value in found.items():
+        if key in opts and opts[key] is None:
+            opts[key] = value
+    if opts["aspect"] is not None and "size" in found and opts["size"] == found["size"]:
+        opts["size"] = None  # --aspect given beside --from replaces the recorded size
+    return opts, (prompt if opts["prompt"] is None else None)
 
 
 def _interactive() -> bool:
@@ -181,15 +245,21 @@ def _cost_line(job: Any, outcome: Any) -> None:
 def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
     from imagegen_cli.cli import report
     from imagegen_cli.cli.app import debug_enabled
-    from imagegen_cli.cli.console import err, make_reporter
-    from imagegen_cli.events import Event, JobFinished
+    from imagegen_cli.cli.console import err, make_reporter, warn
+    from imagegen_cli.events import Event, ImageWritten, JobFinished
     from imagegen_cli.scheduler import Scheduler
 
     finished: list[Any] = []
 
+    reporter = make_reporter(quiet)
+    written = [0]
+
     def keep(ev: Event) -> None:
         if isinstance(ev, JobFinished):
             finished.append(ev.outcome)
+        elif isinstance(ev, ImageWritten):
+            written[0] += 1
+            reporter.written(written[0], job.n)
 
     paths = report.PathsInOrder()
     sinks: list[Any] = [keep]
@@ -198,19 +268,49 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
     elif not (opts["json_out"] or job.plan.stdout):
         sinks.append(paths)
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
-    reporter = make_reporter(quiet)
+    reporter.job_hooks.append(_job_recorder(job, reporter))
     sched = Scheduler(concurrency=_concurrency(opts.get("concurrency")),
                       reporter_for=lambda j: reporter, sinks=sinks, log=log,
-                      stdout=sys.stdout.buffer if job.plan.stdout else None)
+                      stdout=sys.stdout.buffer if job.plan.stdout else None, warn=warn)
     try:
         with reporter:
             sched.run([job])
+    except Interrupted as exc:
+        if job.n > 1 or written[0]:
+            exc.message = exc.message.replace(
+                "interrupted;", f"interrupted; {written[0]} of {job.n} images written"
+                + (" (listed on stdout)" if written[0] and not job.plan.stdout else "") + ",", 1)
+        raise
     finally:
         paths.flush()  # whatever happened, every file written is listed
         from imagegen_cli.fallback import close_chains
 
         close_chains([job])
+    from imagegen_cli import jobrecords
+
+    for info in finished[0].infos:
+        if info.job_id:  # finished: nothing left to fetch later
+            jobrecords.drop(job.provider.name, info.job_id)
     return finished[0]
+
+
+def _job_recorder(job: Any, reporter: Any) -> Any:
+    """Notes each submitted provider job's request, so `imagegen job get` can write
+    its images later with the names and metadata this command would have used."""
+    from imagegen_cli import jobrecords
+
+    req, plan = job.request, job.plan
+
+    def record(job_id: str, sub: Any) -> None:
+        index = (sub.seed - req.seed + 1 if sub.seed is not None and req.seed is not None
+                 else len(reporter.jobs))
+        jobrecords.save(jobrecords.JobRecord(
+            provider=job.provider.name, job_id=job_id,
+            request=jobrecords.request_fields(sub), index=index, count=req.n,
+            output=None if plan.stdout else plan.template, format=job.fmt,
+            metadata=job.metadata, sidecar=job.sidecar, extra={"exact": plan.exact}))
+
+    return record
 
 
 def _concurrency(value: int | None) -> int:
@@ -226,27 +326,43 @@ def _print_report(job: Any, outcome: Any) -> None:
 
     from imagegen_cli.cli.console import out
 
+    # Who made the images: a fallback provider when every image came from it.
     makers = sorted({(s.provider or job.provider.name, s.model or job.request.model)
                      for s in outcome.saved})
-    report = {
-        # Who made the images: a fallback provider when every image came from it.
-        "provider": makers[0][0] if len(makers) == 1 else job.provider.name,
-        "model": makers[0][1] if len(makers) == 1 else job.request.model,
-        "request_id": outcome.request_ids[0] if outcome.request_ids else None,
-        "request_ids": outcome.request_ids,
+    provider, model = makers[0] if len(makers) == 1 else (job.provider.name,
+                                                          job.request.model)
+    report = report_of(provider, model, outcome)
+    events = getattr(job.provider, "events", None)
+    if events:
+        report["fallbacks"] = events
+    out(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+def report_of(provider: str, model: str | None, outcome: Any) -> dict[str, Any]:
+    """The --json object: images, kept partial frames, and failures as objects."""
+    # A failed call has no CallInfo, but its error kept the server's x-request-id.
+    ids = list(outcome.request_ids)
+    ids += [rid for e in outcome.failures
+            if (rid := getattr(e, "request_id", None)) and rid not in ids]
+    report: dict[str, Any] = {
+        "provider": provider,
+        "model": model,
+        "request_id": ids[0] if ids else None,
+        "request_ids": ids,
         "timings": outcome.timings,
         "usage": outcome.usage,
         **_run_cost(outcome),
         "images": [s.as_json() for s in outcome.saved],
-        "errors": [str(e) for e in outcome.failures],
+        "errors": [{"message": str(e), "exit_code": int(e.exit_code),
+                    "request_id": getattr(e, "request_id", None), "provider": provider}
+                   for e in outcome.failures],
     }
-    events = getattr(job.provider, "events", None)
-    if events:
-        report["fallbacks"] = events
+    if outcome.partials:
+        report["partials"] = [s.as_json() | {"partial": s.partial} for s in outcome.partials]
     extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
     if extra:
         report["extra"] = extra
-    out(json.dumps(report, indent=2, ensure_ascii=False))
+    return report
 
 
 def _raise_failures(job: Any, outcome: Any) -> None:
@@ -262,7 +378,7 @@ def _raise_failures(job: Any, outcome: Any) -> None:
     raise first
 
 
-@image_command([])
+@image_command(FROM)
 def generate(**opts: Any) -> None:
     """Generate images from a prompt.
 
