@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 SERVE = """
 import sys, time
 from tests.fakes.openai_fake import OpenAIFake
-fake = OpenAIFake().start()
+fake = OpenAIFake(keep_retired=True).start()  # bench covers dall-e-3 too
 fake.fixed_image = sys.stdin.buffer.read()
 print(fake.url, flush=True)
 time.sleep(3600)

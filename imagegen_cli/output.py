@@ -16,8 +16,10 @@ from imagegen_cli.errors import OutputError, UsageError
 
 DEFAULT_TEMPLATE = "{date}-{time}-{prompt}-{index}.{ext}"
 FIELDS = {"prompt", "index", "count", "seed", "model", "provider", "date", "time", "ext"}
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
-FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+# gif and svg only when asked for (gpt-image-2.6 generations), written as received.
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "svg": "svg"}
+FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp",
+                 ".gif": "gif", ".svg": "svg"}
 
 
 def slug(text: str, limit: int = 40) -> str:

@@ -41,6 +41,7 @@ class SavedImage:
     revised_prompt: str | None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         out = {
@@ -50,6 +51,8 @@ class SavedImage:
         }
         if self.timings:
             out["timings"] = self.timings
+        if self.resolved:
+            out["resolved"] = self.resolved
         return out
 
 
@@ -88,6 +91,12 @@ class Saver:
             "params": req.params or None,
             "generator": "imagegen",
         }
+        if img.resolved:
+            # What the provider chose where the request left it open (auto or unset).
+            for key in ("quality", "background"):
+                if out.get(key) in (None, "auto") and img.resolved.get(key):
+                    out[key] = img.resolved[key]
+            out["resolved"] = img.resolved
         if img.timings:
             out["timings"] = img.timings
         return {k: v for k, v in out.items() if v is not None}
@@ -95,13 +104,16 @@ class Saver:
     def save(self, img: GeneratedImage, index: int) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
-        fmt, width, height = images.verify(data)
-        target = self.wanted_format or (fmt if fmt in EXTENSIONS else "png")
-        if fmt != target:
-            data = images.convert(data, target)
-            fmt = target
+        as_received = self.wanted_format if self.wanted_format in images.AS_RECEIVED else None
+        fmt, width, height = images.verify(data, expect=as_received)
+        if as_received is None:
+            target = self.wanted_format or (
+                fmt if fmt in EXTENSIONS and fmt not in images.AS_RECEIVED else "png")
+            if fmt != target:
+                data = images.convert(data, target)
+                fmt = target
         meta = self.meta(img, width, height)
-        if self.metadata:
+        if self.metadata and as_received is None:
             data = images.embed_metadata(data, fmt, meta)
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
@@ -119,7 +131,9 @@ class Saver:
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
-            companions = (".json",) if self.sidecar and img.partial is None else ()
+            # GIF and SVG are written as received: their metadata goes to the sidecar.
+            sidecar = self.sidecar or (self.metadata and as_received is not None)
+            companions = (".json",) if sidecar and img.partial is None else ()
             written = write_atomic(path, data, overwrite=self.plan.overwrite,
                                    companions=companions)
             if companions:
@@ -134,7 +148,7 @@ class Saver:
         return SavedImage(path=path_text, index=index, width=width, height=height, format=fmt,
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
-                          timings=dict(img.timings))
+                          timings=dict(img.timings), resolved=dict(img.resolved))
 
 
 @dataclass

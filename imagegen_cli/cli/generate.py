@@ -1,4 +1,4 @@
-"""`imagegen generate` and `imagegen inpaint`: flags -> request -> provider -> files."""
+"""`imagegen generate`, `inpaint` and `edit`: flags -> request -> provider -> files."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 
 import typer
 
-from imagegen_cli.cli.options import INPAINT, image_command
+from imagegen_cli.cli.options import EDIT, INPAINT, image_command
 from imagegen_cli.errors import ImagegenError, Interrupted, PartialError, UsageError
 
-FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp", "gif": "gif",
+           "svg": "svg"}
 
 
 def read_prompt(value: str) -> str:
@@ -77,8 +78,8 @@ def parse_aspect(aspect: str) -> float:
     return ratio
 
 
-def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
-    """Everything `generate` and `inpaint` share: settle, validate, run, report."""
+def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = False) -> None:
+    """Everything `generate`, `inpaint` and `edit` share: settle, validate, run, report."""
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note, warn
     from imagegen_cli.http import register_secret
@@ -94,7 +95,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         note(auto_note)
 
     run = _settle(opts, cfg, env)
-    req = _request(opts, run, cfg, env, provider, inpaint)
+    req = _request(opts, run, cfg, env, provider, inpaint, edit)
     key = pcfg.key(env) if provider.needs_key else None
     register_secret(key)
     if opts["dry_run"]:
@@ -133,7 +134,8 @@ def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
     if fmt_opt is not None:
         fmt = FORMATS.get(str(fmt_opt).lower())
         if fmt is None:
-            raise UsageError(f"-f/--format '{fmt_opt}' is not one of png, jpeg, webp")
+            raise UsageError(f"-f/--format '{fmt_opt}' is not one of png, jpeg, webp, gif, "
+                             "svg")
     plan = OutputPlan.from_option(
         pick(opts["output"], env.get(cfgmod.ENV_OUTPUT), d.get("output"), None),
         overwrite=opts["overwrite"],
@@ -169,10 +171,10 @@ def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
 
 
 def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
-             inpaint: bool) -> Any:
+             inpaint: bool, edit: bool = False) -> Any:
     """The validated ImageRequest (exit 2 for anything the provider would refuse)."""
     from imagegen_cli import config as cfgmod
-    from imagegen_cli.cli.console import note
+    from imagegen_cli.cli.console import note, warn
     from imagegen_cli.requests import ImageRequest
 
     d, pick = cfg.defaults, cfgmod.pick
@@ -191,13 +193,20 @@ def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
         negative_prompt=pick(opts["negative_prompt"], None, d.get("negative_prompt"), None),
         stream=opts["stream"] or opts["partial_images"] is not None,
         partial_images=opts["partial_images"],
+        output_compression=opts["output_compression"],
+        complexity=opts["complexity"],
+        input_fidelity=opts.get("input_fidelity"),
+        user=opts["user"],
+        strength=opts.get("strength"),
         params=parse_params(opts["param"]),
         device=opts["device"],
         dtype=opts["dtype"],
     )
     if inpaint and provider.inpaint_model() is None and not req.model:
-        raise UsageError(_cannot_inpaint(provider.name, cfg, env))
+        raise UsageError(_cannot("inpaint", provider.name, None, cfg, env))
     req = provider.resolve_model(req, inpaint=inpaint)
+    if edit and not provider.capabilities(req.model).edit:
+        raise UsageError(_cannot("edit", provider.name, req.model, cfg, env))
     if run.aspect:
         caps = provider.capabilities(req.model)
         if caps.sizes is None:
@@ -210,12 +219,28 @@ def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
         from imagegen_cli.masks import attach
 
         req = attach(req, opts["image"], opts["mask"], opts["invert_mask"])
+    if edit:
+        from imagegen_cli.references import attach_references
+
+        req = attach_references(req, opts["image"], opts["mask"], opts["invert_mask"],
+                                takes_urls=provider.capabilities(req.model).image_urls,
+                                timeout=run.timeout, retries=run.retries)
+    formats = provider.capabilities(req.model).formats
+    if run.fmt and run.fmt in formats:
+        req = req.with_(output_format=run.fmt)
+    elif run.fmt in ("gif", "svg"):
+        raise UsageError(f"-f {run.fmt}: provider {provider.name} (model {req.model}) does "
+                         f"not draw {run.fmt}; gpt-image-2.6-flare and -sunburst do "
+                         "(generations)")
     req = provider.validate(req, inpaint=inpaint)
+    for text in req.warnings:
+        warn(text)
     if not opts["quiet"]:
         for text in req.notices:
             note(text)
-    if run.fmt and run.fmt in provider.capabilities(req.model).formats:
-        req = req.with_(output_format=run.fmt)
+        if run.fmt in ("gif", "svg") and run.metadata and not run.plan.stdout:
+            note(f"{run.fmt} files are written as received: prompt and settings go to "
+                 "the .json sidecar beside each")
     return req
 
 
@@ -320,8 +345,8 @@ def _raise_failures(req: Any, outcome: Any) -> None:
     raise first
 
 
-def _cannot_inpaint(name: str, cfg: Any, env: Any) -> str:
-    """Which providers can inpaint, preferring the ones with a key set."""
+def _cannot(what: str, name: str, model: str | None, cfg: Any, env: Any) -> str:
+    """Which providers can WHAT ('inpaint' or 'edit'), preferring those with a key set."""
     from imagegen_cli.providers.base import create
 
     able = []
@@ -330,13 +355,18 @@ def _cannot_inpaint(name: str, cfg: Any, env: Any) -> str:
             prov = create(p, env)
         except ImagegenError:
             continue
-        model = prov.inpaint_model()
-        if model:
+        if what == "inpaint":
+            found = prov.inpaint_model()
+        else:
+            found = prov.default_model()
+            found = found if found and prov.capabilities(found).edit else None
+        if found:
             ready = not prov.needs_key or bool(p.key(env))
-            able.append((not ready, f"{p.name} ({model})"))
+            able.append((not ready, f"{p.name} ({found})"))
     able.sort()
     names = ", ".join(text for _, text in able) or "none configured"
-    return f"Provider {name} cannot inpaint; providers that can: {names} (pass -p NAME)"
+    who = f"Provider {name}" + (f" (model {model})" if model else "")
+    return f"{who} cannot {what}; providers that can: {names} (pass -p NAME)"
 
 
 @image_command([])
@@ -359,6 +389,18 @@ def inpaint(**opts: Any) -> None:
     run_images(opts, inpaint=True)
 
 
+@image_command(EDIT)
+def edit(**opts: Any) -> None:
+    """Make a new image from reference images and a prompt; no mask needed.
+
+    -i takes a file or an https:// URL, repeatable (gpt-image: up to 16, e.g. "put
+    the product from A on the table from B"). --mask is optional. The local model
+    runs img2img from the first image (--strength).
+    """
+    run_images(opts, edit=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
     app.command("inpaint")(inpaint)
+    app.command("edit")(edit)
