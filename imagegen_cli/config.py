@@ -32,6 +32,8 @@ class ProviderConfig:
     model: str | None = None
     mode: str | None = None  # distribute: "sync" | "async" | None (auto)
     preset: bool = False
+    concurrency: int | None = None  # calls in flight at once (caps -j)
+    rpm: float | None = None  # requests per minute
 
     @property
     def needs_key(self) -> bool:
@@ -93,6 +95,8 @@ PROVIDER_KEYS: dict[str, type | tuple[type, ...]] = {
     "api_key": str,
     "model": str,
     "mode": str,
+    "concurrency": int,
+    "rpm": (int, float),
 }
 
 # [defaults] keys and their types: the default values of generate options.
@@ -237,6 +241,10 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                 f"Bad config file {_where(path, text, 'mode')}: providers.{name}.mode "
                 "must be \"sync\" or \"async\""
             )
+        for key in ("concurrency", "rpm"):
+            if getattr(merged, key) is not None and getattr(merged, key) <= 0:
+                raise ConfigError(f"Bad config file {_where(path, text, key)}: "
+                                  f"providers.{name}.{key} must be more than 0")
         providers[name] = merged
 
     return Config(

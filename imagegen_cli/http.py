@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     import httpx
 
     from imagegen_cli.jsonstream import Spool
+    from imagegen_cli.limits import Gate
 
 RETRY_STATUSES = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0
+# Under a shared gate (batch), a 429 pauses every worker and is retried without
+# using up --retries, up to this many times per call.
+MAX_THROTTLED = 50
 DOWNLOAD_CAP = 64 * 1024 * 1024
 SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "x-key", "api-key", "x-api-key"}
 
@@ -204,7 +208,9 @@ class Transport:
         who: str = "The provider",
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] | None = None,
+        gate: Gate | None = None,
     ) -> None:
+        self.gate = gate
         self.retries = retries
         self.who = who
         self.log = log
@@ -258,8 +264,12 @@ class Transport:
         once their body has started: the caller owns a streamed response."""
         import httpx
 
-        attempt = 0
+        attempt = throttled = 0
+        waited = False
         while True:
+            if self.gate is not None and not waited:
+                self.gate.before_send(self._pause)
+            waited = False
             request = self._build(call)
             if self.log:
                 self.log(f"> {call.method} {call.url} {redact_headers(dict(request.headers))}")
@@ -278,6 +288,8 @@ class Transport:
                 if self.log:
                     self.log(f"< {resp.status_code} {request_id_of(resp) or ''}".rstrip())
                 if resp.status_code < 400:
+                    if self.gate is not None:
+                        self.gate.succeeded()
                     return resp
                 if stream:
                     resp.read()
@@ -290,6 +302,15 @@ class Transport:
                     err.message += f"; it asks to wait {after:.0f} s, try again later"
                     raise err
                 wait = after if after is not None else self._backoff(attempt)
+                if self.gate is not None and resp.status_code == 429 \
+                        and throttled < MAX_THROTTLED:
+                    throttled += 1
+                    self.gate.throttled(wait)
+                    if self.log:
+                        self.log(f"rate limited: every call to {self.who} waits {wait:.1f} s")
+                    self._pause(wait)
+                    waited = True
+                    continue
             if attempt >= self.retries:
                 if attempt:
                     err.message += f" (after {attempt + 1} attempts)"

@@ -8,6 +8,7 @@ import re
 import string
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,8 @@ from pathlib import Path
 from imagegen_cli.errors import OutputError, UsageError
 
 DEFAULT_TEMPLATE = "{date}-{time}-{prompt}-{index}.{ext}"
-FIELDS = {"prompt", "index", "count", "seed", "model", "provider", "date", "time", "ext"}
+BATCH_TEMPLATE = "{id}-{prompt}-{index}.{ext}"
+FIELDS = {"id", "prompt", "index", "count", "seed", "model", "provider", "date", "time", "ext"}
 # gif and svg only when asked for (gpt-image-2.6 generations), written as received.
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "svg": "svg"}
 FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp",
@@ -64,9 +66,11 @@ class OutputPlan:
     overwrite: bool = False
 
     @classmethod
-    def from_option(cls, value: str | None, overwrite: bool = False) -> OutputPlan:
+    def from_option(cls, value: str | None, overwrite: bool = False,
+                    default: str | None = None) -> OutputPlan:
+        default = default or DEFAULT_TEMPLATE
         if value is None or value == "":
-            return cls(DEFAULT_TEMPLATE, overwrite=overwrite)
+            return cls(default, overwrite=overwrite)
         if value == "-":
             return cls("", stdout=True)
         expanded = os.path.expanduser(value)
@@ -74,7 +78,7 @@ class OutputPlan:
             check_template(expanded)
             return cls(expanded, overwrite=overwrite)
         if expanded.endswith(("/", os.sep)) or Path(expanded).is_dir():
-            return cls(os.path.join(expanded, DEFAULT_TEMPLATE), overwrite=overwrite)
+            return cls(os.path.join(expanded, default), overwrite=overwrite)
         return cls(expanded.replace("{", "{{").replace("}", "}}"), exact=True,
                    overwrite=overwrite)
 
@@ -96,8 +100,10 @@ class OutputPlan:
         model: str,
         provider: str,
         now: datetime,
+        id: str = "1",
     ) -> Path:
         values = {
+            "id": _field_slug(id),
             "prompt": slug(prompt),
             "index": str(index),
             "count": str(count),
@@ -141,12 +147,16 @@ def write_atomic(
     overwrite: bool = False,
     companions: tuple[str, ...] = (),
     mode: int | None = None,
+    claim: Callable[[Path, os.stat_result], None] | None = None,
 ) -> Path:
     """Write DATA to PATH whole or not at all; never replace a file unless asked.
 
     Returns the path written, which differs from PATH when PATH existed
     (never-overwrite adds -1, -2, ...). The temp file lives in the same folder,
     and a hard link (or rename when overwriting) makes it appear atomically.
+    CLAIM(target, stat of the data) runs just before it appears (a journal records
+    the name first, so a kill between the two leaves nothing unaccounted for).
+    The temp name carries our pid: `clean_stale_parts` removes those of dead runs.
     """
     folder = path.parent if str(path.parent) else Path(".")
     try:
@@ -154,7 +164,8 @@ def write_atomic(
     except OSError as exc:
         raise OutputError(f"Cannot create folder {folder}: {exc.strerror or exc}") from None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
+                                   dir=folder)
     except OSError as exc:
         raise OutputError(f"Cannot write in {folder}: {exc.strerror or exc}") from None
     try:
@@ -164,11 +175,15 @@ def write_atomic(
             os.fsync(fh.fileno())
         os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
         if overwrite:
+            if claim is not None:
+                claim(path, os.stat(tmp))
             os.replace(tmp, path)
             return path
         target = path
         while True:
             target = unique_path(target, companions)
+            if claim is not None:
+                claim(target, os.stat(tmp))
             try:
                 os.link(tmp, target)
             except FileExistsError:
@@ -186,6 +201,37 @@ def write_atomic(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
+
+
+_PART = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
+
+
+def clean_stale_parts(folder: Path) -> int:
+    """Remove temp files that runs killed mid-write left in FOLDER (their pid is gone);
+    another live run's temp files stay. Returns how many were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _PART.match(entry.name)
+        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _umask() -> int:

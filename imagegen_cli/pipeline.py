@@ -1,31 +1,27 @@
-"""Run a request through a provider and write each image as it arrives.
+"""Write each image as it arrives: verify, convert, tag, write atomically.
 
-Requests for more images than one call may ask for are split into batches
-that run concurrently; images are numbered continuously in batch order.
-Each image is verified, converted if needed, tagged and written atomically
-before the next one is handled, so memory stays flat as -n grows.
+The scheduler (scheduler.py) runs the calls; the Saver handles one image at a
+time on the writing thread, so memory stays flat as a batch grows.
 """
 
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
-import time
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from imagegen_cli import images
-from imagegen_cli.errors import ImagegenError, OutputError, UnavailableError
+from imagegen_cli.errors import ImagegenError
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
-from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest
 
-if TYPE_CHECKING:
-    from imagegen_cli.http import Transport
-    from imagegen_cli.providers.base import Provider
+# Called with the SavedImage-to-be (path set) and the stat of its bytes on disk,
+# just before the file appears under its name.
+Claim = Callable[["SavedImage", os.stat_result], None]
 
 
 @dataclass
@@ -55,6 +51,15 @@ class SavedImage:
             out["resolved"] = self.resolved
         return out
 
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> SavedImage:
+        return cls(path=rec["path"], index=rec["index"], width=rec["width"],
+                   height=rec["height"], format=rec["format"], bytes=rec["bytes"],
+                   sha256=rec["sha256"], seed=rec.get("seed"),
+                   revised_prompt=rec.get("revised_prompt"),
+                   timings=dict(rec.get("timings") or {}),
+                   resolved=dict(rec.get("resolved") or {}))
+
 
 @dataclass
 class Saver:
@@ -69,6 +74,8 @@ class Saver:
     keep_partials: bool = False
     stdout: IO[bytes] | None = None
     now: datetime = field(default_factory=datetime.now)
+    id: str = "1"
+    claim: Claim | None = None
     # Partial frames land beside the final image's name; remember it per index.
     _partial_base: dict[int, Path] = field(default_factory=dict)
 
@@ -122,20 +129,30 @@ class Saver:
         if self.stdout is not None:
             self.stdout.write(data)
             self.stdout.flush()
-            path_text = "-"
         else:
             path = self.plan.path_for(
                 prompt=self.request.prompt, index=index, count=self.count,
                 ext=EXTENSIONS[fmt], seed=seed, model=self.model, provider=self.provider,
-                now=self.now,
+                now=self.now, id=self.id,
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
             # GIF and SVG are written as received: their metadata goes to the sidecar.
             sidecar = self.sidecar or (self.metadata and as_received is not None)
             companions = (".json",) if sidecar and img.partial is None else ()
+            saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
+                               bytes=len(data), sha256=digest, seed=seed,
+                               revised_prompt=img.revised_prompt, partial=img.partial,
+                               timings=dict(img.timings), resolved=dict(img.resolved))
+            claim = self.claim if img.partial is None else None
+
+            def claimed(target: Path, st: os.stat_result) -> None:
+                saved.path = str(target)
+                if claim is not None:
+                    claim(saved, st)
+
             written = write_atomic(path, data, overwrite=self.plan.overwrite,
-                                   companions=companions)
+                                   companions=companions, claim=claimed)
             if companions:
                 import json
 
@@ -144,8 +161,9 @@ class Saver:
                 write_atomic(written.with_suffix(".json"),
                              (json.dumps(side, indent=2, ensure_ascii=False) + "\n").encode(),
                              overwrite=True)
-            path_text = str(written)
-        return SavedImage(path=path_text, index=index, width=width, height=height, format=fmt,
+            saved.path = str(written)
+            return saved
+        return SavedImage(path="-", index=index, width=width, height=height, format=fmt,
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
                           timings=dict(img.timings), resolved=dict(img.resolved))
@@ -183,101 +201,3 @@ def batches(n: int, max_n: int) -> list[int]:
         out.append(min(n, max_n))
         n -= out[-1]
     return out
-
-
-def execute(
-    provider: Provider,
-    req: ImageRequest,
-    key: str | None,
-    transport: Transport,
-    reporter: Reporter,
-    saver: Saver,
-    on_saved: Callable[[SavedImage], None] = lambda s: None,
-    workers: int = 4,
-) -> Outcome:
-    caps = provider.capabilities(req.model)
-    sizes = batches(req.n, caps.max_n)
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    outcome = Outcome()
-    started = time.perf_counter()
-    seen_infos: set[int] = set()
-
-    def fetch(img: GeneratedImage) -> GeneratedImage:
-        if img.data is None and img.loader is None and img.url:
-            reporter.status(f"downloading image {img.index + 1}")
-            spool = transport.download_spooled(
-                img.url, on_bytes=lambda got, total: reporter.step(got, total))
-            img.loader = spool.read
-        return img
-
-    def handle(batch: int, img: GeneratedImage, info: CallInfo) -> None:
-        if id(info) not in seen_infos:
-            seen_infos.add(id(info))
-            outcome.infos.append(info)
-        index = offsets[batch] + img.index + 1
-        try:
-            saved = saver.save(img, index)
-        except UnavailableError as exc:
-            if info.request_id and not exc.request_id:
-                exc.request_id = info.request_id
-            outcome.failures.append(exc)
-            return
-        if saved is None:
-            return
-        if saved.partial is None:
-            outcome.timings.setdefault("first_image_s", round(time.perf_counter() - started, 3))
-            outcome.saved.append(saved)
-        on_saved(saved)
-
-    if len(sizes) == 1:
-        # On this thread: the local provider's Ctrl-C handler needs the main thread,
-        # and one batch gains nothing from a worker.
-        try:
-            for img, info in provider.run(req.with_(n=sizes[0]), key, transport, reporter):
-                handle(0, fetch(img), info)
-        except OutputError:
-            raise
-        except ImagegenError as exc:
-            outcome.failures.append(exc)
-    else:
-        # Bounded: workers wait for the writer, so at most a few images are in memory.
-        inbox: queue.Queue[tuple[str, int, Any, Any]] = queue.Queue(maxsize=1)
-        todo: queue.Queue[int] = queue.Queue()
-        for b in range(len(sizes)):
-            todo.put(b)
-
-        def work() -> None:
-            while True:
-                try:
-                    batch = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    sub = req.with_(n=sizes[batch])
-                    for img, info in provider.run(sub, key, transport, reporter):
-                        inbox.put(("image", batch, fetch(img), info))
-                except ImagegenError as exc:
-                    inbox.put(("error", batch, exc, None))
-                except Exception as exc:  # noqa: BLE001 - surfaced as exit 1 below
-                    inbox.put(("crash", batch, exc, None))
-                finally:
-                    inbox.put(("done", batch, None, None))
-
-        # A few daemon threads, not one per batch: memory stays flat as -n grows, and
-        # Ctrl-C or a write error never waits for slow calls.
-        for _ in range(min(workers, len(sizes))):
-            threading.Thread(target=work, daemon=True).start()
-        pending = len(sizes)
-        while pending:
-            kind, batch, payload, info = inbox.get()
-            if kind == "image":
-                handle(batch, payload, info)
-            elif kind == "error":
-                outcome.failures.append(payload)
-            elif kind == "crash":
-                raise payload
-            else:
-                pending -= 1
-    outcome.saved.sort(key=lambda s: s.index)
-    outcome.timings["total_s"] = round(time.perf_counter() - started, 3)
-    return outcome

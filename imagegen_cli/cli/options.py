@@ -52,6 +52,8 @@ COMMON: list[inspect.Parameter] = [
     _p("no_metadata", Annotated[bool, Opt("--no-metadata", help="Do not embed prompt and parameters in the image.", rich_help_panel=OUTPUT_HELP)], False),
     _p("sidecar", Annotated[bool, Opt("--sidecar", help="Write NAME.json beside each image.", rich_help_panel=OUTPUT_HELP)], False),
     _p("json_out", Annotated[bool, Opt("--json", help="Print one JSON object (paths, sizes, hashes, timings) instead of paths.", rich_help_panel=OUTPUT_HELP)], False),
+    _p("jsonl", Annotated[bool, Opt("--jsonl", help="Print one JSON object per line per image (NDJSON, as `batch --json`).", rich_help_panel=OUTPUT_HELP)], False),
+    _p("concurrency", Annotated[int | None, Opt("-j", "--concurrency", metavar="N", help="Requests in flight at once (default 4).", rich_help_panel=RUN_HELP)]),
     _p("stream", Annotated[bool, Opt("--stream", help="Stream partial images while generating (gpt-image).", rich_help_panel=RUN_HELP)], False),
     _p("partial_images", Annotated[int | None, Opt("--partial-images", metavar="0-3", help="Partial frames to stream, 0-3.", rich_help_panel=RUN_HELP)]),
     _p("keep_partials", Annotated[bool, Opt("--keep-partials", help="Save streamed partial frames as NAME.partial-K.EXT.", rich_help_panel=RUN_HELP)], False),

@@ -112,7 +112,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "values": {k: list(v) for k, v in caps.values.items()},
             "ranges": {k: list(v) for k, v in caps.ranges.items()},
             "sizes": caps.sizes.describe() if caps.sizes else "not declared",
-            "n_per_request": caps.max_n, "max_count": caps.max_count,
+            "n_per_request": caps.max_n,
             "prompt_max": caps.prompt_max, "inpaint": caps.inpaint, "stream": caps.stream,
             "async": caps.async_jobs, "notes": list(caps.notes),
             "edit": caps.edit, "max_images": caps.max_images,
@@ -137,8 +137,8 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
         for flag, (lo, hi) in c["ranges"].items():
             lines.append(f"    {flag} : {lo:g}..{hi:g}")
         lines.append(f"    sizes   : {c['sizes']}")
-        lines.append(f"    n       : {c['n_per_request']} per request, up to "
-                     f"{c['max_count']} per command")
+        lines.append(f"    n       : {c['n_per_request']} per request (more: several "
+                     "requests, -j at once)")
         if c["prompt_max"]:
             lines.append(f"    prompt  : up to {c['prompt_max']} characters")
         feats = [k for k in ("inpaint", "edit", "stream", "async") if c[k]]

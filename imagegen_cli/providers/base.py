@@ -106,7 +106,7 @@ class Capabilities:
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     sizes: SizeRule | None = None  # None: the provider does not say
     max_n: int = 1  # images per request
-    max_count: int = 10  # images per command (several requests when > max_n)
+    max_count: int = 10  # (unused: -n is no longer capped; calls fan out by max_n)
     prompt_max: int | None = None
     formats: tuple[str, ...] = ()  # output formats the provider produces on request
     inpaint: bool = False
@@ -127,6 +127,7 @@ class Provider:
     type_name: ClassVar[str] = ""
     needs_key: ClassVar[bool] = True
     lists_models_live: ClassVar[bool] = False  # list_models asks the API
+    max_concurrency: ClassVar[int | None] = None  # calls at once, whatever -j says
 
     def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:
         self.cfg = cfg
@@ -193,8 +194,8 @@ class Provider:
                 )
         if req.stream and not caps.stream:
             raise UsageError(f"--stream is not supported by {where}")
-        if req.n < 1 or req.n > caps.max_count:
-            raise UsageError(f"-n {req.n} is out of range for {where}: 1..{caps.max_count}")
+        if req.n < 1:
+            raise UsageError(f"-n {req.n} is out of range: 1 or more")
         if req.stream and req.n > caps.max_n:
             raise UsageError(f"--stream takes at most -n {caps.max_n} with {where}")
         if caps.prompt_max and len(req.prompt) > caps.prompt_max:

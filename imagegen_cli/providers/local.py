@@ -43,6 +43,7 @@ CAPS = Capabilities(
 class LocalProvider(Provider):
     type_name = "local"
     needs_key = False
+    max_concurrency = 1  # one model on one device: jobs run back to back
 
     def capabilities(self, model: str | None) -> Capabilities:
         return CAPS
