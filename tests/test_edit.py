@@ -177,6 +177,8 @@ def test_local_edit_is_img2img_with_strength(tiny: Path, monkeypatch: pytest.Mon
     assert r2.code == 0, r2.err
     with Image.open("a.png") as a, Image.open("b.png") as b:
         assert a.tobytes() != b.tobytes()  # strength reaches the pipeline
+    r = run_cli([*base, "--strength", "0.2"])  # 4 steps x 0.2: no step at all
+    assert r.code == 2 and "runs no denoising step" in r.err
     r = run_cli([*base, "--strength", "1.5"])
     assert r.code == 2 and "--strength 1.5 is out of range" in r.err
     r = run_cli([*base, "-i", "ref.png"])

@@ -4,7 +4,6 @@ limits, the newer request fields, what the provider resolved, gif/svg output."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import subprocess
 import sys
@@ -320,5 +319,8 @@ def test_gateway_model_keeps_its_own_limits(monkeypatch: pytest.MonkeyPatch,
         f.stop()
 
 
-def _decode(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data))
+def test_jsonl_records_carry_what_was_resolved(openai_today: OpenAIFake) -> None:
+    r = run_cli(["generate", "x", "-n", "2", "--jsonl", "-o", "jl/"])
+    assert r.code == 0, r.err
+    recs = [json.loads(line) for line in r.lines()]
+    assert [rec["resolved"]["quality"] for rec in recs] == ["medium", "medium"]

@@ -54,6 +54,17 @@ class LocalProvider(Provider):
     def known_models(self) -> list[str]:
         return [self.default_model() or DEFAULT_MODEL]
 
+    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        req = super().validate(req, inpaint=inpaint)
+        if req.edit and req.mask is None:
+            # img2img runs int(steps * strength) denoising steps: none is an error.
+            steps = int(_call_args(req).get("num_inference_steps") or 50)
+            strength = req.strength if req.strength is not None else DEFAULT_STRENGTH
+            if int(steps * strength) < 1:
+                raise UsageError(f"--strength {strength:g} with {steps} steps runs no "
+                                 "denoising step: raise --strength or --steps")
+        return req
+
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
         # Nothing goes over the network; --dry-run shows what would run.
         shown = _call_args(req)
