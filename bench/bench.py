@@ -145,7 +145,8 @@ def main() -> None:
                               args.runs, rows)
 
     mem: list[tuple[str, int]] = []
-    for n, model in ((1, "gpt-image-1"), (4, "gpt-image-1"), (10, "gpt-image-1"),
+    for n, model in ((1, "gpt-image-2.6-flare"), (4, "gpt-image-2.6-flare"),
+                     (10, "gpt-image-2.6-flare"),
                      (4, "dall-e-3"), (10, "dall-e-3")):
         _, rss = run([imagegen, "generate", "x", "-m", model, "-n", str(n), "-q", "-o",
                       str(work / f"m{n}{model}") + "/"], env, work)

@@ -34,7 +34,7 @@ COMMON: list[inspect.Parameter] = [
     _p("count", Annotated[int | None, Opt("-n", "--count", metavar="N", help="Number of images (default 1).", rich_help_panel=IMAGE_HELP)]),
     _p("size", Annotated[str | None, Opt("-s", "--size", metavar="WxH", help="WIDTHxHEIGHT, or auto.", rich_help_panel=IMAGE_HELP)]),
     _p("aspect", Annotated[str | None, Opt("--aspect", metavar="W:H", help="W:H, e.g. 16:9: the closest size the model accepts.", rich_help_panel=IMAGE_HELP)]),
-    _p("quality", Annotated[str | None, Opt("--quality", metavar="Q", help="e.g. low|medium|high|auto (gpt-image), standard|hd (dall-e-3).", rich_help_panel=IMAGE_HELP)]),
+    _p("quality", Annotated[str | None, Opt("--quality", metavar="Q", help="e.g. low|medium|high|auto (gpt-image; xhigh|max on 2.5 and 2.6), standard|hd (dall-e-3).", rich_help_panel=IMAGE_HELP)]),
     _p("style", Annotated[str | None, Opt("--style", metavar="S", help="vivid|natural (dall-e-3).", rich_help_panel=IMAGE_HELP)]),
     _p("background", Annotated[str | None, Opt("--background", metavar="B", help="transparent|opaque|auto (gpt-image).", rich_help_panel=IMAGE_HELP)]),
     _p("moderation", Annotated[str | None, Opt("--moderation", metavar="M", help="low|auto (gpt-image).", rich_help_panel=IMAGE_HELP)]),

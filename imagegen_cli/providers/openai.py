@@ -104,8 +104,7 @@ YESCALE_FLUX = Capabilities(
 # A model this dialect does not know (a gateway's own): pass the OpenAI fields
 # through and let the gateway judge; we cannot know its limits.
 UNKNOWN = Capabilities(
-    options=opt("--quality", "--style", "--background", "--moderation", "--user",
-                "--output-compression"),
+    options=opt("--quality", "--style", "--background", "--moderation", "--user"),
     max_n=10, max_count=10,
     notes=("model limits unknown: options are passed through",),
 )
