@@ -93,12 +93,12 @@ def attach(
     return req.with_(images=images, mask=mask)
 
 
-def load_mask(mask_path: Path, size: tuple[int, int], image_path: Path,
+def load_mask(mask_path: Path, size: tuple[int, int] | None, image_path: Path,
               invert: bool) -> InputImage:
     """The user's mask file as an internal mask (grey PNG, 255 = repaint) for an image
-    of SIZE; UsageError when it does not fit or marks nothing."""
+    of SIZE (None: not known here); UsageError when it does not fit or marks nothing."""
     mask_im = _open(mask_path)
-    if mask_im.size != size:
+    if size is not None and mask_im.size != size:
         raise UsageError(
             f"Mask {mask_path} is {mask_im.size[0]}x{mask_im.size[1]} but image "
             f"{image_path} is {size[0]}x{size[1]}: they must be the same size"

@@ -24,9 +24,10 @@ def is_url(source: str) -> bool:
 
 def attach_references(
     req: ImageRequest, sources: list[str], mask_path: Path | None, invert: bool, *,
-    takes_urls: bool, timeout: float = 60.0, retries: int = 2,
+    takes_urls: bool, timeout: float = 60.0, retries: int = 2, fetch: bool = True,
 ) -> ImageRequest:
-    """REQ with its input images (and mask) read, checked and ready to send."""
+    """REQ with its input images (and mask) read, checked and ready to send.
+    FETCH false (--dry-run): URLs stay URLs, nothing is downloaded."""
     if not sources:
         raise UsageError("edit needs at least one -i IMAGE (a file or an https:// URL)")
     images: list[InputImage] = []
@@ -36,7 +37,7 @@ def attach_references(
         if is_url(source):
             name = Path(urlsplit(source).path).name or "image"
             # The mask must match the first image's size: that one is needed here.
-            if takes_urls and not (mask_path is not None and i == 0):
+            if not fetch or (takes_urls and not (mask_path is not None and i == 0)):
                 images.append(InputImage(Path(name), b"", 0, 0, url=source))
                 continue
             images.append(_decoded(Path(name), _download(source, timeout, retries), source))
@@ -48,7 +49,8 @@ def attach_references(
         from imagegen_cli.masks import load_mask
 
         first = images[0]
-        mask = load_mask(Path(mask_path), (first.width, first.height), first.path, invert)
+        size = None if first.url else (first.width, first.height)
+        mask = load_mask(Path(mask_path), size, first.path, invert)
     elif invert:
         raise UsageError("--invert-mask needs --mask")
     return req.with_(images=images, mask=mask, edit=True)

@@ -68,6 +68,7 @@ class ImageOptions:
     image: tuple[Path | str, ...] = ()  # edit: a file or an http(s) URL
     mask: Path | None = None
     invert_mask: bool = False
+    dry_run: bool = False  # nothing is fetched either (edit's -i URLs)
 
     def with_(self, **changes: Any) -> ImageOptions:
         return dataclasses.replace(self, **changes)
@@ -238,7 +239,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         req = attach_references(req, [str(p) for p in opts.image], opts.mask,
                                 opts.invert_mask,
                                 takes_urls=provider.capabilities(req.model).image_urls,
-                                timeout=timeout, retries=retries)
+                                timeout=timeout, retries=retries, fetch=not opts.dry_run)
     final_fmt = fmt or implied
     # Before validation: the provider checks the format against other fields
     # (transparent jpeg, compression of png, gif on an edit).

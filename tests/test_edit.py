@@ -204,3 +204,12 @@ def test_local_edit_downloads_url_references(tiny: Path, monkeypatch: pytest.Mon
         assert Path("l.png").exists()
     finally:
         f.stop()
+
+
+def test_dry_run_fetches_no_url(fake: OpenAIFake) -> None:
+    fake.files["ref.png"] = b"never fetched"
+    r = run_cli(["edit", "x", "-p", "local", "-i", f"{fake.server.url}/files/ref.png",
+                 "--dry-run"])
+    assert r.code == 0, r.err
+    assert json.loads(r.stdout)["requests"][0]["body"]["strength"] == 0.6
+    assert fake.server.requests == []
