@@ -46,7 +46,15 @@ class JobFinished:
         return bool(self.outcome.failures) and not self.not_run
 
 
-Event = JobStarted | ImageWritten | JobFinished
+@dataclass(frozen=True)
+class PartialWritten:
+    """A streamed preview frame kept with --keep-partials (not a result image)."""
+
+    job: Job
+    image: SavedImage
+
+
+Event = JobStarted | ImageWritten | PartialWritten | JobFinished
 
 
 def image_record(ev: ImageWritten) -> dict[str, Any]:

@@ -47,12 +47,12 @@ class Job:
 
     def describe(self, shown_key: str | None) -> dict[str, Any]:
         """The exact calls this job would make (for --dry-run; secrets as SHOWN_KEY)."""
-        from imagegen_cli.pipeline import batches
+        from imagegen_cli.pipeline import split
 
         calls: list[dict[str, Any]] = []
         req = self.request
-        for n in batches(req.n, self.provider.capabilities(req.model).max_n):
-            calls.extend(c.describe() for c in self.provider.prepare(req.with_(n=n), shown_key))
+        for sub in split(req, self.provider.capabilities(req.model).max_n):
+            calls.extend(c.describe() for c in self.provider.prepare(sub, shown_key))
         return {"provider": self.provider.name, "model": req.model, "requests": calls}
 
     def fingerprint(self) -> str:

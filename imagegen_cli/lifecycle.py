@@ -99,13 +99,10 @@ def is_openai(base_url: str | None) -> bool:
     return host == OPENAI_HOST
 
 
-_warned: set[str] = set()
-
-
 def check(model: str | None, base_url: str | None, today: date | None = None) -> str | None:
-    """A warning to print (once per model per process), or None; UsageError (exit 2)
-    for a shut-down model on OpenAI itself. Gateways keep old models alive under
-    their own terms, so there a shut-down model only warns."""
+    """A warning to print, or None; UsageError (exit 2) for a shut-down model on OpenAI
+    itself. Gateways keep old models alive under their own terms, so there a shut-down
+    model only warns. The caller prints each warning once (a batch says it once)."""
     entry = lookup(model)
     if entry is None:
         return None
@@ -117,9 +114,6 @@ def check(model: str | None, base_url: str | None, today: date | None = None) ->
         raise UsageError(f"Model {model} was shut down by OpenAI on {when}: pass -m "
                          f"{entry.replacement or 'a current model'} (or set providers.<name>."
                          "model), see `imagegen providers models openai`")
-    if model in _warned:
-        return None
-    _warned.add(str(model))
     if status == SHUTDOWN:
         return (f"model {model} was shut down by OpenAI on {when}; this gateway may still "
                 f"serve it. Its replacement is {entry.use_instead()}")

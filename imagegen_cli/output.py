@@ -22,6 +22,10 @@ FIELDS = {"id", "prompt", "index", "count", "seed", "model", "provider", "date",
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "svg": "svg"}
 FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp",
                  ".gif": "gif", ".svg": "svg"}
+# Image formats we cannot write: a name ending so would hold PNG bytes under a lie.
+# (.gif and .svg are written when the model draws them: see FORMAT_OF_EXT.)
+UNWRITABLE_EXT = {".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl", ".ico",
+                  ".jp2"}
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -82,6 +86,36 @@ class OutputPlan:
         return cls(expanded.replace("{", "{{").replace("}", "}}"), exact=True,
                    overwrite=overwrite)
 
+    def check_extension(self) -> None:
+        """UsageError for a name ending in an image format we cannot write (.gif)."""
+        if self.stdout:
+            return
+        suffix = Path(self.template).suffix.lower()
+        if suffix in UNWRITABLE_EXT:
+            raise UsageError(
+                f"-o {self.template}: {suffix[1:].upper()} is not an output format; "
+                "name a .png, .jpg or .webp file (or pass -f png|jpeg|webp)")
+
+    def check_writable(self) -> None:
+        """OutputError (exit 7) now, before anything is paid for, when the folder the
+        images go to cannot be created or written."""
+        if self.stdout:
+            return
+        head = self.template.split("{", 1)[0]
+        # The fixed part of the template: a folder, or a folder plus a name prefix.
+        folder = Path(head) if head.endswith(("/", os.sep)) else Path(head).parent
+        probe = folder
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise OutputError(f"Cannot create folder {folder}: {probe} is a file")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            what = "write in" if probe == folder else f"create {folder} in"
+            raise OutputError(f"Cannot {what} {probe}: permission denied "
+                              "(choose another -o, or fix the folder's permissions)")
+
     def wanted_format(self) -> str | None:
         """A format implied by the file extension of an exact path or template."""
         if self.stdout:
@@ -116,6 +150,9 @@ class OutputPlan:
         }
         rendered = self.template.format(**values)
         path = Path(rendered)
+        if path.suffix.lower() not in FORMAT_OF_EXT:
+            # `-o noext` (or a template without {ext}): give the file its extension.
+            path = path.with_name(f"{path.name}.{ext}")
         if self.exact:
             if count > 1 and index > 1:
                 path = path.with_name(f"{path.stem}-{index}{path.suffix}")

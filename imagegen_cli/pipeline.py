@@ -121,7 +121,10 @@ class Saver:
                 fmt = target
         meta = self.meta(img, width, height)
         if self.metadata and as_received is None:
-            data = images.embed_metadata(data, fmt, meta)
+            # Timings vary run to run: kept out of the file (the sidecar and --json have
+            # them), so equal pixels and parameters give equal bytes.
+            data = images.embed_metadata(
+                data, fmt, {k: v for k, v in meta.items() if k != "timings"})
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
         if img.partial is not None and (not self.keep_partials or self.stdout is not None):
@@ -172,6 +175,7 @@ class Saver:
 @dataclass
 class Outcome:
     saved: list[SavedImage] = field(default_factory=list)
+    partials: list[SavedImage] = field(default_factory=list)  # --keep-partials frames
     failures: list[ImagegenError] = field(default_factory=list)
     infos: list[CallInfo] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -201,3 +205,15 @@ def batches(n: int, max_n: int) -> list[int]:
         out.append(min(n, max_n))
         n -= out[-1]
     return out
+
+
+def split(req: ImageRequest, max_n: int) -> list[ImageRequest]:
+    """REQ as the requests that make it, at most MAX_N images each. With a seed, each
+    starts where the one before ended: -n 3 --seed 42 at one image per call sends 42,
+    43, 44 (as the local provider does within one call), never three paid copies."""
+    out, done = [], 0
+    for n in batches(req.n, max_n):
+        out.append(req.with_(n=n, seed=req.seed + done if req.seed is not None else None))
+        done += n
+    return out
+

@@ -59,9 +59,19 @@ class ImageRequest:
     notices: list[str] = field(default_factory=list)
     # What the user must see even with -q (a deprecated model).
     warnings: list[str] = field(default_factory=list)
+    # Where a value not typed as a flag came from, by flag: "--steps" ->
+    # "defaults.steps in /home/u/.config/imagegen/config.toml, line 4".
+    origins: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> ImageRequest:
         return dataclasses.replace(self, **changes)
+
+    def named(self, flag: str, value: Any = None) -> str:
+        """FLAG (and VALUE) as an error should name it, with where it was set when that
+        was not the command line."""
+        text = flag if value is None else f"{flag} {value}"
+        origin = self.origins.get(flag)
+        return f"{text} (set by {origin})" if origin else text
 
     def options_set(self) -> dict[str, Any]:
         """The user-visible options that carry a value (for capability checks)."""
@@ -138,6 +148,7 @@ class Reporter:
 
     def __init__(self) -> None:
         self.jobs: list[str] = []
+        self.job_hooks: list[Callable[[str, ImageRequest], None]] = []
 
     def __enter__(self) -> Reporter:
         return self
@@ -157,4 +168,24 @@ class Reporter:
 
     def step(self, done: int, total: int) -> None:
         """Fine-grained progress (denoising steps, bytes downloaded)."""
+
+    def retry(self, text: str) -> None:
+        """A request is being retried: '429 from X, retrying in 58 s (attempt 2 of 3)'."""
+        self.note(text)
+
+    def job_request(self, job_id: str, req: ImageRequest) -> None:
+        """The request a job was submitted for (so it can be fetched later by id)."""
+        for hook in self.job_hooks:
+            hook(job_id, req)
+
+    def job_status(self, job_id: str, status: str) -> None:
+        """A provider-side job changed status (several may run at once)."""
+        self.status(f"job {job_id[:8]} {status}")
+
+    def download(self, done: int, total: int) -> None:
+        """Bytes of an image download so far (TOTAL 0: unknown)."""
+        self.step(done, total)
+
+    def written(self, done: int, total: int) -> None:
+        """DONE of TOTAL images are written."""
 

@@ -22,10 +22,10 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ExitCode, ImagegenError, Interrupted, OutputError, UnavailableError
-from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted
+from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.limits import Gate
 from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches
-from imagegen_cli.requests import CallInfo, GeneratedImage, Reporter
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
     from imagegen_cli.http import Transport
@@ -40,6 +40,14 @@ class Call:
     job: Job
     n: int
     offset: int
+
+    def request(self) -> ImageRequest:
+        """This call's share of the job. With a seed, each call starts where the one
+        before ended: -n 3 --seed 42 at one image per call sends 42, 43, 44 (as the
+        local provider does within one call), never three paid copies of one image."""
+        req = self.job.request
+        seed = req.seed + self.offset if req.seed is not None else None
+        return req.with_(n=self.n, seed=seed)
 
 
 @dataclass
@@ -142,7 +150,8 @@ class Scheduler:
         if k not in self.transports:
             self.transports[k] = Transport(timeout=job.timeout, retries=job.retries,
                                            who=job.provider.name, log=self.log,
-                                           gate=self.gate(job))
+                                           gate=self.gate(job),
+                                           on_retry=lambda text: self._reporter(job).retry(text))
         return self.transports[k]
 
     def emit(self, ev: Event) -> None:
@@ -178,7 +187,8 @@ class Scheduler:
             self.stopping = True
             ids = ", ".join(j for r in self.reporters for j in r.jobs)
             raise Interrupted(
-                f"interrupted; nothing half-written. Job ids still at the provider: {ids}"
+                f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
+                "(fetch their images later with `imagegen job get PROVIDER ID`)"
                 if ids else "interrupted; nothing half-written") from None
         finally:
             for tr in self.transports.values():
@@ -208,7 +218,7 @@ class Scheduler:
         rep = self._reporter(call.job)
         tr = self.transports[(call.job.provider.name, call.job.timeout, call.job.retries)]
         try:
-            sub = call.job.request.with_(n=call.n)
+            sub = call.request()
             for img, info in call.job.provider.run(sub, call.job.api_key, tr, rep):
                 self._handle("image", call, self._fetch(img, tr, rep), info)
         except OutputError:
@@ -245,7 +255,7 @@ class Scheduler:
                     tr = self.transports[(job.provider.name, job.timeout, job.retries)]
                     rep = self._reporter(job)
                     try:
-                        sub = job.request.with_(n=call.n)
+                        sub = call.request()
                         for img, info in job.provider.run(sub, job.api_key, tr, rep):
                             inbox.put(("image", call, self._fetch(img, tr, rep), info))
                     except ImagegenError as exc:
@@ -272,8 +282,7 @@ class Scheduler:
     def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter) -> GeneratedImage:
         if img.data is None and img.loader is None and img.url:
             rep.status(f"downloading image {img.index + 1}")
-            spool = tr.download_spooled(img.url, on_bytes=lambda got, total: rep.step(got,
-                                                                                      total))
+            spool = tr.download_spooled(img.url, on_bytes=rep.download)
             img.loader = spool.read
         return img
 
@@ -297,6 +306,8 @@ class Scheduler:
                 self.emit(JobStarted(job))
         elif kind == "image":
             assert info is not None
+            if payload.seed is None and call.job.request.seed is not None and call.n == 1:
+                payload.seed = call.job.request.seed + call.offset  # recorded per image
             if id(info) not in st.seen:
                 st.seen.add(id(info))
                 out.infos.append(info)
@@ -313,6 +324,9 @@ class Scheduler:
                 out.timings.setdefault("first_image_s", round(self.tally.elapsed, 3))
                 out.saved.append(saved)
                 self.emit(ImageWritten(job, saved, info.request_id))
+            else:  # a kept --keep-partials frame: a file written, listed as such
+                out.partials.append(saved)
+                self.emit(PartialWritten(job, saved))
         elif kind == "error":
             out.failures.append(payload)
             if payload.exit_code in FATAL:

@@ -42,10 +42,6 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.setattr(http, "_sleep", lambda s: SLEEPS.append(s))
     SLEEPS.clear()
-    # Lifecycle warnings print once per process: once per test here.
-    import imagegen_cli.lifecycle as lifecycle
-
-    monkeypatch.setattr(lifecycle, "_warned", set())
     return work
 
 

@@ -151,7 +151,7 @@ def test_format_requested_from_gpt_image_and_written_as_is(fake: OpenAIFake) -> 
     r = run_cli(["generate", "sky", "-f", "webp", "-o", "x", "--no-metadata"])
     assert r.code == 0, r.err
     (path,) = r.lines()
-    assert path == "x"
+    assert path == "x.webp"  # -o without an extension gets the right one
     body = fake.server.calls("/images/generations")[0].json()
     assert body["output_format"] == "webp"
     with Image.open(path) as im:
@@ -228,7 +228,7 @@ def test_streaming_partials(fake: OpenAIFake) -> None:
     assert body["stream"] is True and body["partial_images"] == 2
     r = run_cli(["generate", "sky", "--stream", "--partial-images", "2", "-o", "k.png",
                  "--keep-partials"])
-    assert r.lines() == ["k.png"]
+    assert r.lines() == ["k.partial-1.png", "k.partial-2.png", "k.png"]  # kept: listed
     assert Path("k.partial-1.png").exists() and Path("k.partial-2.png").exists()
 
 

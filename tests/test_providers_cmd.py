@@ -128,9 +128,12 @@ def test_check_all(fake: OpenAIFake, nebula: Any, distribute: Any,
                  tmp_path)
     r = run_cli(["providers", "check", "--all", "--json"])
     assert r.code == 0, r.err
-    got = {row["provider"]: row["ok"] for row in json.loads(r.stdout)}
-    got.pop("local", None)  # needs no key: checked when diffusers is installed
-    assert got == {"openai": True, "distribute": True, "nebula": True}
+    rows = {row["provider"]: row for row in json.loads(r.stdout)}
+    rows.pop("local", None)  # needs no key: checked when diffusers is installed
+    assert {n: row["ok"] for n, row in rows.items()} == {
+        "openai": True, "distribute": True, "nebula": True, "truefoundry": None,
+        "yescale": None}
+    assert rows["yescale"]["detail"] == "no key (set YESCALE_API_KEY)"
     monkeypatch.setenv("NEBULA_API_KEY", "wrong")
     r = run_cli(["providers", "check", "--all"])
     assert r.code == 4 and "nebula: failed" in r.stdout and "openai: ok" in r.stdout

@@ -38,6 +38,12 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = Fa
 
     path = Path(_path())
     doc = configfile.read_document(path)
+    if path.exists():
+        from imagegen_cli import config
+        from imagegen_cli.cli.console import warn
+
+        for w in config.load(os.environ, missing_ok=True).warnings:
+            warn(w)
     if json_out:
         import json
 
@@ -50,7 +56,16 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = Fa
 
 
 @app.command("get")
-def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.")]) -> None:
+def get(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.")],
+    effective: Annotated[bool, typer.Option(
+        "--effective", help="The value in force (environment, file or built-in default) "
+        "and where it comes from, even when the file does not set it.")] = False,
+    provider: Annotated[str | None, typer.Option(
+        "-p", "--provider", metavar="NAME",
+        help="With --effective: the value for this provider ([providers.NAME.defaults]).")]
+    = None,
+) -> None:
     """Print one value (stored keys are shown as ***); exit 2 when unset."""
     from pathlib import Path
 
@@ -59,16 +74,30 @@ def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.
 
     parts = configfile.split_key(key)
     configfile.schema_type(parts)
+    if effective:
+        from imagegen_cli.effective import effective_value
+
+        value, source = effective_value(parts, os.environ, provider)
+        out(f"{_shown(parts, value)}\t{source}")
+        return
     value = configfile.get_value(configfile.read_document(Path(_path())), parts)
     if value is None:
-        raise UsageError(f"{key} is not set in {_path()}")
-    if parts[-1] in configfile.SECRET_KEYS:
-        out("***")
-        return
+        raise UsageError(f"{key} is not set in {_path()} (`imagegen config get {key} "
+                         "--effective` shows the value in force)")
+    plain = value.unwrap() if hasattr(value, "unwrap") else value
+    out(_shown(parts, plain))
+
+
+def _shown(parts: list[str], value: object) -> str:
     import json
 
-    plain = value.unwrap() if hasattr(value, "unwrap") else value
-    out(json.dumps(plain) if not isinstance(plain, str) else plain)
+    from imagegen_cli import configfile
+
+    if value is None:
+        return "(unset)"
+    if parts[-1] in configfile.SECRET_KEYS:
+        return "***"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @app.command("set")
@@ -91,6 +120,7 @@ def set_cmd(
             raise UsageError(f"config set {key} needs a VALUE")
         value = _read_secret(key)
     parsed = configfile.parse_value(value, expected, key)
+    configfile.check_value(parts, parsed, os.environ)
     path = Path(_path())
     doc = configfile.read_document(path)
     if parts[0] == "providers" and parts[2] != "type":
@@ -139,7 +169,9 @@ def unset(key: Annotated[str, typer.Argument(help="Dotted key.")]) -> None:
     path = Path(_path())
     doc = configfile.read_document(path)
     if not configfile.unset_value(doc, parts):
-        raise UsageError(f"{key} is not set in {path}")
+        # The wanted end state holds already: not an error (scripts may run this twice).
+        note(f"{key} was not set in {path}; nothing to do")
+        return
     configfile.save(doc, path, os.environ)
     note(f"{key} removed from {path}")
 

@@ -11,7 +11,13 @@ from typing import Any
 import typer
 
 from imagegen_cli.cli.options import EDIT, INPAINT, image_command
-from imagegen_cli.errors import ImagegenError, PartialError, UsageError
+from imagegen_cli.errors import (
+    AuthError,
+    ImagegenError,
+    Interrupted,
+    PartialError,
+    UsageError,
+)
 from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the old home
     FORMATS,
     ImageOptions,
@@ -81,7 +87,14 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
         return
     if job.provider.needs_key:
         job.api_key = job.pcfg.require_key(env)
+        clash = job.pcfg.key_clash(env)
+        if clash and not quiet:
+            note(clash)
+    job.plan.check_writable()  # before anything is paid for
     outcome = _execute(opts, job, quiet, jsonl)
+    for failure in outcome.failures:
+        if isinstance(failure, AuthError) and job.pcfg.needs_key:
+            failure.message += f" (the key came from {job.pcfg.key_origin(env)})"
     if opts["json_out"]:
         _print_report(job, outcome)
     _raise_failures(job, outcome)
@@ -99,14 +112,20 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
     from imagegen_cli.cli import report
     from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.cli.console import err, make_reporter
-    from imagegen_cli.events import Event, JobFinished
+    from imagegen_cli.events import Event, ImageWritten, JobFinished
     from imagegen_cli.scheduler import Scheduler
 
     finished: list[Any] = []
 
+    reporter = make_reporter(quiet)
+    written = [0]
+
     def keep(ev: Event) -> None:
         if isinstance(ev, JobFinished):
             finished.append(ev.outcome)
+        elif isinstance(ev, ImageWritten):
+            written[0] += 1
+            reporter.written(written[0], job.n)
 
     paths = report.PathsInOrder()
     sinks: list[Any] = [keep]
@@ -115,16 +134,46 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
     elif not (opts["json_out"] or job.plan.stdout):
         sinks.append(paths)
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
-    reporter = make_reporter(quiet)
+    reporter.job_hooks.append(_job_recorder(job, reporter))
     sched = Scheduler(concurrency=_concurrency(opts.get("concurrency")),
                       reporter_for=lambda j: reporter, sinks=sinks, log=log,
                       stdout=sys.stdout.buffer if job.plan.stdout else None)
     try:
         with reporter:
             sched.run([job])
+    except Interrupted as exc:
+        if job.n > 1 or written[0]:
+            exc.message = exc.message.replace(
+                "interrupted;", f"interrupted; {written[0]} of {job.n} images written"
+                + (" (listed on stdout)" if written[0] and not job.plan.stdout else "") + ",", 1)
+        raise
     finally:
         paths.flush()  # whatever happened, every file written is listed
+    from imagegen_cli import jobrecords
+
+    for info in finished[0].infos:
+        if info.job_id:  # finished: nothing left to fetch later
+            jobrecords.drop(job.provider.name, info.job_id)
     return finished[0]
+
+
+def _job_recorder(job: Any, reporter: Any) -> Any:
+    """Notes each submitted provider job's request, so `imagegen job get` can write
+    its images later with the names and metadata this command would have used."""
+    from imagegen_cli import jobrecords
+
+    req, plan = job.request, job.plan
+
+    def record(job_id: str, sub: Any) -> None:
+        index = (sub.seed - req.seed + 1 if sub.seed is not None and req.seed is not None
+                 else len(reporter.jobs))
+        jobrecords.save(jobrecords.JobRecord(
+            provider=job.provider.name, job_id=job_id,
+            request=jobrecords.request_fields(sub), index=index, count=req.n,
+            output=None if plan.stdout else plan.template, format=job.fmt,
+            metadata=job.metadata, sidecar=job.sidecar, extra={"exact": plan.exact}))
+
+    return record
 
 
 def _concurrency(value: int | None) -> int:
@@ -140,20 +189,34 @@ def _print_report(job: Any, outcome: Any) -> None:
 
     from imagegen_cli.cli.console import out
 
-    report = {
-        "provider": job.provider.name,
-        "model": job.request.model,
-        "request_id": outcome.request_ids[0] if outcome.request_ids else None,
-        "request_ids": outcome.request_ids,
+    out(json.dumps(report_of(job.provider.name, job.request.model, outcome), indent=2,
+                   ensure_ascii=False))
+
+
+def report_of(provider: str, model: str | None, outcome: Any) -> dict[str, Any]:
+    """The --json object: images, kept partial frames, and failures as objects."""
+    # A failed call has no CallInfo, but its error kept the server's x-request-id.
+    ids = list(outcome.request_ids)
+    ids += [rid for e in outcome.failures
+            if (rid := getattr(e, "request_id", None)) and rid not in ids]
+    report: dict[str, Any] = {
+        "provider": provider,
+        "model": model,
+        "request_id": ids[0] if ids else None,
+        "request_ids": ids,
         "timings": outcome.timings,
         "usage": outcome.usage,
         "images": [s.as_json() for s in outcome.saved],
-        "errors": [str(e) for e in outcome.failures],
+        "errors": [{"message": str(e), "exit_code": int(e.exit_code),
+                    "request_id": getattr(e, "request_id", None), "provider": provider}
+                   for e in outcome.failures],
     }
+    if outcome.partials:
+        report["partials"] = [s.as_json() | {"partial": s.partial} for s in outcome.partials]
     extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
     if extra:
         report["extra"] = extra
-    out(json.dumps(report, indent=2, ensure_ascii=False))
+    return report
 
 
 def _raise_failures(job: Any, outcome: Any) -> None:

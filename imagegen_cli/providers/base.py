@@ -127,6 +127,7 @@ class Provider:
     type_name: ClassVar[str] = ""
     needs_key: ClassVar[bool] = True
     lists_models_live: ClassVar[bool] = False  # list_models asks the API
+    runs_jobs: ClassVar[bool] = False  # get_job fetches a job submitted earlier
     max_concurrency: ClassVar[int | None] = None  # calls at once, whatever -j says
 
     def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:
@@ -179,23 +180,23 @@ class Provider:
             raise UsageError(f"Inpainting is not supported by {where}")
         for flag, value in req.options_set().items():
             if flag not in caps.options:
-                raise UsageError(f"{flag} is not supported by {where}")
+                raise UsageError(f"{req.named(flag)} is not supported by {where}")
             allowed = caps.values.get(flag)
             if allowed and str(value) not in allowed:
                 raise UsageError(
-                    f"{flag} {value} is not accepted by {where}: use one of "
+                    f"{req.named(flag, value)} is not accepted by {where}: use one of "
                     + ", ".join(allowed)
                 )
             bounds = caps.ranges.get(flag)
             if bounds and not (bounds[0] <= float(value) <= bounds[1]):
                 raise UsageError(
-                    f"{flag} {value} is out of range for {where}: "
+                    f"{req.named(flag, value)} is out of range for {where}: "
                     f"{bounds[0]:g}..{bounds[1]:g}"
                 )
         if req.stream and not caps.stream:
             raise UsageError(f"--stream is not supported by {where}")
         if req.n < 1:
-            raise UsageError(f"-n {req.n} is out of range: 1 or more")
+            raise UsageError(f"{req.named('-n', req.n)} is out of range: 1 or more")
         if req.stream and req.n > caps.max_n:
             raise UsageError(f"--stream takes at most -n {caps.max_n} with {where}")
         if caps.prompt_max and len(req.prompt) > caps.prompt_max:
@@ -208,7 +209,8 @@ class Provider:
         if req.size and caps.sizes:
             reason = caps.sizes.check(req.size)
             if reason:
-                raise UsageError(f"--size {req.size} is not accepted by {where}: {reason}")
+                raise UsageError(f"{req.named('--size', req.size)} is not accepted by "
+                                 f"{where}: {reason}")
         return req
 
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
@@ -220,6 +222,14 @@ class Provider:
     ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
         """Make the images of one batch (req.n <= max_n); yield them as they arrive."""
         raise NotImplementedError
+
+    def get_job(
+        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        """The images of a job submitted earlier (`imagegen job get`), waiting for it
+        to finish within the transport's timeout."""
+        raise UsageError(f"Provider {self.name} runs no jobs to look up: `imagegen job get` "
+                         "is for providers with async jobs (distribute)")
 
     def check(self, key: str | None, transport: Transport) -> str:
         """The cheapest authenticated call; returns a short description."""
