@@ -82,6 +82,10 @@ def test_models_live_openai_filtered(fake: OpenAIFake) -> None:
     status = json.loads(r.stdout)["status"]
     assert status["dall-e-3"].startswith("shut down 2026-05-12") and \
         status["gpt-image-2"] == "active"
+    entry = json.loads(r.stdout)["lifecycle"]["gpt-image-1"]
+    assert entry["status"] == "shut down" and entry["shutdown"] == "2026-10-23"
+    assert entry["replacement"] == "gpt-image-2.6-flare" and entry["read"] == "2026-11-23"
+    assert entry["source"].startswith("https://")
     assert fake.server.calls("/models")
 
 

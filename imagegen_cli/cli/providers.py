@@ -118,6 +118,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "async": caps.async_jobs, "notes": list(caps.notes),
             "edit": caps.edit, "max_images": caps.max_images,
             "formats": list(caps.formats), "status": prov.model_status(m) if m else None,
+            "lifecycle": prov.model_lifecycle(m) if m else None,
         }
     info["models"] = models
     import json
@@ -200,8 +201,10 @@ def models(name: NameArg, json_out: JsonOpt = False) -> None:
 
     status = {n: prov.model_status(n) for n in names}
     if json_out:
+        lives = {n: prov.model_lifecycle(n) for n in names}
         out(json.dumps({"provider": p.name, "live": live, "models": names,
-                        "status": status}, indent=2))
+                        "status": status,
+                        "lifecycle": {n: v for n, v in lives.items() if v}}, indent=2))
         return
     width = max((len(n) for n in names if status[n]), default=0)
     for n in names:

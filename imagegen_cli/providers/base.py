@@ -154,6 +154,10 @@ class Provider:
         """Where MODEL is in its lifecycle ('active', 'deprecated: ...'), if known."""
         return None
 
+    def model_lifecycle(self, model: str) -> dict[str, Any] | None:
+        """MODEL's lifecycle entry (status, shutdown, replacement, source, read), if known."""
+        return None
+
     # -- the work ------------------------------------------------------
     def resolve_model(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
         model = req.model or (self.inpaint_model() if inpaint else None) or self.default_model()

@@ -181,6 +181,12 @@ class OpenAIProvider(Provider):
         entry = lifecycle.lookup(model)
         return entry.describe() if entry else None
 
+    def model_lifecycle(self, model: str) -> dict[str, Any] | None:
+        from imagegen_cli import lifecycle
+
+        entry = lifecycle.lookup(model)
+        return entry.as_json() if entry else None
+
     def base(self) -> str:
         return check_base_url(self.cfg.base_url or "https://api.openai.com/v1", self.name)
 
