@@ -213,3 +213,14 @@ def test_dry_run_fetches_no_url(fake: OpenAIFake) -> None:
     assert r.code == 0, r.err
     assert json.loads(r.stdout)["requests"][0]["body"]["strength"] == 0.6
     assert fake.server.requests == []
+
+
+def test_input_image_size_limit_checked_before_sending(
+        openai_today: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagegen_cli.providers.openai as oa
+
+    make("a.png", (64, 64))
+    monkeypatch.setattr(oa, "MAX_EDIT_IMAGE_BYTES", 100)  # the real one is 50 MB
+    r = run_cli(["edit", "x", "-i", "a.png"])
+    assert r.code == 2 and "a.png is 0 MB" in r.err and "under 50 MB" in r.err
+    assert openai_today.server.requests == []

@@ -51,8 +51,9 @@ _GPT_VALUES = {
 }
 # partial_images 0-3 and output_compression 0-100: image_generate_params.py.
 _GPT_RANGES = {"--partial-images": (0.0, 3.0), "--output-compression": (0.0, 100.0)}
-# image_edit_params.py: "You can provide up to 16 images", each under 50MB.
+# image_edit_params.py: "You can provide up to 16 images", each "less than 50MB".
 MAX_EDIT_IMAGES = 16
+MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024
 STILL_FORMATS = ("png", "jpeg", "webp")  # image_generate_params.py output_format
 # gpt-image-2 and later: "Width and height must both be divisible by 16 and the requested
 # aspect ratio must be between 1:3 and 3:1 ... the maximum supported resolution is
@@ -253,6 +254,11 @@ class OpenAIProvider(Provider):
         if edits and fmt in GENERATION_ONLY_FORMATS:
             raise UsageError(f"-f {fmt} is produced by {where} for generations only, not "
                              "edits: pass -f png, jpeg or webp")
+        if is_gpt_image(fam):
+            for im in req.images:
+                if len(im.data) >= MAX_EDIT_IMAGE_BYTES:
+                    raise UsageError(f"{im.path} is {len(im.data) // (1024 * 1024)} MB; "
+                                     f"{where} takes input images under 50 MB: shrink it")
         if inpaint and fam == "dall-e-2":
             req = _dalle2_edit_inputs(req)
         if any(im.url for im in req.images) and not self.capabilities(req.model).image_urls:
