@@ -31,11 +31,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "completions"
 
 # Values of the options that take one of a few words (also `config set defaults.KEY`).
 VALUES: dict[str, tuple[str, ...]] = {
-    "format": ("png", "jpeg", "webp"),
-    "quality": ("low", "medium", "high", "auto", "standard", "hd"),
+    "format": ("png", "jpeg", "webp", "gif", "svg"),
+    "quality": ("low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"),
     "background": ("transparent", "opaque", "auto"),
     "moderation": ("low", "auto"),
     "style": ("vivid", "natural"),
+    "complexity": ("low", "medium", "high"),
+    "input_fidelity": ("high", "low"),
     "device": ("auto", "cpu", "cuda", "mps"),
     "dtype": ("float32", "float16", "bfloat16"),
     "mode": ("sync", "async"),
