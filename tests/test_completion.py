@@ -112,7 +112,8 @@ def _fish_quote(text: str) -> str:
 
 
 def test_fish_values_and_equals(configured: Path) -> None:
-    assert sorted(fish_complete("imagegen generate --format ")) == ["gif", "jpeg", "png", "svg", "webp"]
+    assert sorted(fish_complete("imagegen generate --format ")) \
+        == ["gif", "jpeg", "png", "svg", "webp"]
     assert fish_complete("imagegen generate --provider=my") == ["--provider=mygw"]
     assert sorted(fish_complete("imagegen generate --dtype=float")) \
         == ["--dtype=float16", "--dtype=float32"]
