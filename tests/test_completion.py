@@ -246,3 +246,12 @@ def test_installed_bash_script_loads_through_bash_completion(monkeypatch: pytest
                        env=_env(XDG_DATA_HOME=str(data)), timeout=60)
     assert r.stdout.split() == ["png", "jpeg", "webp", "gif", "svg"], r.stderr
 
+
+
+def test_checkout_copies_match_the_packaged_scripts() -> None:
+    """completions/ (for packagers and checkouts) holds the same scripts the package ships."""
+    top = Path(__file__).resolve().parent.parent / "completions"
+    shipped = sorted(p.name for p in PACKAGE_DIR.iterdir() if p.is_file())
+    assert shipped, "no completion scripts in the package"
+    for name in shipped:
+        assert (top / name).read_bytes() == (PACKAGE_DIR / name).read_bytes(), name

@@ -306,11 +306,17 @@ def register(app: typer.Typer) -> None:
 
 
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else PACKAGE_DIR
-    folder.mkdir(exist_ok=True)
-    for shell, name in SHELLS.items():
-        (folder / name).write_text(script(shell), encoding="utf-8")
-        print(folder / name)
+    """Regenerate the shipped scripts (and the checkout's copies in completions/)."""
+    if len(sys.argv) > 1:
+        folders = [Path(sys.argv[1])]
+    else:
+        checkout = PACKAGE_DIR.parent.parent / "completions"
+        folders = [PACKAGE_DIR] + ([checkout] if checkout.is_dir() else [])
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+        for shell, name in SHELLS.items():
+            (folder / name).write_text(script(shell), encoding="utf-8")
+            print(folder / name)
 
 
 if __name__ == "__main__":
