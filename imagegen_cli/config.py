@@ -146,7 +146,7 @@ def _preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     tfy_base = env.get("TFY_BASE_URL") or "https://gateway.truefoundry.ai"
     presets = [
         ProviderConfig("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
-                       model="gpt-image-1"),
+                       model="gpt-image-2.6-flare"),
         ProviderConfig("distribute", "distribute", "https://api.distribute.ai",
                        "DISTRIBUTE_API_KEY", model="Flux.1 [dev]"),
         ProviderConfig("nebula", "nebula", "https://api.nebulablock.com/api/v1",

@@ -65,7 +65,8 @@ def image_record(ev: ImageWritten) -> dict[str, Any]:
         "format": img.format, "seed": img.seed, "provider": img.provider or job.provider.name,
         "model": img.model or job.request.model, "request_id": ev.request_id,
         "revised_prompt": img.revised_prompt, "timings": img.timings or {},
-        "skipped": ev.skipped, "cost_usd": img.cost_usd, "cost_source": img.cost_source,
+        "resolved": img.resolved or {}, "skipped": ev.skipped,
+        "cost_usd": img.cost_usd, "cost_source": img.cost_source,
         **({"fallback_from": img.fallback_from} if img.fallback_from else {}),
     }
 

@@ -143,7 +143,7 @@ class Chain(Provider):
 # ---------------------------------------------------------------- settling a chain
 
 def settle_chain(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
-                 fallback: Sequence[str] = (),
+                 edit: bool = False, fallback: Sequence[str] = (),
                  warn: Callable[[str], None] = lambda text: None) -> Job:
     """`settle` for the first provider of OPTS.provider ('a' or 'a,b,c'), then for each
     fallback (the rest of that list, else FALLBACK, e.g. a batch record's, else
@@ -156,13 +156,14 @@ def settle_chain(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
     from imagegen_cli.settle import settle
 
     names = split_flag(opts.provider)
-    job = settle(opts.with_(provider=names[0] if names else None), ctx, inpaint=inpaint)
+    job = settle(opts.with_(provider=names[0] if names else None), ctx, inpaint=inpaint,
+                 edit=edit)
     members = [Member(job.provider, job.request, job.api_key,
                       lookup(job.pcfg, job.request.model))]
     for pc in chain(ctx.cfg, job.pcfg, names[1:] or list(fallback))[1:]:
         try:
             sub = settle(opts.with_(provider=pc.name, model=pc.model or job.request.model),
-                         ctx, inpaint=inpaint)
+                         ctx, inpaint=inpaint, edit=edit)
         except UsageError as exc:
             raise UsageError(f"Fallback provider {pc.name} cannot take this request: "
                              f"{exc}") from None

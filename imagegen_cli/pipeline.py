@@ -37,6 +37,7 @@ class SavedImage:
     revised_prompt: str | None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)
     provider: str | None = None
     model: str | None = None
     cost_usd: float | None = None
@@ -55,6 +56,8 @@ class SavedImage:
             out["fallback_from"] = self.fallback_from
         if self.timings:
             out["timings"] = self.timings
+        if self.resolved:
+            out["resolved"] = self.resolved
         return out
 
     @classmethod
@@ -65,7 +68,8 @@ class SavedImage:
                    revised_prompt=rec.get("revised_prompt"),
                    timings=dict(rec.get("timings") or {}), provider=rec.get("provider"),
                    model=rec.get("model"), cost_usd=rec.get("cost_usd"),
-                   cost_source=rec.get("cost_source"), fallback_from=rec.get("fallback_from"))
+                   cost_source=rec.get("cost_source"), fallback_from=rec.get("fallback_from"),
+                   resolved=dict(rec.get("resolved") or {}))
 
 
 @dataclass
@@ -114,6 +118,12 @@ class Saver:
             "params": req.params or None,
             "generator": "imagegen",
         }
+        if img.resolved:
+            # What the provider chose where the request left it open (auto or unset).
+            for key in ("quality", "background"):
+                if out.get(key) in (None, "auto") and img.resolved.get(key):
+                    out[key] = img.resolved[key]
+            out["resolved"] = img.resolved
         if img.timings:
             out["timings"] = img.timings
         return {k: v for k, v in out.items() if v is not None}
@@ -122,18 +132,21 @@ class Saver:
              info: CallInfo | None = None) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
-        fmt, width, height = images.verify(data)
-        target = self.wanted_format or (fmt if fmt in EXTENSIONS else "png")
-        if fmt != target:
-            data = images.convert(data, target)
-            fmt = target
+        as_received = self.wanted_format if self.wanted_format in images.AS_RECEIVED else None
+        fmt, width, height = images.verify(data, expect=as_received)
+        if as_received is None:
+            target = self.wanted_format or (
+                fmt if fmt in EXTENSIONS and fmt not in images.AS_RECEIVED else "png")
+            if fmt != target:
+                data = images.convert(data, target)
+                fmt = target
         meta = self.meta(img, width, height, info)
         cost, cost_source = (self.cost_of(info, width, height) if self.cost_of
                              else (None, None))
         who = {"provider": meta["provider"], "model": meta["model"], "cost_usd": cost,
                "cost_source": cost_source, "fallback_from": meta.get("fallback_from")}
         cut = False
-        if self.metadata:
+        if self.metadata and as_received is None:
             # Timings vary run to run: kept out of the file (the sidecar and --json have
             # them), so equal pixels and parameters give equal bytes.
             data, cut = metadata.embed(
@@ -155,12 +168,14 @@ class Saver:
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
-            # A prompt cut to fit the image's metadata lives whole in the sidecar.
-            companions = (".json",) if (self.sidecar or cut) and img.partial is None else ()
+            # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF
+            # and SVG are written as received, so their metadata goes there too.
+            sidecar = self.sidecar or cut or (self.metadata and as_received is not None)
+            companions = (".json",) if sidecar and img.partial is None else ()
             saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
                                bytes=len(data), sha256=digest, seed=seed,
                                revised_prompt=img.revised_prompt, partial=img.partial,
-                               timings=dict(img.timings), **who)
+                               timings=dict(img.timings), resolved=dict(img.resolved), **who)
             claim = self.claim if img.partial is None else None
 
             def claimed(target: Path, st: os.stat_result) -> None:
@@ -183,7 +198,7 @@ class Saver:
         return SavedImage(path="-", index=index, width=width, height=height, format=fmt,
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
-                          timings=dict(img.timings), **who)
+                          timings=dict(img.timings), resolved=dict(img.resolved), **who)
 
 
 @dataclass

@@ -250,8 +250,8 @@ def test_cost_line_at_the_end_of_an_interactive_run(fake: OpenAIFake,
     fake.server.script.append(usage_answer({"input_tokens": 0, "output_tokens": 3150}))
     r = run_cli(["generate", "x", "-m", "gpt-image-1", "-o", "j/"])
     assert r.err.strip().splitlines()[-1] == "1 image, $0.126"
-    r = run_cli(["generate", "x", "-m", "gpt-image-1", "-o", "k/", "-q"])
-    assert r.err == ""
+    r = run_cli(["generate", "x", "-m", "gpt-image-2", "-o", "k/", "-q"])
+    assert r.code == 0 and r.err == ""
 
 
 def test_providers_show_prices_and_sources() -> None:

@@ -17,8 +17,9 @@ from tests.fakes.openai_fake import OpenAIFake, error
 def pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
          ) -> Iterator[tuple[OpenAIFake, OpenAIFake]]:
     """`first` and `backup`, both openai-type providers, each on its own fake."""
-    a = OpenAIFake(image_size=(32, 32)).start()
-    b = OpenAIFake(image_size=(48, 48)).start()
+    # Gateways still serving retired models (gpt-image-1, dall-e-3): prices are table ones.
+    a = OpenAIFake(image_size=(32, 32), keep_retired=True).start()
+    b = OpenAIFake(image_size=(48, 48), keep_retired=True).start()
     write_config(
         f'[providers.first]\ntype = "openai"\nbase_url = "{a.url}"\n'
         'api_key_env = "FIRST_API_KEY"\nmodel = "gpt-image-1"\n'
