@@ -210,6 +210,11 @@ class Pricing:
         f = self.figures
         per = f.per_image if f else None
         if f is None or per is None:
+            if f is not None and f.tokens and "image_out" in f.tokens:
+                return (f"no per-image price published (token-priced: "
+                        f"${f.tokens['image_out']:g} per 1M image output tokens, but the "
+                        "tokens an image takes are not; the cost after the run comes "
+                        "from usage)")
             return "no per-image price"
         size = size or f.default_size
         quality = quality or f.default_quality
