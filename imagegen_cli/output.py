@@ -18,6 +18,12 @@ DEFAULT_TEMPLATE = "{date}-{time}-{prompt}-{index}.{ext}"
 FIELDS = {"prompt", "index", "count", "seed", "model", "provider", "date", "time", "ext"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+# A file name's most bytes (ext4, APFS, NTFS), less room for a never-overwrite "-NNN".
+NAME_MAX = 255
+NAME_ROOM = 8
+# Device names Windows refuses as a file name, with any extension: never produced.
+RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+            *(f"LPT{i}" for i in range(1, 10))}
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -67,6 +73,13 @@ class OutputPlan:
             return cls(DEFAULT_TEMPLATE, overwrite=overwrite)
         if value == "-":
             return cls("", stdout=True)
+        if "\0" in value:
+            raise UsageError("-o/--output holds a NUL character, which no file name can "
+                             "contain")
+        long = next((c for c in value.split(os.sep) if len(c.encode()) > NAME_MAX), None)
+        if long is not None:
+            raise UsageError(f"-o/--output has a name of {len(long.encode())} bytes; file "
+                             f"and folder names take at most {NAME_MAX}")
         expanded = os.path.expanduser(value)
         if "{" in expanded:
             check_template(expanded)
@@ -108,11 +121,24 @@ class OutputPlan:
         }
         rendered = self.template.format(**values)
         path = Path(rendered)
-        if self.exact:
-            if count > 1 and index > 1:
-                path = path.with_name(f"{path.stem}-{index}{path.suffix}")
-            return path
-        return path
+        if self.exact and count > 1 and index > 1:
+            path = path.with_name(f"{path.stem}-{index}{path.suffix}")
+        return path.with_name(legal_name(path.name))
+
+
+def legal_name(name: str) -> str:
+    """NAME as a file name every common system accepts: at most NAME_MAX bytes with
+    room for a "-NNN" (the stem is cut, the extension kept), never a Windows device
+    name."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext.encode()) > 16:
+        stem, dot, ext = name, "", ""
+    budget = NAME_MAX - NAME_ROOM - len((dot + ext).encode())
+    if len(stem.encode()) > budget:
+        stem = stem.encode()[:budget].decode("utf-8", "ignore")
+    if stem.split(".")[0].upper() in RESERVED:
+        stem += "_"
+    return stem + dot + ext
 
 
 def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
@@ -120,7 +146,9 @@ def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
     (e.g. the .json sidecar) free too."""
 
     def free(p: Path) -> bool:
-        return not p.exists() and not any(p.with_suffix(c).exists() for c in companions)
+        # lexists: a dangling symlink is taken too (exists() would say free for ever).
+        return not os.path.lexists(p) and not any(
+            os.path.lexists(p.with_suffix(c)) for c in companions)
 
     if free(path):
         return path

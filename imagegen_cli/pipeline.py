@@ -12,14 +12,14 @@ import hashlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import images
-from imagegen_cli.errors import ImagegenError, OutputError, UnavailableError
+from imagegen_cli.errors import ImagegenError, OutputError, ShortfallError, UnavailableError
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
@@ -108,8 +108,12 @@ class Saver:
         if img.partial is not None and (not self.keep_partials or self.stdout is not None):
             return None
         if self.stdout is not None:
-            self.stdout.write(data)
-            self.stdout.flush()
+            try:
+                self.stdout.write(data)
+                self.stdout.flush()
+            except OSError as exc:  # /dev/full, a closed pipe: the image did not get out
+                raise OutputError(f"Cannot write the image to stdout: "
+                                  f"{exc.strerror or exc}") from None
             path_text = "-"
         else:
             path = self.plan.path_for(
@@ -171,6 +175,36 @@ def batches(n: int, max_n: int) -> list[int]:
     return out
 
 
+def run_complete(
+    provider: Provider, req: ImageRequest, key: str | None, transport: Transport,
+    reporter: Reporter,
+) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+    """The images of one batch, all REQ.n of them: a provider (or gateway) that sends
+    fewer than asked is asked again for the missing ones, as long as each round brings
+    at least one; what is still missing then ends in a ShortfallError. Indexes run
+    on across rounds."""
+    got = 0
+    while True:
+        want = req.n - got
+        round_got = 0
+        for img, info in provider.run(req.with_(n=want), key, transport, reporter):
+            if img.index >= want:  # more than asked for: not ours to keep
+                continue
+            img.index += got
+            if img.partial is None:
+                round_got += 1
+            yield img, info
+        got += round_got
+        if got >= req.n:
+            return
+        if round_got == 0:
+            raise ShortfallError(
+                f"{provider.name} sent {got} of the {req.n} images asked for (asked again "
+                f"for the other {req.n - got}, none came)")
+        reporter.note(f"{provider.name} sent {round_got} of {want} images: asking for the "
+                      f"other {want - round_got}")
+
+
 def execute(
     provider: Provider,
     req: ImageRequest,
@@ -208,6 +242,13 @@ def execute(
                 exc.request_id = info.request_id
             outcome.failures.append(exc)
             return
+        except OutputError as exc:
+            if saver.stdout is not None:
+                raise
+            # One image that could not be written (disk full): the others still are.
+            exc.message = f"image {index}: {exc.message}"
+            outcome.failures.append(exc)
+            return
         if saved is None:
             return
         if saved.partial is None:
@@ -219,7 +260,8 @@ def execute(
         # On this thread: the local provider's Ctrl-C handler needs the main thread,
         # and one batch gains nothing from a worker.
         try:
-            for img, info in provider.run(req.with_(n=sizes[0]), key, transport, reporter):
+            for img, info in run_complete(provider, req.with_(n=sizes[0]), key, transport,
+                                          reporter):
                 handle(0, fetch(img), info)
         except OutputError:
             raise
@@ -240,7 +282,7 @@ def execute(
                     return
                 try:
                     sub = req.with_(n=sizes[batch])
-                    for img, info in provider.run(sub, key, transport, reporter):
+                    for img, info in run_complete(provider, sub, key, transport, reporter):
                         inbox.put(("image", batch, fetch(img), info))
                 except ImagegenError as exc:
                     inbox.put(("error", batch, exc, None))

@@ -3,7 +3,6 @@ messages and exit codes."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -68,6 +67,19 @@ app.add_typer(_config.app, name="config")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every error is converted here."""
+    code = _main(argv)
+    try:
+        sys.stdout.flush()
+    except OSError:
+        # A reader that went away or a full disk: whatever could not get out is
+        # dropped here, so the interpreter's own last flush stays silent.
+        from imagegen_cli.cli.console import silence_stdout
+
+        silence_stdout()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from typer.main import get_command
 
     click_usage, click_abort = _click_errors()
@@ -107,9 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         err("interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
-        # The reader went away (`| head`): not our error.
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        # The reader went away (`| head`) while a command printed: not our error.
+        from imagegen_cli.cli.console import silence_stdout
+
+        silence_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - the one catch-all, exit 1
         if _state["debug"]:

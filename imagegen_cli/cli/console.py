@@ -16,9 +16,40 @@ def use_color(stream: Any) -> bool:
     return (not os.environ.get("NO_COLOR")) and hasattr(stream, "isatty") and stream.isatty()
 
 
+_stdout_closed = False
+
+
 def out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """One result line on stdout. A reader that went away (`| head -1`) stops the
+    printing, never the work: every image is still written."""
+    global _stdout_closed
+    if _stdout_closed:
+        return
+    try:
+        sys.stdout.write(redact(line) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed = True
+        silence_stdout()
+
+
+def stdout_closed() -> bool:
+    return _stdout_closed
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of a broken or
+    full stdout neither fails nor prints 'Exception ignored ...'."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (tests): nothing will be flushed to a descriptor
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def err(text: str, *, prefix: str = "") -> None:

@@ -313,8 +313,11 @@ def _raise_failures(req: Any, outcome: Any) -> None:
     first = outcome.failures[0]
     more = f" (and {len(outcome.failures) - 1} more)" if len(outcome.failures) > 1 else ""
     if outcome.saved:
-        raise PartialError(
-            f"{len(outcome.saved)} of {req.n} images written; failed: {first}{more}")
+        # Name every failure (up to a few): which images are missing, and why.
+        shown = "; ".join(str(e) for e in outcome.failures[:3])
+        rest = len(outcome.failures) - 3
+        raise PartialError(f"{len(outcome.saved)} of {req.n} images written; failed: "
+                           f"{shown}" + (f" (and {rest} more)" if rest > 0 else ""))
     if more and isinstance(first, ImagegenError):
         first.message += more
     raise first
