@@ -54,6 +54,14 @@ class HttpCall:
     data: dict[str, str] | None = None  # multipart text fields
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None  # multipart files
 
+    def __post_init__(self) -> None:
+        # Calls are built as BASE + "/path"; a base_url with a query (a gateway's
+        # `?api-version=...`) keeps its query at the end of every call's URL.
+        head, sep, rest = self.url.partition("?")
+        if sep and "/" in rest:
+            query, _, tail = rest.partition("/")
+            self.url = f"{head}/{tail}?{query}"
+
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "method": self.method,

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import images
-from imagegen_cli.errors import ImagegenError, OutputError, ShortfallError, UnavailableError
+from imagegen_cli.errors import (
+    ImagegenError,
+    OutputError,
+    ProviderError,
+    ShortfallError,
+    UnavailableError,
+)
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
@@ -187,13 +193,21 @@ def run_complete(
     while True:
         want = req.n - got
         round_got = 0
-        for img, info in provider.run(req.with_(n=want), key, transport, reporter):
-            if img.index >= want:  # more than asked for: not ours to keep
-                continue
-            img.index += got
-            if img.partial is None:
-                round_got += 1
-            yield img, info
+        try:
+            for img, info in provider.run(req.with_(n=want), key, transport, reporter):
+                if img.index >= want:  # more than asked for: not ours to keep
+                    continue
+                img.index += got
+                if img.partial is None:
+                    round_got += 1
+                yield img, info
+        except ProviderError as exc:
+            if not got and not round_got:
+                raise
+            got += round_got
+            raise ShortfallError(
+                f"{provider.name} sent {got} of the {req.n} images asked for; asking for "
+                f"the other {req.n - got} failed: {exc}") from None
         got += round_got
         if got >= req.n:
             return
