@@ -177,7 +177,9 @@ def redacted(doc: Any) -> str:
             for k in SECRET_KEYS:
                 if k in table:
                     table[k] = "***"
-    return str(tomlkit.dumps(copy))
+    from imagegen_cli.secrets import redact
+
+    return redact(str(tomlkit.dumps(copy)))  # and keys inside URLs (base_url userinfo)
 
 
 def plain(doc: Any) -> Any:
@@ -188,4 +190,14 @@ def plain(doc: Any) -> Any:
             for k in SECRET_KEYS:
                 if k in table:
                     table[k] = "***"
-    return data
+    return _redact_strings(data)
+
+
+def _redact_strings(value: Any) -> Any:
+    from imagegen_cli.secrets import redact
+
+    if isinstance(value, dict):
+        return {k: _redact_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(v) for v in value]
+    return redact(value) if isinstance(value, str) else value
