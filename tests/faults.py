@@ -78,10 +78,17 @@ def hostile_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     h.stop()
 
 
+def imagegen_argv(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "imagegen_cli", *args]
+
+
+def imagegen_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
 def imagegen(args: list[str], **kw: object) -> subprocess.Popen[bytes]:
     """The command as a user runs it, in a child process (the test's environment)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "imagegen_cli", *args], env=env,
+    return subprocess.Popen(imagegen_argv(args), env=imagegen_env(),
                             **kw)  # type: ignore[call-overload,no-any-return]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from tests.faults import (
     files_under,
     hostile_server,
     imagegen,
+    imagegen_argv,
+    imagegen_env,
     noisy_png,
     tiny_disk_fixture,
 )
@@ -162,16 +165,13 @@ def test_closed_stdout_writes_every_image(hostile: Hostile, tmp_path: Path) -> N
                       *[_delayed(H.answer(200, H.images_json(H.image())), 0.4)] * 3)
     hostile.route(GEN, slow)
     out = tmp_path / "pipe"
-    p = imagegen(["generate", "x", "-m", "dall-e-3", "-n", "4", "-o", f"{out}/{{index}}.png"],
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.stdout is not None and p.stderr is not None
-    first = p.stdout.readline()
-    p.stdout.close()  # what `head -1` does after its line
-    err = p.stderr.read().decode()
-    code = p.wait(30)
-    assert first.decode().strip().endswith(".png")
-    assert code == 0, err
-    assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err
+    cmd = " ".join(shlex.quote(a) for a in imagegen_argv(
+        ["generate", "x", "-m", "dall-e-3", "-n", "4", "-o", f"{out}/{{index}}.png"]))
+    r = subprocess.run(["bash", "-c", f"{cmd} | head -1; exit ${{PIPESTATUS[0]}}"],
+                       capture_output=True, text=True, env=imagegen_env(), timeout=60)
+    assert r.stdout == f"{out}/1.png\n"
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # no traceback, no "Exception ignored", no error
     assert sorted(f.name for f in out.iterdir()) == ["1.png", "2.png", "3.png", "4.png"]
 
 
