@@ -85,7 +85,8 @@ class OutputPlan:
             check_template(expanded)
             return cls(expanded, overwrite=overwrite)
         if expanded.endswith(("/", os.sep)) or Path(expanded).is_dir():
-            return cls(os.path.join(expanded, DEFAULT_TEMPLATE), overwrite=overwrite)
+            folder = expanded.replace("{", "{{").replace("}", "}}")
+            return cls(os.path.join(folder, DEFAULT_TEMPLATE), overwrite=overwrite)
         return cls(expanded.replace("{", "{{").replace("}", "}}"), exact=True,
                    overwrite=overwrite)
 
@@ -136,8 +137,9 @@ def legal_name(name: str) -> str:
     budget = NAME_MAX - NAME_ROOM - len((dot + ext).encode())
     if len(stem.encode()) > budget:
         stem = stem.encode()[:budget].decode("utf-8", "ignore")
-    if stem.split(".")[0].upper() in RESERVED:
-        stem += "_"
+    first, sep, rest = stem.partition(".")
+    if first.upper() in RESERVED:
+        stem = f"{first}_{sep}{rest}"
     return stem + dot + ext
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import typer
 from imagegen_cli.cli.options import INPAINT, image_command
 from imagegen_cli.errors import ImagegenError, Interrupted, PartialError, UsageError
 
+MAX_ASPECT = 100
 FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 
 
@@ -20,7 +22,11 @@ def read_prompt(value: str) -> str:
     if value == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("Prompt '-' reads stdin, but stdin is a terminal: pipe the text in")
-        text = sys.stdin.read()
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError:
+            raise UsageError("Prompt from stdin is not UTF-8 text: convert it (e.g. "
+                             "iconv -t UTF-8)") from None
     elif value.startswith("@") and len(value) > 1:
         path = Path(value[1:]).expanduser()
         try:
@@ -47,11 +53,20 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UsageError(f"--param '{item}' is not KEY=VALUE")
         try:
-            value: Any = json.loads(raw)
-        except ValueError:
+            value: Any = json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            value = raw  # not JSON (or NaN, Infinity, 1e999, too deep): the text itself
+        if isinstance(value, float) and not math.isfinite(value):
             value = raw
         out[key.strip()] = value
+    from imagegen_cli.secrets import register_params
+
+    register_params(out)  # --param api_key=... is never printed
     return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
 
 
 def parse_size(size: str | None) -> str | None:
@@ -70,10 +85,12 @@ def parse_aspect(aspect: str) -> float:
     w, sep, h = aspect.partition(":")
     try:
         ratio = float(w) / float(h)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         ratio = 0
-    if not sep or ratio <= 0:
+    if not sep or not math.isfinite(ratio) or ratio <= 0:
         raise UsageError(f"--aspect '{aspect}' is not W:H (e.g. 16:9)")
+    if not 1 / MAX_ASPECT <= ratio <= MAX_ASPECT:
+        raise UsageError(f"--aspect '{aspect}' is beyond {MAX_ASPECT}:1 either way")
     return ratio
 
 
