@@ -157,12 +157,24 @@ def validate_text(text: str, path: Path, env: Mapping[str, str]) -> config.Confi
 def save(doc: Any, path: Path, env: Mapping[str, str]) -> None:
     import tomlkit
 
-    from imagegen_cli.output import write_atomic
-
     text = tomlkit.dumps(doc)
     validate_text(text, path, env)
+    write_private(path, text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that may hold keys: mode 0600, in a folder made 0700 when we
+    create it (a folder the user chose keeps its mode)."""
+    from imagegen_cli.output import write_atomic
+
     try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+            path.parent.chmod(0o700)
         write_atomic(path, text.encode("utf-8"), overwrite=True, mode=0o600)
+    except OSError as exc:
+        raise ConfigError(f"Cannot create the folder {path.parent}: "
+                          f"{exc.strerror or exc}") from None
     except OutputError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -151,13 +151,12 @@ def init(force: Annotated[bool, typer.Option("--force", help="Replace an existin
     from pathlib import Path
 
     from imagegen_cli.cli.console import out
-    from imagegen_cli.configfile import STARTER
-    from imagegen_cli.output import write_atomic
+    from imagegen_cli.configfile import STARTER, write_private
 
     path = Path(_path())
     if path.exists() and not force:
         raise UsageError(f"{path} exists: pass --force to replace it")
-    write_atomic(path, STARTER.encode(), overwrite=True, mode=0o600)
+    write_private(path, STARTER)
     out(str(path))
 
 
@@ -169,15 +168,14 @@ def edit() -> None:
     from pathlib import Path
 
     from imagegen_cli.cli.console import note
-    from imagegen_cli.configfile import STARTER, validate_text
-    from imagegen_cli.output import write_atomic
+    from imagegen_cli.configfile import STARTER, validate_text, write_private
 
     path = Path(_path())
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if not editor:
         raise UsageError("Set $VISUAL or $EDITOR to the editor to use")
     if not path.exists():
-        write_atomic(path, STARTER.encode(), overwrite=True, mode=0o600)
+        write_private(path, STARTER)
     try:
         rc = subprocess.call([*shlex.split(editor), str(path)])
     except OSError as exc:
