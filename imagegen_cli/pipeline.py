@@ -96,7 +96,12 @@ class Saver:
         }
         if img.timings:
             out["timings"] = img.timings
-        return {k: v for k, v in out.items() if v is not None}
+        from imagegen_cli.secrets import redact_data
+
+        # Embedded and sidecar metadata never carry a key (a --param api_key=..., a
+        # key pasted into a prompt).
+        meta: dict[str, Any] = redact_data({k: v for k, v in out.items() if v is not None})
+        return meta
 
     def save(self, img: GeneratedImage, index: int) -> SavedImage | None:
         data = img.load()

@@ -44,10 +44,16 @@ def register_secret(value: str | None) -> None:
     The value is registered as given and stripped (a key read with a stray line break)."""
     if not value:
         return
+    import json
+    from urllib.parse import quote, quote_plus
+
+    forms = set()
+    for v in {value, value.strip()}:
+        # As it may be shown: itself, URL-encoded, or escaped inside a JSON string.
+        forms |= {v, quote(v), quote(v, safe=""), quote_plus(v), json.dumps(v)[1:-1],
+                  json.dumps(v, ensure_ascii=False)[1:-1]}
     with _lock:
-        for v in {value, value.strip()}:
-            if len(v) >= 4:
-                _secrets.add(v)
+        _secrets.update(f for f in forms if len(f) >= 4)
 
 
 def register_url(url: str | None) -> None:
