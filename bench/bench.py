@@ -85,10 +85,20 @@ def ensure_openai_cli() -> Path | None:
     venv = ROOT / "bench" / ".venv-openai"
     exe = venv / "bin" / "openai"
     if not exe.exists():
+        if venv.is_symlink() or venv.exists():
+            # A stale or dangling venv (e.g. a link into a deleted temp folder): rebuild.
+            import shutil
+
+            if venv.is_symlink():
+                venv.unlink()
+            else:
+                shutil.rmtree(venv)
         print("installing openai<2 into bench/.venv-openai ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "openai<2"])
+        made = subprocess.run([sys.executable, "-m", "venv", str(venv)])
+        r = made if made.returncode else subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "openai<2"])
         if r.returncode != 0:
+            print("could not install the openai CLI: its rows are skipped", file=sys.stderr)
             return None
     return exe
 

@@ -34,9 +34,13 @@ if TYPE_CHECKING:
     import httpx
 
     from imagegen_cli.jsonstream import Spool
+    from imagegen_cli.limits import Gate
 
 RETRY_STATUSES = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0
+# Under a shared gate (batch), a 429 pauses every worker and is retried without
+# using up --retries, up to this many times per call.
+MAX_THROTTLED = 50
 DOWNLOAD_CAP = 64 * 1024 * 1024
 JSON_CAP = 16 * 1024 * 1024  # a status or listing answer; images are spooled, not held
 SSE_LINE_CAP = 64 * 1024 * 1024  # one event line (a base64 partial image)
@@ -86,11 +90,27 @@ def _summarise(value: Any) -> Any:
     """The body as sent, but with long strings (base64 images) shown by size."""
     if isinstance(value, str) and len(value) > 512:
         return f"<{len(value)} characters>"
+    if type(value).__name__ == "Spool":  # base64 decoded to disk as it arrived
+        return f"<{getattr(value, 'size', 0)} bytes decoded from base64>"
     if isinstance(value, dict):
         return {k: _summarise(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_summarise(v) for v in value]
     return value
+
+
+def _secs(wait: float) -> str:
+    return f"{wait:.0f}" if wait >= 1 else f"{wait:.1f}"
+
+
+def _body_summary(resp: httpx.Response) -> str:
+    """A response body for --debug: JSON with long strings (base64) shown by size,
+    anything else cut short; secrets redacted."""
+    try:
+        text = json.dumps(_summarise(resp.json()), ensure_ascii=False)
+    except ValueError:
+        text = resp.text[:1000] if resp.content else "(empty)"
+    return redact(text)
 
 
 def _short(value: Any) -> str:
@@ -108,7 +128,7 @@ def error_message(resp: httpx.Response) -> tuple[str, str | None]:
         err = body.get("error")
         if isinstance(err, dict):
             msg = err.get("message") or err.get("type") or json.dumps(err)
-            code = err.get("code") or err.get("type")
+            code = err.get("code")  # `type` is a category, not a code: never shown as one
             return str(msg), str(code) if code else None
         for key in ("message", "detail", "error", "msg"):
             if body.get(key):
@@ -191,8 +211,14 @@ class Transport:
         who: str = "The provider",
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
+        gate: Gate | None = None,
     ) -> None:
+        self.gate = gate
+        self.last_url: str | None = None
         self.retries = retries
+        # Told each retry in words ("429 from openai, retrying in 58 s (attempt 2 of 3)").
+        self.on_retry = on_retry
         self.who = who
         self.log = log
         self._sleep_fn = sleep
@@ -251,12 +277,21 @@ class Transport:
 
         from imagegen_cli import deadline
 
-        attempt = 0
+        attempt = throttled = 0
+        waited = False
+        self.last_url = call.url  # for messages that must name what failed
         while True:
+            if self.gate is not None and not waited:
+                self.gate.before_send(self._pause)
+            waited = False
             request = self._build(call)
             if self.log:
                 self.log(f"> {call.method} {redact(call.url)} "
                          f"{redact_headers(dict(request.headers))}")
+                described = call.describe()
+                for part in ("body", "multipart"):
+                    if part in described:
+                        self.log(f"> {part} {json.dumps(described[part], ensure_ascii=False)}")
             # From connecting to the last byte of the body (read by the caller on this
             # thread): one deadline per attempt.
             deadline.start(self.timeout)
@@ -275,10 +310,16 @@ class Transport:
                 if self.log:
                     self.log(f"< {resp.status_code} {request_id_of(resp) or ''}".rstrip())
                 if resp.status_code < 400:
+                    if self.log and not stream:
+                        self.log(f"< body {_body_summary(resp)}")
+                    if self.gate is not None:
+                        self.gate.succeeded()
                     return resp
                 if stream:
                     resp.read()
                     resp.close()
+                if self.log:
+                    self.log(f"< body {_body_summary(resp)}")
                 err = classify(resp, self.who)
                 if not _should_retry(resp, err):
                     raise err
@@ -287,6 +328,18 @@ class Transport:
                     err.message += f"; it asks to wait {after:.0f} s, try again later"
                     raise err
                 wait = after if after is not None else self._backoff(attempt)
+                if self.gate is not None and resp.status_code == 429 \
+                        and throttled < MAX_THROTTLED:
+                    throttled += 1
+                    self.gate.throttled(wait)
+                    if self.log:
+                        self.log(f"rate limited: every call to {self.who} waits {wait:.1f} s")
+                    if self.on_retry:
+                        self.on_retry(f"429 from {self.who}, retrying in {_secs(wait)} s (rate "
+                                      f"limited: this wait does not use up --retries)")
+                    self._pause(wait)
+                    waited = True
+                    continue
             if attempt >= self.retries:
                 if attempt:
                     err.message += f" (after {attempt + 1} attempts)"
@@ -294,6 +347,12 @@ class Transport:
             attempt += 1
             if self.log:
                 self.log(f"retrying in {wait:.1f} s ({err})")
+            if self.on_retry:
+                what = (f"{err.status} from {self.who}" if err.status
+                        else f"no answer from {self.who}" if "did not answer" in err.message
+                        else f"cannot reach {self.who}")
+                self.on_retry(f"{what}, retrying in {_secs(wait)} s "
+                              f"(attempt {attempt + 1} of {self.retries + 1})")
             self._pause(wait)
 
     def json(self, call: HttpCall) -> tuple[Any, httpx.Response]:
@@ -311,7 +370,11 @@ class Transport:
         finally:
             resp.close()
         try:
-            return json.loads(bytes(body)), resp
+            payload = json.loads(bytes(body))
+            if self.log:
+                self.log("< body " + redact(json.dumps(_summarise(payload),
+                                                       ensure_ascii=False, default=_short)))
+            return payload, resp
         except (ValueError, RecursionError):
             raise UnavailableError(
                 f"{self.who} answered with something that is not JSON",
@@ -326,7 +389,11 @@ class Transport:
         resp = self.send(call, stream=True)
         try:
             with body_errors(self.who, request_id_of(resp), self.timeout):
-                return jsonstream.load(resp.iter_bytes()), resp
+                payload = jsonstream.load(resp.iter_bytes())
+                if self.log:
+                    self.log("< body " + redact(json.dumps(_summarise(payload),
+                                                           ensure_ascii=False, default=_short)))
+                return payload, resp
         except ValueError as exc:
             raise UnavailableError(
                 f"{self.who} answered with a malformed body ({exc})",
@@ -361,7 +428,11 @@ class Transport:
                 err = exc
             if attempt >= self.retries:
                 raise err from None
-            self._pause(self._backoff(attempt))
+            wait = self._backoff(attempt)
+            if self.on_retry:
+                self.on_retry(f"download from {_host(url)} failed, retrying in {_secs(wait)} s "
+                              f"(attempt {attempt + 2} of {self.retries + 1})")
+            self._pause(wait)
             attempt += 1
 
     def _download_once(self, url: str, cap: int,

@@ -8,6 +8,7 @@ import re
 import string
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,29 +16,64 @@ from pathlib import Path
 from imagegen_cli.errors import OutputError, UsageError
 
 DEFAULT_TEMPLATE = "{date}-{time}-{prompt}-{index}.{ext}"
-FIELDS = {"prompt", "index", "count", "seed", "model", "provider", "date", "time", "ext"}
+BATCH_TEMPLATE = "{id}-{prompt}-{index}.{ext}"
+FIELDS = {"id", "prompt", "index", "count", "seed", "model", "provider", "date", "time", "ext"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 # A file name's most bytes (ext4, APFS, NTFS), less room for a never-overwrite "-NNN".
 NAME_MAX = 255
 NAME_ROOM = 8
-# Device names Windows refuses as a file name, with any extension: never produced.
-RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-            *(f"LPT{i}" for i in range(1, 10))}
+# Image formats we cannot write: a name ending so would hold PNG bytes under a lie.
+UNWRITABLE_EXT = {".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl",
+                  ".ico", ".svg", ".jp2"}
+
+
+# Names Windows reserves whatever the extension (CON.png is the console there).
+WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                    *(f"lpt{i}" for i in range(10))}
 
 
 def slug(text: str, limit: int = 40) -> str:
-    """A filename-safe slug: ASCII letters, digits and dashes, never a path."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """A filename-safe slug: ASCII letters, digits and dashes, never a path.
+
+    Other scripts are transliterated (anyascii: `лиса в снегу` -> `lisa-v-snegu`,
+    `雪の狐` -> `xue-no-hu`) rather than dropped, and a name Windows reserves gets
+    a suffix.
+    """
+    text = _ascii(unicodedata.normalize("NFC", text))
     text = re.sub(r"[^A-Za-z0-9]+", "-", text.lower()).strip("-")
     text = text[:limit].rstrip("-")
+    if text in WINDOWS_RESERVED:
+        text += "-image"
     return text or "image"
+
+
+_SYLLABIC = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL")
+
+
+def _ascii(text: str) -> str:
+    from anyascii import anyascii
+
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        if unicodedata.category(ch)[0] not in "LMN":
+            out.append(" ")  # symbols and emoji: anyascii would spell ":coffee:"
+            continue
+        # Each ideograph, kana or hangul block is a syllable: keep them apart as words.
+        sep = " " if unicodedata.name(ch, "").startswith(_SYLLABIC) else ""
+        out.append(sep + anyascii(ch) + sep)
+    return "".join(out)
 
 
 def _field_slug(value: object) -> str:
     # Values other than {prompt} come from flags or the provider; still keep them
     # to one path component.
     s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-.")
+    if s.split(".")[0].lower() in WINDOWS_RESERVED:
+        s += "-x"
     return s or "x"
 
 
@@ -68,9 +104,11 @@ class OutputPlan:
     overwrite: bool = False
 
     @classmethod
-    def from_option(cls, value: str | None, overwrite: bool = False) -> OutputPlan:
+    def from_option(cls, value: str | None, overwrite: bool = False,
+                    default: str | None = None) -> OutputPlan:
+        default = default or DEFAULT_TEMPLATE
         if value is None or value == "":
-            return cls(DEFAULT_TEMPLATE, overwrite=overwrite)
+            return cls(default, overwrite=overwrite)
         if value == "-":
             return cls("", stdout=True)
         if "\0" in value:
@@ -86,9 +124,39 @@ class OutputPlan:
             return cls(expanded, overwrite=overwrite)
         if expanded.endswith(("/", os.sep)) or Path(expanded).is_dir():
             folder = expanded.replace("{", "{{").replace("}", "}}")
-            return cls(os.path.join(folder, DEFAULT_TEMPLATE), overwrite=overwrite)
+            return cls(os.path.join(folder, default), overwrite=overwrite)
         return cls(expanded.replace("{", "{{").replace("}", "}}"), exact=True,
                    overwrite=overwrite)
+
+    def check_extension(self) -> None:
+        """UsageError for a name ending in an image format we cannot write (.gif)."""
+        if self.stdout:
+            return
+        suffix = Path(self.template).suffix.lower()
+        if suffix in UNWRITABLE_EXT:
+            raise UsageError(
+                f"-o {self.template}: {suffix[1:].upper()} is not an output format; "
+                "name a .png, .jpg or .webp file (or pass -f png|jpeg|webp)")
+
+    def check_writable(self) -> None:
+        """OutputError (exit 7) now, before anything is paid for, when the folder the
+        images go to cannot be created or written."""
+        if self.stdout:
+            return
+        head = self.template.split("{", 1)[0]
+        # The fixed part of the template: a folder, or a folder plus a name prefix.
+        folder = Path(head) if head.endswith(("/", os.sep)) else Path(head).parent
+        probe = folder
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise OutputError(f"Cannot create folder {folder}: {probe} is a file")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            what = "write in" if probe == folder else f"create {folder} in"
+            raise OutputError(f"Cannot {what} {probe}: permission denied "
+                              "(choose another -o, or fix the folder's permissions)")
 
     def wanted_format(self) -> str | None:
         """A format implied by the file extension of an exact path or template."""
@@ -108,8 +176,10 @@ class OutputPlan:
         model: str,
         provider: str,
         now: datetime,
+        id: str = "1",
     ) -> Path:
         values = {
+            "id": _field_slug(id),
             "prompt": slug(prompt),
             "index": str(index),
             "count": str(count),
@@ -122,6 +192,9 @@ class OutputPlan:
         }
         rendered = self.template.format(**values)
         path = Path(rendered)
+        if path.suffix.lower() not in FORMAT_OF_EXT:
+            # `-o noext` (or a template without {ext}): give the file its extension.
+            path = path.with_name(f"{path.name}.{ext}")
         if self.exact and count > 1 and index > 1:
             path = path.with_name(f"{path.stem}-{index}{path.suffix}")
         return path.with_name(legal_name(path.name))
@@ -130,7 +203,7 @@ class OutputPlan:
 def legal_name(name: str) -> str:
     """NAME as a file name every common system accepts: at most NAME_MAX bytes with
     room for a "-NNN" (the stem is cut, the extension kept), never a Windows device
-    name."""
+    name (whatever the template's literal text says)."""
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem or len(ext.encode()) > 16:
         stem, dot, ext = name, "", ""
@@ -138,7 +211,7 @@ def legal_name(name: str) -> str:
     if len(stem.encode()) > budget:
         stem = stem.encode()[:budget].decode("utf-8", "ignore")
     first, sep, rest = stem.partition(".")
-    if first.upper() in RESERVED:
+    if first.lower() in WINDOWS_RESERVED:
         stem = f"{first}_{sep}{rest}"
     return stem + dot + ext
 
@@ -169,12 +242,16 @@ def write_atomic(
     overwrite: bool = False,
     companions: tuple[str, ...] = (),
     mode: int | None = None,
+    claim: Callable[[Path, os.stat_result], None] | None = None,
 ) -> Path:
     """Write DATA to PATH whole or not at all; never replace a file unless asked.
 
     Returns the path written, which differs from PATH when PATH existed
     (never-overwrite adds -1, -2, ...). The temp file lives in the same folder,
     and a hard link (or rename when overwriting) makes it appear atomically.
+    CLAIM(target, stat of the data) runs just before it appears (a journal records
+    the name first, so a kill between the two leaves nothing unaccounted for).
+    The temp name carries our pid: `clean_stale_parts` removes those of dead runs.
     """
     folder = path.parent if str(path.parent) else Path(".")
     try:
@@ -182,7 +259,8 @@ def write_atomic(
     except OSError as exc:
         raise OutputError(f"Cannot create folder {folder}: {exc.strerror or exc}") from None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
+                                   dir=folder)
     except OSError as exc:
         raise OutputError(f"Cannot write in {folder}: {exc.strerror or exc}") from None
     try:
@@ -190,13 +268,17 @@ def write_atomic(
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~UMASK)
         if overwrite:
+            if claim is not None:
+                claim(path, os.stat(tmp))
             os.replace(tmp, path)
             return path
         target = path
         while True:
             target = unique_path(target, companions)
+            if claim is not None:
+                claim(target, os.stat(tmp))
             try:
                 os.link(tmp, target)
             except FileExistsError:
@@ -216,7 +298,51 @@ def write_atomic(
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+_PART = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
+
+
+def clean_stale_parts(folder: Path) -> int:
+    """Remove temp files that runs killed mid-write left in FOLDER (their pid is gone);
+    another live run's temp files stay. Returns how many were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _PART.match(entry.name)
+        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _read_umask() -> int:
+    """The process umask, read once at import (before any worker thread exists):
+    os.umask can only read it by setting it, which would race with other threads'
+    file creation."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()

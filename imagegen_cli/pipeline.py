@@ -1,37 +1,27 @@
-"""Run a request through a provider and write each image as it arrives.
+"""Write each image as it arrives: verify, convert, tag, write atomically.
 
-Requests for more images than one call may ask for are split into batches
-that run concurrently; images are numbered continuously in batch order.
-Each image is verified, converted if needed, tagged and written atomically
-before the next one is handled, so memory stays flat as -n grows.
+The scheduler (scheduler.py) runs the calls; the Saver handles one image at a
+time on the writing thread, so memory stays flat as a batch grows.
 """
 
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from imagegen_cli import images
-from imagegen_cli.errors import (
-    ImagegenError,
-    OutputError,
-    ProviderError,
-    ShortfallError,
-    UnavailableError,
-)
+from imagegen_cli import images, metadata
+from imagegen_cli.errors import ImagegenError, OutputError
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
-from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest
 
-if TYPE_CHECKING:
-    from imagegen_cli.http import Transport
-    from imagegen_cli.providers.base import Provider
+# Called with the SavedImage-to-be (path set) and the stat of its bytes on disk,
+# just before the file appears under its name.
+Claim = Callable[["SavedImage", os.stat_result], None]
 
 
 @dataclass
@@ -58,6 +48,14 @@ class SavedImage:
             out["timings"] = self.timings
         return out
 
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> SavedImage:
+        return cls(path=rec["path"], index=rec["index"], width=rec["width"],
+                   height=rec["height"], format=rec["format"], bytes=rec["bytes"],
+                   sha256=rec["sha256"], seed=rec.get("seed"),
+                   revised_prompt=rec.get("revised_prompt"),
+                   timings=dict(rec.get("timings") or {}))
+
 
 @dataclass
 class Saver:
@@ -71,7 +69,10 @@ class Saver:
     sidecar: bool = False
     keep_partials: bool = False
     stdout: IO[bytes] | None = None
+    warn: Callable[[str], None] | None = None
     now: datetime = field(default_factory=datetime.now)
+    id: str = "1"
+    claim: Claim | None = None
     # Partial frames land beside the final image's name; remember it per index.
     _partial_base: dict[int, Path] = field(default_factory=dict)
 
@@ -86,11 +87,15 @@ class Saver:
             "size": f"{width}x{height}",
             "requested_size": req.size,
             "seed": img.seed if img.seed is not None else req.seed,
-            "steps": req.steps,
-            "guidance": req.guidance,
+            "steps": req.steps if req.steps is not None else img.settings.get("steps"),
+            "guidance": req.guidance if req.guidance is not None
+            else img.settings.get("guidance"),
+            "sampler": img.settings.get("sampler"),
+            "request_id": img.settings.get("request_id"),
             "quality": req.quality,
             "style": req.style,
             "background": req.background,
+            "moderation": req.moderation,
             "params": req.params or None,
             "generator": "imagegen",
         }
@@ -112,8 +117,14 @@ class Saver:
             data = images.convert(data, target)
             fmt = target
         meta = self.meta(img, width, height)
+        cut = False
         if self.metadata:
-            data = images.embed_metadata(data, fmt, meta)
+            # Timings vary run to run: kept out of the file (the sidecar and --json have
+            # them), so equal pixels and parameters give equal bytes.
+            data, cut = metadata.embed(
+                data, fmt, {k: v for k, v in meta.items() if k != "timings"}, self.warn)
+        else:
+            data = metadata.strip(data, fmt)
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
         if img.partial is not None and (not self.keep_partials or self.stdout is not None):
@@ -125,18 +136,29 @@ class Saver:
             except OSError as exc:  # /dev/full, a closed pipe: the image did not get out
                 raise OutputError(f"Cannot write the image to stdout: "
                                   f"{exc.strerror or exc}") from None
-            path_text = "-"
         else:
             path = self.plan.path_for(
                 prompt=self.request.prompt, index=index, count=self.count,
                 ext=EXTENSIONS[fmt], seed=seed, model=self.model, provider=self.provider,
-                now=self.now,
+                now=self.now, id=self.id,
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
-            companions = (".json",) if self.sidecar and img.partial is None else ()
+            # A prompt cut to fit the image's metadata lives whole in the sidecar.
+            companions = (".json",) if (self.sidecar or cut) and img.partial is None else ()
+            saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
+                               bytes=len(data), sha256=digest, seed=seed,
+                               revised_prompt=img.revised_prompt, partial=img.partial,
+                               timings=dict(img.timings))
+            claim = self.claim if img.partial is None else None
+
+            def claimed(target: Path, st: os.stat_result) -> None:
+                saved.path = str(target)
+                if claim is not None:
+                    claim(saved, st)
+
             written = write_atomic(path, data, overwrite=self.plan.overwrite,
-                                   companions=companions)
+                                   companions=companions, claim=claimed)
             if companions:
                 import json
 
@@ -145,8 +167,9 @@ class Saver:
                 write_atomic(written.with_suffix(".json"),
                              (json.dumps(side, indent=2, ensure_ascii=False) + "\n").encode(),
                              overwrite=True)
-            path_text = str(written)
-        return SavedImage(path=path_text, index=index, width=width, height=height, format=fmt,
+            saved.path = str(written)
+            return saved
+        return SavedImage(path="-", index=index, width=width, height=height, format=fmt,
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
                           timings=dict(img.timings))
@@ -155,6 +178,7 @@ class Saver:
 @dataclass
 class Outcome:
     saved: list[SavedImage] = field(default_factory=list)
+    partials: list[SavedImage] = field(default_factory=list)  # --keep-partials frames
     failures: list[ImagegenError] = field(default_factory=list)
     infos: list[CallInfo] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -186,145 +210,13 @@ def batches(n: int, max_n: int) -> list[int]:
     return out
 
 
-def run_complete(
-    provider: Provider, req: ImageRequest, key: str | None, transport: Transport,
-    reporter: Reporter,
-) -> Iterator[tuple[GeneratedImage, CallInfo]]:
-    """The images of one batch, all REQ.n of them: a provider (or gateway) that sends
-    fewer than asked is asked again for the missing ones, as long as each round brings
-    at least one; what is still missing then ends in a ShortfallError. Indexes run
-    on across rounds."""
-    got = 0
-    while True:
-        want = req.n - got
-        round_got = 0
-        try:
-            for img, info in provider.run(req.with_(n=want), key, transport, reporter):
-                if img.index >= want:  # more than asked for: not ours to keep
-                    continue
-                img.index += got
-                if img.partial is None:
-                    round_got += 1
-                yield img, info
-        except ProviderError as exc:
-            if not got and not round_got:
-                raise
-            got += round_got
-            raise ShortfallError(
-                f"{provider.name} sent {got} of the {req.n} images asked for; asking for "
-                f"the other {req.n - got} failed: {exc}") from None
-        got += round_got
-        if got >= req.n:
-            return
-        if round_got == 0:
-            raise ShortfallError(
-                f"{provider.name} sent {got} of the {req.n} images asked for (asked again "
-                f"for the other {req.n - got}, none came)")
-        reporter.note(f"{provider.name} sent {round_got} of {want} images: asking for the "
-                      f"other {want - round_got}")
+def split(req: ImageRequest, max_n: int) -> list[ImageRequest]:
+    """REQ as the requests that make it, at most MAX_N images each. With a seed, each
+    starts where the one before ended: -n 3 --seed 42 at one image per call sends 42,
+    43, 44 (as the local provider does within one call), never three paid copies."""
+    out, done = [], 0
+    for n in batches(req.n, max_n):
+        out.append(req.with_(n=n, seed=req.seed + done if req.seed is not None else None))
+        done += n
+    return out
 
-
-def execute(
-    provider: Provider,
-    req: ImageRequest,
-    key: str | None,
-    transport: Transport,
-    reporter: Reporter,
-    saver: Saver,
-    on_saved: Callable[[SavedImage], None] = lambda s: None,
-    workers: int = 4,
-) -> Outcome:
-    caps = provider.capabilities(req.model)
-    sizes = batches(req.n, caps.max_n)
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    outcome = Outcome()
-    started = time.perf_counter()
-    seen_infos: set[int] = set()
-
-    def fetch(img: GeneratedImage) -> GeneratedImage:
-        if img.data is None and img.loader is None and img.url:
-            reporter.status(f"downloading image {img.index + 1}")
-            spool = transport.download_spooled(
-                img.url, on_bytes=lambda got, total: reporter.step(got, total))
-            img.loader = spool.read
-        return img
-
-    def handle(batch: int, img: GeneratedImage, info: CallInfo) -> None:
-        if id(info) not in seen_infos:
-            seen_infos.add(id(info))
-            outcome.infos.append(info)
-        index = offsets[batch] + img.index + 1
-        try:
-            saved = saver.save(img, index)
-        except UnavailableError as exc:
-            if info.request_id and not exc.request_id:
-                exc.request_id = info.request_id
-            outcome.failures.append(exc)
-            return
-        except OutputError as exc:
-            if saver.stdout is not None:
-                raise
-            # One image that could not be written (disk full): the others still are.
-            exc.message = f"image {index}: {exc.message}"
-            outcome.failures.append(exc)
-            return
-        if saved is None:
-            return
-        if saved.partial is None:
-            outcome.timings.setdefault("first_image_s", round(time.perf_counter() - started, 3))
-            outcome.saved.append(saved)
-        on_saved(saved)
-
-    if len(sizes) == 1:
-        # On this thread: the local provider's Ctrl-C handler needs the main thread,
-        # and one batch gains nothing from a worker.
-        try:
-            for img, info in run_complete(provider, req.with_(n=sizes[0]), key, transport,
-                                          reporter):
-                handle(0, fetch(img), info)
-        except OutputError:
-            raise
-        except ImagegenError as exc:
-            outcome.failures.append(exc)
-    else:
-        # Bounded: workers wait for the writer, so at most a few images are in memory.
-        inbox: queue.Queue[tuple[str, int, Any, Any]] = queue.Queue(maxsize=1)
-        todo: queue.Queue[int] = queue.Queue()
-        for b in range(len(sizes)):
-            todo.put(b)
-
-        def work() -> None:
-            while True:
-                try:
-                    batch = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    sub = req.with_(n=sizes[batch])
-                    for img, info in run_complete(provider, sub, key, transport, reporter):
-                        inbox.put(("image", batch, fetch(img), info))
-                except ImagegenError as exc:
-                    inbox.put(("error", batch, exc, None))
-                except Exception as exc:  # noqa: BLE001 - surfaced as exit 1 below
-                    inbox.put(("crash", batch, exc, None))
-                finally:
-                    inbox.put(("done", batch, None, None))
-
-        # A few daemon threads, not one per batch: memory stays flat as -n grows, and
-        # Ctrl-C or a write error never waits for slow calls.
-        for _ in range(min(workers, len(sizes))):
-            threading.Thread(target=work, daemon=True).start()
-        pending = len(sizes)
-        while pending:
-            kind, batch, payload, info = inbox.get()
-            if kind == "image":
-                handle(batch, payload, info)
-            elif kind == "error":
-                outcome.failures.append(payload)
-            elif kind == "crash":
-                raise payload
-            else:
-                pending -= 1
-    outcome.saved.sort(key=lambda s: s.index)
-    outcome.timings["total_s"] = round(time.perf_counter() - started, 3)
-    return outcome

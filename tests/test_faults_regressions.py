@@ -156,7 +156,7 @@ def test_shortfall_that_persists_exits_8(hostile: Hostile, json_out: bool) -> No
     if json_out:
         report = json.loads(r.stdout)
         assert len(report["images"]) == 1
-        assert "sent 1 of the 3 images asked for" in report["errors"][0]
+        assert "sent 1 of the 3 images asked for" in report["errors"][0]["message"]
 
 
 # 7. `-n 4 | head -1`: every image written, printing stops, exit 0, no traceback.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from imagegen_cli.http import MAX_THROTTLED
 from tests.conftest import SLEEPS, run_cli, write_config
 from tests.fakes import hostile as H
 from tests.fakes.hostile import Hostile
@@ -22,10 +23,12 @@ JSON_ERR = H.json_answer  # alias for readability in the table below
 # (name, behaviour for the generations route, extra args, exit code, words in the line,
 #  requests expected)
 CASES: list[tuple[str, Callable[[Hostile], H.Behaviour], list[str], int, list[str], int]] = [
+    # A 429 pauses every call to the provider and is retried without using up --retries
+    # (MAX_THROTTLED times), then counts as an attempt.
     ("429 Retry-After seconds", lambda h: H.retry_after("2"), [], 6,
-     ["Rate limit reached", "HTTP 429", "after 3 attempts"], 3),
+     ["Rate limit reached", "HTTP 429", "after 3 attempts"], MAX_THROTTLED + 3),
     ("429 Retry-After HTTP date", lambda h: H.retry_after(H.http_date(3)), [], 6,
-     ["Rate limit reached", "after 3 attempts"], 3),
+     ["Rate limit reached", "after 3 attempts"], MAX_THROTTLED + 3),
     ("429 Retry-After absurd", lambda h: H.retry_after("999999"), [], 6,
      ["asks to wait 999999 s", "try again later"], 1),
     ("500 storm", lambda h: H.answer(500, '{"error": {"message": "boom"}}'), [], 6,

@@ -28,7 +28,7 @@ from imagegen_cli import config, configfile, jsonstream
 from imagegen_cli.cli.generate import parse_aspect, parse_params, parse_size, read_prompt
 from imagegen_cli.errors import ConfigError, ImagegenError, UnavailableError, UsageError
 from imagegen_cli.http import parse_sse
-from imagegen_cli.output import NAME_MAX, RESERVED, OutputPlan
+from imagegen_cli.output import NAME_MAX, WINDOWS_RESERVED, OutputPlan
 from imagegen_cli.providers.openai import OpenAIProvider
 from imagegen_cli.requests import CallInfo, Reporter
 from tests.fuzzing import fuzz
@@ -359,7 +359,7 @@ def test_every_path_stays_in_its_folder_and_is_a_legal_name(
     assert name not in ("", ".", ".."), path
     assert "\x00" not in str(path) and "/" not in name
     assert len(name.encode()) <= NAME_MAX
-    assert name.split(".")[0].upper() not in RESERVED
+    assert name.split(".")[0].lower() not in WINDOWS_RESERVED
     # The folder is the template's own: fields never add, remove or climb folders.
     literal = Path(os.path.expanduser(plan.template)).parent.parts
     got = path.parent.parts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -68,6 +69,44 @@ def test_dalle3_splits_n_into_concurrent_requests(fake: OpenAIFake) -> None:
     assert report["images"][0]["revised_prompt"] == "A revised sky"
 
 
+def test_count_is_not_capped_and_fans_out_with_j(fake: OpenAIFake) -> None:
+    """-n past 10 works: split by the model's per-request n, -j calls at once."""
+    fake.server.script.extend(_slow(fake) for _ in range(12))
+    import time
+
+    t0 = time.perf_counter()
+    r = run_cli(["generate", "sky", "-m", "dall-e-3", "-n", "12", "-j", "12", "-o", "c/"])
+    took = time.perf_counter() - t0
+    assert r.code == 0, r.err
+    assert len(r.lines()) == 12 and len(list(Path("c").iterdir())) == 12
+    assert len(fake.server.calls("/images/generations")) == 12
+    assert took < 0.3 * 12 / 2  # concurrent: far below 12 calls one after another
+    r = run_cli(["generate", "sky", "-m", "dall-e-2", "-n", "23", "-o", "e/"])
+    assert r.code == 0, r.err
+    assert sorted(c.json()["n"] for c in fake.server.calls("/images/generations")[12:]) == [
+        3, 10, 10]
+    assert len(list(Path("e").iterdir())) == 23
+
+
+def _slow(fake: OpenAIFake) -> Any:
+    def answer(req: Any) -> Response:
+        resp = fake.handle(req)
+        resp.delay = 0.3
+        return resp
+    return answer
+
+
+def test_jsonl_gives_one_record_per_image(fake: OpenAIFake) -> None:
+    r = run_cli(["generate", "sky", "-n", "3", "-o", "l/", "--jsonl"])
+    assert r.code == 0, r.err
+    recs = [json.loads(line) for line in r.lines()]
+    assert sorted(rec["index"] for rec in recs) == [1, 2, 3]
+    for rec in recs:
+        assert Path(rec["path"]).exists() and rec["skipped"] is False
+        assert rec["provider"] == "openai" and rec["model"] == "gpt-image-1"
+        assert rec["request_id"].startswith("req_") and rec["width"] == 64
+
+
 def test_json_report(fake: OpenAIFake) -> None:
     r = run_cli(["generate", "sky", "-n", "2", "-o", "j/", "--json"])
     assert r.code == 0, r.err
@@ -111,7 +150,7 @@ def test_format_requested_from_gpt_image_and_written_as_is(fake: OpenAIFake) -> 
     r = run_cli(["generate", "sky", "-f", "webp", "-o", "x", "--no-metadata"])
     assert r.code == 0, r.err
     (path,) = r.lines()
-    assert path == "x"
+    assert path == "x.webp"  # -o without an extension gets the right one
     body = fake.server.calls("/images/generations")[0].json()
     assert body["output_format"] == "webp"
     with Image.open(path) as im:
@@ -134,7 +173,7 @@ def test_metadata_and_sidecar(fake: OpenAIFake) -> None:
     assert r.code == 0, r.err
     with Image.open("m.png") as im:
         text = im.text  # type: ignore[attr-defined]
-    assert text["prompt"] == "a lighthouse"
+    assert "prompt" not in text  # ComfyUI reads a `prompt` chunk as its own graph
     assert text["provider"] == "openai" and text["model"] == "gpt-image-1"
     assert text["parameters"].startswith("a lighthouse\n")
     assert "Model: gpt-image-1" in text["parameters"]
@@ -188,7 +227,7 @@ def test_streaming_partials(fake: OpenAIFake) -> None:
     assert body["stream"] is True and body["partial_images"] == 2
     r = run_cli(["generate", "sky", "--stream", "--partial-images", "2", "-o", "k.png",
                  "--keep-partials"])
-    assert r.lines() == ["k.png"]
+    assert r.lines() == ["k.partial-1.png", "k.partial-2.png", "k.png"]  # kept: listed
     assert Path("k.partial-1.png").exists() and Path("k.partial-2.png").exists()
 
 
@@ -203,7 +242,8 @@ def test_stream_error_event_exits_5(fake: OpenAIFake) -> None:
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["-m", "dall-e-3", "-n", "11"], "-n 11"),
+    (["-m", "dall-e-3", "-n", "0"], "-n 0"),
+    (["-j", "0"], "-j/--concurrency 0"),
     (["-m", "dall-e-3", "--size", "512x512"], "--size 512x512"),
     (["-m", "dall-e-2", "--style", "vivid"], "--style"),
     (["--seed", "3"], "--seed is not supported by provider openai"),

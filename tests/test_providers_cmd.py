@@ -106,9 +106,12 @@ def test_check_all(fake: OpenAIFake, nebula: Any, distribute: Any,
                  tmp_path)
     r = run_cli(["providers", "check", "--all", "--json"])
     assert r.code == 0, r.err
-    got = {row["provider"]: row["ok"] for row in json.loads(r.stdout)}
-    got.pop("local", None)  # needs no key: checked when diffusers is installed
-    assert got == {"openai": True, "distribute": True, "nebula": True}
+    rows = {row["provider"]: row for row in json.loads(r.stdout)}
+    rows.pop("local", None)  # needs no key: checked when diffusers is installed
+    assert {n: row["ok"] for n, row in rows.items()} == {
+        "openai": True, "distribute": True, "nebula": True, "truefoundry": None,
+        "yescale": None}
+    assert rows["yescale"]["detail"] == "no key (set YESCALE_API_KEY)"
     monkeypatch.setenv("NEBULA_API_KEY", "wrong")
     r = run_cli(["providers", "check", "--all"])
     assert r.code == 4 and "nebula: failed" in r.stdout and "openai: ok" in r.stdout
@@ -151,12 +154,3 @@ def test_dynamic_completion_of_providers_and_models(monkeypatch: pytest.MonkeyPa
     assert "mygw" in out
     out = _complete({"_TYPER_COMPLETE_ARGS": "imagegen generate -p nebula -m black"})
     assert "black-forest-labs/FLUX.1-Fill-dev" in out
-
-
-def test_completion_scripts_are_current() -> None:
-    from imagegen_cli.cli.completion import SHELLS, script
-
-    for shell, name in SHELLS.items():
-        committed = (ROOT / "completions" / name).read_text()
-        assert committed == script(shell), (
-            f"completions/{name} is stale: run `python -m imagegen_cli.cli.completion`")

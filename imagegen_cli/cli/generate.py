@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from imagegen_cli.cli.options import INPAINT, image_command
-from imagegen_cli.errors import ImagegenError, Interrupted, PartialError, UsageError
-
-MAX_ASPECT = 100
-FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+from imagegen_cli.cli.options import FROM, INPAINT, image_command
+from imagegen_cli.errors import (
+    AuthError,
+    ImagegenError,
+    Interrupted,
+    PartialError,
+    UsageError,
+)
+from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the old home
+    FORMATS,
+    ImageOptions,
+    parse_aspect,
+    parse_params,
+    parse_size,
+)
 
 
 def read_prompt(value: str) -> str:
@@ -44,287 +53,227 @@ def read_prompt(value: str) -> str:
     return text
 
 
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    import json
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param '{item}' is not KEY=VALUE")
-        try:
-            value: Any = json.loads(raw, parse_constant=_no_constant)
-        except (ValueError, RecursionError):
-            value = raw  # not JSON (or NaN, Infinity, 1e999, too deep): the text itself
-        if isinstance(value, float) and not math.isfinite(value):
-            value = raw
-        out[key.strip()] = value
-    from imagegen_cli.secrets import register_params
-
-    register_params(out)  # --param api_key=... is never printed
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-def parse_size(size: str | None) -> str | None:
-    if size is None:
-        return None
-    s = size.strip().lower().replace("×", "x")
-    if s == "auto":
-        return s
-    w, sep, h = s.partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise UsageError(f"--size '{size}' is not WIDTHxHEIGHT (e.g. 1024x1024) or auto")
-    return f"{int(w)}x{int(h)}"
-
-
-def parse_aspect(aspect: str) -> float:
-    w, sep, h = aspect.partition(":")
-    try:
-        ratio = float(w) / float(h)
-    except (ValueError, ZeroDivisionError, OverflowError):
-        ratio = 0
-    if not sep or not math.isfinite(ratio) or ratio <= 0:
-        raise UsageError(f"--aspect '{aspect}' is not W:H (e.g. 16:9)")
-    if not 1 / MAX_ASPECT <= ratio <= MAX_ASPECT:
-        raise UsageError(f"--aspect '{aspect}' is beyond {MAX_ASPECT}:1 either way")
-    return ratio
+def options_from(opts: dict[str, Any]) -> ImageOptions:
+    """Typer's keyword arguments -> the core's typed options (the only place this
+    dict is read for image options)."""
+    fields = {f.name for f in dataclasses.fields(ImageOptions)}
+    given = {k: v for k, v in opts.items() if k in fields}
+    given["prompt"] = read_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
+    given["params"] = parse_params(opts.get("param"))
+    given["image"] = tuple(opts.get("image") or ())
+    return ImageOptions(**given)
 
 
 def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
-    """Everything `generate` and `inpaint` share: settle, validate, run, report."""
+    """`generate` and `inpaint`: a batch of one job."""
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note, warn
     from imagegen_cli.http import register_secret
-    from imagegen_cli.providers.base import create
+    from imagegen_cli.settle import Context, settle
 
+    quiet = bool(opts["quiet"])
     env = os.environ
     cfg = cfgmod.load(env)
     for w in cfg.warnings:
         warn(w)
-    pcfg, auto_note = cfgmod.resolve_provider(cfg, opts["provider"], env)
-    provider = create(pcfg, env)
-    if auto_note and not opts["quiet"]:
-        note(auto_note)
-
-    run = _settle(opts, cfg, env)
-    req = _request(opts, run, cfg, env, provider, inpaint)
-    key = pcfg.key(env) if provider.needs_key else None
-    register_secret(key)
+    literal_prompt = None
+    if opts.get("from_file") is not None:
+        opts, literal_prompt = _with_settings_from(opts, cfg, env)
+    elif opts["prompt"] is None:
+        raise UsageError("Missing PROMPT: pass the text, - for stdin, @FILE"
+                         + ("" if inpaint else ", or --from IMAGE"))
+    ctx = Context(cfg, env, note=(lambda text: None) if quiet else note)
+    options = options_from(opts)
+    if literal_prompt is not None:
+        options = options.with_(prompt=literal_prompt)  # as recorded: no -, no @FILE
+    job = settle(options, ctx, inpaint=inpaint)
+    if job.plan.stdout and sys.stdout.isatty():
+        # As curl and httpie do: image bytes on a terminal are garbage and can upset it.
+        raise UsageError("refusing to write image bytes to a terminal; redirect to a file "
+                         "or pass -o FILE")
+    jsonl = bool(opts.get("jsonl"))
+    if job.plan.stdout and (opts["json_out"] or jsonl):
+        raise UsageError(f"-o - and {'--jsonl' if jsonl else '--json'} both want stdout: "
+                         "choose one")
+    if opts["json_out"] and jsonl:
+        raise UsageError("--json and --jsonl both choose the output form: pass one")
+    register_secret(job.api_key)
     if opts["dry_run"]:
-        _dry_run(provider, req, key or (f"${pcfg.api_key_env}" if pcfg.api_key_env else None))
+        shown = job.api_key or (f"${job.pcfg.api_key_env}" if job.pcfg.api_key_env else None)
+        _dry_run(job, shown)
         return
-    if provider.needs_key:
-        key = pcfg.require_key(env)
-    outcome = _execute(opts, run, provider, req, key)
+    if job.provider.needs_key:
+        job.api_key = job.pcfg.require_key(env)
+        clash = job.pcfg.key_clash(env)
+        if clash and not quiet:
+            note(clash)
+    job.plan.check_writable()  # before anything is paid for
+    outcome = _execute(opts, job, quiet, jsonl)
+    for failure in outcome.failures:
+        if isinstance(failure, AuthError) and job.pcfg.needs_key:
+            failure.message += f" (the key came from {job.pcfg.key_origin(env)})"
     if opts["json_out"]:
-        _print_report(provider.name, req, outcome)
-    _raise_failures(req, outcome)
+        _print_report(job, outcome)
+    elif (opts["preview"] or cfg.defaults.get("preview")) and not (jsonl or job.plan.stdout):
+        from imagegen_cli.cli.preview import show
+
+        show([s.path for s in outcome.saved])  # only when stdout is a terminal
+    _raise_failures(job, outcome)
 
 
-@dataclass
-class _Run:
-    """Settings resolved from flags, environment and [defaults] (in that order)."""
-
-    plan: Any
-    fmt: str | None
-    count: int
-    size: str | None
-    aspect: str | None
-    timeout: float
-    retries: int
-    metadata: bool
-    sidecar: bool
-
-
-def _settle(opts: dict[str, Any], cfg: Any, env: Any) -> _Run:
+def _with_settings_from(opts: dict[str, Any], cfg: Any,
+                        env: Any) -> tuple[dict[str, Any], str | None]:
+    """OPTS filled from the --from file wherever no flag was given (flags win), and
+    the recorded prompt when no PROMPT was given."""
     from imagegen_cli import config as cfgmod
-    from imagegen_cli.output import OutputPlan
+    from imagegen_cli.metadata import settings_from
 
-    d, pick = cfg.defaults, cfgmod.pick
-    fmt_opt = pick(opts["format"], None, d.get("format"), None)
-    fmt = None
-    if fmt_opt is not None:
-        fmt = FORMATS.get(str(fmt_opt).lower())
-        if fmt is None:
-            raise UsageError(f"-f/--format '{fmt_opt}' is not one of png, jpeg, webp")
-    plan = OutputPlan.from_option(
-        pick(opts["output"], env.get(cfgmod.ENV_OUTPUT), d.get("output"), None),
-        overwrite=opts["overwrite"],
-    )
-    implied = plan.wanted_format()
-    if fmt and implied and implied != fmt:
-        raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
-                         "make them agree")
-    count = pick(opts["count"], None, d.get("count"), 1)
-    if plan.stdout and count != 1:
-        raise UsageError("-o - writes one image to stdout: drop -n or write to files")
-    if plan.stdout and opts["json_out"]:
-        raise UsageError("-o - and --json both want stdout: choose one")
-    if opts["keep_partials"] and not (opts["stream"] or opts["partial_images"] is not None):
-        raise UsageError("--keep-partials needs --stream")
-    size = parse_size(opts["size"])
-    aspect = opts["aspect"]
-    if aspect and size:
-        raise UsageError("--size and --aspect both set the size: pass one")
-    if not size and not aspect:
-        aspect = d.get("aspect")
-        size = None if aspect else parse_size(d.get("size"))
-    timeout = float(pick(opts["timeout"], None, d.get("timeout"), 300.0))
-    retries = int(pick(opts["retries"], None, d.get("retries"), 2))
-    if timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
-    if retries < 0:
-        raise UsageError("--retries must be 0 or more")
-    return _Run(plan=plan, fmt=fmt or implied, count=count, size=size, aspect=aspect,
-                timeout=timeout, retries=retries,
-                metadata=not (opts["no_metadata"] or d.get("metadata") is False),
-                sidecar=opts["sidecar"] or bool(d.get("sidecar")))
+    found = settings_from(opts["from_file"])
+    opts = dict(opts)
+    if found.get("provider") not in cfg.providers:
+        found.pop("provider", None)  # made by a provider this config does not know
+    provider = opts["provider"] or found.get("provider")
+    model = found.get("model")
+    if model and provider and opts["model"] is None:
+        pcfg, _ = cfgmod.resolve_provider(cfg, provider, env)
+        # The local provider records a model folder by its name only: keep the
+        # configured folder rather than look for a folder of that name here.
+        if pcfg.type == "local" and "/" not in model:
+            found.pop("model")
+    params = found.pop("params", None)
+    if params and not opts["param"]:
+        import json
+
+        opts["param"] = [f"{k}={json.dumps(v)}" for k, v in params.items()]
+    prompt = found.pop("prompt")
+    for key, value in found.items():
+        if key in opts and opts[key] is None:
+            opts[key] = value
+    if opts["aspect"] is not None and "size" in found and opts["size"] == found["size"]:
+        opts["size"] = None  # --aspect given beside --from replaces the recorded size
+    return opts, (prompt if opts["prompt"] is None else None)
 
 
-def _request(opts: dict[str, Any], run: _Run, cfg: Any, env: Any, provider: Any,
-             inpaint: bool) -> Any:
-    """The validated ImageRequest (exit 2 for anything the provider would refuse)."""
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli.cli.console import note
-    from imagegen_cli.requests import ImageRequest
-
-    d, pick = cfg.defaults, cfgmod.pick
-    req = ImageRequest(
-        prompt=read_prompt(opts["prompt"]),
-        model=pick(opts["model"], env.get(cfgmod.ENV_MODEL), d.get("model"), None),
-        n=run.count,
-        size=run.size,
-        quality=pick(opts["quality"], None, d.get("quality"), None),
-        style=pick(opts["style"], None, d.get("style"), None),
-        background=pick(opts["background"], None, d.get("background"), None),
-        moderation=pick(opts["moderation"], None, d.get("moderation"), None),
-        seed=opts["seed"],
-        steps=pick(opts["steps"], None, d.get("steps"), None),
-        guidance=pick(opts["guidance"], None, d.get("guidance"), None),
-        negative_prompt=pick(opts["negative_prompt"], None, d.get("negative_prompt"), None),
-        stream=opts["stream"] or opts["partial_images"] is not None,
-        partial_images=opts["partial_images"],
-        params=parse_params(opts["param"]),
-        device=opts["device"],
-        dtype=opts["dtype"],
-    )
-    if inpaint and provider.inpaint_model() is None and not req.model:
-        raise UsageError(_cannot_inpaint(provider.name, cfg, env))
-    req = provider.resolve_model(req, inpaint=inpaint)
-    if run.aspect:
-        caps = provider.capabilities(req.model)
-        if caps.sizes is None:
-            raise UsageError(f"--aspect needs known sizes, and provider {provider.name} "
-                             f"(model {req.model}) does not declare them: pass --size")
-        req = req.with_(size=caps.sizes.closest(parse_aspect(run.aspect)))
-        if not opts["quiet"]:
-            note(f"--aspect {run.aspect}: using size {req.size}")
-    if inpaint:
-        from imagegen_cli.masks import attach
-
-        req = attach(req, opts["image"], opts["mask"], opts["invert_mask"])
-    req = provider.validate(req, inpaint=inpaint)
-    if not opts["quiet"]:
-        for text in req.notices:
-            note(text)
-    if run.fmt and run.fmt in provider.capabilities(req.model).formats:
-        req = req.with_(output_format=run.fmt)
-    return req
-
-
-def _dry_run(provider: Any, req: Any, shown_key: str | None) -> None:
+def _dry_run(job: Any, shown_key: str | None) -> None:
     import json
 
     from imagegen_cli.cli.console import out
-    from imagegen_cli.pipeline import batches
 
-    calls: list[dict[str, Any]] = []
-    for n in batches(req.n, provider.capabilities(req.model).max_n):
-        calls.extend(c.describe() for c in provider.prepare(req.with_(n=n), shown_key))
-    out(json.dumps({"provider": provider.name, "model": req.model, "requests": calls},
-                   indent=2, ensure_ascii=False))
+    out(json.dumps(job.describe(shown_key), indent=2, ensure_ascii=False))
 
 
-class _PathPrinter:
-    """Prints paths in index order (images may finish out of order when several
-    requests run at once), each as soon as all before it are printed."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.next = 1
-        self.waiting: dict[int, str] = {}
-
-    def saved(self, s: Any) -> None:
-        from imagegen_cli.cli.console import out
-
-        if not self.enabled or s.partial is not None:
-            return
-        self.waiting[s.index] = s.path
-        while self.next in self.waiting:
-            out(self.waiting.pop(self.next))
-            self.next += 1
-
-    def flush(self) -> None:
-        from imagegen_cli.cli.console import out
-
-        for index in sorted(self.waiting):
-            out(self.waiting.pop(index))
-
-
-def _execute(opts: dict[str, Any], run: _Run, provider: Any, req: Any, key: str | None) -> Any:
+def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
+    from imagegen_cli.cli import report
     from imagegen_cli.cli.app import debug_enabled
-    from imagegen_cli.cli.console import err, make_reporter
-    from imagegen_cli.http import Transport
-    from imagegen_cli.pipeline import Saver, execute
+    from imagegen_cli.cli.console import err, make_reporter, warn
+    from imagegen_cli.events import Event, ImageWritten, JobFinished
+    from imagegen_cli.scheduler import Scheduler
 
-    saver = Saver(
-        plan=run.plan, provider=provider.name, model=str(req.model), request=req, count=req.n,
-        wanted_format=run.fmt, metadata=run.metadata, sidecar=run.sidecar,
-        keep_partials=opts["keep_partials"],
-        stdout=sys.stdout.buffer if run.plan.stdout else None,
-    )
+    finished: list[Any] = []
+
+    reporter = make_reporter(quiet)
+    written = [0]
+
+    def keep(ev: Event) -> None:
+        if isinstance(ev, JobFinished):
+            finished.append(ev.outcome)
+        elif isinstance(ev, ImageWritten):
+            written[0] += 1
+            reporter.written(written[0], job.n)
+
+    paths = report.PathsInOrder()
+    sinks: list[Any] = [keep]
+    if jsonl:
+        sinks.append(report.ndjson)
+    elif not (opts["json_out"] or job.plan.stdout):
+        sinks.append(paths)
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
-    paths = _PathPrinter(enabled=not (opts["json_out"] or run.plan.stdout))
-    reporter = make_reporter(opts["quiet"])
+    reporter.job_hooks.append(_job_recorder(job, reporter))
+    sched = Scheduler(concurrency=_concurrency(opts.get("concurrency")),
+                      reporter_for=lambda j: reporter, sinks=sinks, log=log,
+                      stdout=sys.stdout.buffer if job.plan.stdout else None, warn=warn)
     try:
-        with reporter, Transport(timeout=run.timeout, retries=run.retries,
-                                 who=provider.name, log=log) as tr:
-            return execute(provider, req, key, tr, reporter, saver, paths.saved)
-    except KeyboardInterrupt:
-        jobs = ", ".join(reporter.jobs)
-        raise Interrupted(
-            f"interrupted; nothing half-written. Job ids still at {provider.name}: {jobs}"
-            if jobs else "interrupted; nothing half-written") from None
+        with reporter:
+            sched.run([job])
+    except Interrupted as exc:
+        if job.n > 1 or written[0]:
+            exc.message = exc.message.replace(
+                "interrupted;", f"interrupted; {written[0]} of {job.n} images written"
+                + (" (listed on stdout)" if written[0] and not job.plan.stdout else "") + ",", 1)
+        raise
     finally:
         paths.flush()  # whatever happened, every file written is listed
+    from imagegen_cli import jobrecords
+
+    for info in finished[0].infos:
+        if info.job_id:  # finished: nothing left to fetch later
+            jobrecords.drop(job.provider.name, info.job_id)
+    return finished[0]
 
 
-def _print_report(provider: str, req: Any, outcome: Any) -> None:
+def _job_recorder(job: Any, reporter: Any) -> Any:
+    """Notes each submitted provider job's request, so `imagegen job get` can write
+    its images later with the names and metadata this command would have used."""
+    from imagegen_cli import jobrecords
+
+    req, plan = job.request, job.plan
+
+    def record(job_id: str, sub: Any) -> None:
+        index = (sub.seed - req.seed + 1 if sub.seed is not None and req.seed is not None
+                 else len(reporter.jobs))
+        jobrecords.save(jobrecords.JobRecord(
+            provider=job.provider.name, job_id=job_id,
+            request=jobrecords.request_fields(sub), index=index, count=req.n,
+            output=None if plan.stdout else plan.template, format=job.fmt,
+            metadata=job.metadata, sidecar=job.sidecar, extra={"exact": plan.exact}))
+
+    return record
+
+
+def _concurrency(value: int | None) -> int:
+    if value is None:
+        return 4
+    if value < 1:
+        raise UsageError(f"-j/--concurrency {value}: pass 1 or more")
+    return value
+
+
+def _print_report(job: Any, outcome: Any) -> None:
     import json
 
     from imagegen_cli.cli.console import out
 
-    report = {
+    out(json.dumps(report_of(job.provider.name, job.request.model, outcome), indent=2,
+                   ensure_ascii=False))
+
+
+def report_of(provider: str, model: str | None, outcome: Any) -> dict[str, Any]:
+    """The --json object: images, kept partial frames, and failures as objects."""
+    # A failed call has no CallInfo, but its error kept the server's x-request-id.
+    ids = list(outcome.request_ids)
+    ids += [rid for e in outcome.failures
+            if (rid := getattr(e, "request_id", None)) and rid not in ids]
+    report: dict[str, Any] = {
         "provider": provider,
-        "model": req.model,
-        "request_id": outcome.request_ids[0] if outcome.request_ids else None,
-        "request_ids": outcome.request_ids,
+        "model": model,
+        "request_id": ids[0] if ids else None,
+        "request_ids": ids,
         "timings": outcome.timings,
         "usage": outcome.usage,
         "images": [s.as_json() for s in outcome.saved],
-        "errors": [str(e) for e in outcome.failures],
+        "errors": [{"message": str(e), "exit_code": int(e.exit_code),
+                    "request_id": getattr(e, "request_id", None), "provider": provider}
+                   for e in outcome.failures],
     }
+    if outcome.partials:
+        report["partials"] = [s.as_json() | {"partial": s.partial} for s in outcome.partials]
     extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
     if extra:
         report["extra"] = extra
-    out(json.dumps(report, indent=2, ensure_ascii=False))
+    return report
 
 
-def _raise_failures(req: Any, outcome: Any) -> None:
+def _raise_failures(job: Any, outcome: Any) -> None:
     if not outcome.failures:
         return
     first = outcome.failures[0]
@@ -333,33 +282,14 @@ def _raise_failures(req: Any, outcome: Any) -> None:
         # Name every failure (up to a few): which images are missing, and why.
         shown = "; ".join(str(e) for e in outcome.failures[:3])
         rest = len(outcome.failures) - 3
-        raise PartialError(f"{len(outcome.saved)} of {req.n} images written; failed: "
+        raise PartialError(f"{len(outcome.saved)} of {job.n} images written; failed: "
                            f"{shown}" + (f" (and {rest} more)" if rest > 0 else ""))
     if more and isinstance(first, ImagegenError):
         first.message += more
     raise first
 
 
-def _cannot_inpaint(name: str, cfg: Any, env: Any) -> str:
-    """Which providers can inpaint, preferring the ones with a key set."""
-    from imagegen_cli.providers.base import create
-
-    able = []
-    for p in cfg.providers.values():
-        try:
-            prov = create(p, env)
-        except ImagegenError:
-            continue
-        model = prov.inpaint_model()
-        if model:
-            ready = not prov.needs_key or bool(p.key(env))
-            able.append((not ready, f"{p.name} ({model})"))
-    able.sort()
-    names = ", ".join(text for _, text in able) or "none configured"
-    return f"Provider {name} cannot inpaint; providers that can: {names} (pass -p NAME)"
-
-
-@image_command([])
+@image_command(FROM)
 def generate(**opts: Any) -> None:
     """Generate images from a prompt.
 

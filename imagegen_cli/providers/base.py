@@ -106,7 +106,7 @@ class Capabilities:
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     sizes: SizeRule | None = None  # None: the provider does not say
     max_n: int = 1  # images per request
-    max_count: int = 10  # images per command (several requests when > max_n)
+    max_count: int = 10  # (unused: -n is no longer capped; calls fan out by max_n)
     prompt_max: int | None = None
     formats: tuple[str, ...] = ()  # output formats the provider produces on request
     inpaint: bool = False
@@ -123,6 +123,8 @@ class Provider:
     type_name: ClassVar[str] = ""
     needs_key: ClassVar[bool] = True
     lists_models_live: ClassVar[bool] = False  # list_models asks the API
+    runs_jobs: ClassVar[bool] = False  # get_job fetches a job submitted earlier
+    max_concurrency: ClassVar[int | None] = None  # calls at once, whatever -j says
 
     def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:
         self.cfg = cfg
@@ -143,6 +145,10 @@ class Provider:
 
     def known_models(self) -> list[str]:
         return [self.cfg.model] if self.cfg.model else []
+
+    def public_model(self, model: str) -> str:
+        """MODEL as recorded in the images: nothing of the user's disk (see local)."""
+        return model
 
     # -- the work ------------------------------------------------------
     def resolve_model(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
@@ -165,23 +171,23 @@ class Provider:
             raise UsageError(f"Inpainting is not supported by {where}")
         for flag, value in req.options_set().items():
             if flag not in caps.options:
-                raise UsageError(f"{flag} is not supported by {where}")
+                raise UsageError(f"{req.named(flag)} is not supported by {where}")
             allowed = caps.values.get(flag)
             if allowed and str(value) not in allowed:
                 raise UsageError(
-                    f"{flag} {value} is not accepted by {where}: use one of "
+                    f"{req.named(flag, value)} is not accepted by {where}: use one of "
                     + ", ".join(allowed)
                 )
             bounds = caps.ranges.get(flag)
             if bounds and not (bounds[0] <= float(value) <= bounds[1]):
                 raise UsageError(
-                    f"{flag} {value} is out of range for {where}: "
+                    f"{req.named(flag, value)} is out of range for {where}: "
                     f"{bounds[0]:g}..{bounds[1]:g}"
                 )
         if req.stream and not caps.stream:
             raise UsageError(f"--stream is not supported by {where}")
-        if req.n < 1 or req.n > caps.max_count:
-            raise UsageError(f"-n {req.n} is out of range for {where}: 1..{caps.max_count}")
+        if req.n < 1:
+            raise UsageError(f"{req.named('-n', req.n)} is out of range: 1 or more")
         if req.stream and req.n > caps.max_n:
             raise UsageError(f"--stream takes at most -n {caps.max_n} with {where}")
         if caps.prompt_max and len(req.prompt) > caps.prompt_max:
@@ -194,7 +200,8 @@ class Provider:
         if req.size and caps.sizes:
             reason = caps.sizes.check(req.size)
             if reason:
-                raise UsageError(f"--size {req.size} is not accepted by {where}: {reason}")
+                raise UsageError(f"{req.named('--size', req.size)} is not accepted by "
+                                 f"{where}: {reason}")
         return req
 
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
@@ -206,6 +213,14 @@ class Provider:
     ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
         """Make the images of one batch (req.n <= max_n); yield them as they arrive."""
         raise NotImplementedError
+
+    def get_job(
+        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        """The images of a job submitted earlier (`imagegen job get`), waiting for it
+        to finish within the transport's timeout."""
+        raise UsageError(f"Provider {self.name} runs no jobs to look up: `imagegen job get` "
+                         "is for providers with async jobs (distribute)")
 
     def check(self, key: str | None, transport: Transport) -> str:
         """The cheapest authenticated call; returns a short description."""

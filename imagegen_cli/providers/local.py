@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from imagegen_cli.http import Transport
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
-INSTALL = "pip install 'imagegen-cli[local]'"
 CAPS = Capabilities(
     options=opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype"),
     values={"--device": ("auto", "cpu", "cuda", "mps"),
@@ -42,6 +41,7 @@ CAPS = Capabilities(
 class LocalProvider(Provider):
     type_name = "local"
     needs_key = False
+    max_concurrency = 1  # one model on one device: jobs run back to back
 
     def capabilities(self, model: str | None) -> Capabilities:
         return CAPS
@@ -52,12 +52,28 @@ class LocalProvider(Provider):
     def known_models(self) -> list[str]:
         return [self.default_model() or DEFAULT_MODEL]
 
+    def public_model(self, model: str) -> str:
+        # A folder is recorded by its name: an absolute path would tell every reader
+        # of the image the user's name and disk layout.
+        path = Path(model).expanduser()
+        if path.exists() or model.startswith((".", "/", "~")) or model.count("/") != 1:
+            return path.name or model
+        return model
+
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
         # Nothing goes over the network; --dry-run shows what would run.
         shown = _call_args(req)
         if req.seed is not None:
             shown["seed"] = req.seed
         return [HttpCall("LOCAL", str(req.model), json=shown)]
+
+    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        req = super().validate(req, inpaint=inpaint)
+        if not inpaint and is_inpainting_model(str(req.model)):
+            raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint "
+                             "PROMPT --image IMG --mask MASK` with it, or pick a text-to-image "
+                             "model with -m")
+        return req
 
     def check(self, key: str | None, transport: Transport) -> str:
         _require_libraries()
@@ -74,6 +90,10 @@ class LocalProvider(Provider):
         started = time.perf_counter()
         pipe = load_pipeline(str(req.model), inpaint=inpaint, dtype=dtype,
                              quiet=bool(getattr(reporter, "quiet", False)))
+        unet = getattr(pipe, "unet", None)
+        if not inpaint and getattr(getattr(unet, "config", None), "in_channels", 4) == 9:
+            raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint` "
+                             "with it, or pick a text-to-image model with -m")
         pipe.to(device)
         info = CallInfo(extra={"device": device, "load_s": round(time.perf_counter() - started,
                                                                   3)})
@@ -108,7 +128,8 @@ class LocalProvider(Provider):
                 buf = io.BytesIO()
                 image.save(buf, format="PNG", compress_level=4)
                 yield GeneratedImage(index=i, data=buf.getvalue(), seed=seed, timings={
-                    "inference_s": round(time.perf_counter() - t0, 3)}), info
+                    "inference_s": round(time.perf_counter() - t0, 3)},
+                    settings=_used_settings(pipe, args)), info
 
 
 def _call_args(req: ImageRequest) -> dict[str, Any]:
@@ -128,6 +149,31 @@ def _call_args(req: ImageRequest) -> dict[str, Any]:
         args["negative_prompt"] = req.negative_prompt
     args.update(req.params)
     return args
+
+
+# diffusers scheduler classes by the sampler names AUTOMATIC1111 infotext uses.
+A1111_SAMPLERS = {
+    "DDIMScheduler": "DDIM", "PNDMScheduler": "PLMS", "LMSDiscreteScheduler": "LMS",
+    "EulerDiscreteScheduler": "Euler", "EulerAncestralDiscreteScheduler": "Euler a",
+    "HeunDiscreteScheduler": "Heun", "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM++ SDE", "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a", "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM", "DDPMScheduler": "DDPM",
+}
+
+
+def _used_settings(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The sampler the pipeline really ran, and the steps and guidance it used."""
+    out: dict[str, Any] = {}
+    scheduler = getattr(pipe, "scheduler", None)
+    if scheduler is not None:
+        name = type(scheduler).__name__
+        out["sampler"] = A1111_SAMPLERS.get(name, name)
+    if "num_inference_steps" in args:
+        out["steps"] = args["num_inference_steps"]
+    if "guidance_scale" in args:
+        out["guidance"] = args["guidance_scale"]
+    return out
 
 
 def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
@@ -153,7 +199,10 @@ def _require_libraries() -> Any:
         import diffusers  # noqa: F401
         import torch
     except ImportError:
-        raise ConfigError(f"The local provider needs the 'local' extra: {INSTALL}") from None
+        from imagegen_cli.config import install_local
+
+        raise ConfigError(
+            f"The local provider needs the 'local' extra: {install_local()}") from None
     return torch
 
 
@@ -198,6 +247,55 @@ def _quiet_libraries(quiet: bool) -> None:
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     (disable_progress_bars if quiet else enable_progress_bars)()  # ...so set them again
+    # Its retry warnings ("Retrying in 1s [Retry 1/5]") are not for the user: a
+    # download that cannot happen gets one message of ours instead.
+    from huggingface_hub.utils import logging as hlog
+
+    hlog.set_verbosity_error()
+
+
+def hub_unreachable(env: Any = None) -> str | None:
+    """Why the model hub cannot be reached, found in at most ~3 s, or None when it
+    may be. A proxy in the environment is trusted (the library will use it)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    env = os.environ if env is None else env
+    if str(env.get("HF_HUB_OFFLINE", "")).lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    if any(env.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlsplit(env.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, socket.gaierror):
+            reason = "the name does not resolve"
+        elif isinstance(exc, TimeoutError):
+            reason = "no answer within 3 s"
+        return f"{host} cannot be reached ({reason})"
+
+
+def is_inpainting_model(model: str) -> bool:
+    """A model that only repaints (its UNet takes the image and mask: 9 channels),
+    judged from the folder on disk or, for a hub id, from its name."""
+    import json
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        return "inpaint" in model.lower()
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+        if "Inpaint" in str(index.get("_class_name", "")):
+            return True
+        unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+        return bool(unet.get("in_channels") == 9)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False) -> Any:
@@ -226,7 +324,15 @@ def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False)
         except Exception:  # noqa: BLE001 - not cached: try the hub (progress bar shown)
             if kwargs.get("local_files_only"):
                 raise
+            offline = hub_unreachable()
+            if offline:
+                raise ConfigError(
+                    f"Model {model} is not on this machine and cannot be downloaded: no "
+                    f"network ({offline}). Fetch it with `hf download {model}` where there "
+                    "is a network, or pass -m /path/to/a/diffusers/folder") from None
             pipe = cls.from_pretrained(source, torch_dtype=dtype)
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - every loader failure becomes one message
         reason = str(exc).strip().splitlines()[0][:200].rstrip(".") if str(exc).strip() else type(
             exc).__name__

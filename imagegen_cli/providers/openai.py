@@ -256,7 +256,23 @@ class OpenAIProvider(Provider):
 
     def check(self, key: str | None, transport: Transport) -> str:
         call = HttpCall("GET", f"{self.base()}/models", self.headers(key))
-        payload, _ = transport.json(call)
+        try:
+            payload, _ = transport.json(call)
+        except RefusedError as exc:
+            if exc.status not in (404, 405):
+                raise
+            # A gateway without a model list: ask for an image with no prompt. It is
+            # refused before any work (nothing billed); 401/403 would mean the key.
+            probe = HttpCall("POST", f"{self.base()}/images/generations", self.headers(key),
+                             json={})
+            try:
+                transport.json(probe)
+            except RefusedError as refused:
+                if refused.status in (400, 422):
+                    return ("key accepted (no model list at GET /models; an empty "
+                            "POST /images/generations was refused as expected)")
+                raise
+            return "key accepted"
         n = len(payload.get("data") or []) if isinstance(payload, dict) else 0
         return f"key accepted, {n} models listed"
 

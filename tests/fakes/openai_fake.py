@@ -55,6 +55,7 @@ class OpenAIFake(Dialect):
         self.keys = keys
         self.image_size = image_size  # override the answered pixel size (small & fast)
         self.fixed_image: bytes | None = None  # answer these bytes for every image (bench)
+        self.list_models = True  # False: a gateway without GET /models (404)
         self.ids = itertools.count(1)
         self.files: dict[str, bytes] = {}
         super().__init__()
@@ -91,7 +92,7 @@ class OpenAIFake(Dialect):
         auth = req.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.keys:
             return error(401, "Incorrect API key provided.", "invalid_api_key")
-        if route == "/models" and req.method == "GET":
+        if route == "/models" and req.method == "GET" and self.list_models:
             return Response.json({"object": "list", "data": [
                 {"id": m, "object": "model"} for m in MODELS + ["gpt-4o", "whisper-1"]]},
                 **self._headers())

@@ -1,0 +1,192 @@
+"""Reporters: sinks of the one event stream (imagegen_cli.events).
+
+stdout gets results only (paths, or NDJSON records); stderr gets the
+progress display on a terminal, else one summary line at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+from imagegen_cli.events import (
+    Event,
+    ImageWritten,
+    JobFinished,
+    JobStarted,
+    PartialWritten,
+    failure_record,
+    image_record,
+)
+from imagegen_cli.requests import Reporter
+
+
+def _out(line: str) -> None:
+    from imagegen_cli.cli.console import out
+
+    out(line)
+
+
+class PathsInOrder:
+    """`generate`: paths in index order (calls may finish out of order), each as soon
+    as all before it are printed."""
+
+    def __init__(self) -> None:
+        self.next = 1
+        self.waiting: dict[int, str] = {}
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, PartialWritten):
+            _out(ev.image.path)  # a kept frame: listed as written, ahead of its image
+            return
+        if not isinstance(ev, ImageWritten):
+            return
+        self.waiting[ev.image.index] = ev.image.path
+        while self.next in self.waiting:
+            _out(self.waiting.pop(self.next))
+            self.next += 1
+
+    def flush(self) -> None:
+        for index in sorted(self.waiting):
+            _out(self.waiting.pop(index))
+
+
+def paths(ev: Event) -> None:
+    """`batch`: each path as it is written (order of completion)."""
+    if isinstance(ev, ImageWritten):
+        _out(ev.image.path)
+
+
+def ndjson(ev: Event) -> None:
+    """One JSON object per line: per image, and per failed job."""
+    if isinstance(ev, ImageWritten):
+        _out(json.dumps(image_record(ev), ensure_ascii=False))
+    elif isinstance(ev, JobFinished) and ev.failed:
+        _out(json.dumps(failure_record(ev.job, ev.outcome.failures[0]), ensure_ascii=False))
+
+
+class BatchProgress(Reporter):
+    """The rich display on a terminal: an overall bar (done/failed/skipped, images per
+    minute, ETA) plus a line per running job. Also each job's Reporter: per-step
+    progress (the local model, downloads) lands on the job's line."""
+
+    def __init__(self, total: int) -> None:
+        import os
+
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        super().__init__()
+        self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+            console=self.console, transient=True)
+        self.overall = self.progress.add_task("batch", total=total, detail="")
+        self.lines: dict[int, Any] = {}
+        self.counts = {"done": 0, "failed": 0, "skipped": 0}
+        self.images = 0
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    def __enter__(self) -> BatchProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def for_job(self, job: Any) -> Reporter:
+        return _JobLine(self, job)
+
+    def __call__(self, ev: Event) -> None:
+        with self.lock:
+            if isinstance(ev, JobStarted):
+                self.lines[id(ev.job)] = self.progress.add_task(
+                    f"  {ev.job.id}", total=None, detail=_short(ev.job.request.prompt))
+            elif isinstance(ev, ImageWritten):
+                self.images += 1
+            elif isinstance(ev, JobFinished):
+                key = ("skipped" if ev.skipped else "failed" if ev.failed
+                       else "done" if not ev.not_run else None)
+                if key:
+                    self.counts[key] += 1
+                task = self.lines.pop(id(ev.job), None)
+                if task is not None:
+                    self.progress.remove_task(task)
+                if ev.failed:
+                    self.progress.console.print(
+                        f"failed {ev.job.id}: {ev.outcome.failures[0]}", markup=False)
+                minutes = max(time.monotonic() - self.started, 1e-6) / 60
+                c = self.counts
+                self.progress.update(
+                    self.overall, advance=1,
+                    detail=f"done {c['done']} failed {c['failed']} skipped {c['skipped']}"
+                           f"  {self.images / minutes:.0f} img/min")
+
+
+class _JobLine(Reporter):
+    def __init__(self, display: BatchProgress, job: Any) -> None:
+        super().__init__()
+        self.display = display
+        self.owner = job
+
+    def _task(self) -> Any:
+        return self.display.lines.get(id(self.owner))
+
+    def status(self, text: str) -> None:
+        with self.display.lock:
+            if (task := self._task()) is not None:
+                self.display.progress.update(task, detail=_short(text))
+
+    def step(self, done: int, total: int) -> None:
+        with self.display.lock:
+            if (task := self._task()) is not None:
+                self.display.progress.update(task, completed=done, total=total or None)
+
+    def note(self, text: str) -> None:
+        self.display.progress.console.print(f"note: {text}", markup=False)
+
+
+def _short(text: str, width: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def summary_line(tally: Any, shard: str | None = None) -> str:
+    where = f" (shard {shard})" if shard else ""
+    parts = [f"{tally.done} done", f"{tally.skipped} skipped", f"{tally.failed} failed"]
+    if tally.not_run:
+        parts.append(f"{tally.not_run} not run")
+    return (f"batch{where}: {tally.jobs} jobs: " + ", ".join(parts)
+            + f"; {tally.images} images in {tally.elapsed:.1f} s")
+
+
+def write_summary(path: str, tally: Any, shard: str | None) -> None:
+    from pathlib import Path
+
+    from imagegen_cli.output import write_atomic
+
+    data = {
+        "jobs": tally.jobs, "done": tally.done, "skipped": tally.skipped,
+        "failed": tally.failed, "not_run": tally.not_run, "images": tally.images,
+        "total_s": round(tally.elapsed, 3), "shard": shard,
+        "usage": tally.usage,
+        "failures": [failure_record(job, exc) for job, exc in tally.failures],
+    }
+    write_atomic(Path(path), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(),
+                 overwrite=True)
+
+
+def stderr_is_terminal() -> bool:
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()

@@ -1,0 +1,417 @@
+"""One scheduler for every job's calls, under per-provider limits.
+
+Each job is split into calls of at most the model's per-request n. Worker
+threads (-j of them) take calls in job order, each holding a slot of its
+provider's `Gate` while the call runs; images come back to this thread,
+which writes them one at a time (bounded queue: memory stays flat) and
+emits the event stream (events.py) to every sink.
+
+Hooks for what builds on it: `admit(job)` may refuse a job before its first
+call (a cost cap), and `done_before(job)` returns a finished job's images
+from a journal so it is reported as skipped and sends nothing.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
+
+from imagegen_cli.errors import (
+    ExitCode,
+    ImagegenError,
+    Interrupted,
+    OutputError,
+    ProviderError,
+    ShortfallError,
+    UnavailableError,
+)
+from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
+from imagegen_cli.limits import Gate
+from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+
+if TYPE_CHECKING:
+    from imagegen_cli.http import Transport
+    from imagegen_cli.jobs import Job
+    from imagegen_cli.providers.base import Provider
+
+# A failure with one of these codes fails every job alike (bad usage, config, key).
+FATAL = {ExitCode.USAGE, ExitCode.CONFIG, ExitCode.AUTH}
+
+
+@dataclass
+class Call:
+    job: Job
+    n: int
+    offset: int
+
+    def request(self) -> ImageRequest:
+        """This call's share of the job. With a seed, each call starts where the one
+        before ended: -n 3 --seed 42 at one image per call sends 42, 43, 44 (as the
+        local provider does within one call), never three paid copies of one image."""
+        req = self.job.request
+        seed = req.seed + self.offset if req.seed is not None else None
+        return req.with_(n=self.n, seed=seed)
+
+
+def run_complete(
+    provider: Provider, req: ImageRequest, key: str | None, transport: Transport,
+    reporter: Reporter,
+) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+    """The images of one call, all REQ.n of them: a provider (or a gateway ignoring n,
+    or a stream sending one image) that sends fewer than asked is asked again for the
+    missing ones, as long as each round brings at least one; what is still missing
+    then ends in a ShortfallError naming the shortfall. Indexes (and seeds) run on
+    across rounds."""
+    got = 0
+    while True:
+        want = req.n - got
+        round_got = 0
+        seed = req.seed + got if req.seed is not None else None
+        try:
+            for img, info in provider.run(req.with_(n=want, seed=seed), key, transport,
+                                          reporter):
+                if img.index >= want:  # more than asked for: not ours to keep
+                    continue
+                img.index += got
+                if img.partial is None:
+                    round_got += 1
+                yield img, info
+        except ProviderError as exc:
+            if not got and not round_got:
+                raise
+            got += round_got
+            raise ShortfallError(
+                f"{provider.name} sent {got} of the {req.n} images asked for; asking for "
+                f"the other {req.n - got} failed: {exc}") from None
+        got += round_got
+        if got >= req.n:
+            return
+        if round_got == 0:
+            raise ShortfallError(
+                f"{provider.name} sent {got} of the {req.n} images asked for (asked again "
+                f"for the other {req.n - got}, none came)")
+        reporter.note(f"{provider.name} sent {round_got} of {want} images: asking for the "
+                      f"other {want - round_got}")
+
+
+@dataclass
+class _JobState:
+    outcome: Outcome = field(default_factory=Outcome)
+    calls_left: int = 0
+    started: bool = False
+    cancelled: bool = False
+    saver: Saver | None = None
+    seen: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Tally:
+    """Counts of a run, kept from the event stream."""
+
+    jobs: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    not_run: int = 0
+    images: int = 0
+    failures: list[tuple[Job, ImagegenError]] = field(default_factory=list)
+    usage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    fatal: ImagegenError | None = None
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, ImageWritten):
+            self.images += 1
+        elif isinstance(ev, JobFinished):
+            if ev.skipped:
+                self.skipped += 1
+            elif ev.not_run:
+                self.not_run += 1
+            elif ev.failed:
+                self.failed += 1
+                self.failures.append((ev.job, ev.outcome.failures[0]))
+            else:
+                self.done += 1
+            usage = ev.outcome.usage
+            if usage:
+                mine = self.usage.setdefault(ev.job.provider.name, {})
+                for k, v in usage.items():
+                    if isinstance(v, (int, float)):
+                        mine[k] = mine.get(k, 0) + v
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        concurrency: int = 4,
+        rpm: float | None = None,
+        max_failures: int | None = None,
+        reporter_for: Callable[[Job], Reporter] = lambda job: Reporter(),
+        sinks: Sequence[Callable[[Event], None]] = (),
+        admit: Callable[[Job], ImagegenError | None] | None = None,
+        done_before: Callable[[Job], list[SavedImage] | None] | None = None,
+        claim_for: Callable[[Job], Claim | None] = lambda job: None,
+        log: Callable[[str], None] | None = None,
+        stdout: IO[bytes] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.concurrency = max(1, concurrency)
+        self.rpm = rpm
+        self.max_failures = max_failures
+        self.reporter_for = reporter_for
+        self.tally = Tally()
+        self.sinks: list[Callable[[Event], None]] = [self.tally, *sinks]
+        self.admit = admit
+        self.done_before = done_before
+        self.claim_for = claim_for
+        self.log = log
+        self.stdout = stdout
+        self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
+        self.now = datetime.now()
+        self.gates: dict[str, Gate] = {}
+        self.transports: dict[tuple[str, float, int], Transport] = {}
+        self.reporters: list[Reporter] = []
+        self.stopping = False
+        self.lock = threading.Lock()
+        self.states: dict[int, _JobState] = {}
+
+    # -- per-provider plumbing -------------------------------------------
+    def gate(self, job: Job) -> Gate:
+        name = job.provider.name
+        if name not in self.gates:
+            caps = [self.concurrency, job.pcfg.concurrency, job.provider.max_concurrency]
+            self.gates[name] = Gate(name, min(c for c in caps if c),
+                                    self.rpm or job.pcfg.rpm)
+        return self.gates[name]
+
+    def transport(self, job: Job) -> Transport:
+        from imagegen_cli.http import Transport
+
+        k = (job.provider.name, job.timeout, job.retries)
+        if k not in self.transports:
+            self.transports[k] = Transport(timeout=job.timeout, retries=job.retries,
+                                           who=job.provider.name, log=self.log,
+                                           gate=self.gate(job),
+                                           on_retry=lambda text: self._reporter(job).retry(text))
+        return self.transports[k]
+
+    def emit(self, ev: Event) -> None:
+        for sink in self.sinks:
+            sink(ev)
+
+    # -- the run -----------------------------------------------------------
+    def run(self, jobs: Sequence[Job]) -> Tally:
+        calls: list[Call] = []
+        self.tally.jobs = len(jobs)
+        for job in jobs:
+            before = self.done_before(job) if self.done_before else None
+            if before is not None:
+                for img in before:
+                    self.emit(ImageWritten(job, img, skipped=True))
+                self.emit(JobFinished(job, Outcome(saved=list(before)), skipped=True))
+                continue
+            st = self.states[id(job)] = _JobState()
+            with self.lock:
+                self.gate(job), self.transport(job)
+            sizes = batches(job.n, job.provider.capabilities(job.request.model).max_n)
+            st.calls_left = len(sizes)
+            for i, n in enumerate(sizes):
+                calls.append(Call(job, n, sum(sizes[:i])))
+        try:
+            if len(calls) == 1:
+                # On this thread: the local provider's Ctrl-C handler needs the main
+                # thread, and one call gains nothing from a worker.
+                self._inline(calls[0])
+            elif calls:
+                self._pooled(calls)
+        except KeyboardInterrupt:
+            self.stopping = True
+            ids = ", ".join(j for r in self.reporters for j in r.jobs)
+            raise Interrupted(
+                f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
+                "(fetch their images later with `imagegen job get PROVIDER ID`)"
+                if ids else "interrupted; nothing half-written") from None
+        finally:
+            for tr in self.transports.values():
+                tr.close()
+        return self.tally
+
+    def _reporter(self, job: Job) -> Reporter:
+        rep = self.reporter_for(job)
+        with self.lock:
+            if rep not in self.reporters:
+                self.reporters.append(rep)
+        return rep
+
+    def _refused(self, job: Job) -> ImagegenError | None:
+        if self.admit is None:
+            return None
+        with self.lock:
+            return self.admit(job)
+
+    def _inline(self, call: Call) -> None:
+        refusal = self._refused(call.job)
+        if refusal is not None:
+            self._handle("error", call, refusal, None)
+            self._handle("done", call, None, None)
+            return
+        self._handle("start", call, None, None)
+        rep = self._reporter(call.job)
+        tr = self.transports[(call.job.provider.name, call.job.timeout, call.job.retries)]
+        try:
+            sub = call.request()
+            for img, info in run_complete(call.job.provider, sub, call.job.api_key, tr, rep):
+                self._handle("image", call, self._fetch(img, tr, rep), info)
+        except OutputError:
+            raise
+        except ImagegenError as exc:
+            self._handle("error", call, exc, None)
+        self._handle("done", call, None, None)
+
+    def _pooled(self, calls: list[Call]) -> None:
+        # Bounded: workers wait for the writer, so at most a few images are in memory.
+        inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue(maxsize=1)
+        todo: queue.Queue[Call] = queue.Queue()
+        for c in calls:
+            todo.put(c)
+
+        def work() -> None:
+            while True:
+                try:
+                    call = todo.get_nowait()
+                except queue.Empty:
+                    return
+                job = call.job
+                if self.stopping:
+                    inbox.put(("cancel", call, None, None))
+                    continue
+                with self.gates[job.provider.name].slot():
+                    refusal = None if self.stopping else self._refused(job)
+                    if self.stopping or refusal is not None:
+                        if refusal is not None:
+                            inbox.put(("error", call, refusal, None))
+                        inbox.put(("cancel" if refusal is None else "done", call, None, None))
+                        continue
+                    inbox.put(("start", call, None, None))
+                    tr = self.transports[(job.provider.name, job.timeout, job.retries)]
+                    rep = self._reporter(job)
+                    try:
+                        sub = call.request()
+                        for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
+                            inbox.put(("image", call, self._fetch(img, tr, rep), info))
+                    except ImagegenError as exc:
+                        inbox.put(("error", call, exc, None))
+                    except Exception as exc:  # noqa: BLE001 - surfaced as exit 1 below
+                        inbox.put(("crash", call, exc, None))
+                    finally:
+                        inbox.put(("done", call, None, None))
+
+        # A fixed pool of daemon threads, not one per call: memory stays flat as the
+        # batch grows, and Ctrl-C or a write error never waits for slow calls.
+        for _ in range(min(self.concurrency, len(calls))):
+            threading.Thread(target=work, daemon=True).start()
+        pending = len(calls)
+        while pending:
+            kind, call, payload, info = inbox.get()
+            if kind == "crash":
+                self.stopping = True
+                raise payload
+            if kind in ("done", "cancel"):
+                pending -= 1
+            self._handle(kind, call, payload, info)
+
+    def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter) -> GeneratedImage:
+        if img.data is None and img.loader is None and img.url:
+            rep.status(f"downloading image {img.index + 1}")
+            spool = tr.download_spooled(img.url, on_bytes=rep.download)
+            img.loader = spool.read
+        return img
+
+    def _saver(self, job: Job, st: _JobState) -> Saver:
+        if st.saver is None:
+            st.saver = Saver(
+                plan=job.plan, provider=job.provider.name,
+                model=job.provider.public_model(str(job.request.model)), warn=self.warn,
+                request=job.request, count=job.n, wanted_format=job.fmt,
+                metadata=job.metadata, sidecar=job.sidecar, keep_partials=job.keep_partials,
+                stdout=self.stdout if job.plan.stdout else None, now=self.now, id=job.id,
+                claim=self.claim_for(job))
+        return st.saver
+
+    def _handle(self, kind: str, call: Call, payload: Any, info: CallInfo | None) -> None:
+        job = call.job
+        st = self.states[id(job)]
+        out = st.outcome
+        if kind == "start":
+            if not st.started:
+                st.started = True
+                self.emit(JobStarted(job))
+        elif kind == "image":
+            assert info is not None
+            if payload.seed is None and call.job.request.seed is not None and call.n == 1:
+                payload.seed = call.job.request.seed + call.offset  # recorded per image
+            if id(info) not in st.seen:
+                st.seen.add(id(info))
+                out.infos.append(info)
+            if info.request_id:
+                payload.settings.setdefault("request_id", info.request_id)
+            index = call.offset + payload.index + 1
+            try:
+                saved = self._saver(job, st).save(payload, index)
+            except UnavailableError as exc:
+                if info.request_id and not exc.request_id:
+                    exc.request_id = info.request_id
+                out.failures.append(exc)
+                return
+            except OutputError as exc:
+                if job.plan.stdout:
+                    raise
+                # One image that could not be written (disk full): the others still are.
+                exc.message = f"image {index}: {exc.message}"
+                out.failures.append(exc)
+                return
+            if saved is None:
+                return
+            if saved.partial is None:  # streamed preview frames are no results
+                out.timings.setdefault("first_image_s", round(self.tally.elapsed, 3))
+                out.saved.append(saved)
+                self.emit(ImageWritten(job, saved, info.request_id))
+            else:  # a kept --keep-partials frame: a file written, listed as such
+                out.partials.append(saved)
+                self.emit(PartialWritten(job, saved))
+        elif kind == "error":
+            out.failures.append(payload)
+            if payload.exit_code in FATAL:
+                self.stopping = True
+                self.tally.fatal = self.tally.fatal or payload
+        elif kind == "cancel":
+            st.cancelled = True
+        if kind in ("done", "cancel"):
+            st.calls_left -= 1
+            if st.calls_left == 0:
+                self._finish(job, st)
+
+    def _finish(self, job: Job, st: _JobState) -> None:
+        out = st.outcome
+        out.saved.sort(key=lambda s: s.index)
+        out.timings["total_s"] = round(self.tally.elapsed, 3)
+        not_run = st.cancelled and not st.started and not out.failures
+        if st.cancelled and not not_run and len(out.saved) < job.n and not out.failures:
+            out.failures.append(UnavailableError(
+                "the batch stopped before all of this job's images were made"))
+        self.emit(JobFinished(job, out, not_run=not_run))
+        st.saver = None
+        del self.states[id(job)]
+        if self.max_failures is not None and self.tally.failed >= self.max_failures:
+            self.stopping = True

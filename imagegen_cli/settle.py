@@ -1,0 +1,342 @@
+"""Typed options (from flags or a batch record) settled into jobs.
+
+`ImageOptions` holds what a user asked for, unresolved: every field of
+`generate`/`inpaint` (a flag or a batch record's field), None where unset.
+`settle` applies precedence (flag > environment > config file > default),
+asks the provider to resolve and validate, and returns a `Job`: the request
+plus its output plan, ready for the scheduler. Nothing here prints or speaks
+HTTP; notices go to the `Context`'s `note` callback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import ImagegenError, UsageError
+from imagegen_cli.jobs import Job
+
+if TYPE_CHECKING:
+    from imagegen_cli.config import Config, ProviderConfig
+    from imagegen_cli.providers.base import Provider
+
+from imagegen_cli.values import FORMATS as FORMATS
+from imagegen_cli.values import parse_aspect as parse_aspect
+from imagegen_cli.values import parse_size as parse_size
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """One image command's options, as given (None: not given)."""
+
+    prompt: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    count: int | None = None
+    size: str | None = None
+    aspect: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    moderation: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    output: str | None = None
+    format: str | None = None
+    overwrite: bool = False
+    no_metadata: bool = False
+    sidecar: bool = False
+    stream: bool = False
+    partial_images: int | None = None
+    keep_partials: bool = False
+    timeout: float | None = None
+    retries: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    image: tuple[Path, ...] = ()
+    mask: Path | None = None
+    invert_mask: bool = False
+
+    def with_(self, **changes: Any) -> ImageOptions:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class Context:
+    """What settling reads besides the options: config, environment, and where
+    notices go. Providers are created once per name and shared by all jobs (the
+    local provider keeps its loaded model)."""
+
+    cfg: Config
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    note: Callable[[str], None] = lambda text: None
+    default_template: str | None = None
+    providers: dict[str | None, tuple[Provider, ProviderConfig]] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+
+    def notice(self, text: str) -> None:
+        """Each distinct notice once (a batch of 200 says it once, not 200 times)."""
+        if text not in self._seen:
+            self._seen.add(text)
+            self.note(text)
+
+    def provider(self, name: str | None) -> tuple[Provider, ProviderConfig]:
+        if name not in self.providers:
+            from imagegen_cli import config as cfgmod
+            from imagegen_cli.providers.base import create
+
+            pcfg, auto_note = cfgmod.resolve_provider(self.cfg, name, self.env)
+            if auto_note:
+                self.notice(auto_note)
+            self.providers[name] = (create(pcfg, self.env), pcfg)
+        return self.providers[name]
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param '{item}' is not KEY=VALUE")
+        try:
+            value: Any = json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            value = raw  # not JSON (or NaN, Infinity, 1e999, too deep): the text itself
+        if isinstance(value, float) and not math.isfinite(value):
+            value = raw
+        out[key.strip()] = value
+    from imagegen_cli.secrets import register_params
+
+    register_params(out)  # --param api_key=... is never printed
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False) -> Job:
+    """OPTS resolved and validated into a Job (exit 2 for anything the provider would
+    refuse, 3 for an unknown provider).
+
+    Every value keeps where it came from (`config.Picked`): errors about a value not
+    typed as a flag name its environment variable or config file and key, and a
+    [defaults] value the provider cannot honour is dropped with a note."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.config import Picked, flag
+    from imagegen_cli.output import OutputPlan
+    from imagegen_cli.provenance import blame, origins, settle_global_defaults
+    from imagegen_cli.requests import ImageRequest
+    from imagegen_cli.values import parse_format
+
+    cfg, env = ctx.cfg, ctx.env
+    provider, pcfg = ctx.provider(opts.provider)
+    name = provider.name
+
+    def setting(key: str, flag_name: str, env_var: str | None = None,
+                default: Any = None) -> Picked:
+        return cfgmod.setting(cfg, key, getattr(opts, key), flag_name, env, env_var,
+                              provider=name, default=default)
+
+    fmt_p = setting("format", "-f")
+    fmt = None
+    if fmt_p.value is not None:
+        try:
+            fmt = parse_format(str(fmt_p.value))
+        except UsageError as exc:
+            raise blame(exc, fmt_p.source) from None
+    out_p = setting("output", "-o", cfgmod.ENV_OUTPUT)
+    try:
+        plan = OutputPlan.from_option(out_p.value, overwrite=opts.overwrite,
+                                      default=ctx.default_template)
+        plan.check_extension()
+    except UsageError as exc:
+        raise blame(exc, out_p.source) from None
+    implied = plan.wanted_format()
+    if fmt and implied and implied != fmt:
+        rank = {"flag": 0, "env": 1, "config": 2}
+        f_rank = rank.get(fmt_p.source.kind if fmt_p.source else "", 3)
+        o_rank = rank.get(out_p.source.kind if out_p.source else "", 3)
+        if o_rank < f_rank:
+            fmt = None  # an explicit -o x.png beats a config defaults.format
+        else:
+            where = "" if (f_rank, o_rank) == (0, 0) else (
+                f" (-o from {out_p.source.describe() if out_p.source else '?'}, "
+                f"-f from {fmt_p.source.describe() if fmt_p.source else '?'})")
+            raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
+                             f"make them agree{where}")
+    count = setting("count", "-n", default=1)
+    if plan.stdout and count.value != 1:
+        raise UsageError("-o - writes one image to stdout: drop -n or write to files")
+    if plan.stdout and opts.sidecar:
+        raise UsageError("--sidecar writes NAME.json beside a file, and -o - writes no file: "
+                         "drop one")
+    if plan.stdout and opts.keep_partials:
+        raise UsageError("--keep-partials saves frames beside a file, and -o - writes no "
+                         "file: drop one")
+    if opts.keep_partials and not (opts.stream or opts.partial_images is not None):
+        raise UsageError("--keep-partials needs --stream")
+    size = Picked(parse_size(opts.size), flag("--size"))
+    aspect = Picked(opts.aspect, flag("--aspect"))
+    if aspect.value and size.value:
+        raise UsageError("--size and --aspect both set the size: pass one")
+    if not size.value and not aspect.value:
+        # The more specific table wins: [providers.NAME.defaults], then [defaults].
+        for scope in (name, None):
+            a, sz = cfg.default("aspect", scope), cfg.default("size", scope)
+            if scope is not None and not (a.source and a.source.name.startswith("providers.")
+                                          or sz.source
+                                          and sz.source.name.startswith("providers.")):
+                continue
+            if a.value:
+                try:
+                    parse_aspect(str(a.value))
+                except UsageError as exc:
+                    raise blame(exc, a.source) from None
+                aspect, size = a, Picked(None)
+            elif sz.value:
+                try:
+                    size = Picked(parse_size(sz.value), sz.source)
+                except UsageError as exc:
+                    raise blame(exc, sz.source) from None
+            break
+    timeout = setting("timeout", "--timeout", default=300.0)
+    retries = setting("retries", "--retries", default=2)
+    if float(timeout.value) <= 0:
+        raise blame(UsageError("--timeout must be more than 0 seconds"), timeout.source)
+    if int(retries.value) < 0:
+        raise blame(UsageError("--retries must be 0 or more"), retries.source)
+    if opts.prompt is None or not opts.prompt.strip():
+        raise UsageError("Prompt is empty: pass the text, '-' for stdin or @FILE")
+
+    picked = {
+        "model": _model(opts, ctx, name),
+        "n": Picked(int(count.value), count.source),
+        "size": size,
+        "quality": setting("quality", "--quality"),
+        "style": setting("style", "--style"),
+        "background": setting("background", "--background"),
+        "moderation": setting("moderation", "--moderation"),
+        "steps": setting("steps", "--steps"),
+        "guidance": setting("guidance", "--guidance"),
+        "negative_prompt": setting("negative_prompt", "--negative-prompt"),
+    }
+    req = ImageRequest(
+        prompt=opts.prompt.strip(),
+        seed=opts.seed,
+        stream=opts.stream or opts.partial_images is not None,
+        partial_images=opts.partial_images,
+        params=dict(opts.params),
+        device=opts.device,
+        dtype=opts.dtype,
+        origins=origins(picked),
+        **{k: p.value for k, p in picked.items()},
+    )
+    if inpaint and provider.inpaint_model() is None and not req.model:
+        raise UsageError(cannot_inpaint(name, cfg, env))
+    req = provider.resolve_model(req, inpaint=inpaint)
+    if aspect.value and aspect.source is not None:
+        caps = provider.capabilities(req.model)
+        if caps.sizes is None:
+            text = (f"--aspect needs known sizes, and provider {name} "
+                    f"(model {req.model}) does not declare them")
+            if not aspect.source.global_default:
+                raise UsageError(f"{text}: pass --size" + (
+                    f" (--aspect set by {aspect.source.describe()})"
+                    if aspect.source.kind != "flag" else ""))
+            ctx.notice(f"{aspect.source.describe()} is not used: {text}")
+        else:
+            req = req.with_(size=caps.sizes.closest(parse_aspect(str(aspect.value))))
+            if aspect.source.kind != "flag":
+                req.origins["--size"] = (f"--aspect {aspect.value} from "
+                                         f"{aspect.source.describe()}")
+            ctx.notice(f"--aspect {aspect.value}: using size {req.size}")
+    if inpaint:
+        from imagegen_cli.masks import attach
+
+        req = attach(req, list(opts.image), opts.mask, opts.invert_mask)
+    skippable = {f: p.source for f, p in picked.items()
+                 if p.source is not None and p.source.global_default}
+    if aspect.value and aspect.source is not None and aspect.source.global_default \
+            and req.size:
+        skippable["size"] = aspect.source
+    if skippable:
+        req, dropped = settle_global_defaults(provider, req, skippable, inpaint=inpaint)
+        for text in dropped:
+            ctx.notice(text)
+    req = provider.validate(req, inpaint=inpaint)
+    for text in req.notices:
+        ctx.notice(text)
+    final_fmt = fmt or implied
+    if final_fmt and final_fmt in provider.capabilities(req.model).formats:
+        req = req.with_(output_format=final_fmt)
+    metadata = cfg.default("metadata", name).value
+    sidecar = cfg.default("sidecar", name).value
+    return Job(
+        request=req, provider=provider, pcfg=pcfg, plan=plan, fmt=final_fmt,
+        metadata=not (opts.no_metadata or metadata is False),
+        sidecar=opts.sidecar or bool(sidecar), keep_partials=opts.keep_partials,
+        timeout=float(timeout.value), retries=int(retries.value), inpaint=inpaint,
+        api_key=pcfg.key(env) if provider.needs_key else None,
+    )
+
+
+def _model(opts: ImageOptions, ctx: Context, name: str) -> Any:
+    """-m, else the provider's own defaults.model, else IMAGEGEN_MODEL and the global
+    defaults.model, which name a model of the default provider and so apply only
+    when that provider is the one in use (a note says when they are passed over)."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.config import Picked
+    from imagegen_cli.errors import ConfigError
+
+    cfg, env = ctx.cfg, ctx.env
+    if opts.model:
+        return Picked(opts.model, cfgmod.flag("-m"))
+    own = cfg.default("model", name)
+    if own.source is not None and own.source.name.startswith("providers."):
+        return own
+    default_name: str | None = name
+    if opts.provider is not None:
+        try:
+            default_name = cfgmod.resolve_provider(cfg, None, env)[0].name
+        except ConfigError:
+            default_name = None
+    env_model = Picked(env.get(cfgmod.ENV_MODEL), cfgmod.env_source(cfgmod.ENV_MODEL))
+    if default_name == name:
+        return cfgmod.pick_from(env_model, own)
+    for p in (env_model, own):
+        if p.value and p.source is not None:
+            of = f" ({default_name})" if default_name else ""
+            ctx.notice(f"{p.source.describe()} ({p.value}) names a model of the default "
+                       f"provider{of}, not of {name}: using {name}'s own model")
+            break
+    return Picked(None)
+
+
+def cannot_inpaint(name: str, cfg: Config, env: Mapping[str, str]) -> str:
+    """Which providers can inpaint, preferring the ones with a key set."""
+    from imagegen_cli.providers.base import create
+
+    able = []
+    for p in cfg.providers.values():
+        try:
+            prov = create(p, env)
+        except ImagegenError:
+            continue
+        model = prov.inpaint_model()
+        if model:
+            ready = not prov.needs_key or bool(p.key(env))
+            able.append((not ready, f"{p.name} ({model})"))
+    able.sort()
+    names = ", ".join(text for _, text in able) or "none configured"
+    return f"Provider {name} cannot inpaint; providers that can: {names} (pass -p NAME)"
