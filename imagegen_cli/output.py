@@ -122,7 +122,8 @@ class OutputPlan:
         if "{" in expanded:
             check_template(expanded)
             return cls(expanded, overwrite=overwrite)
-        if expanded.endswith(("/", os.sep)) or Path(expanded).is_dir():
+        if expanded.endswith(("/", os.sep)) or Path(expanded).is_dir() or \
+                os.path.basename(expanded) in (".", ".."):
             folder = expanded.replace("{", "{{").replace("}", "}}")
             return cls(os.path.join(folder, default), overwrite=overwrite)
         return cls(expanded.replace("{", "{{").replace("}", "}}"), exact=True,
@@ -204,6 +205,8 @@ def legal_name(name: str) -> str:
     """NAME as a file name every common system accepts: at most NAME_MAX bytes with
     room for a "-NNN" (the stem is cut, the extension kept), never a Windows device
     name (whatever the template's literal text says)."""
+    if name in ("", ".", ".."):  # a template ending in a folder, e.g. "{prompt}/.."
+        name = "image"
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem or len(ext.encode()) > 16:
         stem, dot, ext = name, "", ""

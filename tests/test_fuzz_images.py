@@ -134,7 +134,9 @@ answers = st.one_of(damaged(pil_images()), bogus_png(), small_bombs, not_images,
 @example(data=bomb_png(), fmt=None, meta=True)
 def test_answers_end_in_unavailable_or_a_whole_file(data: bytes, fmt: str | None,
                                                     meta: bool, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(dir=tmp_path)) / "out"  # a fresh folder per example
     saver = Saver(plan=OutputPlan.from_option(f"{out}/{{index}}.{{ext}}"), provider="p",
                   model="m", request=_req(), count=1, wanted_format=fmt, metadata=meta)
     try:
@@ -150,4 +152,3 @@ def test_answers_end_in_unavailable_or_a_whole_file(data: bytes, fmt: str | None
         im.load()  # the written file decodes whole
         assert im.size == (saved.width, saved.height)
     assert [p.name for p in out.iterdir()] == [Path(saved.path).name]
-    Path(saved.path).unlink()
