@@ -9,6 +9,7 @@ another exception; an answer that is written decodes whole.
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -152,3 +153,39 @@ def test_answers_end_in_unavailable_or_a_whole_file(data: bytes, fmt: str | None
         im.load()  # the written file decodes whole
         assert im.size == (saved.width, saved.height)
     assert [p.name for p in out.iterdir()] == [Path(saved.path).name]
+
+
+@st.composite
+def tagged(draw: st.DrawFn) -> bytes:
+    """An image carrying imagegen's metadata (any prompt), then maybe damaged."""
+    from imagegen_cli import metadata
+
+    data = draw(pil_images())
+    fmt = images_fmt(data)
+    if fmt in ("png", "jpeg", "webp"):
+        meta = {"prompt": draw(st.text(max_size=50)), "seed": draw(st.integers()),
+                "model": "m", "provider": "p"}
+        data, _ = metadata.embed(data, fmt, meta, None)
+    return draw(damaged(st.just(data)))
+
+
+def images_fmt(data: bytes) -> str | None:
+    from imagegen_cli.images import sniff
+
+    return sniff(data)
+
+
+@fuzz(300)
+@given(data=st.one_of(tagged(), answers))
+def test_info_reads_any_file_or_says_why_not(data: bytes) -> None:
+    from imagegen_cli.cli.info import describe
+
+    Path("f.img").write_bytes(data)
+    try:
+        report = describe(Path("f.img"))
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+        event("refused (exit 2)")
+        return
+    event("read")
+    json.dumps(report)
