@@ -93,9 +93,9 @@ def run_complete(
         if got >= req.n:
             return
         if round_got == 0:
+            again = f" (asked again for the other {req.n - got}, none came)" if got else ""
             raise ShortfallError(
-                f"{provider.name} sent {got} of the {req.n} images asked for (asked again "
-                f"for the other {req.n - got}, none came)")
+                f"{provider.name} sent {got} of the {req.n} images asked for{again}")
         reporter.note(f"{provider.name} sent {round_got} of {want} images: asking for the "
                       f"other {want - round_got}")
 
