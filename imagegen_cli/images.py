@@ -106,7 +106,7 @@ def verify(data: bytes) -> tuple[str, int, int]:
     if not _complete(data, fmt):
         raise UnavailableError(f"The provider's {fmt.upper()} image is truncated")
     try:
-        decode_check(data)
+        w, h = decode_check(data)  # the size the pixels have, whatever a header claims
     except ValueError as exc:
         raise UnavailableError(f"The provider's {fmt.upper()} image cannot be decoded "
                                f"({exc})") from None
