@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 SERVE = """
 import sys, time
 from tests.fakes.openai_fake import OpenAIFake
-fake = OpenAIFake().start()
+fake = OpenAIFake(keep_retired=True).start()  # bench covers dall-e-3 too
 fake.fixed_image = sys.stdin.buffer.read()
 print(fake.url, flush=True)
 time.sleep(3600)
@@ -155,7 +155,8 @@ def main() -> None:
                               args.runs, rows)
 
     mem: list[tuple[str, int]] = []
-    for n, model in ((1, "gpt-image-1"), (4, "gpt-image-1"), (10, "gpt-image-1"),
+    for n, model in ((1, "gpt-image-2.6-flare"), (4, "gpt-image-2.6-flare"),
+                     (10, "gpt-image-2.6-flare"),
                      (4, "dall-e-3"), (10, "dall-e-3")):
         _, rss = run([imagegen, "generate", "x", "-m", model, "-n", str(n), "-q", "-o",
                       str(work / f"m{n}{model}") + "/"], env, work)

@@ -170,7 +170,7 @@ def _preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     register_url(tfy_base)
     presets = [
         ProviderConfig("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
-                       model="gpt-image-1"),
+                       model="gpt-image-2.6-flare"),
         ProviderConfig("distribute", "distribute", "https://api.distribute.ai",
                        "DISTRIBUTE_API_KEY", model="Flux.1 [dev]"),
         ProviderConfig("nebula", "nebula", "https://api.nebulablock.com/api/v1",

@@ -28,14 +28,14 @@ STARTER = """\
 # Presets (openai, distribute, nebula, truefoundry, yescale) work without a table;
 # a table overrides their fields. Keys: prefer api_key_env over a stored api_key.
 # [providers.openai]
-# model = "gpt-image-1"
+# model = "gpt-image-2.6-flare"
 
 # An OpenAI-compatible gateway:
 # [providers.mygateway]
 # type = "openai"
 # base_url = "https://gateway.example.com/v1"
 # api_key_env = "MYGATEWAY_API_KEY"
-# model = "gpt-image-1"
+# model = "gpt-image-2.6-flare"
 """
 
 SECRET_KEYS = {"api_key"}

@@ -65,7 +65,7 @@ def image_record(ev: ImageWritten) -> dict[str, Any]:
         "format": img.format, "seed": img.seed, "provider": job.provider.name,
         "model": job.request.model, "request_id": ev.request_id,
         "revised_prompt": img.revised_prompt, "timings": img.timings or {},
-        "skipped": ev.skipped,
+        "resolved": img.resolved or {}, "skipped": ev.skipped,
     }
 
 

@@ -5,6 +5,7 @@ Pillow is imported only where pixels must change.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from typing import Any
 
@@ -88,12 +89,23 @@ def _webp_info(data: bytes) -> tuple[int, int, bool]:
     raise ValueError("unknown WebP chunk")
 
 
-def verify(data: bytes) -> tuple[str, int, int]:
+# Formats written exactly as received, and only when the user asked for them: the
+# gpt-image-2.6 family draws SVG and animated GIF on request.
+AS_RECEIVED = ("gif", "svg")
+
+
+def verify(data: bytes, expect: str | None = None) -> tuple[str, int, int]:
     """Format and size of a complete image; UnavailableError for anything else.
 
-    A truncated or corrupt answer must never reach the output path.
+    A truncated or corrupt answer must never reach the output path. SVG is accepted
+    only when EXPECT is "svg" (it is text, not pixels: never sniffed by default).
     """
+    if expect == "svg":
+        return "svg", *svg_dimensions(data)
     fmt = sniff(data)
+    if expect is not None and fmt != expect:
+        raise UnavailableError(f"Asked for {expect.upper()} but the provider answered with "
+                               f"{fmt.upper() if fmt else 'something else'}")
     if fmt is None:
         raise UnavailableError("The provider answered with data that is not an image")
     try:
@@ -157,9 +169,40 @@ def open_checked(data: bytes) -> Any:
         raise ValueError(str(exc) or type(exc).__name__) from None
 
 
+def svg_dimensions(data: bytes) -> tuple[int, int]:
+    """Width and height of a whole SVG document (0 where it declares none);
+    UnavailableError when it is not one. Parsed with expat, which refuses external
+    entities and entity expansion bombs."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.startswith((b"<svg", b"<?xml", b"<!--", b"<!DOCTYPE svg")):
+        raise UnavailableError("Asked for SVG but the provider answered with something else")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError:
+        raise UnavailableError("The provider's SVG is damaged or truncated") from None
+    if root.tag.rsplit("}", 1)[-1] != "svg":
+        raise UnavailableError("Asked for SVG but the provider answered with another XML")
+
+    def number(value: str | None) -> int:
+        m = re.match(r"\s*([0-9.]+)\s*(px)?\s*$", value or "")
+        return round(float(m.group(1))) if m else 0
+
+    w, h = number(root.get("width")), number(root.get("height"))
+    box = (root.get("viewBox") or "").replace(",", " ").split()
+    if (not w or not h) and len(box) == 4:
+        with contextlib.suppress(ValueError):
+            w, h = w or round(float(box[2])), h or round(float(box[3]))
+    return w, h
+
+
 def _complete(data: bytes, fmt: str) -> bool:
     if fmt == "png":
         return _png_complete(data)
+    if fmt == "gif":
+        return data.rstrip(b"\x00").endswith(b"\x3b")  # the GIF trailer
     if fmt == "jpeg":
         return data.rstrip(b"\x00").endswith(b"\xff\xd9")
     if fmt == "webp":

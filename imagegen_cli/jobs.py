@@ -68,9 +68,11 @@ class Job:
         }
         for f in ("prompt", "model", "n", "size", "quality", "style", "background",
                   "moderation", "seed", "steps", "guidance", "negative_prompt",
-                  "output_format", "stream", "partial_images", "params", "device", "dtype"):
+                  "output_format", "stream", "partial_images", "params", "device", "dtype",
+                  "output_compression", "complexity", "input_fidelity", "user", "strength",
+                  "edit"):
             fields[f] = getattr(req, f)
-        fields["images"] = [hashlib.sha256(i.data).hexdigest() for i in req.images]
+        fields["images"] = [i.url or hashlib.sha256(i.data).hexdigest() for i in req.images]
         fields["mask"] = hashlib.sha256(req.mask.data).hexdigest() if req.mask else None
         text = json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()

@@ -18,14 +18,17 @@ from imagegen_cli.errors import OutputError, UsageError
 DEFAULT_TEMPLATE = "{date}-{time}-{prompt}-{index}.{ext}"
 BATCH_TEMPLATE = "{id}-{prompt}-{index}.{ext}"
 FIELDS = {"id", "prompt", "index", "count", "seed", "model", "provider", "date", "time", "ext"}
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
-FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+# gif and svg only when asked for (gpt-image-2.6 generations), written as received.
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "svg": "svg"}
+FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp",
+                 ".gif": "gif", ".svg": "svg"}
 # A file name's most bytes (ext4, APFS, NTFS), less room for a never-overwrite "-NNN".
 NAME_MAX = 255
 NAME_ROOM = 8
 # Image formats we cannot write: a name ending so would hold PNG bytes under a lie.
-UNWRITABLE_EXT = {".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl",
-                  ".ico", ".svg", ".jp2"}
+# (.gif and .svg are written when the model draws them: see FORMAT_OF_EXT.)
+UNWRITABLE_EXT = {".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl", ".ico",
+                  ".jp2"}
 
 
 # Names Windows reserves whatever the extension (CON.png is the console there).

@@ -37,6 +37,7 @@ class SavedImage:
     revised_prompt: str | None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         out = {
@@ -46,6 +47,8 @@ class SavedImage:
         }
         if self.timings:
             out["timings"] = self.timings
+        if self.resolved:
+            out["resolved"] = self.resolved
         return out
 
     @classmethod
@@ -54,7 +57,8 @@ class SavedImage:
                    height=rec["height"], format=rec["format"], bytes=rec["bytes"],
                    sha256=rec["sha256"], seed=rec.get("seed"),
                    revised_prompt=rec.get("revised_prompt"),
-                   timings=dict(rec.get("timings") or {}))
+                   timings=dict(rec.get("timings") or {}),
+                   resolved=dict(rec.get("resolved") or {}))
 
 
 @dataclass
@@ -99,6 +103,12 @@ class Saver:
             "params": req.params or None,
             "generator": "imagegen",
         }
+        if img.resolved:
+            # What the provider chose where the request left it open (auto or unset).
+            for key in ("quality", "background"):
+                if out.get(key) in (None, "auto") and img.resolved.get(key):
+                    out[key] = img.resolved[key]
+            out["resolved"] = img.resolved
         if img.timings:
             out["timings"] = img.timings
         from imagegen_cli.secrets import redact_data
@@ -111,14 +121,17 @@ class Saver:
     def save(self, img: GeneratedImage, index: int) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
-        fmt, width, height = images.verify(data)
-        target = self.wanted_format or (fmt if fmt in EXTENSIONS else "png")
-        if fmt != target:
-            data = images.convert(data, target)
-            fmt = target
+        as_received = self.wanted_format if self.wanted_format in images.AS_RECEIVED else None
+        fmt, width, height = images.verify(data, expect=as_received)
+        if as_received is None:
+            target = self.wanted_format or (
+                fmt if fmt in EXTENSIONS and fmt not in images.AS_RECEIVED else "png")
+            if fmt != target:
+                data = images.convert(data, target)
+                fmt = target
         meta = self.meta(img, width, height)
         cut = False
-        if self.metadata:
+        if self.metadata and as_received is None:
             # Timings vary run to run: kept out of the file (the sidecar and --json have
             # them), so equal pixels and parameters give equal bytes.
             data, cut = metadata.embed(
@@ -144,12 +157,14 @@ class Saver:
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
-            # A prompt cut to fit the image's metadata lives whole in the sidecar.
-            companions = (".json",) if (self.sidecar or cut) and img.partial is None else ()
+            # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF
+            # and SVG are written as received, so their metadata goes there too.
+            sidecar = self.sidecar or cut or (self.metadata and as_received is not None)
+            companions = (".json",) if sidecar and img.partial is None else ()
             saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
                                bytes=len(data), sha256=digest, seed=seed,
                                revised_prompt=img.revised_prompt, partial=img.partial,
-                               timings=dict(img.timings))
+                               timings=dict(img.timings), resolved=dict(img.resolved))
             claim = self.claim if img.partial is None else None
 
             def claimed(target: Path, st: os.stat_result) -> None:
@@ -172,7 +187,7 @@ class Saver:
         return SavedImage(path="-", index=index, width=width, height=height, format=fmt,
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
-                          timings=dict(img.timings))
+                          timings=dict(img.timings), resolved=dict(img.resolved))
 
 
 @dataclass

@@ -21,6 +21,8 @@ class InputImage:
     data: bytes
     width: int
     height: int
+    # `-i https://...` sent as a reference where the API takes URLs (data is then empty).
+    url: str | None = None
 
 
 @dataclass
@@ -40,15 +42,23 @@ class ImageRequest:
     output_format: str | None = None
     stream: bool = False
     partial_images: int | None = None
+    output_compression: int | None = None
+    complexity: str | None = None
+    input_fidelity: str | None = None
+    user: str | None = None
+    strength: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    # inpaint
+    # inpaint and edit
     images: list[InputImage] = field(default_factory=list)
     mask: InputImage | None = None
+    edit: bool = False  # `imagegen edit`: reference images, mask optional
     # local provider
     device: str | None = None
     dtype: str | None = None
     # What validation adjusted, for the user to read on stderr.
     notices: list[str] = field(default_factory=list)
+    # What the user must see even with -q (a deprecated model).
+    warnings: list[str] = field(default_factory=list)
     # Where a value not typed as a flag came from, by flag: "--steps" ->
     # "defaults.steps in /home/u/.config/imagegen/config.toml, line 4".
     origins: dict[str, str] = field(default_factory=dict)
@@ -76,6 +86,11 @@ class ImageRequest:
             "negative_prompt": "--negative-prompt",
             "stream": "--stream",
             "partial_images": "--partial-images",
+            "output_compression": "--output-compression",
+            "complexity": "--complexity",
+            "input_fidelity": "--input-fidelity",
+            "user": "--user",
+            "strength": "--strength",
             "device": "--device",
             "dtype": "--dtype",
         }
@@ -105,6 +120,9 @@ class GeneratedImage:
     # What the provider actually used where the request left it open, recorded in
     # the image: {"sampler": "Euler", "steps": 2, "guidance": 0.0}.
     settings: dict[str, Any] = field(default_factory=dict)
+    # What the provider says it chose (quality, size, background, output_format,
+    # created...), e.g. when `auto` was asked.
+    resolved: dict[str, Any] = field(default_factory=dict)
     # Bytes parked on disk (a spooled answer or download), read when the image is
     # written: big buffers then live on the writing thread only.
     loader: Callable[[], bytes] | None = None

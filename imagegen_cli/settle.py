@@ -29,6 +29,8 @@ from imagegen_cli.values import FORMATS as FORMATS
 from imagegen_cli.values import parse_aspect as parse_aspect
 from imagegen_cli.values import parse_size as parse_size
 
+AS_RECEIVED = ("gif", "svg")  # drawn by the model itself, written as received
+
 
 @dataclass(frozen=True)
 class ImageOptions:
@@ -56,14 +58,20 @@ class ImageOptions:
     sidecar: bool = False
     stream: bool = False
     partial_images: int | None = None
+    output_compression: int | None = None
+    complexity: str | None = None
+    input_fidelity: str | None = None
+    user: str | None = None
+    strength: float | None = None
     keep_partials: bool = False
     timeout: float | None = None
     retries: int | None = None
     device: str | None = None
     dtype: str | None = None
-    image: tuple[Path, ...] = ()
+    image: tuple[Path | str, ...] = ()  # edit: a file or an http(s) URL
     mask: Path | None = None
     invert_mask: bool = False
+    dry_run: bool = False  # nothing is fetched either (edit's -i URLs)
 
     def with_(self, **changes: Any) -> ImageOptions:
         return dataclasses.replace(self, **changes)
@@ -78,6 +86,8 @@ class Context:
     cfg: Config
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     note: Callable[[str], None] = lambda text: None
+    # What must be seen even with -q (a deprecated model); shown once each.
+    warn: Callable[[str], None] = lambda text: None
     default_template: str | None = None
     providers: dict[str | None, tuple[Provider, ProviderConfig]] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
@@ -125,7 +135,8 @@ def _no_constant(name: str) -> Any:
     raise ValueError(name)
 
 
-def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False) -> Job:
+def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
+           edit: bool = False) -> Job:
     """OPTS resolved and validated into a Job (exit 2 for anything the provider would
     refuse, 3 for an unknown provider).
 
@@ -236,6 +247,11 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False) -> Job:
         seed=opts.seed,
         stream=opts.stream or opts.partial_images is not None,
         partial_images=opts.partial_images,
+        output_compression=opts.output_compression,
+        complexity=opts.complexity,
+        input_fidelity=opts.input_fidelity,
+        user=opts.user,
+        strength=opts.strength,
         params=dict(opts.params),
         device=opts.device,
         dtype=opts.dtype,
@@ -245,6 +261,8 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False) -> Job:
     if inpaint and provider.inpaint_model() is None and not req.model:
         raise UsageError(cannot_inpaint(name, cfg, env))
     req = provider.resolve_model(req, inpaint=inpaint)
+    if edit and not provider.capabilities(req.model).edit:
+        raise UsageError(cannot("edit", f"{name} (model {req.model})", cfg, env))
     if aspect.value and aspect.source is not None:
         caps = provider.capabilities(req.model)
         if caps.sizes is None:
@@ -264,7 +282,24 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False) -> Job:
     if inpaint:
         from imagegen_cli.masks import attach
 
-        req = attach(req, list(opts.image), opts.mask, opts.invert_mask)
+        req = attach(req, [Path(p) for p in opts.image], opts.mask, opts.invert_mask)
+    if edit:
+        from imagegen_cli.references import attach_references
+
+        req = attach_references(req, [str(p) for p in opts.image], opts.mask,
+                                opts.invert_mask,
+                                takes_urls=provider.capabilities(req.model).image_urls,
+                                timeout=float(timeout.value), retries=int(retries.value),
+                                fetch=not opts.dry_run)
+    final_fmt = fmt or implied
+    # Before validation: the provider checks the format against other fields
+    # (transparent jpeg, compression of png, gif on an edit).
+    if final_fmt and final_fmt in provider.capabilities(req.model).formats:
+        req = req.with_(output_format=final_fmt)
+    elif final_fmt in AS_RECEIVED:
+        raise UsageError(f"{final_fmt} output: provider {name} (model {req.model}) does not "
+                         f"draw {final_fmt} (gpt-image-2.6-flare and -sunburst do, for "
+                         "generations): pass -m one of those, or write .png, .jpg or .webp")
     skippable = {f: p.source for f, p in picked.items()
                  if p.source is not None and p.source.global_default}
     if aspect.value and aspect.source is not None and aspect.source.global_default \
@@ -275,13 +310,18 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False) -> Job:
         for text in dropped:
             ctx.notice(text)
     req = provider.validate(req, inpaint=inpaint)
+    for text in req.warnings:
+        if text not in ctx._seen:
+            ctx._seen.add(text)
+            ctx.warn(text)
     for text in req.notices:
         ctx.notice(text)
-    final_fmt = fmt or implied
-    if final_fmt and final_fmt in provider.capabilities(req.model).formats:
-        req = req.with_(output_format=final_fmt)
     metadata = cfg.default("metadata", name).value
     sidecar = cfg.default("sidecar", name).value
+    if final_fmt in AS_RECEIVED and metadata is not False and not opts.no_metadata \
+            and not plan.stdout:
+        ctx.notice(f"{final_fmt} files are written as received: prompt and settings go to "
+                   "the .json sidecar beside each")
     return Job(
         request=req, provider=provider, pcfg=pcfg, plan=plan, fmt=final_fmt,
         metadata=not (opts.no_metadata or metadata is False),
@@ -325,6 +365,11 @@ def _model(opts: ImageOptions, ctx: Context, name: str) -> Any:
 
 def cannot_inpaint(name: str, cfg: Config, env: Mapping[str, str]) -> str:
     """Which providers can inpaint, preferring the ones with a key set."""
+    return cannot("inpaint", name, cfg, env)
+
+
+def cannot(what: str, name: str, cfg: Config, env: Mapping[str, str]) -> str:
+    """Which providers can WHAT ('inpaint' or 'edit'), preferring those with a key set."""
     from imagegen_cli.providers.base import create
 
     able = []
@@ -333,10 +378,14 @@ def cannot_inpaint(name: str, cfg: Config, env: Mapping[str, str]) -> str:
             prov = create(p, env)
         except ImagegenError:
             continue
-        model = prov.inpaint_model()
+        if what == "inpaint":
+            model = prov.inpaint_model()
+        else:
+            model = prov.default_model()
+            model = model if model and prov.capabilities(model).edit else None
         if model:
             ready = not prov.needs_key or bool(p.key(env))
             able.append((not ready, f"{p.name} ({model})"))
     able.sort()
     names = ", ".join(text for _, text in able) or "none configured"
-    return f"Provider {name} cannot inpaint; providers that can: {names} (pass -p NAME)"
+    return f"Provider {name} cannot {what}; providers that can: {names} (pass -p NAME)"

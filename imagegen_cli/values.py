@@ -15,7 +15,9 @@ from imagegen_cli.errors import ImagegenError, UsageError
 if TYPE_CHECKING:
     from imagegen_cli.config import Config
 
-FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+# gif and svg: as drawn by the models that make them (gpt-image-2.6), never converted to.
+FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp", "gif": "gif",
+           "svg": "svg"}
 
 # [defaults] key -> the flag it stands for (messages name both).
 FLAG_OF = {
@@ -59,7 +61,7 @@ def parse_aspect(aspect: str) -> float:
 def parse_format(value: str) -> str:
     fmt = FORMATS.get(value.lower())
     if fmt is None:
-        raise UsageError(f"-f/--format '{value}' is not one of png, jpeg, webp")
+        raise UsageError(f"-f/--format '{value}' is not one of png, jpeg, webp, gif, svg")
     return fmt
 
 

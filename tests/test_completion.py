@@ -62,8 +62,9 @@ def bash_complete(words: list[str], cword: int | None = None) -> list[str]:
 
 
 @pytest.mark.parametrize("option, expected", [
-    ("--format", ["png", "jpeg", "webp"]),
-    ("--quality", ["low", "medium", "high", "auto", "standard", "hd"]),
+    ("--format", ["png", "jpeg", "webp", "gif", "svg"]),
+    ("--quality", ["low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"]),
+    ("--complexity", ["low", "medium", "high"]),
     ("--background", ["transparent", "opaque", "auto"]),
     ("--moderation", ["low", "auto"]),
     ("--device", ["auto", "cpu", "cuda", "mps"]),
@@ -88,7 +89,7 @@ def test_bash_config_set_keys_and_values(configured: Path) -> None:
     assert bash_complete(["imagegen", "config", "set", "defaults.for"]) == ["defaults.format"]
     assert "providers.mygw.model" in bash_complete(["imagegen", "config", "set", "providers."])
     assert bash_complete(["imagegen", "config", "set", "defaults.format", ""]) \
-        == ["png", "jpeg", "webp"]
+        == ["png", "jpeg", "webp", "gif", "svg"]
     assert bash_complete(["imagegen", "config", "set", "defaults.sidecar", ""]) \
         == ["true", "false"]
     assert bash_complete(["imagegen", "config", "set", "default_provider", "my"]) == ["mygw"]
@@ -111,7 +112,8 @@ def _fish_quote(text: str) -> str:
 
 
 def test_fish_values_and_equals(configured: Path) -> None:
-    assert sorted(fish_complete("imagegen generate --format ")) == ["jpeg", "png", "webp"]
+    assert sorted(fish_complete("imagegen generate --format ")) \
+        == ["gif", "jpeg", "png", "svg", "webp"]
     assert fish_complete("imagegen generate --provider=my") == ["--provider=mygw"]
     assert sorted(fish_complete("imagegen generate --dtype=float")) \
         == ["--dtype=float16", "--dtype=float32"]
@@ -242,5 +244,14 @@ def test_installed_bash_script_loads_through_bash_completion(monkeypatch: pytest
             "printf '%s\\n' \"${COMPREPLY[@]}\"")
     r = subprocess.run([bash, "--norc", "-c", code], capture_output=True, text=True,
                        env=_env(XDG_DATA_HOME=str(data)), timeout=60)
-    assert r.stdout.split() == ["png", "jpeg", "webp"], r.stderr
+    assert r.stdout.split() == ["png", "jpeg", "webp", "gif", "svg"], r.stderr
 
+
+
+def test_checkout_copies_match_the_packaged_scripts() -> None:
+    """completions/ (for packagers and checkouts) holds the same scripts the package ships."""
+    top = Path(__file__).resolve().parent.parent / "completions"
+    shipped = sorted(p.name for p in PACKAGE_DIR.iterdir() if p.is_file())
+    assert shipped, "no completion scripts in the package"
+    for name in shipped:
+        assert (top / name).read_bytes() == (PACKAGE_DIR / name).read_bytes(), name

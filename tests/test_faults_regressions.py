@@ -171,7 +171,8 @@ def test_closed_stdout_writes_every_image(hostile: Hostile, tmp_path: Path) -> N
                        capture_output=True, text=True, env=imagegen_env(), timeout=60)
     assert r.stdout == f"{out}/1.png\n"
     assert r.returncode == 0, r.stderr
-    assert r.stderr == ""  # no traceback, no "Exception ignored", no error
+    for bad in ("Traceback", "Exception ignored", "error", "Broken pipe"):
+        assert bad not in r.stderr, r.stderr
     assert sorted(f.name for f in out.iterdir()) == ["1.png", "2.png", "3.png", "4.png"]
 
 

@@ -80,7 +80,7 @@ def test_error_about_a_provider_default_names_file_and_key(
 
 def test_error_about_an_env_value_names_the_variable(fake: Any,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IMAGEGEN_OUTPUT", "pic.gif")
+    monkeypatch.setenv("IMAGEGEN_OUTPUT", "pic.bmp")
     r = run_cli(["generate", "sky"])
     assert r.code == 2 and "IMAGEGEN_OUTPUT" in r.err
 
@@ -89,14 +89,14 @@ def test_imagegen_model_applies_to_the_default_provider_only(
         nebula: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     write_config(f'default_provider = "openai"\n[providers.nebula]\n'
                  f'base_url = "{nebula.url}"\n', monkeypatch, tmp_path)
-    monkeypatch.setenv("IMAGEGEN_MODEL", "dall-e-3")
+    monkeypatch.setenv("IMAGEGEN_MODEL", "gpt-image-2")
     r = run_cli(["generate", "fox", "-p", "nebula", "-o", "a.png"])
     assert r.code == 0, r.err
     assert "IMAGEGEN_MODEL" in r.err
     body = nebula.server.calls("/images/generation")[0].json()
     assert body["model"] == "black-forest-labs/FLUX.1-schnell"
     r = run_cli(["generate", "fox", "--dry-run"])  # the default provider: applies
-    assert json.loads(r.stdout)["model"] == "dall-e-3"
+    assert json.loads(r.stdout)["model"] == "gpt-image-2"
 
 
 def test_explicit_output_extension_beats_config_format(
@@ -121,9 +121,9 @@ def cfgfile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("key, value", [
-    ("defaults.quality", "ultra"), ("defaults.format", "gif"), ("defaults.aspect", "banana"),
+    ("defaults.quality", "ultra"), ("defaults.format", "bmp"), ("defaults.aspect", "banana"),
     ("defaults.steps", "0"), ("defaults.size", "big"), ("defaults.count", "0"),
-    ("defaults.output", "a.gif"), ("defaults.provider", "nope"),
+    ("defaults.output", "a.bmp"), ("defaults.provider", "nope"),
     ("providers.nebula.defaults.quality", "hd"), ("providers.distribute.mode", "fast"),
 ])
 def test_config_set_checks_values_like_the_flags(cfgfile: Path, key: str, value: str) -> None:
@@ -226,7 +226,10 @@ def test_401_names_where_the_key_came_from(fake: Any, monkeypatch: pytest.Monkey
 
 
 def test_output_gif_refused_and_noext_gets_extension(fake: Any) -> None:
-    r = run_cli(["generate", "sky", "-o", "pic.gif"])
+    r = run_cli(["generate", "sky", "-o", "pic.bmp"])
+    assert r.code == 2 and ".png" in r.err
+    # gif only from a model that draws it (gpt-image-2.6), else refused the same way.
+    r = run_cli(["generate", "sky", "-m", "gpt-image-2", "-o", "pic.gif"])
     assert r.code == 2 and ".png" in r.err
     assert fake.server.calls("/images/generations") == []
     r = run_cli(["generate", "sky", "-o", "noext"])
@@ -361,7 +364,7 @@ def test_debug_shows_bodies_summarised_and_redacted(fake: Any) -> None:
         {"error": {"message": "Invalid size", "param": "size"}}, 400))
     r = run_cli(["--debug", "generate", "sky", "-o", "e.png"])
     assert r.code == 5
-    assert 'debug: > body {"model": "gpt-image-1", "prompt": "sky"' in r.err
+    assert 'debug: > body {"model": "gpt-image-2.6-flare", "prompt": "sky"' in r.err
     assert 'debug: < body {"error": {"message": "Invalid size", "param": "size"}}' in r.err
     r = run_cli(["--debug", "generate", "sky", "-o", "ok.png"])
     assert r.code == 0
@@ -389,7 +392,7 @@ def test_gateway_without_model_list_checks_and_lists_known_models(fake: Any) -> 
     r = run_cli(["providers", "models", "openai", "--json"])
     assert r.code == 0, r.err
     got = json.loads(r.stdout)
-    assert got["live"] is False and "gpt-image-1" in got["models"]
+    assert got["live"] is False and "gpt-image-2.6-flare" in got["models"]
     assert "no model list at" in r.err
 
 

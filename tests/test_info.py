@@ -22,7 +22,7 @@ def test_info_reads_what_generate_wrote(fake: OpenAIFake) -> None:
     out = r.stdout
     assert out.startswith("m.webp: WEBP 64x64\n")
     assert "  prompt:          a lighthouse, at dusk\n" in out
-    assert "  model:           gpt-image-1\n" in out
+    assert "  model:           gpt-image-2.6-flare\n" in out
     assert "  provider:        openai\n" in out
     assert "request id:" in out
     assert "AI-generated:    yes" in out

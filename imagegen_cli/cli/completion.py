@@ -31,11 +31,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "completions"
 
 # Values of the options that take one of a few words (also `config set defaults.KEY`).
 VALUES: dict[str, tuple[str, ...]] = {
-    "format": ("png", "jpeg", "webp"),
-    "quality": ("low", "medium", "high", "auto", "standard", "hd"),
+    "format": ("png", "jpeg", "webp", "gif", "svg"),
+    "quality": ("low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"),
     "background": ("transparent", "opaque", "auto"),
     "moderation": ("low", "auto"),
     "style": ("vivid", "natural"),
+    "complexity": ("low", "medium", "high"),
+    "input_fidelity": ("high", "low"),
     "device": ("auto", "cpu", "cuda", "mps"),
     "dtype": ("float32", "float16", "bfloat16"),
     "mode": ("sync", "async"),
@@ -304,11 +306,17 @@ def register(app: typer.Typer) -> None:
 
 
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else PACKAGE_DIR
-    folder.mkdir(exist_ok=True)
-    for shell, name in SHELLS.items():
-        (folder / name).write_text(script(shell), encoding="utf-8")
-        print(folder / name)
+    """Regenerate the shipped scripts (and the checkout's copies in completions/)."""
+    if len(sys.argv) > 1:
+        folders = [Path(sys.argv[1])]
+    else:
+        checkout = PACKAGE_DIR.parent.parent / "completions"
+        folders = [PACKAGE_DIR] + ([checkout] if checkout.is_dir() else [])
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+        for shell, name in SHELLS.items():
+            (folder / name).write_text(script(shell), encoding="utf-8")
+            print(folder / name)
 
 
 if __name__ == "__main__":

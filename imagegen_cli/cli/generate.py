@@ -1,4 +1,4 @@
-"""`imagegen generate` and `imagegen inpaint`: flags -> request -> provider -> files."""
+"""`imagegen generate`, `inpaint` and `edit`: flags -> request -> provider -> files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from imagegen_cli.cli.options import FROM, INPAINT, image_command
+from imagegen_cli.cli.options import EDIT, FROM, INPAINT, image_command
 from imagegen_cli.errors import (
     AuthError,
     ImagegenError,
@@ -64,8 +64,8 @@ def options_from(opts: dict[str, Any]) -> ImageOptions:
     return ImageOptions(**given)
 
 
-def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
-    """`generate` and `inpaint`: a batch of one job."""
+def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = False) -> None:
+    """`generate`, `inpaint` and `edit`: a batch of one job."""
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note, warn
     from imagegen_cli.http import register_secret
@@ -81,12 +81,12 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         opts, literal_prompt = _with_settings_from(opts, cfg, env)
     elif opts["prompt"] is None:
         raise UsageError("Missing PROMPT: pass the text, - for stdin, @FILE"
-                         + ("" if inpaint else ", or --from IMAGE"))
-    ctx = Context(cfg, env, note=(lambda text: None) if quiet else note)
+                         + ("" if inpaint or edit else ", or --from IMAGE"))
+    ctx = Context(cfg, env, note=(lambda text: None) if quiet else note, warn=warn)
     options = options_from(opts)
     if literal_prompt is not None:
         options = options.with_(prompt=literal_prompt)  # as recorded: no -, no @FILE
-    job = settle(options, ctx, inpaint=inpaint)
+    job = settle(options, ctx, inpaint=inpaint, edit=edit)
     if job.plan.stdout and sys.stdout.isatty():
         # As curl and httpie do: image bytes on a terminal are garbage and can upset it.
         raise UsageError("refusing to write image bytes to a terminal; redirect to a file "
@@ -309,6 +309,18 @@ def inpaint(**opts: Any) -> None:
     run_images(opts, inpaint=True)
 
 
+@image_command(EDIT)
+def edit(**opts: Any) -> None:
+    """Make a new image from reference images and a prompt; no mask needed.
+
+    -i takes a file or an https:// URL, repeatable (gpt-image: up to 16, e.g. "put
+    the product from A on the table from B"). --mask is optional. The local model
+    runs img2img from the first image (--strength).
+    """
+    run_images(opts, edit=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
     app.command("inpaint")(inpaint)
+    app.command("edit")(edit)

@@ -51,6 +51,8 @@ def _caps_short(prov: Provider) -> str:
     feats = [f"n<={caps.max_n}/req"]
     if prov.inpaint_model():
         feats.append("inpaint")
+    if caps.edit:
+        feats.append("edit")
     feats += [f for f, on in (("stream", caps.stream), ("async", caps.async_jobs)) if on]
     return ", ".join(feats)
 
@@ -116,6 +118,9 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "n_per_request": caps.max_n,
             "prompt_max": caps.prompt_max, "inpaint": caps.inpaint, "stream": caps.stream,
             "async": caps.async_jobs, "notes": list(caps.notes),
+            "edit": caps.edit, "max_images": caps.max_images,
+            "formats": list(caps.formats), "status": prov.model_status(m) if m else None,
+            "lifecycle": prov.model_lifecycle(m) if m else None,
         }
     info["models"] = models
     import json
@@ -129,7 +134,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
                                               if p.api_key_env else ""),
              f"  model    : {p.model or '(none: pass -m)'}"]
     for m, c in models.items():
-        lines.append(f"  model {m}:")
+        lines.append(f"  model {m}:" + (f" ({c['status']})" if c["status"] else ""))
         lines.append("    options : " + (" ".join(c["options"]) or "-"))
         for flag, vals in c["values"].items():
             lines.append(f"    {flag} : {', '.join(vals)}")
@@ -140,9 +145,11 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
                      "requests, -j at once)")
         if c["prompt_max"]:
             lines.append(f"    prompt  : up to {c['prompt_max']} characters")
-        feats = [k for k in ("inpaint", "stream", "async") if c[k]]
+        feats = [k for k in ("inpaint", "edit", "stream", "async") if c[k]]
         if feats:
             lines.append("    features: " + ", ".join(feats))
+        if c["formats"]:
+            lines.append("    formats : " + ", ".join(c["formats"]))
         for n in c["notes"]:
             lines.append(f"    note    : {n}")
     out("\n".join(lines))
@@ -194,11 +201,17 @@ def models(name: NameArg, json_out: JsonOpt = False) -> None:
         names = prov.known_models()
     import json
 
+    status = {n: prov.model_status(n) for n in names}
     if json_out:
-        out(json.dumps({"provider": p.name, "live": live, "models": names}, indent=2))
+        lives = {n: prov.model_lifecycle(n) for n in names}
+        out(json.dumps({"provider": p.name, "live": live, "models": names,
+                        "status": status,
+                        "lifecycle": {n: v for n, v in lives.items() if v}}, indent=2))
         return
+    width = max((len(n) for n in names if status[n]), default=0)
     for n in names:
-        out(n)
+        # NAME, then its lifecycle status where known: `cut -d' ' -f1` gives the names.
+        out(f"{n:<{width}}  {status[n]}" if status[n] else n)
 
 
 @app.command("check")

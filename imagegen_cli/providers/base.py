@@ -111,6 +111,10 @@ class Capabilities:
     formats: tuple[str, ...] = ()  # output formats the provider produces on request
     inpaint: bool = False
     multi_image: bool = False  # inpaint takes several --image
+    # `imagegen edit`: reference images without a mask (img2img for the local model)
+    edit: bool = False
+    max_images: int = 1  # input images per edit
+    image_urls: bool = False  # takes -i https://... as references (no download first)
     stream: bool = False
     async_jobs: bool = False
     notes: tuple[str, ...] = ()
@@ -150,6 +154,14 @@ class Provider:
         """MODEL as recorded in the images: nothing of the user's disk (see local)."""
         return model
 
+    def model_status(self, model: str) -> str | None:
+        """Where MODEL is in its lifecycle ('active', 'deprecated: ...'), if known."""
+        return None
+
+    def model_lifecycle(self, model: str) -> dict[str, Any] | None:
+        """MODEL's lifecycle entry (status, shutdown, replacement, source, read), if known."""
+        return None
+
     # -- the work ------------------------------------------------------
     def resolve_model(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
         model = req.model or (self.inpaint_model() if inpaint else None) or self.default_model()
@@ -167,6 +179,11 @@ class Provider:
         where = f"provider {self.name} (model {req.model})"
         if len(req.images) > 1 and not caps.multi_image:
             raise UsageError(f"Several --image are not accepted by {where}: pass one")
+        if req.edit and not caps.edit:
+            raise UsageError(f"Editing with reference images is not supported by {where}")
+        if len(req.images) > max(caps.max_images, 1):
+            raise UsageError(f"{len(req.images)} input images: {where} takes at most "
+                             f"{caps.max_images}; pass fewer -i")
         if inpaint and not caps.inpaint:
             raise UsageError(f"Inpainting is not supported by {where}")
         for flag, value in req.options_set().items():

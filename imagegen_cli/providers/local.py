@@ -28,12 +28,13 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 CAPS = Capabilities(
-    options=opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype"),
+    options=opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype",
+                "--strength"),
     values={"--device": ("auto", "cpu", "cuda", "mps"),
             "--dtype": ("float32", "float16", "bfloat16")},
-    ranges={"--steps": (1, 1000)},
+    ranges={"--steps": (1, 1000), "--strength": (0.0, 1.0)},
     sizes=SizeRule(min_side=8, max_side=4096, multiple=8),
-    max_n=64, max_count=64, inpaint=True,
+    max_n=64, max_count=64, inpaint=True, edit=True,
     notes=("runs on this machine: the model loads once per command",),
 )
 
@@ -60,20 +61,33 @@ class LocalProvider(Provider):
             return path.name or model
         return model
 
+    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        req = super().validate(req, inpaint=inpaint)
+        self._validate_inpainting_model(req, inpaint)
+        if req.edit and req.mask is None:
+            # img2img runs int(steps * strength) denoising steps: none is an error.
+            steps = int(_call_args(req).get("num_inference_steps") or 50)
+            strength = req.strength if req.strength is not None else DEFAULT_STRENGTH
+            if int(steps * strength) < 1:
+                raise UsageError(f"--strength {strength:g} with {steps} steps runs no "
+                                 "denoising step: raise --strength or --steps")
+        return req
+
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
         # Nothing goes over the network; --dry-run shows what would run.
         shown = _call_args(req)
+        if req.edit and req.mask is None:
+            shown["strength"] = req.strength if req.strength is not None else DEFAULT_STRENGTH
         if req.seed is not None:
             shown["seed"] = req.seed
         return [HttpCall("LOCAL", str(req.model), json=shown)]
 
-    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
-        req = super().validate(req, inpaint=inpaint)
-        if not inpaint and is_inpainting_model(str(req.model)):
+    def _validate_inpainting_model(self, req: ImageRequest, inpaint: bool) -> None:
+        masked = inpaint or (req.edit and req.mask is not None)
+        if not masked and is_inpainting_model(str(req.model)):
             raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint "
                              "PROMPT --image IMG --mask MASK` with it, or pick a text-to-image "
                              "model with -m")
-        return req
 
     def check(self, key: str | None, transport: Transport) -> str:
         _require_libraries()
@@ -86,9 +100,10 @@ class LocalProvider(Provider):
         device = _device(torch, req.device or "auto")
         dtype = _dtype(torch, req.dtype, device)
         inpaint = bool(req.images and req.mask)
+        img2img = bool(req.images) and not inpaint  # `imagegen edit` without a mask
         reporter.status(f"loading {req.model}")
         started = time.perf_counter()
-        pipe = load_pipeline(str(req.model), inpaint=inpaint, dtype=dtype,
+        pipe = load_pipeline(str(req.model), inpaint=inpaint, img2img=img2img, dtype=dtype,
                              quiet=bool(getattr(reporter, "quiet", False)))
         unet = getattr(pipe, "unet", None)
         if not inpaint and getattr(getattr(unet, "config", None), "in_channels", 4) == 9:
@@ -106,6 +121,10 @@ class LocalProvider(Provider):
                 args = _call_args(req)
                 if inpaint:
                     args.update(_inpaint_args(req))
+                elif img2img:
+                    args.pop("width", None)  # img2img keeps the image's own size
+                    args.pop("height", None)
+                    args.update(_img2img_args(req))
 
                 def on_step(p: Any, step: int, timestep: Any, kw: dict[str, Any]) -> Any:
                     # The total comes from the pipeline (strength and schedulers change it).
@@ -118,7 +137,7 @@ class LocalProvider(Provider):
                 generator = torch.Generator(device="cpu").manual_seed(seed)
                 image = pipe(**args, generator=generator, callback_on_step_end=on_step,
                              output_type="pil").images[0]
-                if inpaint:
+                if req.images:
                     first = req.images[0]
                     if image.size != (first.width, first.height):
                         from PIL import Image
@@ -192,6 +211,25 @@ def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
         w, h = (max(8, round(v / 8) * 8) for v in image.size)
     return {"image": image.resize((w, h)), "mask_image": mask.resize((w, h)), "width": w,
             "height": h}
+
+
+DEFAULT_STRENGTH = 0.6  # a visible change that keeps the reference's layout
+
+
+def _img2img_args(req: ImageRequest) -> dict[str, Any]:
+    """The first reference image, at sides rounded to multiples of 8 (the result is
+    resized back to the input's size), and how far to move from it."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(req.images[0].data)).convert("RGB")
+    if req.size and req.size != "auto":
+        w, h = (int(x) for x in req.size.split("x"))
+    else:
+        w, h = (max(8, round(v / 8) * 8) for v in image.size)
+    args: dict[str, Any] = {"image": image.resize((w, h)),
+                            "strength": req.strength if req.strength is not None
+                            else DEFAULT_STRENGTH}
+    return args
 
 
 def _require_libraries() -> Any:
@@ -298,13 +336,19 @@ def is_inpainting_model(model: str) -> bool:
         return False
 
 
-def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False) -> Any:
+def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False,
+                  img2img: bool = False) -> Any:
     """A diffusers pipeline from a folder or a hub id; ConfigError (exit 3) when the
     model is neither on disk nor downloadable."""
     _quiet_libraries(quiet)
-    from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
+    from diffusers import (
+        AutoPipelineForImage2Image,
+        AutoPipelineForInpainting,
+        AutoPipelineForText2Image,
+    )
 
-    cls = AutoPipelineForInpainting if inpaint else AutoPipelineForText2Image
+    cls = AutoPipelineForInpainting if inpaint else (
+        AutoPipelineForImage2Image if img2img else AutoPipelineForText2Image)
     path = Path(model).expanduser()
     # A hub id is ORG/NAME; anything else that is not on disk is a missing folder.
     hub_id = not path.exists() and not model.startswith((".", "/", "~")) \
