@@ -148,10 +148,13 @@ def open_checked(data: bytes) -> Any:
     more than MAX_PIXELS decoded, never an exception of Pillow's own."""
     import io
 
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        im = Image.open(io.BytesIO(data))
+        try:
+            im = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise ValueError("its data is damaged or truncated") from None
         too_big = pixel_problem(*im.size)
         if too_big:
             im.close()
