@@ -154,28 +154,32 @@ def request_id_of(resp: httpx.Response) -> str | None:
 
 
 def retry_after(resp: httpx.Response) -> float | None:
+    """Seconds the server asks to wait (Retry-After-Ms, Retry-After in seconds or as an
+    HTTP date), never negative; None when absent or unreadable (NaN, garbage)."""
     ms = resp.headers.get("retry-after-ms")
     if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            return _sane_wait(float(ms) / 1000)
     value = resp.headers.get("retry-after")
     if not value:
         return None
     try:
-        return float(value)
+        return _sane_wait(float(value))
     except ValueError:
         pass
     import email.utils
 
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return _sane_wait(float(parsed.timestamp()) - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
         return None
-    if parsed is None:
+
+
+def _sane_wait(seconds: float) -> float | None:
+    if seconds != seconds:  # NaN
         return None
-    return max(0.0, float(parsed.timestamp()) - time.time())
+    return max(0.0, seconds)  # +inf stays: "asks to wait inf s, try again later"
 
 
 def classify(resp: httpx.Response, who: str) -> ProviderError:

@@ -31,6 +31,9 @@ CASES: list[tuple[str, Callable[[Hostile], H.Behaviour], list[str], int, list[st
      ["Rate limit reached", "after 3 attempts"], MAX_THROTTLED + 3),
     ("429 Retry-After absurd", lambda h: H.retry_after("999999"), [], 6,
      ["asks to wait 999999 s", "try again later"], 1),
+    ("503 Retry-After negative, NaN, garbage", lambda h: H.sequence(
+        H.retry_after("-5", 503), H.retry_after("nan", 503), H.retry_after("soon", 503)), [],
+     6, ["HTTP 503", "after 3 attempts"], 3),
     ("500 storm", lambda h: H.answer(500, '{"error": {"message": "boom"}}'), [], 6,
      ["unavailable", "HTTP 500"], 3),
     ("502 HTML page", lambda h: H.answer(
@@ -189,3 +192,13 @@ def test_distribute_status_that_never_ends_is_capped(dist: Hostile) -> None:
     r = run_cli(["generate", "x", "-p", "distribute", *OUT, "--retries", "0"])
     line = assert_clean_failure(r, 6, Path("out"))
     assert "more than 16777216 bytes" in line
+
+
+def test_odd_retry_after_values_never_sleep_a_negative_or_nan_time(hostile: Hostile) -> None:
+    hostile.route(GEN, H.sequence(H.retry_after("-5", 503), H.retry_after("nan", 503),
+                                  H.retry_after(H.http_date(-60), 503),
+                                  H.answer(200, H.images_json(H.image()))))
+    r = run_cli(["generate", "x", *OUT, "--retries", "3"])
+    assert r.code == 0, r.err
+    assert len(SLEEPS) == 3 and all(0 <= s < 10 for s in SLEEPS), SLEEPS  # time.sleep(-5)
+    # would raise ValueError: an internal error
