@@ -208,3 +208,20 @@ def test_disk_full_mid_run_exits_8_naming_the_images(hostile: Hostile, tiny_disk
     assert "No space left on device" in line
     assert [p.name for p in files_under(tiny_disk)] == ["1.png"]  # no temp file left
     assert r.lines() == [f"{tiny_disk}/1.png"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_paths_to_a_full_stdout_exit_7_with_every_image_written(hostile: Hostile,
+                                                                tmp_path: Path) -> None:
+    hostile.route(GEN, H.answer(200, H.images_json(H.image(), H.image())))
+    out = tmp_path / "full"
+    with open("/dev/full", "wb") as full:
+        p = imagegen(["generate", "x", "-n", "2", "-o", f"{out}/{{index}}.png"], stdout=full,
+                     stderr=subprocess.PIPE)
+        _, err_b = p.communicate(timeout=30)
+    err = err_b.decode()
+    assert p.returncode == 7, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    (line,) = error_lines(err)
+    assert "Cannot print the results to stdout: No space left on device" in line
+    assert sorted(f.name for f in out.iterdir()) == ["1.png", "2.png"]

@@ -76,15 +76,21 @@ _completion.register(app)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every error is converted here."""
+    from imagegen_cli.cli import console
+
+    console.reset_stdout()
     code = _cli(argv)
     try:
         sys.stdout.flush()
     except OSError:
         # A reader that went away or a full disk: whatever could not get out is
         # dropped here, so the interpreter's own last flush stays silent.
-        from imagegen_cli.cli.console import silence_stdout
-
-        silence_stdout()
+        console.silence_stdout()
+    lost = console.stdout_error()
+    if lost and code == 0:
+        # The images are written; the list of them could not be printed.
+        console.err(f"Cannot print the results to stdout: {lost}", prefix="error")
+        code = int(ExitCode.OUTPUT)
     return code
 
 

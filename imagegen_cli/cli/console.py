@@ -24,25 +24,33 @@ def use_color(stream: Any) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-_stdout_closed = False
+_stdout: dict[str, Any] = {"closed": False, "error": None}  # stdout during this command
 
 
 def out(line: str) -> None:
     """One result line on stdout. A reader that went away (`| head -1`) stops the
-    printing, never the work: every image is still written."""
-    global _stdout_closed
-    if _stdout_closed:
+    printing, never the work: every image is still written. Any other failure to
+    print (a full disk) is remembered: the command then ends in exit 7."""
+    if _stdout["closed"]:
         return
     try:
         sys.stdout.write(redact(line) + "\n")
         sys.stdout.flush()
-    except BrokenPipeError:
-        _stdout_closed = True
+    except OSError as exc:
+        _stdout["closed"] = True
+        if not isinstance(exc, BrokenPipeError):
+            _stdout["error"] = exc.strerror or str(exc)
         silence_stdout()
 
 
-def stdout_closed() -> bool:
-    return _stdout_closed
+def reset_stdout() -> None:
+    _stdout.update(closed=False, error=None)
+
+
+def stdout_error() -> str | None:
+    """Why results could not be printed (not a closed pipe), if that happened."""
+    error = _stdout["error"]
+    return str(error) if error else None
 
 
 def silence_stdout() -> None:
