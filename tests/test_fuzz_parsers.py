@@ -374,3 +374,46 @@ def test_every_path_stays_in_its_folder_and_is_a_legal_name(
     with open(target, "xb"):
         pass
     target.unlink()
+
+
+# ---------------------------------------------------------------- error answers
+
+@fuzz(500)
+@given(value=st.one_of(st.text(max_size=40), st.floats().map(str),
+                       st.integers().map(str)),
+       ms=st.one_of(st.none(), st.text(max_size=10)))
+@example(value="nan", ms=None)
+@example(value="-5", ms=None)
+@example(value="Mon, 01 Jan 99999 00:00:00 GMT", ms=None)
+@example(value="x", ms="nan")
+def test_retry_after_is_never_negative_or_nan(value: str, ms: str | None) -> None:
+    from imagegen_cli.http import retry_after
+
+    headers = {"retry-after": value.encode("utf-8", "replace").decode("latin-1")}
+    if ms is not None:
+        headers["retry-after-ms"] = ms.encode("utf-8", "replace").decode("latin-1")
+    try:
+        resp = httpx.Response(429, headers=headers)
+    except (ValueError, TypeError):
+        return  # not a header httpx would ever hand us
+    wait = retry_after(resp)
+    assert wait is None or (wait >= 0 and wait == wait)
+
+
+@fuzz(500)
+@given(body=st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v)
+                                                               .encode())),
+       status=st.sampled_from([400, 401, 403, 404, 409, 429, 500, 502, 503]),
+       ctype=st.sampled_from(["application/json", "text/html", "text/plain", ""]))
+@example(body=b'{"error": {"message": null, "code": 5}}', status=400, ctype="")
+@example(body=b'[{"msg": 3}]', status=422, ctype="")
+def test_any_error_answer_becomes_one_provider_error(body: bytes, status: int,
+                                                     ctype: str) -> None:
+    from imagegen_cli.errors import ProviderError
+    from imagegen_cli.http import classify
+
+    resp = httpx.Response(status, content=body, headers={"content-type": ctype} if ctype
+                          else {})
+    err = classify(resp, "gw")
+    assert isinstance(err, ProviderError)
+    str(err)
