@@ -308,6 +308,7 @@ def test_param(items: list[str]) -> None:
 
 @fuzz(300)
 @given(data=st.binary(max_size=200), how=st.sampled_from(["@", "-", "text"]))
+@example(data=b"@\x00", how="text")
 def test_prompt(data: bytes, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
     import sys
@@ -351,6 +352,8 @@ def test_every_path_stays_in_its_folder_and_is_a_legal_name(
     template = "".join(parts) + "x" * long
     try:
         plan = OutputPlan.from_option(template)
+        if plan.stdout:  # "-": stdout, no path at all
+            return
         path = plan.path_for(prompt=prompt, index=index, count=count, ext="png", seed=seed,
                              model=model, provider=provider, now=datetime(2026, 1, 2, 3, 4))
     except UsageError:
