@@ -258,7 +258,7 @@ class Config:
 def config_path(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get(ENV_CONFIG):
-        return Path(env[ENV_CONFIG]).expanduser()
+        return Path(os.path.expanduser(env[ENV_CONFIG]))  # "~nouser" stays as typed
     import platformdirs
 
     return Path(platformdirs.user_config_dir("imagegen", appauthor=False)) / "config.toml"

@@ -309,6 +309,8 @@ def test_param(items: list[str]) -> None:
 @fuzz(300)
 @given(data=st.binary(max_size=200), how=st.sampled_from(["@", "-", "text"]))
 @example(data=b"@\x00", how="text")
+@example(data=b"@~\x00", how="text")
+@example(data=b"@~\x01/x", how="text")
 def test_prompt(data: bytes, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
     import sys

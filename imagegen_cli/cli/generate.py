@@ -37,8 +37,9 @@ def read_prompt(value: str) -> str:
             raise UsageError("Prompt from stdin is not UTF-8 text: convert it (e.g. "
                              "iconv -t UTF-8)") from None
     elif value.startswith("@") and len(value) > 1:
-        path = Path(value[1:]).expanduser()
+        path = Path(value[1:])
         try:
+            path = Path(os.path.expanduser(path))  # ("~nouser" stays as typed)
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UsageError(f"Prompt file {path} does not exist (a prompt starting with @ "
