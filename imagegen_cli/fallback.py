@@ -36,7 +36,7 @@ def split_flag(value: str | None) -> list[str]:
 def chain(cfg: Config, primary: ProviderConfig, rest: list[str]) -> list[ProviderConfig]:
     """PRIMARY then its fallbacks: REST from `-p a,b,c` (or a batch record) when given,
     else `fallback = [...]` under [providers.PRIMARY]. Unknown names exit 3."""
-    names = rest if rest else list(primary.fallback)
+    names = rest if rest else list(primary.fallback or ())
     out = [primary]
     for name in names:
         if name not in cfg.providers:
