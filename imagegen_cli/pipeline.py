@@ -37,6 +37,7 @@ class SavedImage:
     revised_prompt: str | None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    request_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         out = {
@@ -54,7 +55,8 @@ class SavedImage:
                    height=rec["height"], format=rec["format"], bytes=rec["bytes"],
                    sha256=rec["sha256"], seed=rec.get("seed"),
                    revised_prompt=rec.get("revised_prompt"),
-                   timings=dict(rec.get("timings") or {}))
+                   timings=dict(rec.get("timings") or {}),
+                   request_id=rec.get("request_id"))
 
 
 @dataclass
@@ -98,7 +100,8 @@ class Saver:
             out["timings"] = img.timings
         return {k: v for k, v in out.items() if v is not None}
 
-    def save(self, img: GeneratedImage, index: int) -> SavedImage | None:
+    def save(self, img: GeneratedImage, index: int,
+             request_id: str | None = None) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
         fmt, width, height = images.verify(data)
@@ -128,7 +131,7 @@ class Saver:
             saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
                                bytes=len(data), sha256=digest, seed=seed,
                                revised_prompt=img.revised_prompt, partial=img.partial,
-                               timings=dict(img.timings))
+                               timings=dict(img.timings), request_id=request_id)
             claim = self.claim if img.partial is None else None
 
             def claimed(target: Path, st: os.stat_result) -> None:
@@ -151,7 +154,7 @@ class Saver:
         return SavedImage(path="-", index=index, width=width, height=height, format=fmt,
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
-                          timings=dict(img.timings))
+                          timings=dict(img.timings), request_id=request_id)
 
 
 @dataclass

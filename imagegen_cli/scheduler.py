@@ -125,6 +125,7 @@ class Scheduler:
         self.stopping = False
         self.lock = threading.Lock()
         self.states: dict[int, _JobState] = {}
+        self.failed_jobs: set[int] = set()
 
     # -- per-provider plumbing -------------------------------------------
     def gate(self, job: Job) -> Gate:
@@ -157,7 +158,7 @@ class Scheduler:
             before = self.done_before(job) if self.done_before else None
             if before is not None:
                 for img in before:
-                    self.emit(ImageWritten(job, img, skipped=True))
+                    self.emit(ImageWritten(job, img, img.request_id, skipped=True))
                 self.emit(JobFinished(job, Outcome(saved=list(before)), skipped=True))
                 continue
             st = self.states[id(job)] = _JobState()
@@ -249,6 +250,7 @@ class Scheduler:
                         for img, info in job.provider.run(sub, job.api_key, tr, rep):
                             inbox.put(("image", call, self._fetch(img, tr, rep), info))
                     except ImagegenError as exc:
+                        self._failed_early(job, exc)
                         inbox.put(("error", call, exc, None))
                     except Exception as exc:  # noqa: BLE001 - surfaced as exit 1 below
                         inbox.put(("crash", call, exc, None))
@@ -268,6 +270,15 @@ class Scheduler:
             if kind in ("done", "cancel"):
                 pending -= 1
             self._handle(kind, call, payload, info)
+
+    def _failed_early(self, job: Job, exc: ImagegenError) -> None:
+        """Stop starting calls at once when this failure reaches the limit (the writer
+        thread would see it a moment later, after a worker took the next call)."""
+        with self.lock:
+            self.failed_jobs.add(id(job))
+            if exc.exit_code in FATAL or (self.max_failures is not None
+                                          and len(self.failed_jobs) >= self.max_failures):
+                self.stopping = True
 
     def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter) -> GeneratedImage:
         if img.data is None and img.loader is None and img.url:
@@ -301,7 +312,8 @@ class Scheduler:
                 st.seen.add(id(info))
                 out.infos.append(info)
             try:
-                saved = self._saver(job, st).save(payload, call.offset + payload.index + 1)
+                saved = self._saver(job, st).save(payload, call.offset + payload.index + 1,
+                                                  info.request_id)
             except UnavailableError as exc:
                 if info.request_id and not exc.request_id:
                     exc.request_id = info.request_id

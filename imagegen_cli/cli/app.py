@@ -59,6 +59,9 @@ def debug_enabled() -> bool:
 from imagegen_cli.cli import generate as _generate  # noqa: E402  (registers commands)
 
 _generate.register(app)
+from imagegen_cli.cli import batch as _batch  # noqa: E402
+
+_batch.register(app)
 from imagegen_cli.cli import config as _config  # noqa: E402
 from imagegen_cli.cli import providers as _providers  # noqa: E402
 

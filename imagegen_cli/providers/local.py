@@ -1,7 +1,8 @@
 """A local diffusers pipeline: no key, no account (the `local` extra).
 
 torch and diffusers are imported only inside `run`, never on other paths.
-The model (a folder or a hub id) loads once per command, whatever -n is.
+The model (a folder or a hub id) loads once per command, whatever -n is, and
+once per distinct model for a whole batch.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class LocalProvider(Provider):
     needs_key = False
     max_concurrency = 1  # one model on one device: jobs run back to back
 
+    def __init__(self, cfg: Any, env: Any) -> None:
+        super().__init__(cfg, env)
+        self._pipes: dict[tuple[str, bool, str, str], Any] = {}
+
     def capabilities(self, model: str | None) -> Capabilities:
         return CAPS
 
@@ -71,11 +76,17 @@ class LocalProvider(Provider):
         device = _device(torch, req.device or "auto")
         dtype = _dtype(torch, req.dtype, device)
         inpaint = bool(req.images and req.mask)
-        reporter.status(f"loading {req.model}")
         started = time.perf_counter()
-        pipe = load_pipeline(str(req.model), inpaint=inpaint, dtype=dtype,
-                             quiet=bool(getattr(reporter, "quiet", False)))
-        pipe.to(device)
+        # Loaded once per distinct model for the whole command (a batch shares this
+        # provider instance), then reused by every job.
+        cache_key = (str(req.model), inpaint, str(dtype), device)
+        pipe = self._pipes.get(cache_key)
+        if pipe is None:
+            reporter.status(f"loading {req.model}")
+            pipe = load_pipeline(str(req.model), inpaint=inpaint, dtype=dtype,
+                                 quiet=bool(getattr(reporter, "quiet", False)))
+            pipe.to(device)
+            self._pipes[cache_key] = pipe
         info = CallInfo(extra={"device": device, "load_s": round(time.perf_counter() - started,
                                                                   3)})
         base_seed = req.seed if req.seed is not None else secrets.randbits(31)
