@@ -265,11 +265,10 @@ class Transport:
         import httpx
 
         attempt = throttled = 0
-        waited = False
+        sent_at = None
         while True:
-            if self.gate is not None and not waited:
-                self.gate.before_send(self._pause)
-            waited = False
+            if self.gate is not None:
+                sent_at = self.gate.before_send(self._pause)
             request = self._build(call)
             if self.log:
                 self.log(f"> {call.method} {call.url} {redact_headers(dict(request.headers))}")
@@ -305,11 +304,9 @@ class Transport:
                 if self.gate is not None and resp.status_code == 429 \
                         and throttled < MAX_THROTTLED:
                     throttled += 1
-                    self.gate.throttled(wait)
+                    self.gate.throttled(wait, sent_at)  # the next before_send waits
                     if self.log:
                         self.log(f"rate limited: every call to {self.who} waits {wait:.1f} s")
-                    self._pause(wait)
-                    waited = True
                     continue
             if attempt >= self.retries:
                 if attempt:
