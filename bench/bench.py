@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 SERVE = """
 import sys, time
 from tests.fakes.openai_fake import OpenAIFake
-fake = OpenAIFake().start()
+fake = OpenAIFake(keep_retired=True).start()  # bench covers dall-e-3 too
 fake.fixed_image = sys.stdin.buffer.read()
 print(fake.url, flush=True)
 time.sleep(3600)
@@ -85,10 +85,20 @@ def ensure_openai_cli() -> Path | None:
     venv = ROOT / "bench" / ".venv-openai"
     exe = venv / "bin" / "openai"
     if not exe.exists():
+        if venv.is_symlink() or venv.exists():
+            # A stale or dangling venv (e.g. a link into a deleted temp folder): rebuild.
+            import shutil
+
+            if venv.is_symlink():
+                venv.unlink()
+            else:
+                shutil.rmtree(venv)
         print("installing openai<2 into bench/.venv-openai ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "openai<2"])
+        made = subprocess.run([sys.executable, "-m", "venv", str(venv)])
+        r = made if made.returncode else subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "openai<2"])
         if r.returncode != 0:
+            print("could not install the openai CLI: its rows are skipped", file=sys.stderr)
             return None
     return exe
 
@@ -145,7 +155,8 @@ def main() -> None:
                               args.runs, rows)
 
     mem: list[tuple[str, int]] = []
-    for n, model in ((1, "gpt-image-1"), (4, "gpt-image-1"), (10, "gpt-image-1"),
+    for n, model in ((1, "gpt-image-2.6-flare"), (4, "gpt-image-2.6-flare"),
+                     (10, "gpt-image-2.6-flare"),
                      (4, "dall-e-3"), (10, "dall-e-3")):
         _, rss = run([imagegen, "generate", "x", "-m", model, "-n", str(n), "-q", "-o",
                       str(work / f"m{n}{model}") + "/"], env, work)

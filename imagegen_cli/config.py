@@ -23,6 +23,55 @@ ENV_OUTPUT = "IMAGEGEN_OUTPUT"
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where a setting's value came from, so every message about it can say so.
+
+    kind: "flag" (name is the flag), "env" (the variable), "config" (the dotted key,
+    with the file and line), or "default" (built in).
+    """
+
+    kind: str
+    name: str = ""
+    path: Path | None = None
+    line: int | None = None
+
+    def describe(self) -> str:
+        if self.kind == "flag":
+            return f"flag {self.name}"
+        if self.kind == "env":
+            return f"environment variable {self.name}"
+        if self.kind == "config":
+            where = f"{self.path}, line {self.line}" if self.line else str(self.path)
+            return f"{self.name} in {where}"
+        return "the built-in default"
+
+    @property
+    def global_default(self) -> bool:
+        """A [defaults] value: meant for every provider, so skippable for one."""
+        return self.kind == "config" and self.name.startswith("defaults.")
+
+
+@dataclass(frozen=True)
+class Picked:
+    """A resolved setting: its value and where it came from (None: nowhere)."""
+
+    value: Any
+    source: Source | None = None
+
+    @property
+    def is_set(self) -> bool:
+        return self.source is not None and self.source.kind != "default"
+
+
+def flag(name: str) -> Source:
+    return Source("flag", name)
+
+
+def env_source(name: str) -> Source:
+    return Source("env", name)
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     name: str
     type: str
@@ -60,6 +109,24 @@ class ProviderConfig:
             return "not needed"
         return "missing"
 
+    def key_origin(self, env: Mapping[str, str]) -> str:
+        """Where the key in use came from, for messages (never the key)."""
+        if self.api_key_env and env.get(self.api_key_env):
+            return f"environment variable {self.api_key_env}"
+        if self.api_key:
+            return f"providers.{self.name}.api_key in the config file"
+        return "nowhere (no key set)"
+
+    def key_clash(self, env: Mapping[str, str]) -> str | None:
+        """A note when a stored key and the key variable are both set and differ."""
+        if not (self.api_key and self.api_key_env and env.get(self.api_key_env)):
+            return None
+        if env[self.api_key_env] == self.api_key:
+            return None
+        return (f"{self.name}: the key in {self.api_key_env} differs from "
+                f"providers.{self.name}.api_key in the config file; using {self.api_key_env} "
+                "(the environment wins)")
+
     def require_key(self, env: Mapping[str, str]) -> str:
         key = self.key(env)
         if key:
@@ -75,7 +142,7 @@ def _preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     tfy_base = env.get("TFY_BASE_URL") or "https://gateway.truefoundry.ai"
     presets = [
         ProviderConfig("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
-                       model="gpt-image-1"),
+                       model="gpt-image-2.6-flare"),
         ProviderConfig("distribute", "distribute", "https://api.distribute.ai",
                        "DISTRIBUTE_API_KEY", model="Flux.1 [dev]"),
         ProviderConfig("nebula", "nebula", "https://api.nebulablock.com/api/v1",
@@ -119,7 +186,11 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "retries": int,
     "metadata": bool,
     "sidecar": bool,
+    "preview": bool,
 }
+
+# [providers.NAME.defaults]: the same keys, less the provider (it is NAME).
+PROVIDER_DEFAULT_KEYS = {k: v for k, v in DEFAULT_KEYS.items() if k != "provider"}
 
 TOP_KEYS = {"default_provider", "defaults", "providers"}
 KNOWN_TYPES = ("openai", "distribute", "nebula", "local")
@@ -134,6 +205,26 @@ class Config:
     defaults: dict[str, Any]
     default_provider: str | None
     warnings: list[str] = field(default_factory=list)
+    # [providers.NAME.defaults]: the same keys as [defaults], for one provider.
+    provider_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    text: str = ""
+
+    def source_of(self, dotted: str) -> Source:
+        """A config Source for DOTTED (e.g. defaults.size), with its line when found."""
+        leaf = dotted.rsplit(".", 1)[-1]
+        line = _line_in_table(self.text, dotted.rsplit(".", 1)[0], leaf) if self.text else None
+        return Source("config", dotted, self.path, line)
+
+    def default(self, key: str, provider: str | None = None) -> Picked:
+        """KEY's config value for PROVIDER: [providers.NAME.defaults] first, then
+        [defaults]. Picked(None) when neither sets it."""
+        if provider is not None:
+            table = self.provider_defaults.get(provider, {})
+            if table.get(key) is not None:
+                return Picked(table[key], self.source_of(f"providers.{provider}.defaults.{key}"))
+        if self.defaults.get(key) is not None:
+            return Picked(self.defaults[key], self.source_of(f"defaults.{key}"))
+        return Picked(None)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -151,8 +242,27 @@ def _line_of(text: str, key: str) -> int | None:
     return text.count("\n", 0, m.start()) + 1 if m else None
 
 
-def _where(path: Path, text: str, key: str) -> str:
-    line = _line_of(text, key)
+def _line_in_table(text: str, table: str, key: str) -> int | None:
+    """The line of KEY inside [TABLE] (or a dotted TABLE.KEY line), if any."""
+    header = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        m = header.match(line)
+        if m:
+            current = m.group(1).strip().replace(" ", "").replace('"', "")
+            continue
+        k = re.match(r"^\s*([A-Za-z0-9_.\-\"]+)\s*=", line)
+        if not k:
+            continue
+        full = ".".join(p for p in (current, k.group(1).replace('"', "")) if p)
+        if full == f"{table}.{key}" if table else full == key:
+            return number
+    return None
+
+
+def _where(path: Path, text: str, key: str, table: str | None = None) -> str:
+    # In a table, the key's own line: the same key in another table is not it.
+    line = _line_of(text, key) if table is None else _line_in_table(text, table, key)
     return f"{path}, line {line}" if line else str(path)
 
 
@@ -192,18 +302,8 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
             "default_provider must be a string"
         )
 
-    defaults = data.get("defaults", {})
-    if not isinstance(defaults, dict):
-        raise ConfigError(f"Bad config file {path}: [defaults] must be a table")
-    for key, value in defaults.items():
-        if key not in DEFAULT_KEYS:
-            warnings.append(f"{_where(path, text, key)}: unknown key 'defaults.{key}' ignored")
-            continue
-        if not _check_type(value, DEFAULT_KEYS[key]):
-            raise ConfigError(
-                f"Bad config file {_where(path, text, key)}: defaults.{key} must be "
-                f"{_type_name(DEFAULT_KEYS[key])}"
-            )
+    defaults = _check_defaults(data.get("defaults", {}), "defaults", path, text, warnings)
+    provider_defaults: dict[str, dict[str, Any]] = {}
 
     providers = _preset_table(env)
     tables = data.get("providers", {})
@@ -216,14 +316,20 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
             )
         fields: dict[str, Any] = {}
         for key, value in table.items():
+            if key == "defaults":
+                provider_defaults[name] = _check_defaults(
+                    value, f"providers.{name}.defaults", path, text, warnings)
+                continue
             if key not in PROVIDER_KEYS:
                 warnings.append(
-                    f"{_where(path, text, key)}: unknown key 'providers.{name}.{key}' ignored"
+                    f"{_where(path, text, key, f'providers.{name}')}: unknown key "
+                    f"'providers.{name}.{key}' ignored"
                 )
                 continue
             if not _check_type(value, PROVIDER_KEYS[key]):
                 raise ConfigError(
-                    f"Bad config file {_where(path, text, key)}: providers.{name}.{key} "
+                    f"Bad config file {_where(path, text, key, f'providers.{name}')}: "
+                    f"providers.{name}.{key} "
                     f"must be {_type_name(PROVIDER_KEYS[key])}"
                 )
             fields[key] = value
@@ -238,13 +344,14 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
         merged = replace(base, **fields)
         if merged.mode not in (None, "sync", "async"):
             raise ConfigError(
-                f"Bad config file {_where(path, text, 'mode')}: providers.{name}.mode "
+                f"Bad config file {_where(path, text, 'mode', f'providers.{name}')}: "
+                f"providers.{name}.mode "
                 "must be \"sync\" or \"async\""
             )
         for key in ("concurrency", "rpm"):
             if getattr(merged, key) is not None and getattr(merged, key) <= 0:
-                raise ConfigError(f"Bad config file {_where(path, text, key)}: "
-                                  f"providers.{name}.{key} must be more than 0")
+                raise ConfigError(f"Bad config file {_where(path, text, key, f'providers.{name}')}"
+                                  f": providers.{name}.{key} must be more than 0")
         providers[name] = merged
 
     return Config(
@@ -255,16 +362,40 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
         defaults=dict(defaults),
         default_provider=default_provider,
         warnings=warnings,
+        provider_defaults=provider_defaults,
+        text=text,
     )
 
 
-def load(env: Mapping[str, str] | None = None) -> Config:
+def _check_defaults(table: Any, prefix: str, path: Path, text: str,
+                    warnings: list[str]) -> dict[str, Any]:
+    """A [defaults] or [providers.NAME.defaults] table: known keys, right types."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"Bad config file {path}: [{prefix}] must be a table")
+    out: dict[str, Any] = {}
+    keys = DEFAULT_KEYS if prefix == "defaults" else PROVIDER_DEFAULT_KEYS
+    for key, value in table.items():
+        line = _line_in_table(text, prefix, key)
+        where = f"{path}, line {line}" if line else str(path)
+        if key not in keys:
+            warnings.append(f"{where}: unknown key '{prefix}.{key}' ignored")
+            continue
+        if not _check_type(value, keys[key]):
+            raise ConfigError(
+                f"Bad config file {where}: {prefix}.{key} must be {_type_name(keys[key])}")
+        out[key] = value
+    return out
+
+
+def load(env: Mapping[str, str] | None = None, *, missing_ok: bool = False) -> Config:
+    """The config in force. MISSING_OK: a file named by IMAGEGEN_CONFIG that does not
+    exist yet is empty (for `config` commands, which create it)."""
     env = os.environ if env is None else env
     path = config_path(env)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        if env.get(ENV_CONFIG):
+        if env.get(ENV_CONFIG) and not missing_ok:
             raise ConfigError(
                 f"Config file {path} (from {ENV_CONFIG}) does not exist: create it or "
                 f"unset {ENV_CONFIG}"
@@ -295,26 +426,62 @@ def permission_warnings(path: Path, cfg: Config) -> list[str]:
     return []
 
 
+def pick_from(*candidates: Picked, default: Any = None) -> Picked:
+    """Precedence, written once: the first candidate that is set wins. Callers pass
+    them in the order flag > environment > config file; DEFAULT comes last."""
+    for c in candidates:
+        if c.value is not None and c.value != "":
+            return c
+    return Picked(default, Source("default") if default is not None else None)
+
+
 def pick(flag: Any, env_value: Any, config_value: Any, default: Any) -> Any:
-    """Precedence, written once: flag > environment > config file > built-in default."""
-    for value in (flag, env_value, config_value):
-        if value is not None and value != "":
-            return value
-    return default
+    """`pick_from` for plain values, when the source is not needed."""
+    return pick_from(Picked(flag), Picked(env_value), Picked(config_value),
+                     default=default).value
+
+
+def setting(
+    cfg: Config,
+    key: str,
+    flag_value: Any,
+    flag_name: str,
+    env: Mapping[str, str] | None = None,
+    env_var: str | None = None,
+    *,
+    provider: str | None = None,
+    default: Any = None,
+) -> Picked:
+    """One option's value and source: the flag, then ENV_VAR, then
+    [providers.PROVIDER.defaults], then [defaults], then DEFAULT."""
+    env_value = env.get(env_var) if env is not None and env_var else None
+    return pick_from(
+        Picked(flag_value, flag(flag_name)),
+        Picked(env_value, env_source(env_var) if env_var else None),
+        cfg.default(key, provider),
+        default=default,
+    )
 
 
 def resolve_provider(
     cfg: Config, flag: str | None, env: Mapping[str, str]
 ) -> tuple[ProviderConfig, str | None]:
     """The provider to use, and a notice when it was chosen automatically."""
-    name = pick(flag, env.get(ENV_PROVIDER), cfg.defaults.get("provider") or cfg.default_provider,
-                None)
+    picked = pick_from(
+        Picked(flag, Source("flag", "-p")),
+        Picked(env.get(ENV_PROVIDER), env_source(ENV_PROVIDER)),
+        Picked(cfg.defaults.get("provider"), cfg.source_of("defaults.provider")),
+        Picked(cfg.default_provider, cfg.source_of("default_provider")),
+    )
+    name = picked.value
     if name is not None:
         if name not in cfg.providers:
             known = ", ".join(sorted(cfg.providers))
+            where = (f" (set by {picked.source.describe()})"
+                     if picked.source is not None and picked.source.kind != "flag" else "")
             raise ConfigError(
-                f"Unknown provider '{name}': known providers are {known}; add one with "
-                f"a [providers.{name}] table in {cfg.path}"
+                f"Unknown provider '{name}'{where}: known providers are {known}; add one "
+                f"with a [providers.{name}] table in {cfg.path}"
             )
         return cfg.providers[name], None
     for p in cfg.providers.values():
@@ -331,6 +498,30 @@ def resolve_provider(
         f"default_provider in {cfg.path}, or install the local model: "
         "pip install 'imagegen-cli[local]'"
     )
+
+
+def install_local() -> str:
+    """The command that adds the `local` extra for how imagegen was installed: from
+    a checkout (its folder), from a git URL (that URL), else from a checkout. The
+    package is not on PyPI yet, so `pip install 'imagegen-cli[local]'` would fail."""
+    import json
+    from importlib import metadata
+
+    try:
+        raw = metadata.distribution("imagegen-cli").read_text("direct_url.json")
+        info = json.loads(raw) if raw else {}
+    except (metadata.PackageNotFoundError, ValueError):
+        info = {}
+    url = str(info.get("url") or "")
+    vcs = info.get("vcs_info")
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        folder = unquote(urlsplit(url).path)
+        return f"pip install '{folder}[local]'"
+    if isinstance(vcs, dict) and url:
+        return f"pip install 'imagegen-cli[local] @ {vcs.get('vcs', 'git')}+{url}'"
+    return "pip install '.[local]' (in a checkout of imagegen)"
 
 
 def _local_available() -> bool:

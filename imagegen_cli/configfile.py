@@ -28,14 +28,14 @@ STARTER = """\
 # Presets (openai, distribute, nebula, truefoundry, yescale) work without a table;
 # a table overrides their fields. Keys: prefer api_key_env over a stored api_key.
 # [providers.openai]
-# model = "gpt-image-1"
+# model = "gpt-image-2.6-flare"
 
 # An OpenAI-compatible gateway:
 # [providers.mygateway]
 # type = "openai"
 # base_url = "https://gateway.example.com/v1"
 # api_key_env = "MYGATEWAY_API_KEY"
-# model = "gpt-image-1"
+# model = "gpt-image-2.6-flare"
 """
 
 SECRET_KEYS = {"api_key"}
@@ -73,13 +73,18 @@ def schema_type(parts: list[str]) -> type | tuple[type, ...]:
             return config.DEFAULT_KEYS[parts[1]]
         raise UsageError(f"Unknown key 'defaults.{parts[1]}'; known: "
                          + ", ".join(sorted(config.DEFAULT_KEYS)))
+    if len(parts) == 4 and parts[0] == "providers" and parts[2] == "defaults":
+        if parts[3] in config.PROVIDER_DEFAULT_KEYS:
+            return config.PROVIDER_DEFAULT_KEYS[parts[3]]
+        raise UsageError(f"Unknown key '{'.'.join(parts)}'; known: "
+                         + ", ".join(sorted(config.PROVIDER_DEFAULT_KEYS)))
     if len(parts) == 3 and parts[0] == "providers":
         if parts[2] in config.PROVIDER_KEYS:
             return config.PROVIDER_KEYS[parts[2]]
         raise UsageError(f"Unknown key 'providers.{parts[1]}.{parts[2]}'; known: "
                          + ", ".join(sorted(config.PROVIDER_KEYS)))
     raise UsageError(f"Unknown key '{'.'.join(parts)}': keys are default_provider, "
-                     "defaults.KEY and providers.NAME.KEY")
+                     "defaults.KEY, providers.NAME.KEY and providers.NAME.defaults.KEY")
 
 
 def parse_value(raw: str, expected: type | tuple[type, ...], key: str) -> Any:
@@ -118,7 +123,8 @@ def set_value(doc: Any, parts: list[str], value: Any) -> None:
     for i, p in enumerate(parts[:-1]):
         if p not in node:
             # providers.NAME becomes [providers.NAME], not an inline table.
-            node[p] = tomlkit.table(is_super_table=(i == 0 and parts[0] == "providers"))
+            super_table = parts[0] == "providers" and (i == 0 or (i == 1 and len(parts) == 4))
+            node[p] = tomlkit.table(is_super_table=super_table)
         node = node[p]
         if not hasattr(node, "get"):
             raise UsageError(f"'{'.'.join(parts[: i + 1])}' is a value, not a table")
@@ -135,9 +141,40 @@ def unset_value(doc: Any, parts: list[str]) -> bool:
         return False
     del node[parts[-1]]
     # Drop tables left empty by the removal (providers.NAME after its last key).
-    if len(parts) == 3 and parts[0] == "providers" and not doc["providers"][parts[1]]:
+    if len(parts) == 4 and not doc["providers"][parts[1]]["defaults"]:
+        del doc["providers"][parts[1]]["defaults"]
+    if len(parts) >= 3 and parts[0] == "providers" and not doc["providers"][parts[1]]:
         del doc["providers"][parts[1]]
     return True
+
+
+def check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
+    """UsageError (exit 2) for a value the matching flag would refuse: `config set`
+    checks before it writes."""
+    try:
+        _check_value(parts, value, env)
+    except UsageError as exc:
+        raise UsageError(f"{'.'.join(parts)} = {value!r} not stored: {exc.message}") from None
+
+
+def _check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
+    from imagegen_cli.values import check_default
+
+    if parts[0] == "defaults":
+        check_default(parts[1], value, config.load(env, missing_ok=True))
+    elif len(parts) == 4:
+        cfg = config.load(env, missing_ok=True)
+        check_default(parts[3], value, cfg, provider=parts[1] if parts[1] in cfg.providers
+                      else None)
+    elif parts[-1] == "mode" and value not in ("sync", "async"):
+        raise UsageError(f"{'.'.join(parts)} takes \"sync\" or \"async\", not '{value}'")
+    elif parts[-1] == "base_url":
+        from imagegen_cli.http import check_base_url
+
+        try:
+            check_base_url(str(value), parts[1])
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def validate_text(text: str, path: Path, env: Mapping[str, str]) -> config.Config:

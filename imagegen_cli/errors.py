@@ -9,7 +9,7 @@
     │   └── UnavailableError      6  429/5xx/timeouts after retries, malformed answers
     ├── OutputError               7  output could not be written
     ├── PartialError              8  some images written, some failed
-    └── Interrupted             130  Ctrl-C (names any job left running)
+    └── Interrupted             130  Ctrl-C (names any job left running); 143 on SIGTERM
 
 The CLI converts these to messages and exit codes in exactly one place
 (`imagegen_cli.cli.app.main`).
@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     OUTPUT = 7
     PARTIAL = 8
     INTERRUPTED = 130
+    TERMINATED = 143  # SIGTERM (a CI cancel): 128 + 15, as shells report it
 
 
 class ImagegenError(Exception):

@@ -46,7 +46,15 @@ class JobFinished:
         return bool(self.outcome.failures) and not self.not_run
 
 
-Event = JobStarted | ImageWritten | JobFinished
+@dataclass(frozen=True)
+class PartialWritten:
+    """A streamed preview frame kept with --keep-partials (not a result image)."""
+
+    job: Job
+    image: SavedImage
+
+
+Event = JobStarted | ImageWritten | PartialWritten | JobFinished
 
 
 def image_record(ev: ImageWritten) -> dict[str, Any]:
@@ -57,7 +65,7 @@ def image_record(ev: ImageWritten) -> dict[str, Any]:
         "format": img.format, "seed": img.seed, "provider": job.provider.name,
         "model": job.request.model, "request_id": ev.request_id,
         "revised_prompt": img.revised_prompt, "timings": img.timings or {},
-        "skipped": ev.skipped,
+        "resolved": img.resolved or {}, "skipped": ev.skipped,
     }
 
 

@@ -103,11 +103,27 @@ def _summarise(value: Any) -> Any:
     """The body as sent, but with long strings (base64 images) shown by size."""
     if isinstance(value, str) and len(value) > 512:
         return f"<{len(value)} characters>"
+    if type(value).__name__ == "Spool":  # base64 decoded to disk as it arrived
+        return f"<{getattr(value, 'size', 0)} bytes decoded from base64>"
     if isinstance(value, dict):
         return {k: _summarise(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_summarise(v) for v in value]
     return value
+
+
+def _secs(wait: float) -> str:
+    return f"{wait:.0f}" if wait >= 1 else f"{wait:.1f}"
+
+
+def _body_summary(resp: httpx.Response) -> str:
+    """A response body for --debug: JSON with long strings (base64) shown by size,
+    anything else cut short; secrets redacted."""
+    try:
+        text = json.dumps(_summarise(resp.json()), ensure_ascii=False)
+    except ValueError:
+        text = resp.text[:1000] if resp.content else "(empty)"
+    return redact(text)
 
 
 def _short(value: Any) -> str:
@@ -125,7 +141,7 @@ def error_message(resp: httpx.Response) -> tuple[str, str | None]:
         err = body.get("error")
         if isinstance(err, dict):
             msg = err.get("message") or err.get("type") or json.dumps(err)
-            code = err.get("code") or err.get("type")
+            code = err.get("code")  # `type` is a category, not a code: never shown as one
             return str(msg), str(code) if code else None
         for key in ("message", "detail", "error", "msg"):
             if body.get(key):
@@ -208,10 +224,14 @@ class Transport:
         who: str = "The provider",
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
         gate: Gate | None = None,
     ) -> None:
         self.gate = gate
+        self.last_url: str | None = None
         self.retries = retries
+        # Told each retry in words ("429 from openai, retrying in 58 s (attempt 2 of 3)").
+        self.on_retry = on_retry
         self.who = who
         self.log = log
         self._sleep_fn = sleep
@@ -266,12 +286,17 @@ class Transport:
 
         attempt = throttled = 0
         sent_at = None
+        self.last_url = call.url  # for messages that must name what failed
         while True:
             if self.gate is not None:
                 sent_at = self.gate.before_send(self._pause)
             request = self._build(call)
             if self.log:
                 self.log(f"> {call.method} {call.url} {redact_headers(dict(request.headers))}")
+                described = call.describe()
+                for part in ("body", "multipart"):
+                    if part in described:
+                        self.log(f"> {part} {json.dumps(described[part], ensure_ascii=False)}")
             try:
                 resp = self.client.send(request, stream=stream)
             except httpx.TimeoutException:
@@ -287,12 +312,16 @@ class Transport:
                 if self.log:
                     self.log(f"< {resp.status_code} {request_id_of(resp) or ''}".rstrip())
                 if resp.status_code < 400:
+                    if self.log and not stream:
+                        self.log(f"< body {_body_summary(resp)}")
                     if self.gate is not None:
                         self.gate.succeeded()
                     return resp
                 if stream:
                     resp.read()
                     resp.close()
+                if self.log:
+                    self.log(f"< body {_body_summary(resp)}")
                 err = classify(resp, self.who)
                 if not _should_retry(resp, err):
                     raise err
@@ -307,6 +336,9 @@ class Transport:
                     self.gate.throttled(wait, sent_at)  # the next before_send waits
                     if self.log:
                         self.log(f"rate limited: every call to {self.who} waits {wait:.1f} s")
+                    if self.on_retry:
+                        self.on_retry(f"429 from {self.who}, retrying in {_secs(wait)} s (rate "
+                                      f"limited: this wait does not use up --retries)")
                     continue
             if attempt >= self.retries:
                 if attempt:
@@ -315,6 +347,12 @@ class Transport:
             attempt += 1
             if self.log:
                 self.log(f"retrying in {wait:.1f} s ({err})")
+            if self.on_retry:
+                what = (f"{err.status} from {self.who}" if err.status
+                        else f"no answer from {self.who}" if "did not answer" in err.message
+                        else f"cannot reach {self.who}")
+                self.on_retry(f"{what}, retrying in {_secs(wait)} s "
+                              f"(attempt {attempt + 1} of {self.retries + 1})")
             self._pause(wait)
 
     def json(self, call: HttpCall) -> tuple[Any, httpx.Response]:
@@ -335,7 +373,11 @@ class Transport:
         resp = self.send(call, stream=True)
         try:
             with body_errors(self.who, request_id_of(resp)):
-                return jsonstream.load(resp.iter_bytes()), resp
+                payload = jsonstream.load(resp.iter_bytes())
+                if self.log:
+                    self.log("< body " + redact(json.dumps(_summarise(payload),
+                                                           ensure_ascii=False, default=_short)))
+                return payload, resp
         except ValueError as exc:
             raise UnavailableError(
                 f"{self.who} answered with a malformed body ({exc})",
@@ -392,7 +434,11 @@ class Transport:
                 if attempt >= self.retries:
                     raise UnavailableError(
                         f"Cannot download from {_host(url)}: {_reason(exc)}") from None
-            self._pause(self._backoff(attempt))
+            wait = self._backoff(attempt)
+            if self.on_retry:
+                self.on_retry(f"download from {_host(url)} failed, retrying in {_secs(wait)} s "
+                              f"(attempt {attempt + 2} of {self.retries + 1})")
+            self._pause(wait)
             attempt += 1
 
 

@@ -1,16 +1,13 @@
-"""Image bytes: sniff, measure, convert, and embed metadata.
+"""Image bytes: sniff, measure and convert (metadata lives in metadata.py).
 
-Metadata is spliced into the container (PNG chunks, JPEG APP1 segments, WebP
-RIFF chunks) so that received bytes are never re-encoded just to carry it.
 Pillow is imported only where pixels must change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
-import zlib
 from typing import Any
-from xml.sax.saxutils import escape
 
 from imagegen_cli.errors import UnavailableError, UsageError
 
@@ -88,12 +85,23 @@ def _webp_info(data: bytes) -> tuple[int, int, bool]:
     raise ValueError("unknown WebP chunk")
 
 
-def verify(data: bytes) -> tuple[str, int, int]:
+# Formats written exactly as received, and only when the user asked for them: the
+# gpt-image-2.6 family draws SVG and animated GIF on request.
+AS_RECEIVED = ("gif", "svg")
+
+
+def verify(data: bytes, expect: str | None = None) -> tuple[str, int, int]:
     """Format and size of a complete image; UnavailableError for anything else.
 
-    A truncated or corrupt answer must never reach the output path.
+    A truncated or corrupt answer must never reach the output path. SVG is accepted
+    only when EXPECT is "svg" (it is text, not pixels: never sniffed by default).
     """
+    if expect == "svg":
+        return "svg", *svg_dimensions(data)
     fmt = sniff(data)
+    if expect is not None and fmt != expect:
+        raise UnavailableError(f"Asked for {expect.upper()} but the provider answered with "
+                               f"{fmt.upper() if fmt else 'something else'}")
     if fmt is None:
         raise UnavailableError("The provider answered with data that is not an image")
     try:
@@ -105,9 +113,40 @@ def verify(data: bytes) -> tuple[str, int, int]:
     return fmt, w, h
 
 
+def svg_dimensions(data: bytes) -> tuple[int, int]:
+    """Width and height of a whole SVG document (0 where it declares none);
+    UnavailableError when it is not one. Parsed with expat, which refuses external
+    entities and entity expansion bombs."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.startswith((b"<svg", b"<?xml", b"<!--", b"<!DOCTYPE svg")):
+        raise UnavailableError("Asked for SVG but the provider answered with something else")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError:
+        raise UnavailableError("The provider's SVG is damaged or truncated") from None
+    if root.tag.rsplit("}", 1)[-1] != "svg":
+        raise UnavailableError("Asked for SVG but the provider answered with another XML")
+
+    def number(value: str | None) -> int:
+        m = re.match(r"\s*([0-9.]+)\s*(px)?\s*$", value or "")
+        return round(float(m.group(1))) if m else 0
+
+    w, h = number(root.get("width")), number(root.get("height"))
+    box = (root.get("viewBox") or "").replace(",", " ").split()
+    if (not w or not h) and len(box) == 4:
+        with contextlib.suppress(ValueError):
+            w, h = w or round(float(box[2])), h or round(float(box[3]))
+    return w, h
+
+
 def _complete(data: bytes, fmt: str) -> bool:
     if fmt == "png":
         return _png_complete(data)
+    if fmt == "gif":
+        return data.rstrip(b"\x00").endswith(b"\x3b")  # the GIF trailer
     if fmt == "jpeg":
         return data.rstrip(b"\x00").endswith(b"\xff\xd9")
     if fmt == "webp":
@@ -179,158 +218,6 @@ def resize(data: bytes, size: tuple[int, int]) -> bytes:
         buf = io.BytesIO()
         im.resize(size, Image.Resampling.LANCZOS).save(buf, format="PNG")
         return buf.getvalue()
-
-
-# ---------------------------------------------------------------- metadata
-
-
-def a1111_parameters(meta: dict[str, Any]) -> str:
-    """The 'parameters' text AUTOMATIC1111 and the tools that read it expect."""
-    lines = [str(meta.get("prompt", ""))]
-    if meta.get("negative_prompt"):
-        lines.append(f"Negative prompt: {meta['negative_prompt']}")
-    fields = []
-    if meta.get("steps") is not None:
-        fields.append(f"Steps: {meta['steps']}")
-    if meta.get("guidance") is not None:
-        fields.append(f"CFG scale: {meta['guidance']}")
-    if meta.get("seed") is not None:
-        fields.append(f"Seed: {meta['seed']}")
-    if meta.get("size"):
-        fields.append(f"Size: {meta['size']}")
-    if meta.get("model"):
-        fields.append(f"Model: {meta['model']}")
-    if meta.get("provider"):
-        fields.append(f"Provider: {meta['provider']}")
-    if fields:
-        lines.append(", ".join(fields))
-    return "\n".join(lines)
-
-
-def _text_fields(meta: dict[str, Any]) -> dict[str, str]:
-    import json
-
-    out = {"parameters": a1111_parameters(meta)}
-    for key in ("prompt", "revised_prompt", "provider", "model", "size", "seed"):
-        if meta.get(key) is not None:
-            out[key] = str(meta[key])
-    out["imagegen"] = json.dumps(meta, ensure_ascii=False, sort_keys=True)
-    return out
-
-
-def embed_metadata(data: bytes, fmt: str, meta: dict[str, Any]) -> bytes:
-    fields = _text_fields(meta)
-    if fmt == "png":
-        return _png_with_text(data, fields)
-    if fmt == "jpeg":
-        return _jpeg_with_app1(data, fields)
-    if fmt == "webp":
-        return _webp_with_chunks(data, fields)
-    return data
-
-
-def _png_chunk(ctype: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + ctype + body + struct.pack(
-        ">I", zlib.crc32(ctype + body) & 0xFFFFFFFF
-    )
-
-
-def _png_with_text(data: bytes, fields: dict[str, str]) -> bytes:
-    chunks = []
-    for key, value in fields.items():
-        try:
-            body = key.encode("latin-1") + b"\0" + value.encode("latin-1")
-            chunks.append(_png_chunk(b"tEXt", body))
-        except UnicodeEncodeError:
-            body = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
-            chunks.append(_png_chunk(b"iTXt", body))
-    ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
-    return data[:ihdr_end] + b"".join(chunks) + data[ihdr_end:]
-
-
-def _exif(description: str, user_comment: str) -> bytes:
-    """A minimal big-endian TIFF/EXIF block: ImageDescription, Software, UserComment."""
-    desc = description.encode("utf-8")[:4000] + b"\0"
-    software = b"imagegen\0"
-    comment = b"UNICODE\0" + user_comment.encode("utf-16-be")[:60000]
-    # IFD0: 3 entries; Exif IFD: 1 entry.
-    ifd0_off = 8
-    ifd0_size = 2 + 3 * 12 + 4
-    exif_off = ifd0_off + ifd0_size
-    exif_size = 2 + 1 * 12 + 4
-    data_off = exif_off + exif_size
-    desc_off = data_off
-    soft_off = desc_off + len(desc)
-    comment_off = soft_off + len(software)
-    out = b"MM\x00\x2a" + struct.pack(">I", ifd0_off)
-    out += struct.pack(">H", 3)
-    out += struct.pack(">HHII", 0x010E, 2, len(desc), desc_off)
-    out += struct.pack(">HHII", 0x0131, 2, len(software), soft_off)
-    out += struct.pack(">HHII", 0x8769, 4, 1, exif_off)
-    out += struct.pack(">I", 0)
-    out += struct.pack(">H", 1)
-    out += struct.pack(">HHII", 0x9286, 7, len(comment), comment_off)
-    out += struct.pack(">I", 0)
-    return out + desc + software + comment
-
-
-def _xmp(fields: dict[str, str]) -> bytes:
-    attrs = "".join(
-        f'\n   imagegen:{k}="{escape(v, {chr(34): "&quot;", chr(10): "&#10;"})}"'
-        for k, v in fields.items()
-        if k != "imagegen"
-    )
-    desc = escape(fields.get("prompt", ""))
-    xml = (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
-        ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
-        '  <rdf:Description rdf:about=""\n'
-        '   xmlns:dc="http://purl.org/dc/elements/1.1/"\n'
-        '   xmlns:imagegen="https://github.com/imagegen-cli/ns/1.0/"'
-        f"{attrs}>\n"
-        f'   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{desc}</rdf:li>'
-        "</rdf:Alt></dc:description>\n"
-        "  </rdf:Description>\n </rdf:RDF>\n</x:xmpmeta>\n"
-        '<?xpacket end="w"?>'
-    )
-    return xml.encode("utf-8")
-
-
-def _jpeg_with_app1(data: bytes, fields: dict[str, str]) -> bytes:
-    exif = b"Exif\0\0" + _exif(fields.get("prompt", ""), fields["parameters"])
-    xmp = b"http://ns.adobe.com/xap/1.0/\0" + _xmp(fields)
-    segments = b""
-    for payload in (exif, xmp):
-        if len(payload) + 2 <= 0xFFFF:
-            segments += b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
-    # After SOI and a JFIF APP0 if present.
-    pos = 2
-    if data[2:4] == b"\xff\xe0":
-        pos = 4 + struct.unpack(">H", data[4:6])[0]
-    return data[:pos] + segments + data[pos:]
-
-
-def _riff_chunk(ctype: bytes, body: bytes) -> bytes:
-    pad = b"\0" if len(body) % 2 else b""
-    return ctype + struct.pack("<I", len(body)) + body + pad
-
-
-def _webp_with_chunks(data: bytes, fields: dict[str, str]) -> bytes:
-    w, h, alpha = _webp_info(data)
-    chunks = data[12:]
-    if chunks[:4] == b"VP8X":
-        flags = chunks[8] | 0x08 | 0x04
-        chunks = chunks[:8] + bytes([flags]) + chunks[9:]
-    else:
-        flags = 0x08 | 0x04 | (0x10 if alpha else 0)
-        vp8x = bytes([flags, 0, 0, 0]) + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(
-            3, "little"
-        )
-        chunks = _riff_chunk(b"VP8X", vp8x) + chunks
-    chunks += _riff_chunk(b"EXIF", _exif(fields.get("prompt", ""), fields["parameters"]))
-    chunks += _riff_chunk(b"XMP ", _xmp(fields))
-    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks
 
 
 def read_image_file(path: Any) -> bytes:

@@ -47,12 +47,12 @@ class Job:
 
     def describe(self, shown_key: str | None) -> dict[str, Any]:
         """The exact calls this job would make (for --dry-run; secrets as SHOWN_KEY)."""
-        from imagegen_cli.pipeline import batches
+        from imagegen_cli.pipeline import split
 
         calls: list[dict[str, Any]] = []
         req = self.request
-        for n in batches(req.n, self.provider.capabilities(req.model).max_n):
-            calls.extend(c.describe() for c in self.provider.prepare(req.with_(n=n), shown_key))
+        for sub in split(req, self.provider.capabilities(req.model).max_n):
+            calls.extend(c.describe() for c in self.provider.prepare(sub, shown_key))
         return {"provider": self.provider.name, "model": req.model, "requests": calls}
 
     def fingerprint(self) -> str:
@@ -68,9 +68,11 @@ class Job:
         }
         for f in ("prompt", "model", "n", "size", "quality", "style", "background",
                   "moderation", "seed", "steps", "guidance", "negative_prompt",
-                  "output_format", "stream", "partial_images", "params", "device", "dtype"):
+                  "output_format", "stream", "partial_images", "params", "device", "dtype",
+                  "output_compression", "complexity", "input_fidelity", "user", "strength",
+                  "edit"):
             fields[f] = getattr(req, f)
-        fields["images"] = [hashlib.sha256(i.data).hexdigest() for i in req.images]
+        fields["images"] = [i.url or hashlib.sha256(i.data).hexdigest() for i in req.images]
         fields["mask"] = hashlib.sha256(req.mask.data).hexdigest() if req.mask else None
         text = json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()

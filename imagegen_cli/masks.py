@@ -69,36 +69,48 @@ def attach(
         raise UsageError("inpaint needs --image IMG")
     opened = [(Path(p), _open(Path(p))) for p in image_paths]
     first_path, first = opened[0]
-    if mask_path is not None:
-        mask_im = _open(Path(mask_path))
-        if mask_im.size != first.size:
-            raise UsageError(
-                f"Mask {mask_path} is {mask_im.size[0]}x{mask_im.size[1]} but image "
-                f"{first_path} is {first.size[0]}x{first.size[1]}: they must be the same size"
-            )
-        area = area_from_mask(mask_im)
-        source = Path(mask_path)
-    else:
-        found = _transparent_area(first)
-        if found is None:
-            raise UsageError(
-                f"{first_path} has no transparent pixels and no --mask was given: pass "
-                "--mask MASK (white marks the area to repaint)"
-            )
-        area = found
-        source = first_path
-    if invert:
-        area = area.point(lambda v: 255 - v)
-    if area.getbbox() is None:
-        raise UsageError(f"The mask from {source} marks nothing to repaint"
-                         + (" (drop --invert-mask?)" if invert else ""))
     images = []
     for path, im in opened:
         rgb = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")
         images.append(InputImage(path=path, data=_png(rgb), width=im.size[0],
                                  height=im.size[1]))
-    mask = InputImage(path=source, data=_png(area), width=area.size[0], height=area.size[1])
+    if mask_path is not None:
+        return req.with_(images=images,
+                         mask=load_mask(Path(mask_path), first.size, first_path, invert))
+    area = _transparent_area(first)
+    if area is None:
+        raise UsageError(
+            f"{first_path} has no transparent pixels and no --mask was given: pass "
+            "--mask MASK (white marks the area to repaint)"
+        )
+    if invert:
+        area = area.point(lambda v: 255 - v)
+    if area.getbbox() is None:
+        raise UsageError(f"The mask from {first_path} marks nothing to repaint"
+                         + (" (drop --invert-mask?)" if invert else ""))
+    mask = InputImage(path=first_path, data=_png(area), width=area.size[0],
+                      height=area.size[1])
     return req.with_(images=images, mask=mask)
+
+
+def load_mask(mask_path: Path, size: tuple[int, int] | None, image_path: Path,
+              invert: bool) -> InputImage:
+    """The user's mask file as an internal mask (grey PNG, 255 = repaint) for an image
+    of SIZE (None: not known here); UsageError when it does not fit or marks nothing."""
+    mask_im = _open(mask_path)
+    if size is not None and mask_im.size != size:
+        raise UsageError(
+            f"Mask {mask_path} is {mask_im.size[0]}x{mask_im.size[1]} but image "
+            f"{image_path} is {size[0]}x{size[1]}: they must be the same size"
+        )
+    area = area_from_mask(mask_im)
+    if invert:
+        area = area.point(lambda v: 255 - v)
+    if area.getbbox() is None:
+        raise UsageError(f"The mask from {mask_path} marks nothing to repaint"
+                         + (" (drop --invert-mask?)" if invert else ""))
+    return InputImage(path=mask_path, data=_png(area), width=area.size[0],
+                      height=area.size[1])
 
 
 def load_area(mask: InputImage) -> Image.Image:

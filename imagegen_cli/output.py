@@ -18,22 +18,62 @@ from imagegen_cli.errors import OutputError, UsageError
 DEFAULT_TEMPLATE = "{date}-{time}-{prompt}-{index}.{ext}"
 BATCH_TEMPLATE = "{id}-{prompt}-{index}.{ext}"
 FIELDS = {"id", "prompt", "index", "count", "seed", "model", "provider", "date", "time", "ext"}
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
-FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+# gif and svg only when asked for (gpt-image-2.6 generations), written as received.
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "svg": "svg"}
+FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp",
+                 ".gif": "gif", ".svg": "svg"}
+# Image formats we cannot write: a name ending so would hold PNG bytes under a lie.
+# (.gif and .svg are written when the model draws them: see FORMAT_OF_EXT.)
+UNWRITABLE_EXT = {".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl", ".ico",
+                  ".jp2"}
+
+
+# Names Windows reserves whatever the extension (CON.png is the console there).
+WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                    *(f"lpt{i}" for i in range(10))}
 
 
 def slug(text: str, limit: int = 40) -> str:
-    """A filename-safe slug: ASCII letters, digits and dashes, never a path."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """A filename-safe slug: ASCII letters, digits and dashes, never a path.
+
+    Other scripts are transliterated (anyascii: `лиса в снегу` -> `lisa-v-snegu`,
+    `雪の狐` -> `xue-no-hu`) rather than dropped, and a name Windows reserves gets
+    a suffix.
+    """
+    text = _ascii(unicodedata.normalize("NFC", text))
     text = re.sub(r"[^A-Za-z0-9]+", "-", text.lower()).strip("-")
     text = text[:limit].rstrip("-")
+    if text in WINDOWS_RESERVED:
+        text += "-image"
     return text or "image"
+
+
+_SYLLABIC = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL")
+
+
+def _ascii(text: str) -> str:
+    from anyascii import anyascii
+
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        if unicodedata.category(ch)[0] not in "LMN":
+            out.append(" ")  # symbols and emoji: anyascii would spell ":coffee:"
+            continue
+        # Each ideograph, kana or hangul block is a syllable: keep them apart as words.
+        sep = " " if unicodedata.name(ch, "").startswith(_SYLLABIC) else ""
+        out.append(sep + anyascii(ch) + sep)
+    return "".join(out)
 
 
 def _field_slug(value: object) -> str:
     # Values other than {prompt} come from flags or the provider; still keep them
     # to one path component.
     s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-.")
+    if s.split(".")[0].lower() in WINDOWS_RESERVED:
+        s += "-x"
     return s or "x"
 
 
@@ -80,6 +120,36 @@ class OutputPlan:
         return cls(expanded.replace("{", "{{").replace("}", "}}"), exact=True,
                    overwrite=overwrite)
 
+    def check_extension(self) -> None:
+        """UsageError for a name ending in an image format we cannot write (.gif)."""
+        if self.stdout:
+            return
+        suffix = Path(self.template).suffix.lower()
+        if suffix in UNWRITABLE_EXT:
+            raise UsageError(
+                f"-o {self.template}: {suffix[1:].upper()} is not an output format; "
+                "name a .png, .jpg or .webp file (or pass -f png|jpeg|webp)")
+
+    def check_writable(self) -> None:
+        """OutputError (exit 7) now, before anything is paid for, when the folder the
+        images go to cannot be created or written."""
+        if self.stdout:
+            return
+        head = self.template.split("{", 1)[0]
+        # The fixed part of the template: a folder, or a folder plus a name prefix.
+        folder = Path(head) if head.endswith(("/", os.sep)) else Path(head).parent
+        probe = folder
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise OutputError(f"Cannot create folder {folder}: {probe} is a file")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            what = "write in" if probe == folder else f"create {folder} in"
+            raise OutputError(f"Cannot {what} {probe}: permission denied "
+                              "(choose another -o, or fix the folder's permissions)")
+
     def wanted_format(self) -> str | None:
         """A format implied by the file extension of an exact path or template."""
         if self.stdout:
@@ -114,6 +184,9 @@ class OutputPlan:
         }
         rendered = self.template.format(**values)
         path = Path(rendered)
+        if path.suffix.lower() not in FORMAT_OF_EXT:
+            # `-o noext` (or a template without {ext}): give the file its extension.
+            path = path.with_name(f"{path.name}.{ext}")
         if self.exact:
             if count > 1 and index > 1:
                 path = path.with_name(f"{path.stem}-{index}{path.suffix}")
@@ -171,7 +244,7 @@ def write_atomic(
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~UMASK)
         if overwrite:
             if claim is not None:
                 claim(path, os.stat(tmp))
@@ -232,7 +305,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """The process umask, read once at import (before any worker thread exists):
+    os.umask can only read it by setting it, which would race with other threads'
+    file creation."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()

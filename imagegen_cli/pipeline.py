@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from imagegen_cli import images
+from imagegen_cli import images, metadata
 from imagegen_cli.errors import ImagegenError
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest
@@ -38,6 +38,7 @@ class SavedImage:
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     request_id: str | None = None
+    resolved: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         out = {
@@ -47,6 +48,8 @@ class SavedImage:
         }
         if self.timings:
             out["timings"] = self.timings
+        if self.resolved:
+            out["resolved"] = self.resolved
         return out
 
     @classmethod
@@ -56,7 +59,8 @@ class SavedImage:
                    sha256=rec["sha256"], seed=rec.get("seed"),
                    revised_prompt=rec.get("revised_prompt"),
                    timings=dict(rec.get("timings") or {}),
-                   request_id=rec.get("request_id"))
+                   request_id=rec.get("request_id"),
+                   resolved=dict(rec.get("resolved") or {}))
 
 
 @dataclass
@@ -71,6 +75,7 @@ class Saver:
     sidecar: bool = False
     keep_partials: bool = False
     stdout: IO[bytes] | None = None
+    warn: Callable[[str], None] | None = None
     now: datetime = field(default_factory=datetime.now)
     id: str = "1"
     claim: Claim | None = None
@@ -88,14 +93,24 @@ class Saver:
             "size": f"{width}x{height}",
             "requested_size": req.size,
             "seed": img.seed if img.seed is not None else req.seed,
-            "steps": req.steps,
-            "guidance": req.guidance,
+            "steps": req.steps if req.steps is not None else img.settings.get("steps"),
+            "guidance": req.guidance if req.guidance is not None
+            else img.settings.get("guidance"),
+            "sampler": img.settings.get("sampler"),
+            "request_id": img.settings.get("request_id"),
             "quality": req.quality,
             "style": req.style,
             "background": req.background,
+            "moderation": req.moderation,
             "params": req.params or None,
             "generator": "imagegen",
         }
+        if img.resolved:
+            # What the provider chose where the request left it open (auto or unset).
+            for key in ("quality", "background"):
+                if out.get(key) in (None, "auto") and img.resolved.get(key):
+                    out[key] = img.resolved[key]
+            out["resolved"] = img.resolved
         if img.timings:
             out["timings"] = img.timings
         return {k: v for k, v in out.items() if v is not None}
@@ -104,14 +119,23 @@ class Saver:
              request_id: str | None = None) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
-        fmt, width, height = images.verify(data)
-        target = self.wanted_format or (fmt if fmt in EXTENSIONS else "png")
-        if fmt != target:
-            data = images.convert(data, target)
-            fmt = target
+        as_received = self.wanted_format if self.wanted_format in images.AS_RECEIVED else None
+        fmt, width, height = images.verify(data, expect=as_received)
+        if as_received is None:
+            target = self.wanted_format or (
+                fmt if fmt in EXTENSIONS and fmt not in images.AS_RECEIVED else "png")
+            if fmt != target:
+                data = images.convert(data, target)
+                fmt = target
         meta = self.meta(img, width, height)
-        if self.metadata:
-            data = images.embed_metadata(data, fmt, meta)
+        cut = False
+        if self.metadata and as_received is None:
+            # Timings vary run to run: kept out of the file (the sidecar and --json have
+            # them), so equal pixels and parameters give equal bytes.
+            data, cut = metadata.embed(
+                data, fmt, {k: v for k, v in meta.items() if k != "timings"}, self.warn)
+        else:
+            data = metadata.strip(data, fmt)
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
         if img.partial is not None and (not self.keep_partials or self.stdout is not None):
@@ -127,11 +151,15 @@ class Saver:
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
-            companions = (".json",) if self.sidecar and img.partial is None else ()
+            # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF
+            # and SVG are written as received, so their metadata goes there too.
+            sidecar = self.sidecar or cut or (self.metadata and as_received is not None)
+            companions = (".json",) if sidecar and img.partial is None else ()
             saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
                                bytes=len(data), sha256=digest, seed=seed,
                                revised_prompt=img.revised_prompt, partial=img.partial,
-                               timings=dict(img.timings), request_id=request_id)
+                               timings=dict(img.timings), resolved=dict(img.resolved),
+                               request_id=request_id)
             claim = self.claim if img.partial is None else None
 
             def claimed(target: Path, st: os.stat_result) -> None:
@@ -154,12 +182,14 @@ class Saver:
         return SavedImage(path="-", index=index, width=width, height=height, format=fmt,
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
-                          timings=dict(img.timings), request_id=request_id)
+                          timings=dict(img.timings), resolved=dict(img.resolved),
+                          request_id=request_id)
 
 
 @dataclass
 class Outcome:
     saved: list[SavedImage] = field(default_factory=list)
+    partials: list[SavedImage] = field(default_factory=list)  # --keep-partials frames
     failures: list[ImagegenError] = field(default_factory=list)
     infos: list[CallInfo] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -189,3 +219,15 @@ def batches(n: int, max_n: int) -> list[int]:
         out.append(min(n, max_n))
         n -= out[-1]
     return out
+
+
+def split(req: ImageRequest, max_n: int) -> list[ImageRequest]:
+    """REQ as the requests that make it, at most MAX_N images each. With a seed, each
+    starts where the one before ended: -n 3 --seed 42 at one image per call sends 42,
+    43, 44 (as the local provider does within one call), never three paid copies."""
+    out, done = [], 0
+    for n in batches(req.n, max_n):
+        out.append(req.with_(n=n, seed=req.seed + done if req.seed is not None else None))
+        done += n
+    return out
+

@@ -21,6 +21,8 @@ class InputImage:
     data: bytes
     width: int
     height: int
+    # `-i https://...` sent as a reference where the API takes URLs (data is then empty).
+    url: str | None = None
 
 
 @dataclass
@@ -40,18 +42,36 @@ class ImageRequest:
     output_format: str | None = None
     stream: bool = False
     partial_images: int | None = None
+    output_compression: int | None = None
+    complexity: str | None = None
+    input_fidelity: str | None = None
+    user: str | None = None
+    strength: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    # inpaint
+    # inpaint and edit
     images: list[InputImage] = field(default_factory=list)
     mask: InputImage | None = None
+    edit: bool = False  # `imagegen edit`: reference images, mask optional
     # local provider
     device: str | None = None
     dtype: str | None = None
     # What validation adjusted, for the user to read on stderr.
     notices: list[str] = field(default_factory=list)
+    # What the user must see even with -q (a deprecated model).
+    warnings: list[str] = field(default_factory=list)
+    # Where a value not typed as a flag came from, by flag: "--steps" ->
+    # "defaults.steps in /home/u/.config/imagegen/config.toml, line 4".
+    origins: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> ImageRequest:
         return dataclasses.replace(self, **changes)
+
+    def named(self, flag: str, value: Any = None) -> str:
+        """FLAG (and VALUE) as an error should name it, with where it was set when that
+        was not the command line."""
+        text = flag if value is None else f"{flag} {value}"
+        origin = self.origins.get(flag)
+        return f"{text} (set by {origin})" if origin else text
 
     def options_set(self) -> dict[str, Any]:
         """The user-visible options that carry a value (for capability checks)."""
@@ -66,6 +86,11 @@ class ImageRequest:
             "negative_prompt": "--negative-prompt",
             "stream": "--stream",
             "partial_images": "--partial-images",
+            "output_compression": "--output-compression",
+            "complexity": "--complexity",
+            "input_fidelity": "--input-fidelity",
+            "user": "--user",
+            "strength": "--strength",
             "device": "--device",
             "dtype": "--dtype",
         }
@@ -92,6 +117,12 @@ class GeneratedImage:
     seed: int | None = None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # What the provider actually used where the request left it open, recorded in
+    # the image: {"sampler": "Euler", "steps": 2, "guidance": 0.0}.
+    settings: dict[str, Any] = field(default_factory=dict)
+    # What the provider says it chose (quality, size, background, output_format,
+    # created...), e.g. when `auto` was asked.
+    resolved: dict[str, Any] = field(default_factory=dict)
     # Bytes parked on disk (a spooled answer or download), read when the image is
     # written: big buffers then live on the writing thread only.
     loader: Callable[[], bytes] | None = None
@@ -120,6 +151,7 @@ class Reporter:
 
     def __init__(self) -> None:
         self.jobs: list[str] = []
+        self.job_hooks: list[Callable[[str, ImageRequest], None]] = []
 
     def __enter__(self) -> Reporter:
         return self
@@ -139,4 +171,24 @@ class Reporter:
 
     def step(self, done: int, total: int) -> None:
         """Fine-grained progress (denoising steps, bytes downloaded)."""
+
+    def retry(self, text: str) -> None:
+        """A request is being retried: '429 from X, retrying in 58 s (attempt 2 of 3)'."""
+        self.note(text)
+
+    def job_request(self, job_id: str, req: ImageRequest) -> None:
+        """The request a job was submitted for (so it can be fetched later by id)."""
+        for hook in self.job_hooks:
+            hook(job_id, req)
+
+    def job_status(self, job_id: str, status: str) -> None:
+        """A provider-side job changed status (several may run at once)."""
+        self.status(f"job {job_id[:8]} {status}")
+
+    def download(self, done: int, total: int) -> None:
+        """Bytes of an image download so far (TOTAL 0: unknown)."""
+        self.step(done, total)
+
+    def written(self, done: int, total: int) -> None:
+        """DONE of TOTAL images are written."""
 

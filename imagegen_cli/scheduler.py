@@ -22,10 +22,10 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ExitCode, ImagegenError, Interrupted, OutputError, UnavailableError
-from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted
+from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.limits import Gate
 from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches
-from imagegen_cli.requests import CallInfo, GeneratedImage, Reporter
+from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
     from imagegen_cli.http import Transport
@@ -40,6 +40,14 @@ class Call:
     job: Job
     n: int
     offset: int
+
+    def request(self) -> ImageRequest:
+        """This call's share of the job. With a seed, each call starts where the one
+        before ended: -n 3 --seed 42 at one image per call sends 42, 43, 44 (as the
+        local provider does within one call), never three paid copies of one image."""
+        req = self.job.request
+        seed = req.seed + self.offset if req.seed is not None else None
+        return req.with_(n=self.n, seed=seed)
 
 
 @dataclass
@@ -106,6 +114,7 @@ class Scheduler:
         claim_for: Callable[[Job], Claim | None] = lambda job: None,
         log: Callable[[str], None] | None = None,
         stdout: IO[bytes] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.concurrency = max(1, concurrency)
         self.rpm = rpm
@@ -118,6 +127,7 @@ class Scheduler:
         self.claim_for = claim_for
         self.log = log
         self.stdout = stdout
+        self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
         self.now = datetime.now()
         self.gates: dict[str, Gate] = {}
         self.transports: dict[tuple[str, float, int], Transport] = {}
@@ -143,7 +153,8 @@ class Scheduler:
         if k not in self.transports:
             self.transports[k] = Transport(timeout=job.timeout, retries=job.retries,
                                            who=job.provider.name, log=self.log,
-                                           gate=self.gate(job))
+                                           gate=self.gate(job),
+                                           on_retry=lambda text: self._reporter(job).retry(text))
         return self.transports[k]
 
     def emit(self, ev: Event) -> None:
@@ -179,7 +190,8 @@ class Scheduler:
             self.stopping = True
             ids = ", ".join(j for r in self.reporters for j in r.jobs)
             raise Interrupted(
-                f"interrupted; nothing half-written. Job ids still at the provider: {ids}"
+                f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
+                "(fetch their images later with `imagegen job get PROVIDER ID`)"
                 if ids else "interrupted; nothing half-written") from None
         finally:
             for tr in self.transports.values():
@@ -209,7 +221,7 @@ class Scheduler:
         rep = self._reporter(call.job)
         tr = self.transports[(call.job.provider.name, call.job.timeout, call.job.retries)]
         try:
-            sub = call.job.request.with_(n=call.n)
+            sub = call.request()
             for img, info in call.job.provider.run(sub, call.job.api_key, tr, rep):
                 self._handle("image", call, self._fetch(img, tr, rep), info)
         except OutputError:
@@ -246,7 +258,7 @@ class Scheduler:
                     tr = self.transports[(job.provider.name, job.timeout, job.retries)]
                     rep = self._reporter(job)
                     try:
-                        sub = job.request.with_(n=call.n)
+                        sub = call.request()
                         for img, info in job.provider.run(sub, job.api_key, tr, rep):
                             inbox.put(("image", call, self._fetch(img, tr, rep), info))
                     except ImagegenError as exc:
@@ -284,15 +296,15 @@ class Scheduler:
     def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter) -> GeneratedImage:
         if img.data is None and img.loader is None and img.url:
             rep.status(f"downloading image {img.index + 1}")
-            spool = tr.download_spooled(img.url, on_bytes=lambda got, total: rep.step(got,
-                                                                                      total))
+            spool = tr.download_spooled(img.url, on_bytes=rep.download)
             img.loader = spool.read
         return img
 
     def _saver(self, job: Job, st: _JobState) -> Saver:
         if st.saver is None:
             st.saver = Saver(
-                plan=job.plan, provider=job.provider.name, model=str(job.request.model),
+                plan=job.plan, provider=job.provider.name,
+                model=job.provider.public_model(str(job.request.model)), warn=self.warn,
                 request=job.request, count=job.n, wanted_format=job.fmt,
                 metadata=job.metadata, sidecar=job.sidecar, keep_partials=job.keep_partials,
                 stdout=self.stdout if job.plan.stdout else None, now=self.now, id=job.id,
@@ -309,9 +321,13 @@ class Scheduler:
                 self.emit(JobStarted(job))
         elif kind == "image":
             assert info is not None
+            if payload.seed is None and call.job.request.seed is not None and call.n == 1:
+                payload.seed = call.job.request.seed + call.offset  # recorded per image
             if id(info) not in st.seen:
                 st.seen.add(id(info))
                 out.infos.append(info)
+            if info.request_id:
+                payload.settings.setdefault("request_id", info.request_id)
             try:
                 saved = self._saver(job, st).save(payload, call.offset + payload.index + 1,
                                                   info.request_id)
@@ -326,6 +342,9 @@ class Scheduler:
                 out.timings.setdefault("first_image_s", round(self.tally.elapsed, 3))
                 out.saved.append(saved)
                 self.emit(ImageWritten(job, saved, info.request_id))
+            else:  # a kept --keep-partials frame: a file written, listed as such
+                out.partials.append(saved)
+                self.emit(PartialWritten(job, saved))
         elif kind == "error":
             out.failures.append(payload)
             if payload.exit_code in FATAL:

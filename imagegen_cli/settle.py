@@ -24,7 +24,11 @@ if TYPE_CHECKING:
     from imagegen_cli.config import Config, ProviderConfig
     from imagegen_cli.providers.base import Provider
 
-FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+from imagegen_cli.values import FORMATS as FORMATS
+from imagegen_cli.values import parse_aspect as parse_aspect
+from imagegen_cli.values import parse_size as parse_size
+
+AS_RECEIVED = ("gif", "svg")  # drawn by the model itself, written as received
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,20 @@ class ImageOptions:
     sidecar: bool = False
     stream: bool = False
     partial_images: int | None = None
+    output_compression: int | None = None
+    complexity: str | None = None
+    input_fidelity: str | None = None
+    user: str | None = None
+    strength: float | None = None
     keep_partials: bool = False
     timeout: float | None = None
     retries: int | None = None
     device: str | None = None
     dtype: str | None = None
-    image: tuple[Path, ...] = ()
+    image: tuple[Path | str, ...] = ()  # edit: a file or an http(s) URL
     mask: Path | None = None
     invert_mask: bool = False
+    dry_run: bool = False  # nothing is fetched either (edit's -i URLs)
 
     def with_(self, **changes: Any) -> ImageOptions:
         return dataclasses.replace(self, **changes)
@@ -75,6 +85,8 @@ class Context:
     cfg: Config
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     note: Callable[[str], None] = lambda text: None
+    # What must be seen even with -q (a deprecated model); shown once each.
+    warn: Callable[[str], None] = lambda text: None
     default_template: str | None = None
     providers: dict[str | None, tuple[Provider, ProviderConfig]] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
@@ -97,29 +109,6 @@ class Context:
         return self.providers[name]
 
 
-def parse_size(size: str | None) -> str | None:
-    if size is None:
-        return None
-    s = size.strip().lower().replace("×", "x")
-    if s == "auto":
-        return s
-    w, sep, h = s.partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise UsageError(f"--size '{size}' is not WIDTHxHEIGHT (e.g. 1024x1024) or auto")
-    return f"{int(w)}x{int(h)}"
-
-
-def parse_aspect(aspect: str) -> float:
-    w, sep, h = aspect.partition(":")
-    try:
-        ratio = float(w) / float(h)
-    except (ValueError, ZeroDivisionError):
-        ratio = 0
-    if not sep or ratio <= 0:
-        raise UsageError(f"--aspect '{aspect}' is not W:H (e.g. 16:9)")
-    return ratio
-
-
 def parse_params(items: list[str] | None) -> dict[str, Any]:
     import json
 
@@ -136,101 +125,241 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False) -> Job:
+def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
+           edit: bool = False) -> Job:
     """OPTS resolved and validated into a Job (exit 2 for anything the provider would
-    refuse, 3 for an unknown provider)."""
+    refuse, 3 for an unknown provider).
+
+    Every value keeps where it came from (`config.Picked`): errors about a value not
+    typed as a flag name its environment variable or config file and key, and a
+    [defaults] value the provider cannot honour is dropped with a note."""
     from imagegen_cli import config as cfgmod
+    from imagegen_cli.config import Picked, flag
     from imagegen_cli.output import OutputPlan
+    from imagegen_cli.provenance import blame, origins, settle_global_defaults
     from imagegen_cli.requests import ImageRequest
+    from imagegen_cli.values import parse_format
 
     cfg, env = ctx.cfg, ctx.env
-    d, pick = cfg.defaults, cfgmod.pick
     provider, pcfg = ctx.provider(opts.provider)
-    fmt_opt = pick(opts.format, None, d.get("format"), None)
+    name = provider.name
+
+    def setting(key: str, flag_name: str, env_var: str | None = None,
+                default: Any = None) -> Picked:
+        return cfgmod.setting(cfg, key, getattr(opts, key), flag_name, env, env_var,
+                              provider=name, default=default)
+
+    fmt_p = setting("format", "-f")
     fmt = None
-    if fmt_opt is not None:
-        fmt = FORMATS.get(str(fmt_opt).lower())
-        if fmt is None:
-            raise UsageError(f"-f/--format '{fmt_opt}' is not one of png, jpeg, webp")
-    plan = OutputPlan.from_option(
-        pick(opts.output, env.get(cfgmod.ENV_OUTPUT), d.get("output"), None),
-        overwrite=opts.overwrite, default=ctx.default_template,
-    )
+    if fmt_p.value is not None:
+        try:
+            fmt = parse_format(str(fmt_p.value))
+        except UsageError as exc:
+            raise blame(exc, fmt_p.source) from None
+    out_p = setting("output", "-o", cfgmod.ENV_OUTPUT)
+    try:
+        plan = OutputPlan.from_option(out_p.value, overwrite=opts.overwrite,
+                                      default=ctx.default_template)
+        plan.check_extension()
+    except UsageError as exc:
+        raise blame(exc, out_p.source) from None
     implied = plan.wanted_format()
     if fmt and implied and implied != fmt:
-        raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
-                         "make them agree")
-    count = int(pick(opts.count, None, d.get("count"), 1))
-    if plan.stdout and count != 1:
+        rank = {"flag": 0, "env": 1, "config": 2}
+        f_rank = rank.get(fmt_p.source.kind if fmt_p.source else "", 3)
+        o_rank = rank.get(out_p.source.kind if out_p.source else "", 3)
+        if o_rank < f_rank:
+            fmt = None  # an explicit -o x.png beats a config defaults.format
+        else:
+            where = "" if (f_rank, o_rank) == (0, 0) else (
+                f" (-o from {out_p.source.describe() if out_p.source else '?'}, "
+                f"-f from {fmt_p.source.describe() if fmt_p.source else '?'})")
+            raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
+                             f"make them agree{where}")
+    count = setting("count", "-n", default=1)
+    if plan.stdout and count.value != 1:
         raise UsageError("-o - writes one image to stdout: drop -n or write to files")
+    if plan.stdout and opts.sidecar:
+        raise UsageError("--sidecar writes NAME.json beside a file, and -o - writes no file: "
+                         "drop one")
+    if plan.stdout and opts.keep_partials:
+        raise UsageError("--keep-partials saves frames beside a file, and -o - writes no "
+                         "file: drop one")
     if opts.keep_partials and not (opts.stream or opts.partial_images is not None):
         raise UsageError("--keep-partials needs --stream")
-    size = parse_size(opts.size)
-    aspect = opts.aspect
-    if aspect and size:
+    size = Picked(parse_size(opts.size), flag("--size"))
+    aspect = Picked(opts.aspect, flag("--aspect"))
+    if aspect.value and size.value:
         raise UsageError("--size and --aspect both set the size: pass one")
-    if not size and not aspect:
-        aspect = d.get("aspect")
-        size = None if aspect else parse_size(d.get("size"))
-    timeout = float(pick(opts.timeout, None, d.get("timeout"), 300.0))
-    retries = int(pick(opts.retries, None, d.get("retries"), 2))
-    if timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
-    if retries < 0:
-        raise UsageError("--retries must be 0 or more")
+    if not size.value and not aspect.value:
+        # The more specific table wins: [providers.NAME.defaults], then [defaults].
+        for scope in (name, None):
+            a, sz = cfg.default("aspect", scope), cfg.default("size", scope)
+            if scope is not None and not (a.source and a.source.name.startswith("providers.")
+                                          or sz.source
+                                          and sz.source.name.startswith("providers.")):
+                continue
+            if a.value:
+                try:
+                    parse_aspect(str(a.value))
+                except UsageError as exc:
+                    raise blame(exc, a.source) from None
+                aspect, size = a, Picked(None)
+            elif sz.value:
+                try:
+                    size = Picked(parse_size(sz.value), sz.source)
+                except UsageError as exc:
+                    raise blame(exc, sz.source) from None
+            break
+    timeout = setting("timeout", "--timeout", default=300.0)
+    retries = setting("retries", "--retries", default=2)
+    if float(timeout.value) <= 0:
+        raise blame(UsageError("--timeout must be more than 0 seconds"), timeout.source)
+    if int(retries.value) < 0:
+        raise blame(UsageError("--retries must be 0 or more"), retries.source)
     if opts.prompt is None or not opts.prompt.strip():
         raise UsageError("Prompt is empty: pass the text, '-' for stdin or @FILE")
 
+    picked = {
+        "model": _model(opts, ctx, name),
+        "n": Picked(int(count.value), count.source),
+        "size": size,
+        "quality": setting("quality", "--quality"),
+        "style": setting("style", "--style"),
+        "background": setting("background", "--background"),
+        "moderation": setting("moderation", "--moderation"),
+        "steps": setting("steps", "--steps"),
+        "guidance": setting("guidance", "--guidance"),
+        "negative_prompt": setting("negative_prompt", "--negative-prompt"),
+    }
     req = ImageRequest(
         prompt=opts.prompt.strip(),
-        model=pick(opts.model, env.get(cfgmod.ENV_MODEL), d.get("model"), None),
-        n=count,
-        size=size,
-        quality=pick(opts.quality, None, d.get("quality"), None),
-        style=pick(opts.style, None, d.get("style"), None),
-        background=pick(opts.background, None, d.get("background"), None),
-        moderation=pick(opts.moderation, None, d.get("moderation"), None),
         seed=opts.seed,
-        steps=pick(opts.steps, None, d.get("steps"), None),
-        guidance=pick(opts.guidance, None, d.get("guidance"), None),
-        negative_prompt=pick(opts.negative_prompt, None, d.get("negative_prompt"), None),
         stream=opts.stream or opts.partial_images is not None,
         partial_images=opts.partial_images,
+        output_compression=opts.output_compression,
+        complexity=opts.complexity,
+        input_fidelity=opts.input_fidelity,
+        user=opts.user,
+        strength=opts.strength,
         params=dict(opts.params),
         device=opts.device,
         dtype=opts.dtype,
+        origins=origins(picked),
+        **{k: p.value for k, p in picked.items()},
     )
     if inpaint and provider.inpaint_model() is None and not req.model:
-        raise UsageError(cannot_inpaint(provider.name, cfg, env))
+        raise UsageError(cannot_inpaint(name, cfg, env))
     req = provider.resolve_model(req, inpaint=inpaint)
-    if aspect:
+    if edit and not provider.capabilities(req.model).edit:
+        raise UsageError(cannot("edit", f"{name} (model {req.model})", cfg, env))
+    if aspect.value and aspect.source is not None:
         caps = provider.capabilities(req.model)
         if caps.sizes is None:
-            raise UsageError(f"--aspect needs known sizes, and provider {provider.name} "
-                             f"(model {req.model}) does not declare them: pass --size")
-        req = req.with_(size=caps.sizes.closest(parse_aspect(aspect)))
-        ctx.notice(f"--aspect {aspect}: using size {req.size}")
+            text = (f"--aspect needs known sizes, and provider {name} "
+                    f"(model {req.model}) does not declare them")
+            if not aspect.source.global_default:
+                raise UsageError(f"{text}: pass --size" + (
+                    f" (--aspect set by {aspect.source.describe()})"
+                    if aspect.source.kind != "flag" else ""))
+            ctx.notice(f"{aspect.source.describe()} is not used: {text}")
+        else:
+            req = req.with_(size=caps.sizes.closest(parse_aspect(str(aspect.value))))
+            if aspect.source.kind != "flag":
+                req.origins["--size"] = (f"--aspect {aspect.value} from "
+                                         f"{aspect.source.describe()}")
+            ctx.notice(f"--aspect {aspect.value}: using size {req.size}")
     if inpaint:
         from imagegen_cli.masks import attach
 
-        req = attach(req, list(opts.image), opts.mask, opts.invert_mask)
-    req = provider.validate(req, inpaint=inpaint)
-    for text in req.notices:
-        ctx.notice(text)
+        req = attach(req, [Path(p) for p in opts.image], opts.mask, opts.invert_mask)
+    if edit:
+        from imagegen_cli.references import attach_references
+
+        req = attach_references(req, [str(p) for p in opts.image], opts.mask,
+                                opts.invert_mask,
+                                takes_urls=provider.capabilities(req.model).image_urls,
+                                timeout=float(timeout.value), retries=int(retries.value),
+                                fetch=not opts.dry_run)
     final_fmt = fmt or implied
+    # Before validation: the provider checks the format against other fields
+    # (transparent jpeg, compression of png, gif on an edit).
     if final_fmt and final_fmt in provider.capabilities(req.model).formats:
         req = req.with_(output_format=final_fmt)
+    elif final_fmt in AS_RECEIVED:
+        raise UsageError(f"{final_fmt} output: provider {name} (model {req.model}) does not "
+                         f"draw {final_fmt} (gpt-image-2.6-flare and -sunburst do, for "
+                         "generations): pass -m one of those, or write .png, .jpg or .webp")
+    skippable = {f: p.source for f, p in picked.items()
+                 if p.source is not None and p.source.global_default}
+    if aspect.value and aspect.source is not None and aspect.source.global_default \
+            and req.size:
+        skippable["size"] = aspect.source
+    if skippable:
+        req, dropped = settle_global_defaults(provider, req, skippable, inpaint=inpaint)
+        for text in dropped:
+            ctx.notice(text)
+    req = provider.validate(req, inpaint=inpaint)
+    for text in req.warnings:
+        if text not in ctx._seen:
+            ctx._seen.add(text)
+            ctx.warn(text)
+    for text in req.notices:
+        ctx.notice(text)
+    metadata = cfg.default("metadata", name).value
+    sidecar = cfg.default("sidecar", name).value
+    if final_fmt in AS_RECEIVED and metadata is not False and not opts.no_metadata \
+            and not plan.stdout:
+        ctx.notice(f"{final_fmt} files are written as received: prompt and settings go to "
+                   "the .json sidecar beside each")
     return Job(
         request=req, provider=provider, pcfg=pcfg, plan=plan, fmt=final_fmt,
-        metadata=not (opts.no_metadata or d.get("metadata") is False),
-        sidecar=opts.sidecar or bool(d.get("sidecar")), keep_partials=opts.keep_partials,
-        timeout=timeout, retries=retries, inpaint=inpaint,
+        metadata=not (opts.no_metadata or metadata is False),
+        sidecar=opts.sidecar or bool(sidecar), keep_partials=opts.keep_partials,
+        timeout=float(timeout.value), retries=int(retries.value), inpaint=inpaint,
         api_key=pcfg.key(env) if provider.needs_key else None,
     )
 
 
+def _model(opts: ImageOptions, ctx: Context, name: str) -> Any:
+    """-m, else the provider's own defaults.model, else IMAGEGEN_MODEL and the global
+    defaults.model, which name a model of the default provider and so apply only
+    when that provider is the one in use (a note says when they are passed over)."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.config import Picked
+    from imagegen_cli.errors import ConfigError
+
+    cfg, env = ctx.cfg, ctx.env
+    if opts.model:
+        return Picked(opts.model, cfgmod.flag("-m"))
+    own = cfg.default("model", name)
+    if own.source is not None and own.source.name.startswith("providers."):
+        return own
+    default_name: str | None = name
+    if opts.provider is not None:
+        try:
+            default_name = cfgmod.resolve_provider(cfg, None, env)[0].name
+        except ConfigError:
+            default_name = None
+    env_model = Picked(env.get(cfgmod.ENV_MODEL), cfgmod.env_source(cfgmod.ENV_MODEL))
+    if default_name == name:
+        return cfgmod.pick_from(env_model, own)
+    for p in (env_model, own):
+        if p.value and p.source is not None:
+            of = f" ({default_name})" if default_name else ""
+            ctx.notice(f"{p.source.describe()} ({p.value}) names a model of the default "
+                       f"provider{of}, not of {name}: using {name}'s own model")
+            break
+    return Picked(None)
+
+
 def cannot_inpaint(name: str, cfg: Config, env: Mapping[str, str]) -> str:
     """Which providers can inpaint, preferring the ones with a key set."""
+    return cannot("inpaint", name, cfg, env)
+
+
+def cannot(what: str, name: str, cfg: Config, env: Mapping[str, str]) -> str:
+    """Which providers can WHAT ('inpaint' or 'edit'), preferring those with a key set."""
     from imagegen_cli.providers.base import create
 
     able = []
@@ -239,10 +368,14 @@ def cannot_inpaint(name: str, cfg: Config, env: Mapping[str, str]) -> str:
             prov = create(p, env)
         except ImagegenError:
             continue
-        model = prov.inpaint_model()
+        if what == "inpaint":
+            model = prov.inpaint_model()
+        else:
+            model = prov.default_model()
+            model = model if model and prov.capabilities(model).edit else None
         if model:
             ready = not prov.needs_key or bool(p.key(env))
             able.append((not ready, f"{p.name} ({model})"))
     able.sort()
     names = ", ".join(text for _, text in able) or "none configured"
-    return f"Provider {name} cannot inpaint; providers that can: {names} (pass -p NAME)"
+    return f"Provider {name} cannot {what}; providers that can: {names} (pass -p NAME)"

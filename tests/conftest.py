@@ -99,7 +99,20 @@ def write_config(text: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[OpenAIFake]:
-    """A strict OpenAI fake, configured as the `openai` provider, with a valid key set."""
+    """A strict OpenAI fake, configured as the `openai` provider, with a valid key set.
+
+    It keeps shut-down models alive (as a gateway does) so the dall-e and gpt-image-1
+    rules stay covered; `openai_today` refuses them as OpenAI itself does."""
+    f = OpenAIFake(image_size=(64, 64), keep_retired=True).start()
+    write_config(f'[providers.openai]\nbase_url = "{f.url}"\n', monkeypatch, tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def openai_today(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[OpenAIFake]:
+    """The strict OpenAI fake without retired models, as the `openai` provider."""
     f = OpenAIFake(image_size=(64, 64)).start()
     write_config(f'[providers.openai]\nbase_url = "{f.url}"\n', monkeypatch, tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)

@@ -62,7 +62,9 @@ def test_csv_records_with_quotes_and_empty_cells(fake: OpenAIFake) -> None:
     assert r.code == 0, r.err
     bodies = {c.json()["prompt"]: c.json() for c in fake.server.calls("/images/generations")}
     assert bodies["a fox, running"]["n"] == 2
-    assert bodies["a fox, running"]["model"] == "gpt-image-1"
+    from imagegen_cli import config
+
+    assert bodies["a fox, running"]["model"] == config.load().providers["openai"].model
     assert bodies["an owl"]["model"] == "dall-e-3"
     assert len(r.lines()) == 3
 

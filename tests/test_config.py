@@ -135,3 +135,26 @@ def test_key_need_comes_from_the_dialect(tmp_path: Path) -> None:
     assert cfg.providers["mine"].key_source({}) == "not needed"
     assert cfg.providers["gw"].needs_key is True
     assert cfg.providers["local"].needs_key is False
+
+
+def test_error_line_is_the_repeated_keys_own_table(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    text = ('[providers.gw]\ntype = "openai"\nbase_url = "https://g/v1"\ntimeout = 5\n\n'
+            '[defaults]\nsize = "1024x1024"\n\ntimeout = "soon"\n')
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=r"line 9: defaults.timeout must be a number"):
+        config.load({"IMAGEGEN_CONFIG": str(p)})
+    p.write_text('[defaults]\nmodel = 3\n[providers.openai]\nmodel = 4\n')
+    with pytest.raises(ConfigError, match=r"line 2: defaults.model must be a string"):
+        config.load({"IMAGEGEN_CONFIG": str(p)})
+    p.write_text('[defaults]\nmode = "x"\n[providers.openai]\nmode = "fast"\n')
+    with pytest.raises(ConfigError, match=r"line 4: providers.openai.mode"):
+        config.load({"IMAGEGEN_CONFIG": str(p)})
+    p.write_text('defaults.size = "9x9"\n[providers.gw]\ntype = "openai"\nsteps = 3\n'
+                 'size = 1\n')
+    cfg = config.load({"IMAGEGEN_CONFIG": str(p)})
+    assert any("line 4: unknown key 'providers.gw.steps'" in w for w in cfg.warnings)
+    assert any("line 5: unknown key 'providers.gw.size'" in w for w in cfg.warnings)
+    p.write_text('defaults.steps = "x"\n[providers.gw]\ntype = "openai"\nsteps = 3\n')
+    with pytest.raises(ConfigError, match=r"line 1: defaults.steps must be an integer"):
+        config.load({"IMAGEGEN_CONFIG": str(p)})

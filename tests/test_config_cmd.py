@@ -133,3 +133,22 @@ def test_edit_validates_after(cfg: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("EDITOR")
     monkeypatch.delenv("VISUAL", raising=False)
     assert run_cli(["config", "edit"]).code == 2
+
+
+def test_edit_runs_an_editor_whose_path_has_spaces(cfg: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # shlex.split cut such a path in two (and mangles Windows backslashes): the editor
+    # is now launched by click, the way the platform's shell runs it.
+    folder = tmp_path / "My Editors"
+    folder.mkdir()
+    editor = folder / "ed it.sh"
+    editor.write_text('#!/bin/sh\nprintf \'\\n[providers.gw9]\\ntype = "openai"\\n\' >> "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.delenv("VISUAL", raising=False)
+    r = run_cli(["config", "edit"])
+    assert r.code == 0, r.err
+    assert "[providers.gw9]" in cfg.read_text() and "is valid" in r.err
+    monkeypatch.setenv("EDITOR", str(folder / "missing editor"))
+    r = run_cli(["config", "edit"])
+    assert r.code == 2 and "missing editor" in r.err

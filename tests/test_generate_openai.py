@@ -23,7 +23,8 @@ def test_one_image_path_on_stdout_only(fake: OpenAIFake) -> None:
     with Image.open("out/fox.png") as im:
         assert im.format == "PNG"
     body = fake.server.calls("/images/generations")[0].json()
-    assert body == {"model": "gpt-image-1", "prompt": "a red fox", "n": 1, "output_format": "png"}
+    assert body == {"model": "gpt-image-2.6-flare", "prompt": "a red fox", "n": 1,
+                    "output_format": "png"}
     assert fake.server.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
@@ -50,7 +51,7 @@ def test_never_overwrite_then_overwrite(fake: OpenAIFake) -> None:
 def test_count_numbers_continuously_and_template(fake: OpenAIFake) -> None:
     r = run_cli(["generate", "sky", "-n", "3", "-o", "imgs/{model}-{index}-of-{count}.{ext}"])
     assert r.code == 0, r.err
-    assert r.lines() == [f"imgs/gpt-image-1-{i}-of-3.png" for i in (1, 2, 3)]
+    assert r.lines() == [f"imgs/gpt-image-2.6-flare-{i}-of-3.png" for i in (1, 2, 3)]
     assert len(fake.server.calls("/images/generations")) == 1  # gpt-image: one call, n=3
 
 
@@ -103,7 +104,7 @@ def test_jsonl_gives_one_record_per_image(fake: OpenAIFake) -> None:
     assert sorted(rec["index"] for rec in recs) == [1, 2, 3]
     for rec in recs:
         assert Path(rec["path"]).exists() and rec["skipped"] is False
-        assert rec["provider"] == "openai" and rec["model"] == "gpt-image-1"
+        assert rec["provider"] == "openai" and rec["model"] == "gpt-image-2.6-flare"
         assert rec["request_id"].startswith("req_") and rec["width"] == 64
 
 
@@ -111,7 +112,7 @@ def test_json_report(fake: OpenAIFake) -> None:
     r = run_cli(["generate", "sky", "-n", "2", "-o", "j/", "--json"])
     assert r.code == 0, r.err
     report = json.loads(r.stdout)
-    assert report["provider"] == "openai" and report["model"] == "gpt-image-1"
+    assert report["provider"] == "openai" and report["model"] == "gpt-image-2.6-flare"
     assert report["request_id"].startswith("req_")
     assert report["usage"]["total_tokens"] == 200
     assert {"total_s", "first_image_s"} <= set(report["timings"])
@@ -150,7 +151,7 @@ def test_format_requested_from_gpt_image_and_written_as_is(fake: OpenAIFake) -> 
     r = run_cli(["generate", "sky", "-f", "webp", "-o", "x", "--no-metadata"])
     assert r.code == 0, r.err
     (path,) = r.lines()
-    assert path == "x"
+    assert path == "x.webp"  # -o without an extension gets the right one
     body = fake.server.calls("/images/generations")[0].json()
     assert body["output_format"] == "webp"
     with Image.open(path) as im:
@@ -173,10 +174,10 @@ def test_metadata_and_sidecar(fake: OpenAIFake) -> None:
     assert r.code == 0, r.err
     with Image.open("m.png") as im:
         text = im.text  # type: ignore[attr-defined]
-    assert text["prompt"] == "a lighthouse"
-    assert text["provider"] == "openai" and text["model"] == "gpt-image-1"
+    assert "prompt" not in text  # ComfyUI reads a `prompt` chunk as its own graph
+    assert text["provider"] == "openai" and text["model"] == "gpt-image-2.6-flare"
     assert text["parameters"].startswith("a lighthouse\n")
-    assert "Model: gpt-image-1" in text["parameters"]
+    assert "Model: gpt-image-2.6-flare" in text["parameters"]
     assert json.loads(text["imagegen"])["params"] == {"user": "abc"}
     side = json.loads(Path("m.json").read_text())
     assert side["prompt"] == "a lighthouse" and side["file"] == "m.png"
@@ -227,7 +228,7 @@ def test_streaming_partials(fake: OpenAIFake) -> None:
     assert body["stream"] is True and body["partial_images"] == 2
     r = run_cli(["generate", "sky", "--stream", "--partial-images", "2", "-o", "k.png",
                  "--keep-partials"])
-    assert r.lines() == ["k.png"]
+    assert r.lines() == ["k.partial-1.png", "k.partial-2.png", "k.png"]  # kept: listed
     assert Path("k.partial-1.png").exists() and Path("k.partial-2.png").exists()
 
 
@@ -250,7 +251,7 @@ def test_stream_error_event_exits_5(fake: OpenAIFake) -> None:
     (["--quality", "ultra"], "--quality ultra"),
     (["--size", "big"], "not WIDTHxHEIGHT"),
     (["--partial-images", "5"], "--partial-images 5"),
-    (["-f", "gif"], "png, jpeg, webp"),
+    (["-f", "bmp"], "png, jpeg, webp, gif, svg"),
     (["-o", "{nope}.png"], "Unknown field '{nope}'"),
     (["--keep-partials"], "--keep-partials needs --stream"),
     (["--timeout", "0"], "--timeout"),

@@ -60,7 +60,7 @@ def test_white_mask_becomes_openai_alpha(fake: OpenAIFake) -> None:
     assert r.code == 0, r.err
     assert r.lines() == ["out.png"]
     fields, files = edit_parts(fake)
-    assert fields["model"] == "gpt-image-1" and fields["prompt"] == "a red door"
+    assert fields["model"] == "gpt-image-2.6-flare" and fields["prompt"] == "a red door"
     assert fields["n"] == "1"
     assert "response_format" not in fields
     (_, ctype, data), = files["image"]

@@ -123,7 +123,7 @@ def test_missing_model_folder_and_offline_hub_id(tiny: tuple[Path, Path]) -> Non
     r = run_cli(["generate", "x", "-p", "local", "-m", "someone/not-downloaded",
                  "--size", "32x32"])
     assert r.code == 3
-    assert "Cannot load model someone/not-downloaded" in r.err
+    assert "Model someone/not-downloaded is not on this machine" in r.err
     assert "hf download someone/not-downloaded" in r.err
     assert "Traceback" not in r.err
 
@@ -140,7 +140,47 @@ def test_missing_extra_says_how_to_install(tiny: tuple[Path, Path],
     monkeypatch.setattr(builtins, "__import__", no_diffusers)
     r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0])])
     assert r.code == 3
-    assert "pip install 'imagegen-cli[local]'" in r.err
+    # A command that works today: the package is not on PyPI, so not `imagegen-cli[local]`.
+    assert "pip install 'imagegen-cli[local]'" not in r.err
+    assert "[local]'" in r.err and "pip install '" in r.err
+
+
+def test_generate_with_an_inpainting_model_points_to_inpaint(tiny: tuple[Path, Path]) -> None:
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[1]), "--size", "32x32"])
+    assert r.code == 2, r.err
+    assert "imagegen inpaint" in r.err and "Traceback" not in r.err
+
+
+def test_same_seed_same_bytes(tiny: tuple[Path, Path]) -> None:
+    """Timings stay out of the embedded metadata: equal pixels and parameters give
+    equal files (the sidecar keeps the timings)."""
+    import hashlib
+    import json
+
+    base = ["generate", "a red fox", "-p", "local", "-m", str(tiny[0]), "--steps", "2", "-q",
+            "--size", "32x32", "--seed", "3", "--sidecar"]
+    assert run_cli([*base, "-o", "a.png"]).code == 0
+    assert run_cli([*base, "-o", "b.png"]).code == 0
+    digest = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in ("a.png", "b.png")]
+    assert digest[0] == digest[1]
+    assert "inference_s" in json.loads(Path("a.json").read_text())["timings"]
+
+
+def test_offline_hub_model_says_no_network_fast_and_quietly(
+        tiny: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    # A hub on a closed loopback port: nothing listens, nothing leaves the machine.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    r = run_cli(["generate", "x", "-p", "local", "-m", "someone/not-downloaded", "-q"])
+    assert r.code == 3
+    assert "no network" in r.err and "hf download someone/not-downloaded" in r.err
+    assert "-m /path/to/a/diffusers/folder" in r.err
+    assert len(r.err.strip().splitlines()) == 1, r.err  # no library lines
 
 
 def test_cuda_refused_when_absent(tiny: tuple[Path, Path]) -> None:
@@ -201,3 +241,17 @@ def test_download_bar_kept_unless_quiet(tiny: tuple[Path, Path], quiet: bool) ->
     load_pipeline(str(tiny[0]), inpaint=False, dtype=torch.float32, quiet=quiet)
     assert are_progress_bars_disabled() is quiet
     assert not tlog.is_progress_bar_enabled()  # loading bars stay off
+
+
+def test_image_records_folder_name_and_real_sampler(tiny: tuple[Path, Path]) -> None:
+    sd, _ = tiny
+    r = run_cli(["generate", "a red fox", "-p", "local", "-m", str(sd), "--steps", "2",
+                 "--seed", "3", "-q", "-o", "m.png"])
+    assert r.code == 0, r.err
+    data = Path("m.png").read_bytes()
+    assert str(sd).encode() not in data and str(sd.parent).encode() not in data
+    with Image.open("m.png") as im:
+        params = im.text["parameters"]  # type: ignore[attr-defined]
+    settings = params.splitlines()[-1]
+    assert settings.startswith("Steps: 2, Sampler: DDIM, ")  # the tiny pipeline's scheduler
+    assert "Model: tiny-sd," in settings

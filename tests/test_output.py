@@ -26,6 +26,16 @@ def path(plan: OutputPlan, prompt: str = "a cat", index: int = 1, count: int = 1
     ("crème brûlée ☕", "creme-brulee"),
     ("☕☕☕", "image"),
     ("x" * 100, "x" * 40),
+    ("лиса в снегу", "lisa-v-snegu"),
+    ("雪の中の狐", "xue-no-zhong-no-hu"),
+    ("一只猫", "yi-zhi-mao"),
+    ("고양이", "go-yang-i"),
+    ("Ελληνικά", "ellinika"),
+    ("con", "con-image"),
+    ("NUL", "nul-image"),
+    ("Com1", "com1-image"),
+    ("lpt9", "lpt9-image"),
+    ("console", "console"),
 ])
 def test_slug_is_safe(prompt: str, expected: str) -> None:
     assert slug(prompt) == expected
@@ -91,3 +101,26 @@ def test_folder_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(OutputError, match="Cannot create folder"):
         write_atomic(tmp_path / "f" / "x.png", b"1")
+
+
+def test_reserved_windows_names_in_other_fields() -> None:
+    plan = OutputPlan.from_option("{provider}.{ext}")
+    got = plan.path_for(prompt="x", index=1, count=1, ext="png", seed=None, model="m",
+                        provider="aux", now=NOW)
+    assert str(got) == "aux-x.png"
+
+
+def test_atomic_write_never_touches_the_umask(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    import os
+
+    from imagegen_cli import output
+
+    def forbidden(mask: int) -> int:
+        raise AssertionError("os.umask called: it sets the mask process-wide for a moment")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    written = write_atomic(tmp_path / "f.bin", b"x")
+    assert written.stat().st_mode & 0o777 == 0o666 & ~output.UMASK
+    assert int(Path("/proc/self/status").read_text().split("Umask:")[1]
+                               .split()[0], 8) == output.UMASK

@@ -37,7 +37,7 @@ def test_presets_table() -> None:
     cfg = config.load({"IMAGEGEN_CONFIG": "", "XDG_CONFIG_HOME": "/nonexistent"})
     rows = {n: (p.type, p.base_url, p.api_key_env, p.model) for n, p in cfg.providers.items()}
     assert rows["openai"] == ("openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
-                              "gpt-image-1")
+                              "gpt-image-2.6-flare")
     assert rows["distribute"] == ("distribute", "https://api.distribute.ai",
                                   "DISTRIBUTE_API_KEY", "Flux.1 [dev]")
     assert rows["nebula"] == ("nebula", "https://api.nebulablock.com/api/v1", "NEBULA_API_KEY",

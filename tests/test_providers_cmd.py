@@ -48,8 +48,20 @@ def test_stored_key_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_show(fake: OpenAIFake) -> None:
     r = run_cli(["providers", "show", "openai", "--json"])
     info = json.loads(r.stdout)
-    assert info["models"]["dall-e-3"]["sizes"] == "1024x1024, 1792x1024, 1024x1792"
-    assert info["models"]["gpt-image-1"]["stream"] is True
+    models = info["models"]
+    # Current models only: shut-down ones are left out (gpt-image-1, dall-e-*).
+    assert list(models)[:2] == ["gpt-image-2.6-flare", "gpt-image-2.6-sunburst"]
+    assert not {"gpt-image-1", "dall-e-3", "dall-e-2"} & set(models)
+    flare = models["gpt-image-2.6-flare"]
+    assert flare["status"] == "active" and flare["stream"] is True and flare["edit"] is True
+    assert "--complexity" in flare["options"] and "svg" in flare["formats"]
+    assert flare["values"]["--quality"] == ["low", "medium", "high", "xhigh", "max", "auto"]
+    assert "--complexity" not in models["gpt-image-2.5-flare"]["options"]
+    assert models["gpt-image-2"]["values"]["--quality"] == ["low", "medium", "high", "auto"]
+    assert "multiples of 16" in models["gpt-image-2"]["sizes"]
+    r = run_cli(["providers", "show", "openai"])
+    assert "model gpt-image-2.6-flare: (active)" in r.stdout
+    assert "gpt-image-1:" not in r.stdout
     r = run_cli(["providers", "show", "distribute"])
     assert "--steps : 1..50" in r.stdout and "sides 1..1024" in r.stdout
     r = run_cli(["providers", "show", "nope"])
@@ -59,7 +71,21 @@ def test_show(fake: OpenAIFake) -> None:
 def test_models_live_openai_filtered(fake: OpenAIFake) -> None:
     r = run_cli(["providers", "models", "openai"])
     assert r.code == 0, r.err
-    assert "gpt-image-1" in r.lines() and "whisper-1" not in r.lines()
+    rows = {line.split()[0]: line.split(None, 1)[1:] for line in r.lines()}
+    assert "gpt-image-1" in rows and "whisper-1" not in rows
+    assert rows["gpt-image-1"] == ["shut down 2026-10-23, use gpt-image-2.6-flare"]
+    assert rows["gpt-image-2.6-flare"] == ["active"]
+    assert rows["gpt-image-1.5"][0].startswith("deprecated: shuts down 2026-12-01, use "
+                                               "gpt-image-2.6-flare or gpt-image-2.6-sunburst") \
+        or rows["gpt-image-1.5"][0].startswith("shut down 2026-12-01")
+    r = run_cli(["providers", "models", "openai", "--json"])
+    status = json.loads(r.stdout)["status"]
+    assert status["dall-e-3"].startswith("shut down 2026-05-12") and \
+        status["gpt-image-2"] == "active"
+    entry = json.loads(r.stdout)["lifecycle"]["gpt-image-1"]
+    assert entry["status"] == "shut down" and entry["shutdown"] == "2026-10-23"
+    assert entry["replacement"] == "gpt-image-2.6-flare" and entry["read"] == "2026-11-23"
+    assert entry["source"].startswith("https://")
     assert fake.server.calls("/models")
 
 
@@ -106,9 +132,12 @@ def test_check_all(fake: OpenAIFake, nebula: Any, distribute: Any,
                  tmp_path)
     r = run_cli(["providers", "check", "--all", "--json"])
     assert r.code == 0, r.err
-    got = {row["provider"]: row["ok"] for row in json.loads(r.stdout)}
-    got.pop("local", None)  # needs no key: checked when diffusers is installed
-    assert got == {"openai": True, "distribute": True, "nebula": True}
+    rows = {row["provider"]: row for row in json.loads(r.stdout)}
+    rows.pop("local", None)  # needs no key: checked when diffusers is installed
+    assert {n: row["ok"] for n, row in rows.items()} == {
+        "openai": True, "distribute": True, "nebula": True, "truefoundry": None,
+        "yescale": None}
+    assert rows["yescale"]["detail"] == "no key (set YESCALE_API_KEY)"
     monkeypatch.setenv("NEBULA_API_KEY", "wrong")
     r = run_cli(["providers", "check", "--all"])
     assert r.code == 4 and "nebula: failed" in r.stdout and "openai: ok" in r.stdout
@@ -151,12 +180,3 @@ def test_dynamic_completion_of_providers_and_models(monkeypatch: pytest.MonkeyPa
     assert "mygw" in out
     out = _complete({"_TYPER_COMPLETE_ARGS": "imagegen generate -p nebula -m black"})
     assert "black-forest-labs/FLUX.1-Fill-dev" in out
-
-
-def test_completion_scripts_are_current() -> None:
-    from imagegen_cli.cli.completion import SHELLS, script
-
-    for shell, name in SHELLS.items():
-        committed = (ROOT / "completions" / name).read_text()
-        assert committed == script(shell), (
-            f"completions/{name} is stale: run `python -m imagegen_cli.cli.completion`")

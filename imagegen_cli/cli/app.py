@@ -7,7 +7,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,7 +28,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": False}
+_state = {"debug": False, "terminated": False}
 COMPLETE_VAR = "_IMAGEGEN_COMPLETE"
 
 
@@ -62,11 +62,20 @@ _generate.register(app)
 from imagegen_cli.cli import batch as _batch  # noqa: E402
 
 _batch.register(app)
+from imagegen_cli.cli import info as _info  # noqa: E402
+
+_info.register(app)
 from imagegen_cli.cli import config as _config  # noqa: E402
 from imagegen_cli.cli import providers as _providers  # noqa: E402
 
 app.add_typer(_providers.app, name="providers")
 app.add_typer(_config.app, name="config")
+from imagegen_cli.cli import job as _job  # noqa: E402
+
+app.add_typer(_job.app, name="job")
+from imagegen_cli.cli import completion as _completion  # noqa: E402
+
+_completion.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,17 +91,60 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args or bool(os.environ.get("IMAGEGEN_DEBUG"))
+    # --debug is global but accepted anywhere (`imagegen generate --debug ...`): it is
+    # taken out before the command parses, except after a `--` separator.
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[1:end]:
+        args = [a for a in args[:end] if a != "--debug"] + args[end:]
+        args.insert(0, "--debug")
     command = get_command(app)
+    _state["terminated"] = False
+    previous = _on_sigterm()
+    try:
+        code = _main(command, args, err, click_usage, click_abort)
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+    if _state["terminated"] and code == int(ExitCode.INTERRUPTED):
+        return int(ExitCode.TERMINATED)
+    return code
+
+
+def _on_sigterm() -> Any:
+    """SIGTERM (what CI sends on cancel) takes Ctrl-C's path: the same clean stop and
+    the same message of what was written and what was left; then exit 143."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        _state["terminated"] = True
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
+
+
+def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort: Any) -> int:
     if os.environ.get(COMPLETE_VAR):
         # A completion script is asking (see completions/): answer with typer's protocol.
-        from typer._completion_classes import completion_init
+        from imagegen_cli.cli.completion import init
 
-        completion_init()
+        init()
         command.main(args=args, prog_name="imagegen", complete_var=COMPLETE_VAR)
     try:
         rv = command.main(args=args, prog_name="imagegen", standalone_mode=False)
     except ImagegenError as exc:
-        err(str(exc), prefix="error")
+        text = str(exc)
+        if _state["terminated"] and exc.exit_code == ExitCode.INTERRUPTED:
+            text = text.replace("interrupted", "terminated (SIGTERM)", 1)
+        err(text, prefix="error")
         return int(exc.exit_code)
     except click_usage as exc:
         # Typer/click usage errors (unknown option, bad value): exit 2, one message.
@@ -101,13 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(ctx.get_help() + "\n")
             return int(ExitCode.USAGE)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        err(exc.format_message() + hint, prefix="error")
+        err(_once(exc.format_message()) + hint, prefix="error")
         return int(ExitCode.USAGE)
-    except click_abort:
-        err("interrupted")
-        return int(ExitCode.INTERRUPTED)
-    except KeyboardInterrupt:
-        err("interrupted")
+    except (click_abort, KeyboardInterrupt):
+        err("terminated (SIGTERM); nothing half-written" if _state["terminated"]
+            else "interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (`| head`): not our error.
@@ -127,6 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(rv, int):
         return rv
     return 0
+
+
+def _once(message: str) -> str:
+    """click and typer each add "Did you mean ...?": say it once."""
+    import re
+
+    out: list[str] = []
+    for sentence in re.split(r"(?<=[.?]) +", message.strip()):
+        if sentence not in out:
+            out.append(sentence)
+    return " ".join(out)
 
 
 def _click_errors() -> tuple[type[UsageErrorT], type[BaseException]]:

@@ -1,17 +1,63 @@
-"""Shell completion: dynamic values, and the committed scripts in completions/.
+"""Shell completion: what each option completes to, the scripts we ship, and
+`imagegen completion SHELL [--install]`.
 
-Regenerate the scripts with `python -m imagegen_cli.cli.completion` (a test
-fails when they are stale).
+The scripts live in the package (imagegen_cli/completions/) so an installed
+imagegen can print or install them; regenerate them with
+`python -m imagegen_cli.cli.completion` (a test fails when they are stale).
+
+The shell side speaks typer's protocol, with three fixes of ours:
+- value options complete to their values, and only file-taking ones fall back to
+  file names (typer answers `_files` whenever it has nothing);
+- `--opt=VALUE` completes like `--opt VALUE` (bash splits the word at `=`; zsh
+  and fish want the whole word back);
+- zsh: the script autoloaded from $fpath completes on the very first Tab
+  (pallets/click#2344, fixed in click by commit aa4a38e "fix zsh completion
+  loaded from fpath"; typer's script still lacks it).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 SHELLS = {"bash": "imagegen.bash", "zsh": "_imagegen", "fish": "imagegen.fish",
           "powershell": "imagegen.ps1"}
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "completions"
+
+# Values of the options that take one of a few words (also `config set defaults.KEY`).
+VALUES: dict[str, tuple[str, ...]] = {
+    "format": ("png", "jpeg", "webp", "gif", "svg"),
+    "quality": ("low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"),
+    "background": ("transparent", "opaque", "auto"),
+    "moderation": ("low", "auto"),
+    "style": ("vivid", "natural"),
+    "complexity": ("low", "medium", "high"),
+    "input_fidelity": ("high", "low"),
+    "device": ("auto", "cpu", "cuda", "mps"),
+    "dtype": ("float32", "float16", "bfloat16"),
+    "mode": ("sync", "async"),
+}
+
+
+def values(name: str) -> Callable[[str], list[str]]:
+    """A completer offering VALUES[name]."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [v for v in VALUES[name] if v.startswith(incomplete)]
+
+    return complete
+
+
+def complete_path(incomplete: str) -> list[Any]:
+    """File names, completed by the shell itself."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
 
 
 def complete_provider(incomplete: str) -> list[str]:
@@ -27,8 +73,6 @@ def complete_provider(incomplete: str) -> list[str]:
 
 def complete_model(ctx: Any, incomplete: str) -> list[str]:
     """Models of the provider named on the line (or the default one); no network."""
-    import os
-
     from imagegen_cli import config
     from imagegen_cli.errors import ImagegenError
     from imagegen_cli.providers.base import create
@@ -42,21 +86,237 @@ def complete_model(ctx: Any, incomplete: str) -> list[str]:
     return [m for m in models if m.startswith(incomplete)]
 
 
+def complete_config_key(incomplete: str) -> list[str]:
+    """Every dotted key `config set` takes, providers by their configured names."""
+    from imagegen_cli import config
+    from imagegen_cli.errors import ImagegenError
+
+    try:
+        names = list(config.load().providers)
+    except ImagegenError:
+        names = []
+    keys = ["default_provider", *(f"defaults.{k}" for k in sorted(config.DEFAULT_KEYS))]
+    keys += [f"providers.{n}.{k}" for n in names for k in sorted(config.PROVIDER_KEYS)
+             if k != "defaults"]
+    keys += [f"providers.{n}.defaults.{k}" for n in names
+             for k in sorted(getattr(config, "PROVIDER_DEFAULT_KEYS", {}))]
+    return [k for k in keys if k.startswith(incomplete)]
+
+
+def complete_config_value(ctx: Any, incomplete: str) -> list[str]:
+    """Values for the key named before: choices, true/false, provider names, types."""
+    from imagegen_cli import config
+
+    key = str(ctx.params.get("key") or "")
+    last = key.rsplit(".", 1)[-1]
+    if key in ("default_provider", "defaults.provider"):
+        return complete_provider(incomplete)
+    if key.startswith("providers.") and last == "type":
+        from imagegen_cli.providers.base import dialect_names
+
+        options: list[str] = list(dialect_names())
+    elif last in VALUES:
+        options = list(VALUES[last])
+    elif (key.startswith("defaults.") or ".defaults." in key) \
+            and config.DEFAULT_KEYS.get(last) is bool:
+        options = ["true", "false"]
+    else:
+        return []
+    return [o for o in options if o.startswith(incomplete)]
+
+
+# ------------------------------------------------------- the shell protocol
+
+
+def _rejoin_equals(args: list[str], incomplete: str) -> tuple[list[str], str]:
+    """bash hands `--opt=val` over as `--opt`, `=`, `val` (`=` breaks words there)."""
+    out: list[str] = []
+    for word in args:
+        if word == "=" and out and out[-1].startswith("-"):
+            continue
+        out.append(word)
+    if incomplete == "=" and out and out[-1].startswith("-"):
+        incomplete = ""
+    return out, incomplete
+
+
+def _split_prefix(incomplete: str) -> str:
+    """`--opt=` when INCOMPLETE is `--opt=partial`: zsh and fish want it back."""
+    if incomplete.startswith("-") and "=" in incomplete:
+        return incomplete.partition("=")[0] + "="
+    return ""
+
+
+def _zsh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _classes() -> dict[str, type]:
+    from typer import _completion_classes as tc
+
+    class Bash(tc.BashComplete):
+        def get_completion_args(self) -> tuple[list[str], str]:
+            return _rejoin_equals(*super().get_completion_args())
+
+        def complete(self) -> str:
+            args, incomplete = self.get_completion_args()
+            items = self.get_completions(args, incomplete)
+            if any(i.type in ("file", "dir") for i in items):
+                return ""  # the script's `-o default` then completes file names
+            return "\n".join(i.value for i in items)
+
+    class Zsh(tc.ZshComplete):
+        def complete(self) -> str:
+            args, incomplete = self.get_completion_args()
+            prefix = _split_prefix(incomplete)
+            items = self.get_completions(args, incomplete)
+            if any(i.type in ("file", "dir") for i in items):
+                return "_files -/" if items[0].type == "dir" else "_files"
+            if not items:
+                return "return 1"  # nothing to offer: never file names for a value
+            if prefix or not any(i.help for i in items):
+                words = " ".join(_zsh_quote(i.value) for i in items)
+                head = "compset -P '*='; " if prefix else ""
+                return f"{head}compadd -V unsorted -- {words}"
+            return str(super().complete())
+
+    class Fish(tc.FishComplete):
+        def complete(self) -> str:
+            action = os.getenv("_TYPER_COMPLETE_FISH_ACTION", "")
+            args, incomplete = self.get_completion_args()
+            prefix = _split_prefix(incomplete)
+            items = self.get_completions(args, incomplete)
+            files = any(i.type in ("file", "dir") for i in items)
+            if action == "is-args":
+                sys.exit(0 if items and not files else 1)
+            if files:
+                return ""
+            return "\n".join(prefix + self.format_completion(i) for i in items)
+
+    return {"bash": Bash, "zsh": Zsh, "fish": Fish,
+            "powershell": tc.PowerShellComplete, "pwsh": tc.PowerShellComplete}
+
+
+def init() -> None:
+    """Register our completion classes with click (called when a script asks)."""
+    import click.shell_completion
+
+    for name, cls in _classes().items():
+        click.shell_completion.add_completion_class(cls, name)
+
+
+ZSH_FIX_OLD = "compdef _imagegen_completion imagegen"
+ZSH_FIX_NEW = """\
+if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
+  # autoloaded from $fpath: this is the first Tab, so complete it now
+  _imagegen_completion "$@"
+else
+  # sourced or eval'ed: register the function for later
+  compdef _imagegen_completion imagegen
+fi"""
+
+
 def script(shell: str) -> str:
     from typer._completion_shared import get_completion_script
 
     from imagegen_cli.cli.app import COMPLETE_VAR
 
-    return get_completion_script(prog_name="imagegen", complete_var=COMPLETE_VAR,
-                                 shell=shell) + "\n"
+    text = get_completion_script(prog_name="imagegen", complete_var=COMPLETE_VAR,
+                                 shell=shell).strip("\n") + "\n"
+    if shell == "zsh":
+        text = text.replace(ZSH_FIX_OLD, ZSH_FIX_NEW)
+    return text
+
+
+def shipped(shell: str) -> str:
+    """The script installed with the package."""
+    return (PACKAGE_DIR / SHELLS[shell]).read_text(encoding="utf-8")
+
+
+def install_path(shell: str, env: Any) -> Path:
+    home = Path(env.get("HOME") or Path.home())
+    if shell == "bash":
+        data = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+        return data / "bash-completion" / "completions" / "imagegen"
+    if shell == "zsh":
+        return Path(env.get("ZDOTDIR") or home) / ".zfunc" / "_imagegen"
+    if shell == "fish":
+        conf = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+        return conf / "fish" / "completions" / "imagegen.fish"
+    from imagegen_cli.errors import UsageError
+
+    raise UsageError(f"--install knows bash, zsh and fish; for {shell}, add "
+                     "`imagegen completion powershell | Out-String | Invoke-Expression` "
+                     "to your $PROFILE")
+
+
+ZSHRC_LINES = "fpath+=(${ZDOTDIR:-$HOME}/.zfunc)\nautoload -Uz compinit && compinit\n"
+
+
+def install(shell: str, env: Any) -> list[Path]:
+    """Write SHELL's script where that shell looks; return the files written."""
+    from imagegen_cli.output import write_atomic
+
+    path = install_path(shell, env)
+    written = [write_atomic(path, shipped(shell).encode(), overwrite=True)]
+    if shell == "zsh":
+        rc = Path(env.get("ZDOTDIR") or env.get("HOME") or Path.home()) / ".zshrc"
+        text = rc.read_text(encoding="utf-8") if rc.exists() else ""
+        if ".zfunc" not in text:
+            block = "\n# imagegen completion\n" + ZSHRC_LINES
+            written.append(write_atomic(rc, (text + block).encode(), overwrite=True))
+    return written
+
+
+def _detect(env: Any) -> str | None:
+    name = Path(env.get("SHELL") or "").name
+    return {"pwsh": "powershell"}.get(name, name) if name else None
+
+
+def completion(
+    shell: Annotated[str | None, typer.Argument(
+        help="bash, zsh, fish or powershell (default: your $SHELL).", metavar="[SHELL]",
+        autocompletion=lambda incomplete: [s for s in SHELLS if s.startswith(incomplete)],
+        show_default=False)] = None,
+    do_install: Annotated[bool, typer.Option(
+        "--install", help="Put the script where the shell looks for it, and say where.")]
+    = False,
+) -> None:
+    """Print the completion script for SHELL, or install it with --install."""
+    from imagegen_cli.cli.console import note, out
+    from imagegen_cli.errors import UsageError
+
+    name = shell or _detect(os.environ)
+    if name not in SHELLS:
+        what = f"'{name}' is not a shell imagegen completes" if name else "No SHELL given"
+        raise UsageError(f"{what}: pass one of {', '.join(SHELLS)}")
+    if not do_install:
+        sys.stdout.write(shipped(name))
+        return
+    written = install(name, os.environ)
+    for path in written:
+        out(str(path))
+    how = {"bash": "needs the bash-completion package", "zsh": "fpath set in ~/.zshrc",
+           "fish": "loaded by fish on demand"}[name]
+    note(f"{name} completion installed in {written[0]} ({how}); open a new shell to use it")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("completion")(completion)
 
 
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("completions")
-    folder.mkdir(exist_ok=True)
-    for shell, name in SHELLS.items():
-        (folder / name).write_text(script(shell))
-        print(folder / name)
+    """Regenerate the shipped scripts (and the checkout's copies in completions/)."""
+    if len(sys.argv) > 1:
+        folders = [Path(sys.argv[1])]
+    else:
+        checkout = PACKAGE_DIR.parent.parent / "completions"
+        folders = [PACKAGE_DIR] + ([checkout] if checkout.is_dir() else [])
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+        for shell, name in SHELLS.items():
+            (folder / name).write_text(script(shell), encoding="utf-8")
+            print(folder / name)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ from typing import Annotated
 
 import typer
 
+from imagegen_cli.cli.completion import (
+    complete_config_key,
+    complete_config_value,
+    complete_provider,
+)
 from imagegen_cli.errors import ConfigError, UsageError
 
 app = typer.Typer(help="Show and change settings and keys (config.toml).",
@@ -38,6 +43,12 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = Fa
 
     path = Path(_path())
     doc = configfile.read_document(path)
+    if path.exists():
+        from imagegen_cli import config
+        from imagegen_cli.cli.console import warn
+
+        for w in config.load(os.environ, missing_ok=True).warnings:
+            warn(w)
     if json_out:
         import json
 
@@ -50,7 +61,17 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = Fa
 
 
 @app.command("get")
-def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.")]) -> None:
+def get(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.",
+                                       autocompletion=complete_config_key)],
+    effective: Annotated[bool, typer.Option(
+        "--effective", help="The value in force (environment, file or built-in default) "
+        "and where it comes from, even when the file does not set it.")] = False,
+    provider: Annotated[str | None, typer.Option(
+        "-p", "--provider", metavar="NAME", autocompletion=complete_provider,
+        help="With --effective: the value for this provider ([providers.NAME.defaults]).")]
+    = None,
+) -> None:
     """Print one value (stored keys are shown as ***); exit 2 when unset."""
     from pathlib import Path
 
@@ -59,24 +80,40 @@ def get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. defaults.size.
 
     parts = configfile.split_key(key)
     configfile.schema_type(parts)
+    if effective:
+        from imagegen_cli.effective import effective_value
+
+        value, source = effective_value(parts, os.environ, provider)
+        out(f"{_shown(parts, value)}\t{source}")
+        return
     value = configfile.get_value(configfile.read_document(Path(_path())), parts)
     if value is None:
-        raise UsageError(f"{key} is not set in {_path()}")
-    if parts[-1] in configfile.SECRET_KEYS:
-        out("***")
-        return
+        raise UsageError(f"{key} is not set in {_path()} (`imagegen config get {key} "
+                         "--effective` shows the value in force)")
+    plain = value.unwrap() if hasattr(value, "unwrap") else value
+    out(_shown(parts, plain))
+
+
+def _shown(parts: list[str], value: object) -> str:
     import json
 
-    plain = value.unwrap() if hasattr(value, "unwrap") else value
-    out(json.dumps(plain) if not isinstance(plain, str) else plain)
+    from imagegen_cli import configfile
+
+    if value is None:
+        return "(unset)"
+    if parts[-1] in configfile.SECRET_KEYS:
+        return "***"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @app.command("set")
 def set_cmd(
-    key: Annotated[str, typer.Argument(help="Dotted key, e.g. providers.nebula.model.")],
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. providers.nebula.model.",
+                                       autocompletion=complete_config_key)],
     value: Annotated[str | None, typer.Argument(
         help="The value (numbers and true/false are typed). Omit for api_key: it is read "
-             "from a hidden prompt, or from stdin when piped.")] = None,
+             "from a hidden prompt, or from stdin when piped.",
+        autocompletion=complete_config_value)] = None,
 ) -> None:
     """Set a value; the file keeps its comments and is written 0600."""
     from pathlib import Path
@@ -91,6 +128,7 @@ def set_cmd(
             raise UsageError(f"config set {key} needs a VALUE")
         value = _read_secret(key)
     parsed = configfile.parse_value(value, expected, key)
+    configfile.check_value(parts, parsed, os.environ)
     path = Path(_path())
     doc = configfile.read_document(path)
     if parts[0] == "providers" and parts[2] != "type":
@@ -127,7 +165,8 @@ def _read_secret(key: str) -> str:
 
 
 @app.command("unset")
-def unset(key: Annotated[str, typer.Argument(help="Dotted key.")]) -> None:
+def unset(key: Annotated[str, typer.Argument(help="Dotted key.",
+                                             autocompletion=complete_config_key)]) -> None:
     """Remove a value from the file."""
     from pathlib import Path
 
@@ -139,7 +178,9 @@ def unset(key: Annotated[str, typer.Argument(help="Dotted key.")]) -> None:
     path = Path(_path())
     doc = configfile.read_document(path)
     if not configfile.unset_value(doc, parts):
-        raise UsageError(f"{key} is not set in {path}")
+        # The wanted end state holds already: not an error (scripts may run this twice).
+        note(f"{key} was not set in {path}; nothing to do")
+        return
     configfile.save(doc, path, os.environ)
     note(f"{key} removed from {path}")
 
@@ -164,9 +205,9 @@ def init(force: Annotated[bool, typer.Option("--force", help="Replace an existin
 @app.command("edit")
 def edit() -> None:
     """Open the file in $VISUAL or $EDITOR, then check it."""
-    import shlex
-    import subprocess
     from pathlib import Path
+
+    import click
 
     from imagegen_cli.cli.console import note
     from imagegen_cli.configfile import STARTER, validate_text
@@ -178,12 +219,14 @@ def edit() -> None:
         raise UsageError("Set $VISUAL or $EDITOR to the editor to use")
     if not path.exists():
         write_atomic(path, STARTER.encode(), overwrite=True, mode=0o600)
+    # click runs the editor the way each platform's shell would (Windows paths with
+    # spaces included); an EDITOR naming an existing file is quoted as one word.
+    command = f'"{editor}"' if os.path.isfile(editor) and not editor.startswith('"') \
+        else editor
     try:
-        rc = subprocess.call([*shlex.split(editor), str(path)])
-    except OSError as exc:
-        raise UsageError(f"Cannot run editor '{editor}': {exc.strerror or exc}") from None
-    if rc != 0:
-        raise UsageError(f"Editor '{editor}' exited with {rc}")
+        click.edit(filename=str(path), editor=command)
+    except click.ClickException as exc:
+        raise UsageError(f"Editor '{editor}' failed: {exc.format_message()}") from None
     try:
         validate_text(path.read_text(encoding="utf-8"), path, os.environ)
     except ConfigError as exc:

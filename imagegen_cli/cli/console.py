@@ -13,7 +13,15 @@ from imagegen_cli.requests import Reporter
 
 
 def use_color(stream: Any) -> bool:
-    return (not os.environ.get("NO_COLOR")) and hasattr(stream, "isatty") and stream.isatty()
+    """NO_COLOR (no-color.org) wins, then FORCE_COLOR, then TERM=dumb, then a terminal."""
+    env = os.environ
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR") and env["FORCE_COLOR"] != "0":
+        return True
+    if env.get("TERM") == "dumb":
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
 
 
 def out(line: str) -> None:
@@ -64,22 +72,38 @@ class RichReporter(Reporter):
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
+        class Remaining(TimeRemainingColumn):
+            """`eta 0:12` once a rate is known (steps, downloads); blank before."""
+
+            def render(self, task: Any) -> Any:
+                from rich.text import Text
+
+                if task.total is None or task.time_remaining is None or task.finished:
+                    return Text("")
+                left = int(task.time_remaining)
+                return Text(f"eta {left // 60}:{left % 60:02d}", style="progress.remaining")
+
         super().__init__()
-        self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+        self.console = Console(stderr=True, no_color=not use_color(sys.stderr))
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(bar_width=24),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
+            Remaining(),
             console=self.console,
             transient=True,
         )
         self.task = self.progress.add_task("starting", total=None, detail="")
         self.lock = threading.Lock()
         self.started = time.monotonic()
+        self.job_states: dict[str, str] = {}
+        self.done_text = ""
+        self.download_started: float | None = None
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -90,16 +114,58 @@ class RichReporter(Reporter):
 
     def status(self, text: str) -> None:
         with self.lock:
-            self.progress.update(self.task, description=redact(text), total=None, detail="")
+            self.progress.update(self.task, description=redact(text), total=None,
+                                 detail=self._with_done(""))
 
     def step(self, done: int, total: int) -> None:
         with self.lock:
             detail = f"{done}/{total}" if total and total < 10_000 else ""
-            self.progress.update(self.task, completed=done, total=total or None, detail=detail)
+            self.progress.update(self.task, completed=done, total=total or None,
+                                 detail=self._with_done(detail))
 
     def note(self, text: str) -> None:
-        self.progress.console.print(f"[cyan]note[/cyan]: {redact(text)}", highlight=False,
-                                    markup=True)
+        from rich.markup import escape
+
+        self.progress.console.print(f"[cyan]note[/cyan]: {escape(redact(text))}",
+                                    highlight=False, markup=True)
+
+    def retry(self, text: str) -> None:
+        self.note(text)
+        self.status(text)
+
+    def job_status(self, job_id: str, status: str) -> None:
+        # Every job of the command, not just the last one to speak.
+        with self.lock:
+            self.job_states[job_id] = status
+            text = ", ".join(f"job {j[:8]} {st}" for j, st in self.job_states.items())
+        self.status(text)
+
+    def download(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if self.download_started is None or done == 0:
+                self.download_started = now
+            took = max(now - self.download_started, 1e-3)
+            size = f"{human_bytes(done)}" + (f" / {human_bytes(total)}" if total else "")
+            detail = f"{size}, {human_bytes(done / took)}/s"
+            self.progress.update(self.task, completed=done, total=total or None,
+                                 detail=self._with_done(detail))
+
+    def written(self, done: int, total: int) -> None:
+        with self.lock:
+            self.done_text = f"{done}/{total} written" if total > 1 else ""
+            self.progress.update(self.task, detail=self._with_done(""))
+
+    def _with_done(self, detail: str) -> str:
+        return ", ".join(t for t in (self.done_text, detail) if t)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 

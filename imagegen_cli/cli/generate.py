@@ -1,4 +1,4 @@
-"""`imagegen generate` and `imagegen inpaint`: flags -> request -> provider -> files."""
+"""`imagegen generate`, `inpaint` and `edit`: flags -> request -> provider -> files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from typing import Any
 
 import typer
 
-from imagegen_cli.cli.options import INPAINT, image_command
-from imagegen_cli.errors import ImagegenError, PartialError, UsageError
+from imagegen_cli.cli.options import EDIT, FROM, INPAINT, image_command
+from imagegen_cli.errors import (
+    AuthError,
+    ImagegenError,
+    Interrupted,
+    PartialError,
+    UsageError,
+)
 from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the old home
     FORMATS,
     ImageOptions,
@@ -54,8 +60,8 @@ def options_from(opts: dict[str, Any]) -> ImageOptions:
     return ImageOptions(**given)
 
 
-def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
-    """`generate` and `inpaint`: a batch of one job."""
+def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = False) -> None:
+    """`generate`, `inpaint` and `edit`: a batch of one job."""
     from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note, warn
     from imagegen_cli.http import register_secret
@@ -66,8 +72,21 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
     cfg = cfgmod.load(env)
     for w in cfg.warnings:
         warn(w)
-    ctx = Context(cfg, env, note=(lambda text: None) if quiet else note)
-    job = settle(options_from(opts), ctx, inpaint=inpaint)
+    literal_prompt = None
+    if opts.get("from_file") is not None:
+        opts, literal_prompt = _with_settings_from(opts, cfg, env)
+    elif opts["prompt"] is None:
+        raise UsageError("Missing PROMPT: pass the text, - for stdin, @FILE"
+                         + ("" if inpaint or edit else ", or --from IMAGE"))
+    ctx = Context(cfg, env, note=(lambda text: None) if quiet else note, warn=warn)
+    options = options_from(opts)
+    if literal_prompt is not None:
+        options = options.with_(prompt=literal_prompt)  # as recorded: no -, no @FILE
+    job = settle(options, ctx, inpaint=inpaint, edit=edit)
+    if job.plan.stdout and sys.stdout.isatty():
+        # As curl and httpie do: image bytes on a terminal are garbage and can upset it.
+        raise UsageError("refusing to write image bytes to a terminal; redirect to a file "
+                         "or pass -o FILE")
     jsonl = bool(opts.get("jsonl"))
     if job.plan.stdout and (opts["json_out"] or jsonl):
         raise UsageError(f"-o - and {'--jsonl' if jsonl else '--json'} both want stdout: "
@@ -81,10 +100,54 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False) -> None:
         return
     if job.provider.needs_key:
         job.api_key = job.pcfg.require_key(env)
+        clash = job.pcfg.key_clash(env)
+        if clash and not quiet:
+            note(clash)
+    job.plan.check_writable()  # before anything is paid for
     outcome = _execute(opts, job, quiet, jsonl)
+    for failure in outcome.failures:
+        if isinstance(failure, AuthError) and job.pcfg.needs_key:
+            failure.message += f" (the key came from {job.pcfg.key_origin(env)})"
     if opts["json_out"]:
         _print_report(job, outcome)
+    elif (opts["preview"] or cfg.defaults.get("preview")) and not (jsonl or job.plan.stdout):
+        from imagegen_cli.cli.preview import show
+
+        show([s.path for s in outcome.saved])  # only when stdout is a terminal
     _raise_failures(job, outcome)
+
+
+def _with_settings_from(opts: dict[str, Any], cfg: Any,
+                        env: Any) -> tuple[dict[str, Any], str | None]:
+    """OPTS filled from the --from file wherever no flag was given (flags win), and
+    the recorded prompt when no PROMPT was given."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.metadata import settings_from
+
+    found = settings_from(opts["from_file"])
+    opts = dict(opts)
+    if found.get("provider") not in cfg.providers:
+        found.pop("provider", None)  # made by a provider this config does not know
+    provider = opts["provider"] or found.get("provider")
+    model = found.get("model")
+    if model and provider and opts["model"] is None:
+        pcfg, _ = cfgmod.resolve_provider(cfg, provider, env)
+        # The local provider records a model folder by its name only: keep the
+        # configured folder rather than look for a folder of that name here.
+        if pcfg.type == "local" and "/" not in model:
+            found.pop("model")
+    params = found.pop("params", None)
+    if params and not opts["param"]:
+        import json
+
+        opts["param"] = [f"{k}={json.dumps(v)}" for k, v in params.items()]
+    prompt = found.pop("prompt")
+    for key, value in found.items():
+        if key in opts and opts[key] is None:
+            opts[key] = value
+    if opts["aspect"] is not None and "size" in found and opts["size"] == found["size"]:
+        opts["size"] = None  # --aspect given beside --from replaces the recorded size
+    return opts, (prompt if opts["prompt"] is None else None)
 
 
 def _dry_run(job: Any, shown_key: str | None) -> None:
@@ -98,15 +161,21 @@ def _dry_run(job: Any, shown_key: str | None) -> None:
 def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
     from imagegen_cli.cli import report
     from imagegen_cli.cli.app import debug_enabled
-    from imagegen_cli.cli.console import err, make_reporter
-    from imagegen_cli.events import Event, JobFinished
+    from imagegen_cli.cli.console import err, make_reporter, warn
+    from imagegen_cli.events import Event, ImageWritten, JobFinished
     from imagegen_cli.scheduler import Scheduler
 
     finished: list[Any] = []
 
+    reporter = make_reporter(quiet)
+    written = [0]
+
     def keep(ev: Event) -> None:
         if isinstance(ev, JobFinished):
             finished.append(ev.outcome)
+        elif isinstance(ev, ImageWritten):
+            written[0] += 1
+            reporter.written(written[0], job.n)
 
     paths = report.PathsInOrder()
     sinks: list[Any] = [keep]
@@ -115,16 +184,46 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
     elif not (opts["json_out"] or job.plan.stdout):
         sinks.append(paths)
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
-    reporter = make_reporter(quiet)
+    reporter.job_hooks.append(_job_recorder(job, reporter))
     sched = Scheduler(concurrency=_concurrency(opts.get("concurrency")),
                       reporter_for=lambda j: reporter, sinks=sinks, log=log,
-                      stdout=sys.stdout.buffer if job.plan.stdout else None)
+                      stdout=sys.stdout.buffer if job.plan.stdout else None, warn=warn)
     try:
         with reporter:
             sched.run([job])
+    except Interrupted as exc:
+        if job.n > 1 or written[0]:
+            exc.message = exc.message.replace(
+                "interrupted;", f"interrupted; {written[0]} of {job.n} images written"
+                + (" (listed on stdout)" if written[0] and not job.plan.stdout else "") + ",", 1)
+        raise
     finally:
         paths.flush()  # whatever happened, every file written is listed
+    from imagegen_cli import jobrecords
+
+    for info in finished[0].infos:
+        if info.job_id:  # finished: nothing left to fetch later
+            jobrecords.drop(job.provider.name, info.job_id)
     return finished[0]
+
+
+def _job_recorder(job: Any, reporter: Any) -> Any:
+    """Notes each submitted provider job's request, so `imagegen job get` can write
+    its images later with the names and metadata this command would have used."""
+    from imagegen_cli import jobrecords
+
+    req, plan = job.request, job.plan
+
+    def record(job_id: str, sub: Any) -> None:
+        index = (sub.seed - req.seed + 1 if sub.seed is not None and req.seed is not None
+                 else len(reporter.jobs))
+        jobrecords.save(jobrecords.JobRecord(
+            provider=job.provider.name, job_id=job_id,
+            request=jobrecords.request_fields(sub), index=index, count=req.n,
+            output=None if plan.stdout else plan.template, format=job.fmt,
+            metadata=job.metadata, sidecar=job.sidecar, extra={"exact": plan.exact}))
+
+    return record
 
 
 def _concurrency(value: int | None) -> int:
@@ -140,20 +239,34 @@ def _print_report(job: Any, outcome: Any) -> None:
 
     from imagegen_cli.cli.console import out
 
-    report = {
-        "provider": job.provider.name,
-        "model": job.request.model,
-        "request_id": outcome.request_ids[0] if outcome.request_ids else None,
-        "request_ids": outcome.request_ids,
+    out(json.dumps(report_of(job.provider.name, job.request.model, outcome), indent=2,
+                   ensure_ascii=False))
+
+
+def report_of(provider: str, model: str | None, outcome: Any) -> dict[str, Any]:
+    """The --json object: images, kept partial frames, and failures as objects."""
+    # A failed call has no CallInfo, but its error kept the server's x-request-id.
+    ids = list(outcome.request_ids)
+    ids += [rid for e in outcome.failures
+            if (rid := getattr(e, "request_id", None)) and rid not in ids]
+    report: dict[str, Any] = {
+        "provider": provider,
+        "model": model,
+        "request_id": ids[0] if ids else None,
+        "request_ids": ids,
         "timings": outcome.timings,
         "usage": outcome.usage,
         "images": [s.as_json() for s in outcome.saved],
-        "errors": [str(e) for e in outcome.failures],
+        "errors": [{"message": str(e), "exit_code": int(e.exit_code),
+                    "request_id": getattr(e, "request_id", None), "provider": provider}
+                   for e in outcome.failures],
     }
+    if outcome.partials:
+        report["partials"] = [s.as_json() | {"partial": s.partial} for s in outcome.partials]
     extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
     if extra:
         report["extra"] = extra
-    out(json.dumps(report, indent=2, ensure_ascii=False))
+    return report
 
 
 def _raise_failures(job: Any, outcome: Any) -> None:
@@ -169,7 +282,7 @@ def _raise_failures(job: Any, outcome: Any) -> None:
     raise first
 
 
-@image_command([])
+@image_command(FROM)
 def generate(**opts: Any) -> None:
     """Generate images from a prompt.
 
@@ -189,6 +302,18 @@ def inpaint(**opts: Any) -> None:
     run_images(opts, inpaint=True)
 
 
+@image_command(EDIT)
+def edit(**opts: Any) -> None:
+    """Make a new image from reference images and a prompt; no mask needed.
+
+    -i takes a file or an https:// URL, repeatable (gpt-image: up to 16, e.g. "put
+    the product from A on the table from B"). --mask is optional. The local model
+    runs img2img from the first image (--strength).
+    """
+    run_images(opts, edit=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
     app.command("inpaint")(inpaint)
+    app.command("edit")(edit)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from imagegen_cli.cli.completion import complete_model, complete_provider
+from imagegen_cli.cli.completion import complete_model, complete_path, complete_provider, values
 
 P = inspect.Parameter
 Opt = typer.Option
@@ -34,20 +34,24 @@ COMMON: list[inspect.Parameter] = [
     _p("count", Annotated[int | None, Opt("-n", "--count", metavar="N", help="Number of images (default 1).", rich_help_panel=IMAGE_HELP)]),
     _p("size", Annotated[str | None, Opt("-s", "--size", metavar="WxH", help="WIDTHxHEIGHT, or auto.", rich_help_panel=IMAGE_HELP)]),
     _p("aspect", Annotated[str | None, Opt("--aspect", metavar="W:H", help="W:H, e.g. 16:9: the closest size the model accepts.", rich_help_panel=IMAGE_HELP)]),
-    _p("quality", Annotated[str | None, Opt("--quality", metavar="Q", help="e.g. low|medium|high|auto (gpt-image), standard|hd (dall-e-3).", rich_help_panel=IMAGE_HELP)]),
-    _p("style", Annotated[str | None, Opt("--style", metavar="S", help="vivid|natural (dall-e-3).", rich_help_panel=IMAGE_HELP)]),
-    _p("background", Annotated[str | None, Opt("--background", metavar="B", help="transparent|opaque|auto (gpt-image).", rich_help_panel=IMAGE_HELP)]),
-    _p("moderation", Annotated[str | None, Opt("--moderation", metavar="M", help="low|auto (gpt-image).", rich_help_panel=IMAGE_HELP)]),
+    _p("quality", Annotated[str | None, Opt("--quality", metavar="Q", help="e.g. low|medium|high|auto (gpt-image; xhigh|max on 2.5 and 2.6), standard|hd (dall-e-3).", rich_help_panel=IMAGE_HELP, autocompletion=values("quality"))]),
+    _p("style", Annotated[str | None, Opt("--style", metavar="S", help="vivid|natural (dall-e-3).", rich_help_panel=IMAGE_HELP, autocompletion=values("style"))]),
+    _p("background", Annotated[str | None, Opt("--background", metavar="B", help="transparent|opaque|auto (gpt-image).", rich_help_panel=IMAGE_HELP, autocompletion=values("background"))]),
+    _p("moderation", Annotated[str | None, Opt("--moderation", metavar="M", help="low|auto (gpt-image).", rich_help_panel=IMAGE_HELP, autocompletion=values("moderation"))]),
+    _p("complexity", Annotated[str | None, Opt("--complexity", metavar="C", help="low|medium|high (gpt-image-2.6).", rich_help_panel=IMAGE_HELP, autocompletion=values("complexity"))]),
+    _p("output_compression", Annotated[int | None, Opt("--output-compression", metavar="0-100", help="Compression of jpeg/webp output made by the provider (gpt-image).", rich_help_panel=OUTPUT_HELP)]),
+    _p("user", Annotated[str | None, Opt("--user", metavar="ID", help="Your end-user's id, sent for abuse monitoring (OpenAI).", rich_help_panel=PROVIDER_HELP)]),
     _p("seed", Annotated[int | None, Opt("--seed", metavar="N", help="Random seed, where the provider takes one.", rich_help_panel=IMAGE_HELP)]),
     _p("steps", Annotated[int | None, Opt("--steps", metavar="N", help="Denoising steps.", rich_help_panel=IMAGE_HELP)]),
     _p("guidance", Annotated[float | None, Opt("--guidance", metavar="G", help="Guidance (CFG) scale.", rich_help_panel=IMAGE_HELP)]),
     _p("negative_prompt", Annotated[str | None, Opt("--negative-prompt", metavar="TEXT", help="What to keep out of the image.", rich_help_panel=IMAGE_HELP)]),
     _p("param", Annotated[list[str] | None, Opt("--param", metavar="KEY=VALUE", help="KEY=VALUE raw request field (repeatable; VALUE parsed as JSON when it parses).", rich_help_panel=IMAGE_HELP)]),
-    _p("output", Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="File, folder/, template with {prompt} {index} {count} {seed} {model} {provider} {date} {time} {ext}, or - for stdout.", rich_help_panel=OUTPUT_HELP)]),
-    _p("format", Annotated[str | None, Opt("-f", "--format", metavar="FMT", help="png|jpeg|webp.", rich_help_panel=OUTPUT_HELP)]),
+    _p("output", Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="File, folder/, template with {prompt} {index} {count} {seed} {model} {provider} {date} {time} {ext}, or - for stdout.", rich_help_panel=OUTPUT_HELP, autocompletion=complete_path)]),
+    _p("format", Annotated[str | None, Opt("-f", "--format", metavar="FMT", help="png|jpeg|webp; gif|svg as drawn by gpt-image-2.6 (generate).", rich_help_panel=OUTPUT_HELP, autocompletion=values("format"))]),
     _p("overwrite", Annotated[bool, Opt("--overwrite", help="Replace existing files instead of adding -1, -2...", rich_help_panel=OUTPUT_HELP)], False),
     _p("no_metadata", Annotated[bool, Opt("--no-metadata", help="Do not embed prompt and parameters in the image.", rich_help_panel=OUTPUT_HELP)], False),
     _p("sidecar", Annotated[bool, Opt("--sidecar", help="Write NAME.json beside each image.", rich_help_panel=OUTPUT_HELP)], False),
+    _p("preview", Annotated[bool, Opt("--preview", help="Show each image in the terminal after writing it (kitty, iTerm2 or sixel graphics, else coloured half-blocks); only when stdout is a terminal.", rich_help_panel=OUTPUT_HELP)], False),
     _p("json_out", Annotated[bool, Opt("--json", help="Print one JSON object (paths, sizes, hashes, timings) instead of paths.", rich_help_panel=OUTPUT_HELP)], False),
     _p("jsonl", Annotated[bool, Opt("--jsonl", help="Print one JSON object per line per image (NDJSON, as `batch --json`).", rich_help_panel=OUTPUT_HELP)], False),
     _p("concurrency", Annotated[int | None, Opt("-j", "--concurrency", metavar="N", help="Requests in flight at once (default 4).", rich_help_panel=RUN_HELP)]),
@@ -57,18 +61,31 @@ COMMON: list[inspect.Parameter] = [
     _p("dry_run", Annotated[bool, Opt("--dry-run", help="Print the exact request (secrets redacted) and send nothing.", rich_help_panel=RUN_HELP)], False),
     _p("timeout", Annotated[float | None, Opt("--timeout", metavar="SECONDS", help="Seconds to wait for the provider (default 300).", rich_help_panel=RUN_HELP)]),
     _p("retries", Annotated[int | None, Opt("--retries", metavar="N", help="Retries on 408/409/429/5xx and network errors (default 2).", rich_help_panel=RUN_HELP)]),
-    _p("device", Annotated[str | None, Opt("--device", metavar="DEVICE", help="local: auto|cpu|cuda|mps.", rich_help_panel=RUN_HELP)]),
-    _p("dtype", Annotated[str | None, Opt("--dtype", metavar="DTYPE", help="local: float32|float16|bfloat16.", rich_help_panel=RUN_HELP)]),
+    _p("device", Annotated[str | None, Opt("--device", metavar="DEVICE", help="local: auto|cpu|cuda|mps.", rich_help_panel=RUN_HELP, autocompletion=values("device"))]),
+    _p("dtype", Annotated[str | None, Opt("--dtype", metavar="DTYPE", help="local: float32|float16|bfloat16.", rich_help_panel=RUN_HELP, autocompletion=values("dtype"))]),
     _p("quiet", Annotated[bool, Opt("-q", "--quiet", help="No progress or notices on stderr.", rich_help_panel=RUN_HELP)], False),
 ]
 
-PROMPT = P("prompt", P.POSITIONAL_OR_KEYWORD, annotation=Annotated[
-    str, typer.Argument(help="The prompt text; - reads stdin; @FILE reads a file.")])
+PROMPT = P("prompt", P.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
+    str | None, typer.Argument(help="The prompt text; - reads stdin; @FILE reads a file.", show_default=False)])
+
+FROM: list[inspect.Parameter] = [
+    _p("from_file", Annotated[Path | None, Opt("--from", metavar="FILE", help="Take prompt and settings from an image imagegen (or AUTOMATIC1111) wrote, or its sidecar .json; flags given beside it win.", rich_help_panel=IMAGE_HELP, autocompletion=complete_path)]),
+]
 
 INPAINT: list[inspect.Parameter] = [
     _p("image", Annotated[list[Path], Opt("-i", "--image", metavar="IMG", help="The image to repaint (repeatable for gpt-image).", rich_help_panel=IMAGE_HELP)], P.empty),
     _p("mask", Annotated[Path | None, Opt("--mask", metavar="MASK", help="Mask image, same size: white (or transparent) marks the area to repaint.", rich_help_panel=IMAGE_HELP)]),
     _p("invert_mask", Annotated[bool, Opt("--invert-mask", help="Repaint the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
+    _p("input_fidelity", Annotated[str | None, Opt("--input-fidelity", metavar="F", help="high|low: how closely to keep the input's features (gpt-image).", rich_help_panel=IMAGE_HELP, autocompletion=values("input_fidelity"))]),
+]
+
+EDIT: list[inspect.Parameter] = [
+    _p("image", Annotated[list[str], Opt("-i", "--image", metavar="IMG", help="A reference image: a file or an https:// URL (repeatable, up to 16 with gpt-image).", rich_help_panel=IMAGE_HELP)], P.empty),
+    _p("mask", Annotated[Path | None, Opt("--mask", metavar="MASK", help="Optional mask for the first image: white (or transparent) marks the area to change.", rich_help_panel=IMAGE_HELP)]),
+    _p("invert_mask", Annotated[bool, Opt("--invert-mask", help="With --mask: change the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
+    _p("input_fidelity", Annotated[str | None, Opt("--input-fidelity", metavar="F", help="high|low: how closely to keep the inputs' features (gpt-image).", rich_help_panel=IMAGE_HELP, autocompletion=values("input_fidelity"))]),
+    _p("strength", Annotated[float | None, Opt("--strength", metavar="0..1", help="local: how far to move from the image (img2img; default 0.6).", rich_help_panel=IMAGE_HELP)]),
 ]
 
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
-from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
+from imagegen_cli.errors import AuthError, ConfigError, ImagegenError, UsageError
+from imagegen_cli.http import redact
 
 if TYPE_CHECKING:
     from imagegen_cli.config import Config, ProviderConfig
@@ -50,6 +51,8 @@ def _caps_short(prov: Provider) -> str:
     feats = [f"n<={caps.max_n}/req"]
     if prov.inpaint_model():
         feats.append("inpaint")
+    if caps.edit:
+        feats.append("edit")
     feats += [f for f, on in (("stream", caps.stream), ("async", caps.async_jobs)) if on]
     return ", ".join(feats)
 
@@ -113,6 +116,9 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "n_per_request": caps.max_n,
             "prompt_max": caps.prompt_max, "inpaint": caps.inpaint, "stream": caps.stream,
             "async": caps.async_jobs, "notes": list(caps.notes),
+            "edit": caps.edit, "max_images": caps.max_images,
+            "formats": list(caps.formats), "status": prov.model_status(m) if m else None,
+            "lifecycle": prov.model_lifecycle(m) if m else None,
         }
     info["models"] = models
     import json
@@ -126,7 +132,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
                                               if p.api_key_env else ""),
              f"  model    : {p.model or '(none: pass -m)'}"]
     for m, c in models.items():
-        lines.append(f"  model {m}:")
+        lines.append(f"  model {m}:" + (f" ({c['status']})" if c["status"] else ""))
         lines.append("    options : " + (" ".join(c["options"]) or "-"))
         for flag, vals in c["values"].items():
             lines.append(f"    {flag} : {', '.join(vals)}")
@@ -137,9 +143,11 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
                      "requests, -j at once)")
         if c["prompt_max"]:
             lines.append(f"    prompt  : up to {c['prompt_max']} characters")
-        feats = [k for k in ("inpaint", "stream", "async") if c[k]]
+        feats = [k for k in ("inpaint", "edit", "stream", "async") if c[k]]
         if feats:
             lines.append("    features: " + ", ".join(feats))
+        if c["formats"]:
+            lines.append("    formats : " + ", ".join(c["formats"]))
         for n in c["notes"]:
             lines.append(f"    note    : {n}")
     out("\n".join(lines))
@@ -172,19 +180,36 @@ def models(name: NameArg, json_out: JsonOpt = False) -> None:
     cfg = _load()
     p, prov = _get(cfg, name)
     live = prov.lists_models_live
+    names: list[str] = []
     if live:
+        from imagegen_cli.cli.console import note
+        from imagegen_cli.errors import RefusedError
+
         key = _key(p, prov)
         with _transport(prov) as tr:
-            names = prov.list_models(key, tr)
-    else:
+            try:
+                names = prov.list_models(key, tr)
+            except RefusedError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                live = False
+                note(f"{p.name} has no model list at {redact(tr.last_url or '')} (HTTP "
+                     f"{exc.status}): showing the models imagegen knows for it")
+    if not live:
         names = prov.known_models()
     import json
 
+    status = {n: prov.model_status(n) for n in names}
     if json_out:
-        out(json.dumps({"provider": p.name, "live": live, "models": names}, indent=2))
+        lives = {n: prov.model_lifecycle(n) for n in names}
+        out(json.dumps({"provider": p.name, "live": live, "models": names,
+                        "status": status,
+                        "lifecycle": {n: v for n, v in lives.items() if v}}, indent=2))
         return
+    width = max((len(n) for n in names if status[n]), default=0)
     for n in names:
-        out(n)
+        # NAME, then its lifecycle status where known: `cut -d' ' -f1` gives the names.
+        out(f"{n:<{width}}  {status[n]}" if status[n] else n)
 
 
 @app.command("check")
@@ -201,29 +226,56 @@ def check(
     if bool(name) == all_:
         raise UsageError("Pass a provider NAME or --all")
     cfg = _load()
-    names = [name] if name else [n for n, p in cfg.providers.items()
-                                 if not p.needs_key or p.key(os.environ)]
-    if not names:
-        raise ConfigError("No provider has a key set: nothing to check")
-    results = []
+    names = [name] if name else list(cfg.providers)
+    results: list[dict[str, Any]] = []
     first_error: ImagegenError | None = None
+    checked = 0
     for n in names:
         assert n is not None
         p, prov = _get(cfg, n)
+        if all_ and prov.needs_key and not p.key(os.environ):
+            # Not set up is not a failure of --all: say so, and check the others.
+            how = f"set {p.api_key_env}" if p.api_key_env else (
+                f"`imagegen config set providers.{n}.api_key`")
+            results.append({"provider": n, "ok": None, "detail": f"no key ({how})"})
+            if not json_out:
+                out(f"{n}: no key ({how})")
+            continue
+        tr = _transport(prov)
         try:
             key = _key(p, prov)
-            with _transport(prov) as tr:
+            with tr:
                 detail = prov.check(key, tr)
+            checked += 1
             results.append({"provider": n, "ok": True, "detail": detail})
             if not json_out:
                 out(f"{n}: ok ({detail})")
+        except ConfigError as exc:
+            if not (all_ and not prov.needs_key):
+                raise
+            # --all and a keyless provider that is not installed (the local extra).
+            results.append({"provider": n, "ok": None, "detail": f"not set up: {exc}"})
+            if not json_out:
+                out(f"{n}: not set up ({exc})")
         except ImagegenError as exc:
+            checked += 1
+            if isinstance(exc, AuthError):
+                exc.message += f" (the key came from {p.key_origin(os.environ)})"
             first_error = first_error or exc
-            results.append({"provider": n, "ok": False, "detail": str(exc),
+            url = f" (at {redact(tr.last_url)})" if tr.last_url else ""
+            results.append({"provider": n, "ok": False, "detail": f"{exc}{url}",
+                            "url": redact(tr.last_url) if tr.last_url else None,
                             "exit_code": int(exc.exit_code)})
             if not json_out:
                 out(f"{n}: failed")
-                err(f"{n}: {exc}", prefix="error")
+                err(f"{n}: {exc}{url}", prefix="error")
+    if all_ and not checked and first_error is None:
+        if json_out:
+            import json
+
+            out(json.dumps(results, indent=2))
+        raise ConfigError("No provider has a key set: nothing to check (set one of the key "
+                          "variables above)")
     if json_out:
         import json
 
@@ -267,6 +319,12 @@ def add(
     doc = configfile.read_document(path)
     if name in (doc.get("providers") or {}) and not force:
         raise UsageError(f"Provider {name} is already in {path}: pass --force to replace it")
+    from imagegen_cli.config import load
+
+    existing = load(os.environ, missing_ok=True).providers.get(name)
+    if not force and existing is not None and existing.preset:
+        raise UsageError(f"{name} is a built-in preset: pass --force to override it, or "
+                         "choose another name")
     table = tomlkit.table()
     table["type"] = type_
     table["base_url"] = base_url
@@ -278,8 +336,12 @@ def add(
         doc["providers"] = tomlkit.table(is_super_table=True)
     doc["providers"][name] = table
     configfile.save(doc, path, os.environ)
-    hint = f"; set {api_key_env}" if api_key_env else (
-        f"; store a key with `imagegen config set providers.{name}.api_key`")
+    if api_key_env and os.environ.get(api_key_env):
+        hint = f"; {api_key_env} is set: `imagegen providers check {name}` tries it"
+    elif api_key_env:
+        hint = f"; set {api_key_env} to its key"
+    else:
+        hint = f"; store a key with `imagegen config set providers.{name}.api_key`"
     note(f"added {name} to {path}{hint}")
 
 

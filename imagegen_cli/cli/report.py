@@ -17,6 +17,7 @@ from imagegen_cli.events import (
     ImageWritten,
     JobFinished,
     JobStarted,
+    PartialWritten,
     failure_record,
     image_record,
 )
@@ -38,6 +39,9 @@ class PathsInOrder:
         self.waiting: dict[int, str] = {}
 
     def __call__(self, ev: Event) -> None:
+        if isinstance(ev, PartialWritten):
+            _out(ev.image.path)  # a kept frame: listed as written, ahead of its image
+            return
         if not isinstance(ev, ImageWritten):
             return
         self.waiting[ev.image.index] = ev.image.path

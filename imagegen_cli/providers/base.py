@@ -111,6 +111,10 @@ class Capabilities:
     formats: tuple[str, ...] = ()  # output formats the provider produces on request
     inpaint: bool = False
     multi_image: bool = False  # inpaint takes several --image
+    # `imagegen edit`: reference images without a mask (img2img for the local model)
+    edit: bool = False
+    max_images: int = 1  # input images per edit
+    image_urls: bool = False  # takes -i https://... as references (no download first)
     stream: bool = False
     async_jobs: bool = False
     notes: tuple[str, ...] = ()
@@ -123,6 +127,7 @@ class Provider:
     type_name: ClassVar[str] = ""
     needs_key: ClassVar[bool] = True
     lists_models_live: ClassVar[bool] = False  # list_models asks the API
+    runs_jobs: ClassVar[bool] = False  # get_job fetches a job submitted earlier
     max_concurrency: ClassVar[int | None] = None  # calls at once, whatever -j says
 
     def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:
@@ -145,6 +150,18 @@ class Provider:
     def known_models(self) -> list[str]:
         return [self.cfg.model] if self.cfg.model else []
 
+    def public_model(self, model: str) -> str:
+        """MODEL as recorded in the images: nothing of the user's disk (see local)."""
+        return model
+
+    def model_status(self, model: str) -> str | None:
+        """Where MODEL is in its lifecycle ('active', 'deprecated: ...'), if known."""
+        return None
+
+    def model_lifecycle(self, model: str) -> dict[str, Any] | None:
+        """MODEL's lifecycle entry (status, shutdown, replacement, source, read), if known."""
+        return None
+
     # -- the work ------------------------------------------------------
     def resolve_model(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
         model = req.model or (self.inpaint_model() if inpaint else None) or self.default_model()
@@ -162,27 +179,32 @@ class Provider:
         where = f"provider {self.name} (model {req.model})"
         if len(req.images) > 1 and not caps.multi_image:
             raise UsageError(f"Several --image are not accepted by {where}: pass one")
+        if req.edit and not caps.edit:
+            raise UsageError(f"Editing with reference images is not supported by {where}")
+        if len(req.images) > max(caps.max_images, 1):
+            raise UsageError(f"{len(req.images)} input images: {where} takes at most "
+                             f"{caps.max_images}; pass fewer -i")
         if inpaint and not caps.inpaint:
             raise UsageError(f"Inpainting is not supported by {where}")
         for flag, value in req.options_set().items():
             if flag not in caps.options:
-                raise UsageError(f"{flag} is not supported by {where}")
+                raise UsageError(f"{req.named(flag)} is not supported by {where}")
             allowed = caps.values.get(flag)
             if allowed and str(value) not in allowed:
                 raise UsageError(
-                    f"{flag} {value} is not accepted by {where}: use one of "
+                    f"{req.named(flag, value)} is not accepted by {where}: use one of "
                     + ", ".join(allowed)
                 )
             bounds = caps.ranges.get(flag)
             if bounds and not (bounds[0] <= float(value) <= bounds[1]):
                 raise UsageError(
-                    f"{flag} {value} is out of range for {where}: "
+                    f"{req.named(flag, value)} is out of range for {where}: "
                     f"{bounds[0]:g}..{bounds[1]:g}"
                 )
         if req.stream and not caps.stream:
             raise UsageError(f"--stream is not supported by {where}")
         if req.n < 1:
-            raise UsageError(f"-n {req.n} is out of range: 1 or more")
+            raise UsageError(f"{req.named('-n', req.n)} is out of range: 1 or more")
         if req.stream and req.n > caps.max_n:
             raise UsageError(f"--stream takes at most -n {caps.max_n} with {where}")
         if caps.prompt_max and len(req.prompt) > caps.prompt_max:
@@ -195,7 +217,8 @@ class Provider:
         if req.size and caps.sizes:
             reason = caps.sizes.check(req.size)
             if reason:
-                raise UsageError(f"--size {req.size} is not accepted by {where}: {reason}")
+                raise UsageError(f"{req.named('--size', req.size)} is not accepted by "
+                                 f"{where}: {reason}")
         return req
 
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
@@ -207,6 +230,14 @@ class Provider:
     ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
         """Make the images of one batch (req.n <= max_n); yield them as they arrive."""
         raise NotImplementedError
+
+    def get_job(
+        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        """The images of a job submitted earlier (`imagegen job get`), waiting for it
+        to finish within the transport's timeout."""
+        raise UsageError(f"Provider {self.name} runs no jobs to look up: `imagegen job get` "
+                         "is for providers with async jobs (distribute)")
 
     def check(self, key: str | None, transport: Transport) -> str:
         """The cheapest authenticated call; returns a short description."""

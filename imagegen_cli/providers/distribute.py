@@ -59,6 +59,7 @@ def parse_time(value: Any) -> float | None:
 
 class DistributeProvider(Provider):
     type_name = "distribute"
+    runs_jobs = True
 
     def capabilities(self, model: str | None) -> Capabilities:
         return SYNC if self.cfg.mode == "sync" else ASYNC
@@ -133,10 +134,11 @@ class DistributeProvider(Provider):
             yield from parse_images(payload, CallInfo(request_id=request_id_of(resp)),
                                     self.name)
             return
-        yield from self._run_async(call, key, transport, reporter)
+        yield from self._run_async(call, key, transport, reporter, req)
 
     def _run_async(
-        self, call: HttpCall, key: str | None, transport: Transport, reporter: Reporter
+        self, call: HttpCall, key: str | None, transport: Transport, reporter: Reporter,
+        req: ImageRequest,
     ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
         reporter.status(f"submitting job to {self.name}")
         created, resp = transport.json(call)
@@ -145,14 +147,26 @@ class DistributeProvider(Provider):
             raise UnavailableError(f"{self.name} accepted the job but sent no job id",
                                    request_id=request_id_of(resp))
         reporter.job(job_id)
+        reporter.job_request(job_id, req)
         info = CallInfo(request_id=request_id_of(resp), job_id=job_id)
+        yield from self._poll(job_id, key, transport, reporter, info)
+
+    def get_job(
+        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        yield from self._poll(job_id, key, transport, reporter, CallInfo(job_id=job_id))
+
+    def _poll(
+        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter,
+        info: CallInfo,
+    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
         poll = HttpCall("POST", f"{self.base()}/async/images/result",
                         self._headers(key, bearer=False), json={"id": job_id})
         started = time.monotonic()
         waited = 0.0
         delay = POLL_START
         status = "CREATED"
-        reporter.status(f"job {job_id[:8]} {status}")
+        reporter.job_status(job_id, status)
         while True:
             try:
                 answer, _ = transport.json(poll)
@@ -166,7 +180,7 @@ class DistributeProvider(Provider):
             new = str(answer.get("status") or "").upper()
             if new != status:
                 status = new
-                reporter.status(f"job {job_id[:8]} {status}")
+                reporter.job_status(job_id, status)
             if status == "ERROR":
                 msg = (answer.get("error") or answer.get("message") or answer.get("detail")
                        or "no reason given")
@@ -186,7 +200,8 @@ class DistributeProvider(Provider):
             if elapsed >= transport.timeout:
                 raise UnavailableError(
                     f"{self.name} job {job_id} is still {status or 'pending'} after "
-                    f"{elapsed:.0f} s (raise --timeout, or look the job up later)")
+                    f"{elapsed:.0f} s (raise --timeout, or fetch it later with "
+                    f"`imagegen job get {self.name} {job_id}`)")
             pause = min(delay, POLL_CAP, max(transport.timeout - elapsed, 0.05))
             transport._pause(pause)
             waited += pause

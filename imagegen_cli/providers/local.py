@@ -28,14 +28,14 @@ if TYPE_CHECKING:
     from imagegen_cli.http import Transport
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
-INSTALL = "pip install 'imagegen-cli[local]'"
 CAPS = Capabilities(
-    options=opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype"),
+    options=opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype",
+                "--strength"),
     values={"--device": ("auto", "cpu", "cuda", "mps"),
             "--dtype": ("float32", "float16", "bfloat16")},
-    ranges={"--steps": (1, 1000)},
+    ranges={"--steps": (1, 1000), "--strength": (0.0, 1.0)},
     sizes=SizeRule(min_side=8, max_side=4096, multiple=8),
-    max_n=64, max_count=64, inpaint=True,
+    max_n=64, max_count=64, inpaint=True, edit=True,
     notes=("runs on this machine: the model loads once per command",),
 )
 
@@ -47,7 +47,7 @@ class LocalProvider(Provider):
 
     def __init__(self, cfg: Any, env: Any) -> None:
         super().__init__(cfg, env)
-        self._pipes: dict[tuple[str, bool, str, str], Any] = {}
+        self._pipes: dict[tuple[str, bool, bool, str, str], Any] = {}
 
     def capabilities(self, model: str | None) -> Capabilities:
         return CAPS
@@ -58,12 +58,41 @@ class LocalProvider(Provider):
     def known_models(self) -> list[str]:
         return [self.default_model() or DEFAULT_MODEL]
 
+    def public_model(self, model: str) -> str:
+        # A folder is recorded by its name: an absolute path would tell every reader
+        # of the image the user's name and disk layout.
+        path = Path(model).expanduser()
+        if path.exists() or model.startswith((".", "/", "~")) or model.count("/") != 1:
+            return path.name or model
+        return model
+
+    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+        req = super().validate(req, inpaint=inpaint)
+        self._validate_inpainting_model(req, inpaint)
+        if req.edit and req.mask is None:
+            # img2img runs int(steps * strength) denoising steps: none is an error.
+            steps = int(_call_args(req).get("num_inference_steps") or 50)
+            strength = req.strength if req.strength is not None else DEFAULT_STRENGTH
+            if int(steps * strength) < 1:
+                raise UsageError(f"--strength {strength:g} with {steps} steps runs no "
+                                 "denoising step: raise --strength or --steps")
+        return req
+
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
         # Nothing goes over the network; --dry-run shows what would run.
         shown = _call_args(req)
+        if req.edit and req.mask is None:
+            shown["strength"] = req.strength if req.strength is not None else DEFAULT_STRENGTH
         if req.seed is not None:
             shown["seed"] = req.seed
         return [HttpCall("LOCAL", str(req.model), json=shown)]
+
+    def _validate_inpainting_model(self, req: ImageRequest, inpaint: bool) -> None:
+        masked = inpaint or (req.edit and req.mask is not None)
+        if not masked and is_inpainting_model(str(req.model)):
+            raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint "
+                             "PROMPT --image IMG --mask MASK` with it, or pick a text-to-image "
+                             "model with -m")
 
     def check(self, key: str | None, transport: Transport) -> str:
         _require_libraries()
@@ -76,15 +105,20 @@ class LocalProvider(Provider):
         device = _device(torch, req.device or "auto")
         dtype = _dtype(torch, req.dtype, device)
         inpaint = bool(req.images and req.mask)
+        img2img = bool(req.images) and not inpaint  # `imagegen edit` without a mask
         started = time.perf_counter()
         # Loaded once per distinct model for the whole command (a batch shares this
         # provider instance), then reused by every job.
-        cache_key = (str(req.model), inpaint, str(dtype), device)
+        cache_key = (str(req.model), inpaint, img2img, str(dtype), device)
         pipe = self._pipes.get(cache_key)
         if pipe is None:
             reporter.status(f"loading {req.model}")
-            pipe = load_pipeline(str(req.model), inpaint=inpaint, dtype=dtype,
-                                 quiet=bool(getattr(reporter, "quiet", False)))
+            pipe = load_pipeline(str(req.model), inpaint=inpaint, img2img=img2img,
+                                 dtype=dtype, quiet=bool(getattr(reporter, "quiet", False)))
+            unet = getattr(pipe, "unet", None)
+            if not inpaint and getattr(getattr(unet, "config", None), "in_channels", 4) == 9:
+                raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint` "
+                                 "with it, or pick a text-to-image model with -m")
             pipe.to(device)
             self._pipes[cache_key] = pipe
         info = CallInfo(extra={"device": device, "load_s": round(time.perf_counter() - started,
@@ -98,6 +132,10 @@ class LocalProvider(Provider):
                 args = _call_args(req)
                 if inpaint:
                     args.update(_inpaint_args(req))
+                elif img2img:
+                    args.pop("width", None)  # img2img keeps the image's own size
+                    args.pop("height", None)
+                    args.update(_img2img_args(req))
 
                 def on_step(p: Any, step: int, timestep: Any, kw: dict[str, Any]) -> Any:
                     # The total comes from the pipeline (strength and schedulers change it).
@@ -110,7 +148,7 @@ class LocalProvider(Provider):
                 generator = torch.Generator(device="cpu").manual_seed(seed)
                 image = pipe(**args, generator=generator, callback_on_step_end=on_step,
                              output_type="pil").images[0]
-                if inpaint:
+                if req.images:
                     first = req.images[0]
                     if image.size != (first.width, first.height):
                         from PIL import Image
@@ -120,7 +158,8 @@ class LocalProvider(Provider):
                 buf = io.BytesIO()
                 image.save(buf, format="PNG", compress_level=4)
                 yield GeneratedImage(index=i, data=buf.getvalue(), seed=seed, timings={
-                    "inference_s": round(time.perf_counter() - t0, 3)}), info
+                    "inference_s": round(time.perf_counter() - t0, 3)},
+                    settings=_used_settings(pipe, args)), info
 
 
 def _call_args(req: ImageRequest) -> dict[str, Any]:
@@ -142,6 +181,31 @@ def _call_args(req: ImageRequest) -> dict[str, Any]:
     return args
 
 
+# diffusers scheduler classes by the sampler names AUTOMATIC1111 infotext uses.
+A1111_SAMPLERS = {
+    "DDIMScheduler": "DDIM", "PNDMScheduler": "PLMS", "LMSDiscreteScheduler": "LMS",
+    "EulerDiscreteScheduler": "Euler", "EulerAncestralDiscreteScheduler": "Euler a",
+    "HeunDiscreteScheduler": "Heun", "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM++ SDE", "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a", "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM", "DDPMScheduler": "DDPM",
+}
+
+
+def _used_settings(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The sampler the pipeline really ran, and the steps and guidance it used."""
+    out: dict[str, Any] = {}
+    scheduler = getattr(pipe, "scheduler", None)
+    if scheduler is not None:
+        name = type(scheduler).__name__
+        out["sampler"] = A1111_SAMPLERS.get(name, name)
+    if "num_inference_steps" in args:
+        out["steps"] = args["num_inference_steps"]
+    if "guidance_scale" in args:
+        out["guidance"] = args["guidance_scale"]
+    return out
+
+
 def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
     from PIL import Image
 
@@ -160,12 +224,34 @@ def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
             "height": h}
 
 
+DEFAULT_STRENGTH = 0.6  # a visible change that keeps the reference's layout
+
+
+def _img2img_args(req: ImageRequest) -> dict[str, Any]:
+    """The first reference image, at sides rounded to multiples of 8 (the result is
+    resized back to the input's size), and how far to move from it."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(req.images[0].data)).convert("RGB")
+    if req.size and req.size != "auto":
+        w, h = (int(x) for x in req.size.split("x"))
+    else:
+        w, h = (max(8, round(v / 8) * 8) for v in image.size)
+    args: dict[str, Any] = {"image": image.resize((w, h)),
+                            "strength": req.strength if req.strength is not None
+                            else DEFAULT_STRENGTH}
+    return args
+
+
 def _require_libraries() -> Any:
     try:
         import diffusers  # noqa: F401
         import torch
     except ImportError:
-        raise ConfigError(f"The local provider needs the 'local' extra: {INSTALL}") from None
+        from imagegen_cli.config import install_local
+
+        raise ConfigError(
+            f"The local provider needs the 'local' extra: {install_local()}") from None
     return torch
 
 
@@ -210,15 +296,70 @@ def _quiet_libraries(quiet: bool) -> None:
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     (disable_progress_bars if quiet else enable_progress_bars)()  # ...so set them again
+    # Its retry warnings ("Retrying in 1s [Retry 1/5]") are not for the user: a
+    # download that cannot happen gets one message of ours instead.
+    from huggingface_hub.utils import logging as hlog
+
+    hlog.set_verbosity_error()
 
 
-def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False) -> Any:
+def hub_unreachable(env: Any = None) -> str | None:
+    """Why the model hub cannot be reached, found in at most ~3 s, or None when it
+    may be. A proxy in the environment is trusted (the library will use it)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    env = os.environ if env is None else env
+    if str(env.get("HF_HUB_OFFLINE", "")).lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    if any(env.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlsplit(env.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, socket.gaierror):
+            reason = "the name does not resolve"
+        elif isinstance(exc, TimeoutError):
+            reason = "no answer within 3 s"
+        return f"{host} cannot be reached ({reason})"
+
+
+def is_inpainting_model(model: str) -> bool:
+    """A model that only repaints (its UNet takes the image and mask: 9 channels),
+    judged from the folder on disk or, for a hub id, from its name."""
+    import json
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        return "inpaint" in model.lower()
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+        if "Inpaint" in str(index.get("_class_name", "")):
+            return True
+        unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+        return bool(unet.get("in_channels") == 9)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False,
+                  img2img: bool = False) -> Any:
     """A diffusers pipeline from a folder or a hub id; ConfigError (exit 3) when the
     model is neither on disk nor downloadable."""
     _quiet_libraries(quiet)
-    from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
+    from diffusers import (
+        AutoPipelineForImage2Image,
+        AutoPipelineForInpainting,
+        AutoPipelineForText2Image,
+    )
 
-    cls = AutoPipelineForInpainting if inpaint else AutoPipelineForText2Image
+    cls = AutoPipelineForInpainting if inpaint else (
+        AutoPipelineForImage2Image if img2img else AutoPipelineForText2Image)
     path = Path(model).expanduser()
     # A hub id is ORG/NAME; anything else that is not on disk is a missing folder.
     hub_id = not path.exists() and not model.startswith((".", "/", "~")) \
@@ -238,7 +379,15 @@ def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False)
         except Exception:  # noqa: BLE001 - not cached: try the hub (progress bar shown)
             if kwargs.get("local_files_only"):
                 raise
+            offline = hub_unreachable()
+            if offline:
+                raise ConfigError(
+                    f"Model {model} is not on this machine and cannot be downloaded: no "
+                    f"network ({offline}). Fetch it with `hf download {model}` where there "
+                    "is a network, or pass -m /path/to/a/diffusers/folder") from None
             pipe = cls.from_pretrained(source, torch_dtype=dtype)
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - every loader failure becomes one message
         reason = str(exc).strip().splitlines()[0][:200].rstrip(".") if str(exc).strip() else type(
             exc).__name__

@@ -25,12 +25,13 @@ SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 SCHNELL = "black-forest-labs/FLUX.1-schnell"
 FILL = "black-forest-labs/FLUX.1-Fill-dev"
 
-# The docs say only "multiples of 16" (FLUX); no bounds are documented.
-_FLUX_SIZES = SizeRule(min_side=16, multiple=16)
+# FLUX wants multiples of 16; the API refuses sides outside 64..2048 (422 "width/height
+# out of range"), so both are checked before sending.
+_FLUX_SIZES = SizeRule(min_side=64, max_side=2048, multiple=16)
 MODELS: dict[str, Capabilities] = {
     SDXL: Capabilities(
         options=opt("--steps", "--guidance", "--negative-prompt"),
-        sizes=SizeRule(min_side=8, multiple=8), max_n=1, max_count=10,
+        sizes=SizeRule(min_side=64, max_side=2048, multiple=8), max_n=1, max_count=10,
     ),
     SCHNELL: Capabilities(
         options=opt("--steps", "--guidance", "--seed"), sizes=_FLUX_SIZES, max_n=1,
@@ -46,6 +47,7 @@ MODELS: dict[str, Capabilities] = {
 DEFAULTS = {SDXL: (25, 7.0), SCHNELL: (4, 0.0), FILL: (40, 4.5)}
 UNKNOWN = Capabilities(
     options=opt("--steps", "--guidance", "--seed", "--negative-prompt"), max_n=1,
+    sizes=SizeRule(min_side=64, max_side=2048),
     max_count=10, inpaint=True, notes=("model limits unknown: options are passed through",),
 )
 

@@ -1,0 +1,91 @@
+"""`imagegen info FILE...`: what an image carries (ours, or an A1111 `parameters` text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from imagegen_cli.errors import UsageError
+
+# Shown in this order, with these labels.
+LABELS = [
+    ("prompt", "prompt"), ("negative_prompt", "negative prompt"),
+    ("revised_prompt", "revised prompt"), ("seed", "seed"), ("steps", "steps"),
+    ("guidance", "guidance"), ("sampler", "sampler"), ("size", "size"), ("model", "model"),
+    ("provider", "provider"), ("request_id", "request id"), ("quality", "quality"),
+    ("style", "style"), ("background", "background"), ("generator", "generator"),
+]
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """One file's report; UsageError for a file that is not an image."""
+    from imagegen_cli import images, metadata
+
+    data = images.read_image_file(path)
+    got = metadata.read(data)
+    try:
+        width, height = images.dimensions(data)
+    except ValueError:
+        raise UsageError(f"{path} is a damaged {got['format']} image") from None
+    return {"path": str(path), "format": got["format"], "width": width, "height": height,
+            "ai_generated": got["ai_generated"], "source": got["source"],
+            "metadata": got["fields"]}
+
+
+def _human(report: dict[str, Any]) -> str:
+    fields = report["metadata"]
+    head = f"{report['path']}: {report['format'].upper()} {report['width']}x{report['height']}"
+    if not fields and not report["ai_generated"]:
+        return head + "\n  no metadata (neither imagegen's nor AUTOMATIC1111 parameters)"
+    lines = [head]
+    width = max(len(label) for _, label in LABELS) + 1
+    for key, label in LABELS:
+        value = fields.get(key)
+        if value is None or value == "":
+            continue
+        text = str(value).replace("\n", "\n" + " " * (width + 3))
+        lines.append(f"  {label + ':':<{width}} {text}")
+    mark = "yes (IPTC DigitalSourceType: trainedAlgorithmicMedia)" if report["ai_generated"] \
+        else "not marked"
+    lines.append(f"  {'AI-generated:':<{width}} {mark}")
+    source = {"imagegen": "imagegen metadata", "a1111": "AUTOMATIC1111 parameters"}.get(
+        report["source"] or "", "none")
+    lines.append(f"  {'read from:':<{width}} {source}")
+    return "\n".join(lines)
+
+
+def info(
+    files: Annotated[list[Path], typer.Argument(help="Images (PNG, JPEG, WebP).",
+                                                metavar="FILE...")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON array, one object "
+                                           "per file.")] = False,
+) -> None:
+    """Show the prompt and settings an image carries (imagegen's or AUTOMATIC1111's)."""
+    import json
+
+    from imagegen_cli.cli.console import err, out
+
+    reports: list[dict[str, Any]] = []
+    failed: UsageError | None = None
+    for path in files:
+        try:
+            reports.append(describe(path))
+        except UsageError as exc:
+            failed = exc
+            if len(files) > 1:
+                err(str(exc), prefix="error")
+            continue
+        if not json_out:
+            out(_human(reports[-1]))
+    if json_out:
+        out(json.dumps(reports, indent=2, ensure_ascii=False))
+    if failed is not None:
+        if len(files) > 1:
+            raise typer.Exit(int(failed.exit_code))
+        raise failed
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)

@@ -1,0 +1,97 @@
+"""`imagegen job get PROVIDER ID`: the images of a job submitted earlier (one that
+Ctrl-C or --timeout left running), written as `generate` would have written them."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from imagegen_cli.cli.completion import complete_provider
+
+app = typer.Typer(help="Fetch the images of provider-side jobs (Distribute async jobs).",
+                  no_args_is_help=True, rich_markup_mode=None)
+
+
+@app.command("get")
+def get(
+    provider: Annotated[str, typer.Argument(help="Provider name.",
+                                            autocompletion=complete_provider)],
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
+    output: Annotated[str | None, typer.Option(
+        "-o", "--output", metavar="PATH",
+        help="File, folder/ or template; default: what the submitting command used.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")]
+    = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="SECONDS", help="How long to wait for an unfinished job.")]
+    = 300.0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")]
+    = False,
+) -> None:
+    """Wait for job ID at PROVIDER to finish, then write its images with the names
+    and metadata the command that submitted it would have used."""
+    from imagegen_cli import config
+    from imagegen_cli import jobrecords as jobs
+    from imagegen_cli.cli.console import make_reporter, out, warn
+    from imagegen_cli.cli.generate import report_of
+    from imagegen_cli.errors import ConfigError, RefusedError, UsageError
+    from imagegen_cli.http import Transport, register_secret
+    from imagegen_cli.output import OutputPlan
+    from imagegen_cli.pipeline import Outcome, Saver
+    from imagegen_cli.providers.base import create
+
+    if timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    env = os.environ
+    cfg = config.load(env)
+    for w in cfg.warnings:
+        warn(w)
+    if provider not in cfg.providers:
+        raise ConfigError(f"Unknown provider '{provider}': known providers are "
+                          + ", ".join(sorted(cfg.providers)))
+    pcfg = cfg.providers[provider]
+    prov = create(pcfg, env)
+    if not prov.runs_jobs:  # said before asking for a key
+        raise UsageError(f"Provider {prov.name} runs no jobs to look up: `imagegen job get` "
+                         "is for providers with async jobs (distribute)")
+    record = jobs.load(provider, job_id) or jobs.JobRecord(provider, job_id, {})
+    req = record.image_request()
+    req = req.with_(model=req.model or prov.default_model())
+    if output == "-":
+        raise UsageError("job get writes files: pass a file, folder/ or template to -o")
+    plan = (OutputPlan.from_option(output, overwrite=overwrite) if output
+            else OutputPlan(record.output, exact=bool(record.extra.get("exact")),
+                            overwrite=overwrite) if record.output
+            else OutputPlan.from_option(None, overwrite=overwrite))
+    plan.check_extension()
+    plan.check_writable()
+    key = pcfg.require_key(env) if prov.needs_key else None
+    register_secret(key)
+    saver = Saver(plan=plan, provider=prov.name, model=str(req.model), request=req,
+                  count=record.count, wanted_format=record.format or plan.wanted_format(),
+                  metadata=record.metadata, sidecar=record.sidecar)
+    outcome = Outcome()
+    reporter = make_reporter(quiet)
+    with reporter, Transport(timeout=timeout, retries=2, who=prov.name,
+                             on_retry=reporter.retry) as tr:
+        try:
+            for i, (img, info) in enumerate(prov.get_job(job_id, key, tr, reporter)):
+                if info not in outcome.infos:
+                    outcome.infos.append(info)
+                saved = saver.save(img, record.index + i)
+                if saved is not None:
+                    outcome.saved.append(saved)
+                    if not json_out:
+                        out(saved.path)
+        except RefusedError:
+            jobs.drop(provider, job_id)  # the job failed: nothing will come later
+            raise
+    jobs.drop(provider, job_id)
+    if json_out:
+        import json
+
+        out(json.dumps(report_of(prov.name, req.model, outcome), indent=2,
+                       ensure_ascii=False))
