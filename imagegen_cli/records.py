@@ -22,9 +22,10 @@ from imagegen_cli.settle import ImageOptions
 
 FORMATS = ("text", "jsonl", "csv")
 _STR = {"provider", "model", "size", "aspect", "quality", "style", "background",
-        "moderation", "negative_prompt", "output", "format", "device", "dtype", "mask"}
-_INT = {"n", "count", "seed", "steps", "partial_images", "retries"}
-_FLOAT = {"guidance", "timeout"}
+        "moderation", "negative_prompt", "output", "format", "device", "dtype", "mask",
+        "complexity", "input_fidelity", "user"}
+_INT = {"n", "count", "seed", "steps", "partial_images", "retries", "output_compression"}
+_FLOAT = {"guidance", "timeout", "strength"}
 _BOOL = {"overwrite", "no_metadata", "sidecar", "stream", "keep_partials", "invert_mask"}
 KNOWN = _STR | _INT | _FLOAT | _BOOL | {"prompt", "id", "params", "image"}
 

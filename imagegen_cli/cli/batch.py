@@ -94,7 +94,7 @@ def run_batch(opts: dict[str, Any]) -> None:
     cfg = cfgmod.load(env)
     for w in cfg.warnings:
         warn(w)
-    ctx = Context(cfg, env, note=(lambda t: None) if quiet else note,
+    ctx = Context(cfg, env, note=(lambda t: None) if quiet else note, warn=warn,
                   default_template=BATCH_TEMPLATE)
     width = len(str(recs[-1].line)) if recs else 1
     jobs: list[Any] = []
@@ -163,10 +163,17 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     from imagegen_cli.output import OutputPlan, clean_stale_parts
     from imagegen_cli.scheduler import Scheduler
 
+    clashes = set()
     for job in jobs:
         register_secret(job.api_key)
         if job.provider.needs_key:
             job.api_key = job.pcfg.require_key(ctx.env)
+            clashes.add(job.pcfg.key_clash(ctx.env))
+    for clash in clashes:
+        if clash and not quiet:
+            ctx.note(clash)
+    for plan in {j.plan.template: j.plan for j in jobs}.values():
+        plan.check_writable()  # before anything is paid for
     folder = static_dir(OutputPlan.from_option(
         opts["output"] or ctx.env.get("IMAGEGEN_OUTPUT") or ctx.cfg.defaults.get("output"),
         default=ctx.default_template).template)
@@ -218,7 +225,7 @@ def _exit(tally: Any) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    skip = {"json_out", "jsonl"}
+    skip = {"json_out", "jsonl", "preview"}
     params = [FILES, *BATCH, *[p for p in COMMON if p.name not in skip], JSON]
     batch.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     batch.__annotations__ = {p.name: p.annotation for p in params}
