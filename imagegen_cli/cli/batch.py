@@ -86,7 +86,10 @@ def run_batch(opts: dict[str, Any]) -> None:
     fmt = records.detect_format(name, text, opts["input_format"])
     base = options_from({**opts, "prompt": None})
 
+    skipped: list[UsageError] = []
+
     def invalid(exc: UsageError) -> None:
+        skipped.append(exc)
         warn(f"skipped: {exc}")
 
     recs = records.parse(text, name, fmt, base, invalid if opts["skip_invalid"] else None)
@@ -112,6 +115,9 @@ def run_batch(opts: dict[str, Any]) -> None:
         if rec.id is not None:
             explicit.add(len(jobs))
         jobs.append(job)
+    if skipped and not jobs:
+        raise UsageError(f"{name}: no valid record ({len(skipped)} skipped); fix them and "
+                         "run again")
     assign_keys(jobs, explicit)
     if shard is not None:
         jobs = [j for j in jobs if shard.holds(j.key)]
