@@ -151,6 +151,10 @@ class Saver:
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
+            if self.claim is not None:  # a batch with a journal: it may resume a killed run
+                from imagegen_cli.output import clean_once
+
+                clean_once(path.parent)
             # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF
             # and SVG are written as received, so their metadata goes there too.
             sidecar = self.sidecar or cut or (self.metadata and as_received is not None)

@@ -4,6 +4,7 @@ exit codes — against the strict OpenAI fake on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,9 @@ def test_skip_invalid_reports_and_runs_the_rest(fake: OpenAIFake) -> None:
     assert r.code == 0, r.err
     assert "r.jsonl, line 2: field 'prompt' must be a string" in r.err
     assert prompts(fake) == ["also", "good one"]
+    Path("bad.jsonl").write_text('{"prompt": 5}\n{"promt": "x"}\n')
+    r = run_cli(["batch", "bad.jsonl", "-o", "o/", "--skip-invalid"])
+    assert r.code == 2 and "no valid record (2 skipped)" in r.err
 
 
 def test_missing_file_and_stdin(fake: OpenAIFake) -> None:
@@ -258,3 +262,20 @@ def test_batch_inpaint_records(fake: OpenAIFake) -> None:
     assert r.code == 0, r.err
     assert len(fake.server.calls("/images/edits")) == 1
     assert len(fake.server.calls("/images/generations")) == 1
+
+
+def test_stale_temp_files_of_dead_runs_are_removed(fake: OpenAIFake) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    Path("o/gpt").mkdir(parents=True)
+    stale = Path(f"o/gpt/.1-a-1.png.{dead.pid}.abc123.part")
+    alive = Path(f"o/gpt/.1-a-1.png.{os.getppid()}.xyz789.part")  # another live run's
+    stale.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    Path("p.txt").write_text("a\n")
+    r = run_cli(["batch", "p.txt", "-o", "o/gpt/{id}-{prompt}-{index}.{ext}"])
+    assert r.code == 0, r.err
+    assert not stale.exists() and alive.exists()

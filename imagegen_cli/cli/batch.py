@@ -185,8 +185,12 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
         default=ctx.default_template).template)
     journal = Journal(Path(opts["state"]) if opts["state"] else folder / DEFAULT_NAME,
                       force=opts["force"])
-    for d in {static_dir(j.plan.template) for j in jobs}:
-        clean_stale_parts(d)  # what a killed run left mid-write
+    # What a killed run left mid-write: in the output folders, and wherever the journal
+    # says earlier runs wrote (templates with {fields} in folder names).
+    folders = {static_dir(j.plan.template) for j in jobs}
+    folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
+    for d in folders:
+        clean_stale_parts(d)
     sinks: list[Any] = [report.ndjson if opts["json_out"] else report.paths]
     display = None
     if not quiet and report.stderr_is_terminal() and jobs:
