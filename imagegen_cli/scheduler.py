@@ -231,8 +231,11 @@ class Scheduler:
         self._handle("done", call, None, None)
 
     def _pooled(self, calls: list[Call]) -> None:
-        # Bounded: workers wait for the writer, so at most a few images are in memory.
-        inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue(maxsize=1)
+        # Bounded by -j: a worker hands its image (spooled on disk, mostly) to the writer
+        # and starts its next call at once, instead of waiting in line while the writer
+        # saves the others of its round; memory stays flat as the batch grows.
+        inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue(
+            maxsize=max(2, self.concurrency))
         todo: queue.Queue[Call] = queue.Queue()
         for c in calls:
             todo.put(c)
