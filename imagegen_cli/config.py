@@ -95,10 +95,17 @@ class ProviderConfig:
             return True
 
     def key(self, env: Mapping[str, str]) -> str | None:
-        """The API key: the environment variable wins over a stored key."""
+        """The API key: the environment variable wins over a stored key. A key that
+        cannot be sent as is (a stray line break from a paste or a file) is a
+        ConfigError naming where it came from, never showing it."""
         if self.api_key_env and env.get(self.api_key_env):
-            return env[self.api_key_env]
-        return self.api_key or None
+            var = self.api_key_env
+            return _checked_key(env[var], f"The variable {var}",
+                                f"export {var}=\"$(printf %s \"${var}\" | tr -d '\\r\\n')\"")
+        if self.api_key:
+            return _checked_key(self.api_key, f"providers.{self.name}.api_key in the config",
+                                f"imagegen config set providers.{self.name}.api_key")
+        return None
 
     def key_source(self, env: Mapping[str, str]) -> str:
         if self.api_key_env and env.get(self.api_key_env):
@@ -138,8 +145,29 @@ class ProviderConfig:
         )
 
 
+def _checked_key(key: str, where: str, fix: str) -> str:
+    from imagegen_cli.secrets import register_secret
+
+    register_secret(key)
+    if "\n" in key or "\r" in key:
+        core = key.rstrip("\r\n")
+        at = "holds" if "\n" in core or "\r" in core else "ends with"
+        raise ConfigError(
+            f"{where} {at} a line break, which cannot be sent in a header: remove it "
+            f"(a key pasted or read from a file often carries one), e.g. `{fix}`")
+    bad = next((c for c in key if not ("!" <= c <= "~")), None)
+    if bad is not None:
+        what = "a space" if bad == " " else f"the character U+{ord(bad):04X}"
+        raise ConfigError(f"{where} holds {what}, which an API key cannot contain: set it "
+                          "to the key alone")
+    return key
+
+
 def _preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     tfy_base = env.get("TFY_BASE_URL") or "https://gateway.truefoundry.ai"
+    from imagegen_cli.secrets import register_url
+
+    register_url(tfy_base)
     presets = [
         ProviderConfig("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
                        model="gpt-image-2.6-flare"),
@@ -230,7 +258,7 @@ class Config:
 def config_path(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get(ENV_CONFIG):
-        return Path(env[ENV_CONFIG]).expanduser()
+        return Path(os.path.expanduser(env[ENV_CONFIG]))  # "~nouser" stays as typed
     import platformdirs
 
     return Path(platformdirs.user_config_dir("imagegen", appauthor=False)) / "config.toml"
@@ -354,6 +382,10 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                                   f": providers.{name}.{key} must be more than 0")
         providers[name] = merged
 
+    from imagegen_cli.secrets import register_url
+
+    for p in providers.values():
+        register_url(p.base_url)  # a key in userinfo or the query is a secret too
     return Config(
         path=path,
         exists=True,

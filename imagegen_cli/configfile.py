@@ -194,12 +194,24 @@ def validate_text(text: str, path: Path, env: Mapping[str, str]) -> config.Confi
 def save(doc: Any, path: Path, env: Mapping[str, str]) -> None:
     import tomlkit
 
-    from imagegen_cli.output import write_atomic
-
     text = tomlkit.dumps(doc)
     validate_text(text, path, env)
+    write_private(path, text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that may hold keys: mode 0600, in a folder made 0700 when we
+    create it (a folder the user chose keeps its mode)."""
+    from imagegen_cli.output import write_atomic
+
     try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+            path.parent.chmod(0o700)
         write_atomic(path, text.encode("utf-8"), overwrite=True, mode=0o600)
+    except OSError as exc:
+        raise ConfigError(f"Cannot create the folder {path.parent}: "
+                          f"{exc.strerror or exc}") from None
     except OutputError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -214,7 +226,9 @@ def redacted(doc: Any) -> str:
             for k in SECRET_KEYS:
                 if k in table:
                     table[k] = "***"
-    return str(tomlkit.dumps(copy))
+    from imagegen_cli.secrets import redact
+
+    return redact(str(tomlkit.dumps(copy)))  # and keys inside URLs (base_url userinfo)
 
 
 def plain(doc: Any) -> Any:
@@ -225,4 +239,14 @@ def plain(doc: Any) -> Any:
             for k in SECRET_KEYS:
                 if k in table:
                     table[k] = "***"
-    return data
+    return _redact_strings(data)
+
+
+def _redact_strings(value: Any) -> Any:
+    from imagegen_cli.secrets import redact
+
+    if isinstance(value, dict):
+        return {k: _redact_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(v) for v in value]
+    return redact(value) if isinstance(value, str) else value

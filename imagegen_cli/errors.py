@@ -7,6 +7,7 @@
     │   ├── AuthError             4  401/403
     │   ├── RefusedError          5  other 4xx, content policy, quota, failed job
     │   └── UnavailableError      6  429/5xx/timeouts after retries, malformed answers
+    │       └── ShortfallError    6  fewer images than asked for, even when asked again
     ├── OutputError               7  output could not be written
     ├── PartialError              8  some images written, some failed
     └── Interrupted             130  Ctrl-C (names any job left running); 143 on SIGTERM
@@ -93,6 +94,11 @@ class RefusedError(ProviderError):
 
 class UnavailableError(ProviderError):
     exit_code = ExitCode.UNAVAILABLE
+
+
+class ShortfallError(UnavailableError):
+    """The provider sent fewer images than asked for, even when asked again. With
+    some images written the run ends as partial (8)."""
 
 
 class OutputError(ImagegenError):

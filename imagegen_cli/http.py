@@ -9,9 +9,8 @@ import contextlib
 import json
 import random
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,6 +22,13 @@ from imagegen_cli.errors import (
     RefusedError,
     UnavailableError,
 )
+
+# Re-exported: callers have always found these here.
+from imagegen_cli.secrets import SENSITIVE_HEADERS as SENSITIVE_HEADERS
+from imagegen_cli.secrets import redact as redact
+from imagegen_cli.secrets import redact_data as redact_data
+from imagegen_cli.secrets import redact_headers as redact_headers
+from imagegen_cli.secrets import register_secret as register_secret
 
 if TYPE_CHECKING:
     import httpx
@@ -36,36 +42,9 @@ MAX_RETRY_AFTER = 120.0
 # using up --retries, up to this many times per call.
 MAX_THROTTLED = 50
 DOWNLOAD_CAP = 64 * 1024 * 1024
-SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "x-key", "api-key", "x-api-key"}
-
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-
-
-def register_secret(value: str | None) -> None:
-    """Every output path runs through `redact`; register keys as soon as they are read."""
-    if value and len(value) >= 4:
-        with _secrets_lock:
-            _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for s in secrets:
-        text = text.replace(s, "***")
-    return text
-
-
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    out = {}
-    for k, v in headers.items():
-        if k.lower() in SENSITIVE_HEADERS:
-            scheme = v.split(" ", 1)[0] if " " in v else ""
-            out[k] = f"{scheme} ***".strip()
-        else:
-            out[k] = redact(v)
-    return out
+JSON_CAP = 16 * 1024 * 1024  # a status or listing answer; images are spooled, not held
+SSE_LINE_CAP = 64 * 1024 * 1024  # one event line (a base64 partial image)
+MAX_REDIRECTS = 5
 
 
 @dataclass
@@ -79,6 +58,14 @@ class HttpCall:
     data: dict[str, str] | None = None  # multipart text fields
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None  # multipart files
 
+    def __post_init__(self) -> None:
+        # Calls are built as BASE + "/path"; a base_url with a query (a gateway's
+        # `?api-version=...`) keeps its query at the end of every call's URL.
+        head, sep, rest = self.url.partition("?")
+        if sep and "/" in rest:
+            query, _, tail = rest.partition("/")
+            self.url = f"{head}/{tail}?{query}"
+
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "method": self.method,
@@ -86,10 +73,10 @@ class HttpCall:
             "headers": redact_headers(self.headers),
         }
         if self.json is not None:
-            out["body"] = _summarise(self.json)
+            out["body"] = _summarise(redact_data(self.json))
         if self.files is not None or self.data is not None:
             out["multipart"] = {
-                "fields": dict(self.data or {}),
+                "fields": redact_data(dict(self.data or {})),
                 "files": [
                     {"name": name, "filename": f[0], "content_type": f[2], "bytes": len(f[1])}
                     for name, f in (self.files or [])
@@ -167,28 +154,32 @@ def request_id_of(resp: httpx.Response) -> str | None:
 
 
 def retry_after(resp: httpx.Response) -> float | None:
+    """Seconds the server asks to wait (Retry-After-Ms, Retry-After in seconds or as an
+    HTTP date), never negative; None when absent or unreadable (NaN, garbage)."""
     ms = resp.headers.get("retry-after-ms")
     if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            return _sane_wait(float(ms) / 1000)
     value = resp.headers.get("retry-after")
     if not value:
         return None
     try:
-        return float(value)
+        return _sane_wait(float(value))
     except ValueError:
         pass
     import email.utils
 
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return _sane_wait(float(parsed.timestamp()) - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
         return None
-    if parsed is None:
+
+
+def _sane_wait(seconds: float) -> float | None:
+    if seconds != seconds:  # NaN
         return None
-    return max(0.0, float(parsed.timestamp()) - time.time())
+    return max(0.0, seconds)  # +inf stays: "asks to wait inf s, try again later"
 
 
 def classify(resp: httpx.Response, who: str) -> ProviderError:
@@ -244,12 +235,16 @@ class Transport:
         if self._client is None:
             import httpx
 
+            from imagegen_cli import deadline
+
             self._client = httpx.Client(
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
                 follow_redirects=False,
                 headers={"user-agent": _user_agent()},
                 trust_env=True,
             )
+            # --timeout bounds each call as a whole, not each socket read.
+            deadline.install(self._client)
         return self._client
 
     def _pause(self, seconds: float) -> None:
@@ -284,6 +279,8 @@ class Transport:
         once their body has started: the caller owns a streamed response."""
         import httpx
 
+        from imagegen_cli import deadline
+
         attempt = throttled = 0
         sent_at = None
         self.last_url = call.url  # for messages that must name what failed
@@ -292,11 +289,15 @@ class Transport:
                 sent_at = self.gate.before_send(self._pause)
             request = self._build(call)
             if self.log:
-                self.log(f"> {call.method} {call.url} {redact_headers(dict(request.headers))}")
+                self.log(f"> {call.method} {redact(call.url)} "
+                         f"{redact_headers(dict(request.headers))}")
                 described = call.describe()
                 for part in ("body", "multipart"):
                     if part in described:
                         self.log(f"> {part} {json.dumps(described[part], ensure_ascii=False)}")
+            # From connecting to the last byte of the body (read by the caller on this
+            # thread): one deadline per attempt.
+            deadline.start(self.timeout)
             try:
                 resp = self.client.send(request, stream=stream)
             except httpx.TimeoutException:
@@ -356,10 +357,26 @@ class Transport:
             self._pause(wait)
 
     def json(self, call: HttpCall) -> tuple[Any, httpx.Response]:
-        resp = self.send(call)
+        """A small JSON answer (job status, model list), read whole up to JSON_CAP."""
+        resp = self.send(call, stream=True)
         try:
-            return resp.json(), resp
-        except ValueError:
+            with body_errors(self.who, request_id_of(resp), self.timeout):
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > JSON_CAP:
+                        raise UnavailableError(
+                            f"{self.who} answered with more than {JSON_CAP} bytes where a "
+                            "short JSON answer was expected", request_id=request_id_of(resp))
+        finally:
+            resp.close()
+        try:
+            payload = json.loads(bytes(body))
+            if self.log:
+                self.log("< body " + redact(json.dumps(_summarise(payload),
+                                                       ensure_ascii=False, default=_short)))
+            return payload, resp
+        except (ValueError, RecursionError):
             raise UnavailableError(
                 f"{self.who} answered with something that is not JSON",
                 status=resp.status_code,
@@ -372,7 +389,7 @@ class Transport:
 
         resp = self.send(call, stream=True)
         try:
-            with body_errors(self.who, request_id_of(resp)):
+            with body_errors(self.who, request_id_of(resp), self.timeout):
                 payload = jsonstream.load(resp.iter_bytes())
                 if self.log:
                     self.log("< body " + redact(json.dumps(_summarise(payload),
@@ -388,52 +405,30 @@ class Transport:
     def download_spooled(self, url: str, *, cap: int | None = None,
                          on_bytes: Callable[[int, int], None] | None = None) -> Spool:
         """Fetch an image URL into a temporary file (read it once with .read()): http(s)
-        only, size-capped, never with the provider's key."""
-        from imagegen_cli.jsonstream import Spool
-
-        cap = cap or DOWNLOAD_CAP
-
+        only (redirects too), size-capped, never with the provider's key, each attempt
+        within --timeout."""
         import httpx
 
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise UnavailableError(f"{self.who} returned an image URL with scheme '{scheme}'"
-                                   "; only http and https are fetched")
+        from imagegen_cli import deadline
+
+        cap = cap or DOWNLOAD_CAP
+        _check_scheme(url, f"{self.who} returned an image URL")
         attempt = 0
         while True:
+            deadline.start(self.timeout)
             try:
-                with self.client.stream("GET", url, follow_redirects=True) as resp:
-                    if resp.status_code >= 400:
-                        resp.read()
-                        err = classify(resp, f"The image host {_host(url)}")
-                        if not isinstance(err, UnavailableError) or attempt >= self.retries:
-                            raise err
-                    else:
-                        total = int(resp.headers.get("content-length") or 0)
-                        if total > cap:
-                            raise UnavailableError(
-                                f"Image at {_host(url)} is {total} bytes, over the "
-                                f"{cap} byte limit")
-                        spool = Spool()
-                        got = 0
-                        for chunk in resp.iter_bytes():
-                            got += len(chunk)
-                            if got > cap:
-                                spool.file.close()
-                                raise UnavailableError(
-                                    f"Image at {_host(url)} is over the {cap} byte limit")
-                            spool.file.write(chunk)
-                            if on_bytes:
-                                on_bytes(got, total)
-                        spool.size = got
-                        return spool
+                return self._download_once(url, cap, on_bytes)
             except httpx.TimeoutException:
-                if attempt >= self.retries:
-                    raise UnavailableError(f"Timed out downloading from {_host(url)}") from None
+                err = UnavailableError(f"Downloading the image from {_host(url)} took longer "
+                                       f"than {self.timeout:g} s (raise --timeout)")
             except httpx.TransportError as exc:
-                if attempt >= self.retries:
-                    raise UnavailableError(
-                        f"Cannot download from {_host(url)}: {_reason(exc)}") from None
+                err = UnavailableError(f"Cannot download from {_host(url)}: {_reason(exc)}")
+            except UnavailableError as exc:
+                if exc.status is None:  # over the cap, bad redirect: retrying cannot help
+                    raise
+                err = exc
+            if attempt >= self.retries:
+                raise err from None
             wait = self._backoff(attempt)
             if self.on_retry:
                 self.on_retry(f"download from {_host(url)} failed, retrying in {_secs(wait)} s "
@@ -441,9 +436,60 @@ class Transport:
             self._pause(wait)
             attempt += 1
 
+    def _download_once(self, url: str, cap: int,
+                       on_bytes: Callable[[int, int], None] | None) -> Spool:
+        from imagegen_cli.jsonstream import Spool
+
+        # Redirects are followed by hand: each hop must be http(s), and no header of
+        # ours (there is no key on a download) is ever added.
+        for _hop in range(MAX_REDIRECTS + 1):
+            with self.client.stream("GET", url) as resp:
+                if resp.is_redirect:
+                    target = str(resp.url.join(resp.headers.get("location", "")))
+                    _check_scheme(target, f"The image URL at {_host(url)} redirects")
+                    url = target
+                    continue
+                if resp.status_code >= 400:
+                    with body_errors(f"The image host {_host(url)}"):
+                        resp.read()
+                    raise classify(resp, f"The image host {_host(url)}")
+                try:
+                    total = int(resp.headers.get("content-length") or 0)
+                except ValueError:
+                    total = 0
+                if total > cap:
+                    raise UnavailableError(f"Image at {_host(url)} is {total} bytes, over the "
+                                           f"{cap} byte limit")
+                spool = Spool()
+                got = 0
+                try:
+                    for chunk in resp.iter_bytes():
+                        got += len(chunk)
+                        if got > cap:
+                            raise UnavailableError(
+                                f"Image at {_host(url)} is over the {cap} byte limit")
+                        spool.file.write(chunk)
+                        if on_bytes:
+                            on_bytes(got, total)
+                except BaseException:
+                    spool.file.close()
+                    raise
+                spool.size = got
+                return spool
+        raise UnavailableError(f"The image URL at {_host(url)} redirects more than "
+                               f"{MAX_REDIRECTS} times")
+
+
+def _check_scheme(url: str, what: str) -> None:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UnavailableError(f"{what} with scheme '{scheme or 'none'}'; only http and "
+                               "https are fetched")
+
 
 @contextlib.contextmanager
-def body_errors(who: str, request_id: str | None = None) -> Iterator[None]:
+def body_errors(who: str, request_id: str | None = None,
+                timeout: float | None = None) -> Iterator[None]:
     """While reading a response body: a broken or stalled connection is the
     provider being unavailable (exit 6), never an internal error."""
     import httpx
@@ -451,7 +497,8 @@ def body_errors(who: str, request_id: str | None = None) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException:
-        raise UnavailableError(f"{who} stopped sending mid-answer (timed out)",
+        limit = f" within {timeout:g} s (raise --timeout)" if timeout else " (timed out)"
+        raise UnavailableError(f"{who} did not finish its answer{limit}",
                                request_id=request_id) from None
     except httpx.TransportError as exc:
         raise UnavailableError(f"{who}'s answer broke off: {_reason(exc)}",
@@ -464,9 +511,47 @@ def _sleep(seconds: float) -> None:
 
 def iter_sse(resp: httpx.Response) -> Iterator[tuple[str, str]]:
     """(event, data) pairs of a text/event-stream body."""
+    return parse_sse(resp.iter_bytes())
+
+
+def sse_lines(chunks: Iterable[bytes], cap: int = SSE_LINE_CAP) -> Iterator[str]:
+    """Lines of an event stream (CRLF, LF or CR endings, split anywhere across
+    chunks); a line longer than CAP bytes is a malformed stream."""
+    buf = bytearray()
+    cr_pending = False  # the last chunk ended in CR: an LF opening the next one is its pair
+    for chunk in chunks:
+        if cr_pending and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        cr_pending = False
+        start = 0
+        for m in _EOL.finditer(chunk):
+            buf += chunk[start:m.start()]
+            yield buf.decode("utf-8", "replace")
+            buf.clear()
+            start = m.end()
+        buf += chunk[start:]
+        if chunk.endswith(b"\r"):
+            cr_pending = True
+        if len(buf) > cap:
+            raise UnavailableError(f"An event stream line is over {cap} bytes")
+    if buf:
+        yield buf.decode("utf-8", "replace")
+
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+def parse_sse(chunks: Iterable[bytes]) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs of an event stream given as byte chunks (the WHATWG rules:
+    comments skipped, `data:` lines joined with LF, an event is dispatched at a blank
+    line; a final event without its blank line is still delivered)."""
     event = "message"
     data: list[str] = []
-    for line in resp.iter_lines():
+    first = True
+    for line in sse_lines(chunks):
+        if first:
+            line = line.removeprefix("\ufeff")
+            first = False
         if line == "":
             if data:
                 yield event, "\n".join(data)
@@ -494,7 +579,15 @@ def check_base_url(url: str, provider: str) -> str:
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
+    """HOST[:PORT] of URL: never its userinfo or query, which may hold a key."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return redact(url)
+    if not host:
+        return redact(url)
+    return f"{host}:{port}" if port else host
 
 
 def _reason(exc: Exception) -> str:

@@ -12,6 +12,10 @@ from typing import Any
 from imagegen_cli.errors import UnavailableError, UsageError
 
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
+# The most pixels an image may declare: above 8K UHD (33 MP) and every provider's
+# largest size, far below what a decompression bomb declares (a tiny PNG can claim
+# 100000x100000, 10 GP). Checked from the header, before Pillow allocates anything.
+MAX_PIXELS = 40_000_000
 
 
 def sniff(data: bytes) -> str | None:
@@ -108,9 +112,64 @@ def verify(data: bytes, expect: str | None = None) -> tuple[str, int, int]:
         w, h = dimensions(data)
     except ValueError:
         raise UnavailableError(f"The provider's {fmt.upper()} image is damaged") from None
+    too_big = pixel_problem(w, h)
+    if too_big:
+        raise UnavailableError(f"The provider's {fmt.upper()} image {too_big}")
     if not _complete(data, fmt):
         raise UnavailableError(f"The provider's {fmt.upper()} image is truncated")
+    try:
+        w, h = decode_check(data)  # the size the pixels have, whatever a header claims
+    except ValueError as exc:
+        raise UnavailableError(f"The provider's {fmt.upper()} image cannot be decoded "
+                               f"({exc})") from None
     return fmt, w, h
+
+
+def pixel_problem(w: int, h: int) -> str | None:
+    """Why a W x H image (as its header declares it) must not be decoded, or None."""
+    if w < 1 or h < 1:
+        return f"declares {w}x{h} pixels"
+    if w * h > MAX_PIXELS:
+        return (f"declares {w}x{h} pixels, over the limit of {MAX_PIXELS:,} (a "
+                "decompression bomb?)")
+    return None
+
+
+def decode_check(data: bytes) -> tuple[int, int]:
+    """Decode every pixel of DATA (at most MAX_PIXELS); ValueError saying why not.
+    Returns the decoded size."""
+    with open_checked(data) as im:
+        size: tuple[int, int] = im.size
+        return size
+
+
+def open_checked(data: bytes) -> Any:
+    """DATA decoded by Pillow (a loaded PIL image), or ValueError saying why not: never
+    more than MAX_PIXELS decoded, never an exception of Pillow's own."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        try:
+            im = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise ValueError("its data is damaged or truncated") from None
+        too_big = pixel_problem(*im.size)
+        if too_big:
+            im.close()
+            raise ValueError(too_big)
+        try:
+            im.load()
+        except BaseException:
+            im.close()
+            raise
+        return im
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many unrelated
+        # types on hostile input (OSError, SyntaxError, struct.error, EOFError, ...).
+        raise ValueError(str(exc) or type(exc).__name__) from None
 
 
 def svg_dimensions(data: bytes) -> tuple[int, int]:
@@ -229,4 +288,11 @@ def read_image_file(path: Any) -> bytes:
         raise UsageError(f"Cannot read {path}: {exc.strerror or exc}") from None
     if sniff(data) is None:
         raise UsageError(f"{path} is not an image (PNG, JPEG, WebP or GIF expected)")
+    try:
+        w, h = dimensions(data)
+    except ValueError:
+        raise UsageError(f"{path} is not a readable image: its header is damaged") from None
+    too_big = pixel_problem(w, h)
+    if too_big:
+        raise UsageError(f"{path} {too_big}: pass a smaller image")
     return data

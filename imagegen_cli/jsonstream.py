@@ -34,8 +34,16 @@ class Spool:
         return data
 
 
-class BadBase64(ValueError):
+class Malformed(ValueError):
+    """The answer is not a well-formed JSON document: the only error `load` raises."""
+
+
+class BadBase64(Malformed):
     pass
+
+
+# The small part of the document (all but the images) is held in memory: cap it.
+SKELETON_CAP = 16 * 1024 * 1024
 
 
 class _Extractor:
@@ -58,8 +66,10 @@ class _Extractor:
                     cut = max(i, n - (len(KEY) - 1))
                     self.skeleton += data[i:cut]
                     self.pending = data[cut:]
+                    self._check_size()
                     return
                 self.skeleton += data[i : j + len(KEY)]
+                self._check_size()
                 i = j + len(KEY)
                 self.state = "colon"
             elif self.state == "colon":
@@ -97,6 +107,10 @@ class _Extractor:
                 self.state = "scan"
                 i = j + 1
 
+    def _check_size(self) -> None:
+        if len(self.skeleton) > SKELETON_CAP:
+            raise Malformed(f"the answer holds over {SKELETON_CAP} bytes besides its images")
+
     def _decode(self, text: bytes) -> None:
         cut = len(text) // 4 * 4
         self.carry = text[cut:]
@@ -111,9 +125,14 @@ class _Extractor:
 
     def close(self) -> Any:
         if self.state != "scan":
-            raise ValueError("the answer ended inside an image")
+            raise Malformed("the answer ended inside an image")
         self.skeleton += self.pending
-        doc = json.loads(bytes(self.skeleton))
+        try:
+            doc = json.loads(bytes(self.skeleton))
+        except RecursionError:
+            raise Malformed("the answer is nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bad UTF-8
+            raise Malformed(str(exc)) from None
         return _restore(doc, self.spools)
 
 
@@ -130,7 +149,7 @@ def _restore(value: Any, spools: list[Spool]) -> Any:
 
 def load(chunks: Iterable[bytes]) -> Any:
     """The parsed document, with a Spool in place of each b64_json string.
-    Raises ValueError (BadBase64 included) for anything malformed."""
+    Raises Malformed (a ValueError; BadBase64 included) for anything malformed."""
     ex = _Extractor()
     for chunk in chunks:
         ex.feed(chunk)

@@ -67,7 +67,7 @@ class Gate:
                 if interval:
                     start = max(start, self.next_slot)
                     self.next_slot = start + interval
-                wait = start - now
+                wait = round(start - now, 3)  # whole milliseconds: a sleep is no finer
                 events = self.events
             if wait <= 0:
                 return self.clock()

@@ -24,13 +24,12 @@ THRESHOLD = 128
 
 
 def _open(path: Path) -> Image.Image:
-    from PIL import Image, UnidentifiedImageError
+    from imagegen_cli.images import open_checked
 
     data = read_image_file(path)
     try:
-        im = Image.open(io.BytesIO(data))
-        im.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        im: Image.Image = open_checked(data)
+    except ValueError as exc:
         raise UsageError(f"{path} is not a readable image: {exc}") from None
     return im
 

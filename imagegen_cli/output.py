@@ -22,6 +22,9 @@ FIELDS = {"id", "prompt", "index", "count", "seed", "model", "provider", "date",
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "svg": "svg"}
 FORMAT_OF_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp",
                  ".gif": "gif", ".svg": "svg"}
+# A file name's most bytes (ext4, APFS, NTFS), less room for a never-overwrite "-NNN".
+NAME_MAX = 255
+NAME_ROOM = 8
 # Image formats we cannot write: a name ending so would hold PNG bytes under a lie.
 # (.gif and .svg are written when the model draws them: see FORMAT_OF_EXT.)
 UNWRITABLE_EXT = {".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl", ".ico",
@@ -111,12 +114,21 @@ class OutputPlan:
             return cls(default, overwrite=overwrite)
         if value == "-":
             return cls("", stdout=True)
+        if "\0" in value:
+            raise UsageError("-o/--output holds a NUL character, which no file name can "
+                             "contain")
+        long = next((c for c in value.split(os.sep) if len(c.encode()) > NAME_MAX), None)
+        if long is not None:
+            raise UsageError(f"-o/--output has a name of {len(long.encode())} bytes; file "
+                             f"and folder names take at most {NAME_MAX}")
         expanded = os.path.expanduser(value)
         if "{" in expanded:
             check_template(expanded)
             return cls(expanded, overwrite=overwrite)
-        if expanded.endswith(("/", os.sep)) or Path(expanded).is_dir():
-            return cls(os.path.join(expanded, default), overwrite=overwrite)
+        if expanded.endswith(("/", os.sep)) or Path(expanded).is_dir() or \
+                os.path.basename(expanded) in (".", ".."):
+            folder = expanded.replace("{", "{{").replace("}", "}}")
+            return cls(os.path.join(folder, default), overwrite=overwrite)
         return cls(expanded.replace("{", "{{").replace("}", "}}"), exact=True,
                    overwrite=overwrite)
 
@@ -187,11 +199,27 @@ class OutputPlan:
         if path.suffix.lower() not in FORMAT_OF_EXT:
             # `-o noext` (or a template without {ext}): give the file its extension.
             path = path.with_name(f"{path.name}.{ext}")
-        if self.exact:
-            if count > 1 and index > 1:
-                path = path.with_name(f"{path.stem}-{index}{path.suffix}")
-            return path
-        return path
+        if self.exact and count > 1 and index > 1:
+            path = path.with_name(f"{path.stem}-{index}{path.suffix}")
+        return path.with_name(legal_name(path.name))
+
+
+def legal_name(name: str) -> str:
+    """NAME as a file name every common system accepts: at most NAME_MAX bytes with
+    room for a "-NNN" (the stem is cut, the extension kept), never a Windows device
+    name (whatever the template's literal text says)."""
+    if name in ("", ".", ".."):  # a template ending in a folder, e.g. "{prompt}/.."
+        name = "image"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext.encode()) > 16:
+        stem, dot, ext = name, "", ""
+    budget = NAME_MAX - NAME_ROOM - len((dot + ext).encode())
+    if len(stem.encode()) > budget:
+        stem = stem.encode()[:budget].decode("utf-8", "ignore")
+    first, sep, rest = stem.partition(".")
+    if first.lower() in WINDOWS_RESERVED:
+        stem = f"{first}_{sep}{rest}"
+    return stem + dot + ext
 
 
 def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
@@ -199,7 +227,9 @@ def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
     (e.g. the .json sidecar) free too."""
 
     def free(p: Path) -> bool:
-        return not p.exists() and not any(p.with_suffix(c).exists() for c in companions)
+        # lexists: a dangling symlink is taken too (exists() would say free for ever).
+        return not os.path.lexists(p) and not any(
+            os.path.lexists(p.with_suffix(c)) for c in companions)
 
     if free(path):
         return path

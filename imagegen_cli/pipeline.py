@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from imagegen_cli import images, metadata
-from imagegen_cli.errors import ImagegenError
+from imagegen_cli.errors import ImagegenError, OutputError
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest
 
@@ -113,7 +113,12 @@ class Saver:
             out["resolved"] = img.resolved
         if img.timings:
             out["timings"] = img.timings
-        return {k: v for k, v in out.items() if v is not None}
+        from imagegen_cli.secrets import redact_data
+
+        # Embedded and sidecar metadata never carry a key (a --param api_key=..., a
+        # key pasted into a prompt).
+        meta: dict[str, Any] = redact_data({k: v for k, v in out.items() if v is not None})
+        return meta
 
     def save(self, img: GeneratedImage, index: int,
              request_id: str | None = None) -> SavedImage | None:
@@ -141,8 +146,12 @@ class Saver:
         if img.partial is not None and (not self.keep_partials or self.stdout is not None):
             return None
         if self.stdout is not None:
-            self.stdout.write(data)
-            self.stdout.flush()
+            try:
+                self.stdout.write(data)
+                self.stdout.flush()
+            except OSError as exc:  # /dev/full, a closed pipe: the image did not get out
+                raise OutputError(f"Cannot write the image to stdout: "
+                                  f"{exc.strerror or exc}") from None
         else:
             path = self.plan.path_for(
                 prompt=self.request.prompt, index=index, count=self.count,

@@ -8,6 +8,7 @@ answer and never with the provider's key.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ def attach_references(
                 continue
             images.append(_decoded(Path(name), _download(source, timeout, retries), source))
         else:
-            path = Path(source).expanduser()
+            path = Path(os.path.expanduser(source))  # "~nouser" stays as typed
             images.append(_decoded(path, read_image_file(path), str(path)))
     mask = None
     if mask_path is not None:

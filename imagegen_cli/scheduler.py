@@ -16,12 +16,20 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from imagegen_cli.errors import ExitCode, ImagegenError, Interrupted, OutputError, UnavailableError
+from imagegen_cli.errors import (
+    ExitCode,
+    ImagegenError,
+    Interrupted,
+    OutputError,
+    ProviderError,
+    ShortfallError,
+    UnavailableError,
+)
 from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.limits import Gate
 from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches
@@ -30,6 +38,7 @@ from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Report
 if TYPE_CHECKING:
     from imagegen_cli.http import Transport
     from imagegen_cli.jobs import Job
+    from imagegen_cli.providers.base import Provider
 
 # A failure with one of these codes fails every job alike (bad usage, config, key).
 FATAL = {ExitCode.USAGE, ExitCode.CONFIG, ExitCode.AUTH}
@@ -48,6 +57,47 @@ class Call:
         req = self.job.request
         seed = req.seed + self.offset if req.seed is not None else None
         return req.with_(n=self.n, seed=seed)
+
+
+def run_complete(
+    provider: Provider, req: ImageRequest, key: str | None, transport: Transport,
+    reporter: Reporter,
+) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+    """The images of one call, all REQ.n of them: a provider (or a gateway ignoring n,
+    or a stream sending one image) that sends fewer than asked is asked again for the
+    missing ones, as long as each round brings at least one; what is still missing
+    then ends in a ShortfallError naming the shortfall. Indexes (and seeds) run on
+    across rounds."""
+    got = 0
+    while True:
+        want = req.n - got
+        round_got = 0
+        seed = req.seed + got if req.seed is not None else None
+        try:
+            for img, info in provider.run(req.with_(n=want, seed=seed), key, transport,
+                                          reporter):
+                if img.index >= want:  # more than asked for: not ours to keep
+                    continue
+                img.index += got
+                if img.partial is None:
+                    round_got += 1
+                yield img, info
+        except ProviderError as exc:
+            if not got and not round_got:
+                raise
+            got += round_got
+            raise ShortfallError(
+                f"{provider.name} sent {got} of the {req.n} images asked for; asking for "
+                f"the other {req.n - got} failed: {exc}") from None
+        got += round_got
+        if got >= req.n:
+            return
+        if round_got == 0:
+            again = f" (asked again for the other {req.n - got}, none came)" if got else ""
+            raise ShortfallError(
+                f"{provider.name} sent {got} of the {req.n} images asked for{again}")
+        reporter.note(f"{provider.name} sent {round_got} of {want} images: asking for the "
+                      f"other {want - round_got}")
 
 
 @dataclass
@@ -222,7 +272,7 @@ class Scheduler:
         tr = self.transports[(call.job.provider.name, call.job.timeout, call.job.retries)]
         try:
             sub = call.request()
-            for img, info in call.job.provider.run(sub, call.job.api_key, tr, rep):
+            for img, info in run_complete(call.job.provider, sub, call.job.api_key, tr, rep):
                 self._handle("image", call, self._fetch(img, tr, rep), info)
         except OutputError:
             raise
@@ -262,7 +312,7 @@ class Scheduler:
                     rep = self._reporter(job)
                     try:
                         sub = call.request()
-                        for img, info in job.provider.run(sub, job.api_key, tr, rep):
+                        for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
                             inbox.put(("image", call, self._fetch(img, tr, rep), info))
                     except ImagegenError as exc:
                         self._failed_early(job, exc)
@@ -331,12 +381,19 @@ class Scheduler:
                 out.infos.append(info)
             if info.request_id:
                 payload.settings.setdefault("request_id", info.request_id)
+            index = call.offset + payload.index + 1
             try:
-                saved = self._saver(job, st).save(payload, call.offset + payload.index + 1,
-                                                  info.request_id)
+                saved = self._saver(job, st).save(payload, index, info.request_id)
             except UnavailableError as exc:
                 if info.request_id and not exc.request_id:
                     exc.request_id = info.request_id
+                out.failures.append(exc)
+                return
+            except OutputError as exc:
+                if job.plan.stdout:
+                    raise
+                # One image that could not be written (disk full): the others still are.
+                exc.message = f"image {index}: {exc.message}"
                 out.failures.append(exc)
                 return
             if saved is None:

@@ -11,6 +11,7 @@ HTTP; notices go to the `Context`'s `note` callback.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -118,11 +119,20 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UsageError(f"--param '{item}' is not KEY=VALUE")
         try:
-            value: Any = json.loads(raw)
-        except ValueError:
+            value: Any = json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            value = raw  # not JSON (or NaN, Infinity, 1e999, too deep): the text itself
+        if isinstance(value, float) and not math.isfinite(value):
             value = raw
         out[key.strip()] = value
+    from imagegen_cli.secrets import register_params
+
+    register_params(out)  # --param api_key=... is never printed
     return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
 
 
 def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,

@@ -7,6 +7,7 @@ applies the same rules to a `[defaults]` (or `[providers.NAME.defaults]`) value,
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ImagegenError, UsageError
@@ -41,14 +42,19 @@ def parse_size(size: str | None) -> str | None:
     return f"{int(w)}x{int(h)}"
 
 
+MAX_ASPECT = 100
+
+
 def parse_aspect(aspect: str) -> float:
     w, sep, h = aspect.partition(":")
     try:
         ratio = float(w) / float(h)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         ratio = 0
-    if not sep or ratio <= 0:
+    if not sep or not math.isfinite(ratio) or ratio <= 0:
         raise UsageError(f"--aspect '{aspect}' is not W:H (e.g. 16:9)")
+    if not 1 / MAX_ASPECT <= ratio <= MAX_ASPECT:
+        raise UsageError(f"--aspect '{aspect}' is beyond {MAX_ASPECT}:1 either way")
     return ratio
 
 

@@ -42,6 +42,10 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.setattr(http, "_sleep", lambda s: SLEEPS.append(s))
     SLEEPS.clear()
+    # Secrets registered by one test must not mask another's output.
+    import imagegen_cli.secrets as secrets
+
+    monkeypatch.setattr(secrets, "_secrets", set())
     return work
 
 

@@ -3,7 +3,6 @@ messages and exit codes."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -80,6 +79,25 @@ _completion.register(app)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every error is converted here."""
+    from imagegen_cli.cli import console
+
+    console.reset_stdout()
+    code = _cli(argv)
+    try:
+        sys.stdout.flush()
+    except OSError:
+        # A reader that went away or a full disk: whatever could not get out is
+        # dropped here, so the interpreter's own last flush stays silent.
+        console.silence_stdout()
+    lost = console.stdout_error()
+    if lost and code == 0:
+        # The images are written; the list of them could not be printed.
+        console.err(f"Cannot print the results to stdout: {lost}", prefix="error")
+        code = int(ExitCode.OUTPUT)
+    return code
+
+
+def _cli(argv: Sequence[str] | None) -> int:
     from typer.main import get_command
 
     click_usage, click_abort = _click_errors()
@@ -160,9 +178,10 @@ def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort
             else "interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
-        # The reader went away (`| head`): not our error.
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        # The reader went away (`| head`) while a command printed: not our error.
+        from imagegen_cli.cli.console import silence_stdout
+
+        silence_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - the one catch-all, exit 1
         if _state["debug"]:

@@ -192,13 +192,12 @@ def init(force: Annotated[bool, typer.Option("--force", help="Replace an existin
     from pathlib import Path
 
     from imagegen_cli.cli.console import out
-    from imagegen_cli.configfile import STARTER
-    from imagegen_cli.output import write_atomic
+    from imagegen_cli.configfile import STARTER, write_private
 
     path = Path(_path())
     if path.exists() and not force:
         raise UsageError(f"{path} exists: pass --force to replace it")
-    write_atomic(path, STARTER.encode(), overwrite=True, mode=0o600)
+    write_private(path, STARTER)
     out(str(path))
 
 
@@ -210,15 +209,14 @@ def edit() -> None:
     import click
 
     from imagegen_cli.cli.console import note
-    from imagegen_cli.configfile import STARTER, validate_text
-    from imagegen_cli.output import write_atomic
+    from imagegen_cli.configfile import STARTER, validate_text, write_private
 
     path = Path(_path())
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if not editor:
         raise UsageError("Set $VISUAL or $EDITOR to the editor to use")
     if not path.exists():
-        write_atomic(path, STARTER.encode(), overwrite=True, mode=0o600)
+        write_private(path, STARTER)
     # click runs the editor the way each platform's shell would (Windows paths with
     # spaces included); an EDITOR naming an existing file is quoted as one word.
     command = f'"{editor}"' if os.path.isfile(editor) and not editor.startswith('"') \

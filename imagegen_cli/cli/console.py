@@ -24,9 +24,48 @@ def use_color(stream: Any) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
+_stdout: dict[str, Any] = {"closed": False, "error": None}  # stdout during this command
+
+
 def out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """One result line on stdout. A reader that went away (`| head -1`) stops the
+    printing, never the work: every image is still written. Any other failure to
+    print (a full disk) is remembered: the command then ends in exit 7."""
+    if _stdout["closed"]:
+        return
+    try:
+        sys.stdout.write(redact(line) + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        _stdout["closed"] = True
+        if not isinstance(exc, BrokenPipeError):
+            _stdout["error"] = exc.strerror or str(exc)
+        silence_stdout()
+
+
+def reset_stdout() -> None:
+    _stdout.update(closed=False, error=None)
+
+
+def stdout_error() -> str | None:
+    """Why results could not be printed (not a closed pipe), if that happened."""
+    error = _stdout["error"]
+    return str(error) if error else None
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of a broken or
+    full stdout neither fails nor prints 'Exception ignored ...'."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (tests): nothing will be flushed to a descriptor
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def err(text: str, *, prefix: str = "") -> None:

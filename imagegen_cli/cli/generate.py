@@ -31,16 +31,21 @@ def read_prompt(value: str) -> str:
     if value == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("Prompt '-' reads stdin, but stdin is a terminal: pipe the text in")
-        text = sys.stdin.read()
-    elif value.startswith("@") and len(value) > 1:
-        path = Path(value[1:]).expanduser()
         try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError:
+            raise UsageError("Prompt from stdin is not UTF-8 text: convert it (e.g. "
+                             "iconv -t UTF-8)") from None
+    elif value.startswith("@") and len(value) > 1:
+        path = Path(value[1:])
+        try:
+            path = Path(os.path.expanduser(path))  # ("~nouser" stays as typed)
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UsageError(f"Prompt file {path} does not exist (a prompt starting with @ "
                              "names a file)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"Cannot read prompt file {path}: {exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the name
+            raise UsageError(f"Cannot read prompt file {str(path)!r}: {exc}") from None
     else:
         text = value
     text = text.strip()
@@ -275,8 +280,11 @@ def _raise_failures(job: Any, outcome: Any) -> None:
     first = outcome.failures[0]
     more = f" (and {len(outcome.failures) - 1} more)" if len(outcome.failures) > 1 else ""
     if outcome.saved:
-        raise PartialError(
-            f"{len(outcome.saved)} of {job.n} images written; failed: {first}{more}")
+        # Name every failure (up to a few): which images are missing, and why.
+        shown = "; ".join(str(e) for e in outcome.failures[:3])
+        rest = len(outcome.failures) - 3
+        raise PartialError(f"{len(outcome.saved)} of {job.n} images written; failed: "
+                           f"{shown}" + (f" (and {rest} more)" if rest > 0 else ""))
     if more and isinstance(first, ImagegenError):
         first.message += more
     raise first

@@ -58,8 +58,10 @@ def _caps_short(prov: Provider) -> str:
 
 
 def _summary(p: ProviderConfig, prov: Provider) -> dict[str, Any]:
+    from imagegen_cli.secrets import redact
+
     return {
-        "name": p.name, "type": p.type, "base_url": p.base_url,
+        "name": p.name, "type": p.type, "base_url": redact(p.base_url) if p.base_url else None,
         "key": p.key_source(os.environ), "key_env": p.api_key_env,
         "model": p.model, "preset": p.preset, "capabilities": _caps_short(prov),
     }
@@ -127,7 +129,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
         out(json.dumps(info, indent=2))
         return
     lines = [f"{p.name}  ({p.type}{', preset' if p.preset else ''})",
-             f"  base url : {p.base_url or '(none: runs on this machine)'}",
+             f"  base url : {info['base_url'] or '(none: runs on this machine)'}",
              f"  key      : {info['key']}" + (f" (variable {p.api_key_env})"
                                               if p.api_key_env else ""),
              f"  model    : {p.model or '(none: pass -m)'}"]

@@ -61,7 +61,7 @@ class LocalProvider(Provider):
     def public_model(self, model: str) -> str:
         # A folder is recorded by its name: an absolute path would tell every reader
         # of the image the user's name and disk layout.
-        path = Path(model).expanduser()
+        path = Path(os.path.expanduser(model))
         if path.exists() or model.startswith((".", "/", "~")) or model.count("/") != 1:
             return path.name or model
         return model
@@ -334,7 +334,7 @@ def is_inpainting_model(model: str) -> bool:
     judged from the folder on disk or, for a hub id, from its name."""
     import json
 
-    path = Path(model).expanduser()
+    path = Path(os.path.expanduser(model))
     if not path.exists():
         return "inpaint" in model.lower()
     try:
@@ -360,7 +360,7 @@ def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False,
 
     cls = AutoPipelineForInpainting if inpaint else (
         AutoPipelineForImage2Image if img2img else AutoPipelineForText2Image)
-    path = Path(model).expanduser()
+    path = Path(os.path.expanduser(model))
     # A hub id is ORG/NAME; anything else that is not on disk is a missing folder.
     hub_id = not path.exists() and not model.startswith((".", "/", "~")) \
         and model.count("/") == 1

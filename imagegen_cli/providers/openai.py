@@ -364,7 +364,9 @@ class OpenAIProvider(Provider):
                 break
             try:
                 frame = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
+                frame = None
+            if not isinstance(frame, dict):
                 raise UnavailableError(
                     f"{self.name} sent a malformed stream event",
                     request_id=info.request_id) from None
@@ -374,9 +376,10 @@ class OpenAIProvider(Provider):
                     f"{self.name} stopped the stream: "
                     f"{err.get('message') or frame['error']}",
                     code=err.get("code"), request_id=info.request_id)
-            kind = frame.get("type") or event
+            kind = str(frame.get("type") or event)
             if kind.endswith(".partial_image"):
-                k = int(frame.get("partial_image_index", 0)) + 1
+                pk = frame.get("partial_image_index")
+                k = (pk if isinstance(pk, int) and not isinstance(pk, bool) else 0) + 1
                 reporter.status(f"partial image {k} received")
                 yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"), self.name),
                                      partial=k, resolved=resolved_fields(frame)), info
