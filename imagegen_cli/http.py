@@ -282,12 +282,11 @@ class Transport:
         from imagegen_cli import deadline
 
         attempt = throttled = 0
-        waited = False
+        sent_at = None
         self.last_url = call.url  # for messages that must name what failed
         while True:
-            if self.gate is not None and not waited:
-                self.gate.before_send(self._pause)
-            waited = False
+            if self.gate is not None:
+                sent_at = self.gate.before_send(self._pause)
             request = self._build(call)
             if self.log:
                 self.log(f"> {call.method} {redact(call.url)} "
@@ -335,14 +334,12 @@ class Transport:
                 if self.gate is not None and resp.status_code == 429 \
                         and throttled < MAX_THROTTLED:
                     throttled += 1
-                    self.gate.throttled(wait)
+                    self.gate.throttled(wait, sent_at)  # the next before_send waits
                     if self.log:
                         self.log(f"rate limited: every call to {self.who} waits {wait:.1f} s")
                     if self.on_retry:
                         self.on_retry(f"429 from {self.who}, retrying in {_secs(wait)} s (rate "
                                       f"limited: this wait does not use up --retries)")
-                    self._pause(wait)
-                    waited = True
                     continue
             if attempt >= self.retries:
                 if attempt:

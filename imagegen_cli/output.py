@@ -325,6 +325,17 @@ def clean_stale_parts(folder: Path) -> int:
     return removed
 
 
+_cleaned: set[str] = set()
+
+
+def clean_once(folder: Path) -> None:
+    """`clean_stale_parts` for FOLDER, the first time this process writes there."""
+    key = os.path.abspath(folder)
+    if key not in _cleaned:
+        _cleaned.add(key)
+        clean_stale_parts(folder)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

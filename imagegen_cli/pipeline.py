@@ -37,6 +37,7 @@ class SavedImage:
     revised_prompt: str | None
     partial: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    request_id: str | None = None
     resolved: dict[str, Any] = field(default_factory=dict)
     provider: str | None = None
     model: str | None = None
@@ -69,6 +70,7 @@ class SavedImage:
                    timings=dict(rec.get("timings") or {}), provider=rec.get("provider"),
                    model=rec.get("model"), cost_usd=rec.get("cost_usd"),
                    cost_source=rec.get("cost_source"), fallback_from=rec.get("fallback_from"),
+                   request_id=rec.get("request_id"),
                    resolved=dict(rec.get("resolved") or {}))
 
 
@@ -149,7 +151,8 @@ class Saver:
         cost, cost_source = (self.cost_of(info, width, height) if self.cost_of
                              else (None, None))
         who = {"provider": meta["provider"], "model": meta["model"], "cost_usd": cost,
-               "cost_source": cost_source, "fallback_from": meta.get("fallback_from")}
+               "cost_source": cost_source, "fallback_from": meta.get("fallback_from"),
+               "request_id": info.request_id if info else None}
         cut = False
         if self.metadata and as_received is None:
             # Timings vary run to run: kept out of the file (the sidecar and --json have
@@ -177,6 +180,10 @@ class Saver:
             )
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
+            if self.claim is not None:  # a batch with a journal: it may resume a killed run
+                from imagegen_cli.output import clean_once
+
+                clean_once(path.parent)
             # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF
             # and SVG are written as received, so their metadata goes there too.
             sidecar = self.sidecar or cut or (self.metadata and as_received is not None)

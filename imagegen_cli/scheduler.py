@@ -204,6 +204,7 @@ class Scheduler:
         self.stopping = False
         self.lock = threading.Lock()
         self.states: dict[int, _JobState] = {}
+        self.failed_jobs: set[int] = set()
 
     # -- per-provider plumbing -------------------------------------------
     def gate(self, job: Job) -> Gate:
@@ -237,7 +238,7 @@ class Scheduler:
             before = self.done_before(job) if self.done_before else None
             if before is not None:
                 for img in before:
-                    self.emit(ImageWritten(job, img, skipped=True))
+                    self.emit(ImageWritten(job, img, img.request_id, skipped=True))
                 self.emit(JobFinished(job, Outcome(saved=list(before)), skipped=True))
                 continue
             st = self.states[id(job)] = _JobState()
@@ -299,8 +300,11 @@ class Scheduler:
         self._handle("done", call, None, None)
 
     def _pooled(self, calls: list[Call]) -> None:
-        # Bounded: workers wait for the writer, so at most a few images are in memory.
-        inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue(maxsize=1)
+        # Bounded by -j: a worker hands its image (spooled on disk, mostly) to the writer
+        # and starts its next call at once, instead of waiting in line while the writer
+        # saves the others of its round; memory stays flat as the batch grows.
+        inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue(
+            maxsize=max(2, self.concurrency))
         todo: queue.Queue[Call] = queue.Queue()
         for c in calls:
             todo.put(c)
@@ -330,6 +334,7 @@ class Scheduler:
                         for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
                             inbox.put(("image", call, self._fetch(img, tr, rep), info))
                     except ImagegenError as exc:
+                        self._failed_early(job, exc)
                         inbox.put(("error", call, exc, None))
                     except Exception as exc:  # noqa: BLE001 - surfaced as exit 1 below
                         inbox.put(("crash", call, exc, None))
@@ -338,6 +343,7 @@ class Scheduler:
 
         # A fixed pool of daemon threads, not one per call: memory stays flat as the
         # batch grows, and Ctrl-C or a write error never waits for slow calls.
+        _tame_malloc()
         for _ in range(min(self.concurrency, len(calls))):
             threading.Thread(target=work, daemon=True).start()
         pending = len(calls)
@@ -349,6 +355,15 @@ class Scheduler:
             if kind in ("done", "cancel"):
                 pending -= 1
             self._handle(kind, call, payload, info)
+
+    def _failed_early(self, job: Job, exc: ImagegenError) -> None:
+        """Stop starting calls at once when this failure reaches the limit (the writer
+        thread would see it a moment later, after a worker took the next call)."""
+        with self.lock:
+            self.failed_jobs.add(id(job))
+            if exc.exit_code in FATAL or (self.max_failures is not None
+                                          and len(self.failed_jobs) >= self.max_failures):
+                self.stopping = True
 
     def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter) -> GeneratedImage:
         if img.data is None and img.loader is None and img.url:
@@ -436,3 +451,21 @@ class Scheduler:
         del self.states[id(job)]
         if self.max_failures is not None and self.tally.failed >= self.max_failures:
             self.stopping = True
+
+
+def _tame_malloc() -> None:
+    """glibc only: hand big buffers (response chunks, decoded images) straight back to
+    the system. By default glibc raises its mmap threshold after the first big free,
+    and each worker thread's arena then keeps megabytes it no longer uses: peak memory
+    would grow with -j. No effect elsewhere."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD (fixed: no dynamic raise)
+        libc.mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass

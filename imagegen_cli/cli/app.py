@@ -58,6 +58,9 @@ def debug_enabled() -> bool:
 from imagegen_cli.cli import generate as _generate  # noqa: E402  (registers commands)
 
 _generate.register(app)
+from imagegen_cli.cli import batch as _batch  # noqa: E402
+
+_batch.register(app)
 from imagegen_cli.cli import info as _info  # noqa: E402
 
 _info.register(app)

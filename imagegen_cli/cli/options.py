@@ -46,7 +46,7 @@ COMMON: list[inspect.Parameter] = [
     _p("guidance", Annotated[float | None, Opt("--guidance", metavar="G", help="Guidance (CFG) scale.", rich_help_panel=IMAGE_HELP)]),
     _p("negative_prompt", Annotated[str | None, Opt("--negative-prompt", metavar="TEXT", help="What to keep out of the image.", rich_help_panel=IMAGE_HELP)]),
     _p("param", Annotated[list[str] | None, Opt("--param", metavar="KEY=VALUE", help="KEY=VALUE raw request field (repeatable; VALUE parsed as JSON when it parses).", rich_help_panel=IMAGE_HELP)]),
-    _p("output", Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="File, folder/, template with {prompt} {index} {count} {seed} {model} {provider} {date} {time} {ext}, or - for stdout.", rich_help_panel=OUTPUT_HELP, autocompletion=complete_path)]),
+    _p("output", Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="File, folder/, template with {prompt} {index} {count} {id} {seed} {model} {provider} {date} {time} {ext}, or - for stdout.", rich_help_panel=OUTPUT_HELP, autocompletion=complete_path)]),
     _p("format", Annotated[str | None, Opt("-f", "--format", metavar="FMT", help="png|jpeg|webp; gif|svg as drawn by gpt-image-2.6 (generate).", rich_help_panel=OUTPUT_HELP, autocompletion=values("format"))]),
     _p("overwrite", Annotated[bool, Opt("--overwrite", help="Replace existing files instead of adding -1, -2...", rich_help_panel=OUTPUT_HELP)], False),
     _p("no_metadata", Annotated[bool, Opt("--no-metadata", help="Do not embed prompt and parameters in the image.", rich_help_panel=OUTPUT_HELP)], False),

@@ -126,7 +126,8 @@ class BatchProgress(Reporter):
                     self.progress.remove_task(task)
                 if ev.failed:
                     self.progress.console.print(
-                        f"failed {ev.job.id}: {ev.outcome.failures[0]}", markup=False)
+                        f"failed {ev.job.id}: {ev.outcome.failures[0]}", markup=False,
+                        highlight=False)
                 minutes = max(time.monotonic() - self.started, 1e-6) / 60
                 c = self.counts
                 self.progress.update(
@@ -155,7 +156,7 @@ class _JobLine(Reporter):
                 self.display.progress.update(task, completed=done, total=total or None)
 
     def note(self, text: str) -> None:
-        self.display.progress.console.print(f"note: {text}", markup=False)
+        self.display.progress.console.print(f"note: {text}", markup=False, highlight=False)
 
 
 def _short(text: str, width: int = 40) -> str:

@@ -1,7 +1,8 @@
 """A local diffusers pipeline: no key, no account (the `local` extra).
 
 torch and diffusers are imported only inside `run`, never on other paths.
-The model (a folder or a hub id) loads once per command, whatever -n is.
+The model (a folder or a hub id) loads once per command, whatever -n is, and
+once per distinct model for a whole batch.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class LocalProvider(Provider):
     type_name = "local"
     needs_key = False
     max_concurrency = 1  # one model on one device: jobs run back to back
+
+    def __init__(self, cfg: Any, env: Any) -> None:
+        super().__init__(cfg, env)
+        self._pipes: dict[tuple[str, bool, bool, str, str], Any] = {}
 
     def capabilities(self, model: str | None) -> Capabilities:
         return CAPS
@@ -101,15 +106,21 @@ class LocalProvider(Provider):
         dtype = _dtype(torch, req.dtype, device)
         inpaint = bool(req.images and req.mask)
         img2img = bool(req.images) and not inpaint  # `imagegen edit` without a mask
-        reporter.status(f"loading {req.model}")
         started = time.perf_counter()
-        pipe = load_pipeline(str(req.model), inpaint=inpaint, img2img=img2img, dtype=dtype,
-                             quiet=bool(getattr(reporter, "quiet", False)))
-        unet = getattr(pipe, "unet", None)
-        if not inpaint and getattr(getattr(unet, "config", None), "in_channels", 4) == 9:
-            raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint` "
-                             "with it, or pick a text-to-image model with -m")
-        pipe.to(device)
+        # Loaded once per distinct model for the whole command (a batch shares this
+        # provider instance), then reused by every job.
+        cache_key = (str(req.model), inpaint, img2img, str(dtype), device)
+        pipe = self._pipes.get(cache_key)
+        if pipe is None:
+            reporter.status(f"loading {req.model}")
+            pipe = load_pipeline(str(req.model), inpaint=inpaint, img2img=img2img,
+                                 dtype=dtype, quiet=bool(getattr(reporter, "quiet", False)))
+            unet = getattr(pipe, "unet", None)
+            if not inpaint and getattr(getattr(unet, "config", None), "in_channels", 4) == 9:
+                raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint` "
+                                 "with it, or pick a text-to-image model with -m")
+            pipe.to(device)
+            self._pipes[cache_key] = pipe
         info = CallInfo(extra={"device": device, "load_s": round(time.perf_counter() - started,
                                                                   3)})
         base_seed = req.seed if req.seed is not None else secrets.randbits(31)

@@ -1,0 +1,242 @@
+"""`imagegen batch FILE|-`: one job per input record, concurrent, resumable, shardable.
+
+Flags are the defaults of every record (a record's field wins); the core
+settles records into jobs (settle.py), the journal skips finished ones, the
+scheduler runs the rest, and the reporters print what the event stream says.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from imagegen_cli.cli.options import COMMON, IMAGE_HELP, OUTPUT_HELP, RUN_HELP, _p
+from imagegen_cli.errors import ConfigError, ImagegenError, PartialError, UsageError
+
+Opt = typer.Option
+BATCH_HELP = "Batch"
+
+FILES = inspect.Parameter("files", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+    list[str], typer.Argument(metavar="FILE", help="Records: text (one prompt a line), .jsonl "
+                              "or .csv; - reads stdin. With --merge: NDJSON files to join.")])
+
+BATCH: list[inspect.Parameter] = [
+    _p("input_format", Annotated[str | None, Opt("--input-format", metavar="FMT", help="text|jsonl|csv (default: from the extension).", rich_help_panel=BATCH_HELP)]),
+    _p("skip_invalid", Annotated[bool, Opt("--skip-invalid", help="Report bad records and run the rest (default: exit 2 before sending anything).", rich_help_panel=BATCH_HELP)], False),
+    _p("max_failures", Annotated[int | None, Opt("--max-failures", metavar="N", help="Stop starting jobs once N have failed (default: no limit).", rich_help_panel=BATCH_HELP)]),
+    _p("fail_fast", Annotated[bool, Opt("--fail-fast", help="Same as --max-failures 1.", rich_help_panel=BATCH_HELP)], False),
+    _p("rpm", Annotated[float | None, Opt("--rpm", metavar="N", help="Requests per minute per provider (default: [providers.X] rpm, else none).", rich_help_panel=RUN_HELP)]),
+    _p("state", Annotated[str | None, Opt("--state", metavar="FILE", help="Journal of finished images (default: .imagegen-batch.jsonl in the output folder).", rich_help_panel=BATCH_HELP)]),
+    _p("force", Annotated[bool, Opt("--force", help="Redo every job, even those the journal says are finished.", rich_help_panel=BATCH_HELP)], False),
+    _p("summary", Annotated[str | None, Opt("--summary", metavar="FILE", help="Write a JSON summary (counts, failures, time, usage) to FILE.", rich_help_panel=BATCH_HELP)]),
+    _p("shard", Annotated[str | None, Opt("--shard", metavar="I/N", help="Run only shard I of N (1-based; default: from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or CI_NODE_INDEX).", rich_help_panel=BATCH_HELP)]),
+    _p("shard_count", Annotated[int | None, Opt("--shard-count", metavar="N", help="N for JOB_COMPLETION_INDEX (or IMAGEGEN_SHARD_COUNT).", rich_help_panel=BATCH_HELP)]),
+    _p("merge", Annotated[bool, Opt("--merge", help="Join the NDJSON files given (shards' --json output) into one manifest on stdout.", rich_help_panel=BATCH_HELP)], False),
+    _p("image", Annotated[list[Path] | None, Opt("-i", "--image", metavar="IMG", help="Inpaint every record's image IMG (a record's 'image' wins).", rich_help_panel=IMAGE_HELP)]),
+    _p("mask", Annotated[Path | None, Opt("--mask", metavar="MASK", help="Mask for --image.", rich_help_panel=IMAGE_HELP)]),
+    _p("invert_mask", Annotated[bool, Opt("--invert-mask", help="Repaint the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
+]
+JSON = _p("json_out", Annotated[bool, Opt("--json", help="Print one JSON object per line per image and per failed job (NDJSON) instead of paths.", rich_help_panel=OUTPUT_HELP)], False)
+
+
+def batch(**opts: Any) -> None:
+    """Run one job per record of FILE (- for stdin): text, JSONL or CSV.
+
+    Prints each image's path as it is written (or NDJSON with --json). Re-running
+    skips finished jobs; --shard I/N splits the work across machines.
+    """
+    if opts["merge"]:
+        from imagegen_cli.cli.merge import merge
+
+        merge(opts["files"])
+        return
+    if len(opts["files"]) != 1:
+        raise UsageError("batch takes one FILE (or - for stdin); several are for --merge")
+    run_batch(opts)
+
+
+def run_batch(opts: dict[str, Any]) -> None:
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli import records
+    from imagegen_cli.cli.console import note, warn
+    from imagegen_cli.cli.generate import _concurrency, options_from
+    from imagegen_cli.jobs import assign_keys, parse_shard, shard_from_env
+    from imagegen_cli.output import BATCH_TEMPLATE
+    from imagegen_cli.settle import Context, settle
+
+    quiet = bool(opts["quiet"])
+    concurrency = _concurrency(opts["concurrency"])
+    max_failures = 1 if opts["fail_fast"] else opts["max_failures"]
+    if max_failures is not None and max_failures < 1:
+        raise UsageError(f"--max-failures {max_failures}: pass 1 or more")
+    if opts["rpm"] is not None and opts["rpm"] <= 0:
+        raise UsageError(f"--rpm {opts['rpm']:g}: pass more than 0")
+    if opts["output"] == "-":
+        raise UsageError("batch writes files: -o - (stdout) takes one image; pass a folder")
+    shard = parse_shard(opts["shard"]) if opts["shard"] else shard_from_env(
+        os.environ, opts["shard_count"])
+    if shard is not None and shard.source != "--shard" and not quiet:
+        note(f"running shard {shard} (from {shard.source})")
+    name, text = _read_input(opts["files"][0])
+    fmt = records.detect_format(name, text, opts["input_format"])
+    base = options_from({**opts, "prompt": None})
+
+    skipped: list[UsageError] = []
+
+    def invalid(exc: UsageError) -> None:
+        skipped.append(exc)
+        warn(f"skipped: {exc}")
+
+    recs = records.parse(text, name, fmt, base, invalid if opts["skip_invalid"] else None)
+    env = os.environ
+    cfg = cfgmod.load(env)
+    for w in cfg.warnings:
+        warn(w)
+    ctx = Context(cfg, env, note=(lambda t: None) if quiet else note, warn=warn,
+                  default_template=BATCH_TEMPLATE)
+    width = len(str(recs[-1].line)) if recs else 1
+    jobs: list[Any] = []
+    explicit: set[int] = set()
+    for rec in recs:
+        try:
+            job = settle(rec.options, ctx, inpaint=rec.inpaint)
+        except (UsageError, ConfigError) as exc:
+            exc.message = f"{name}, line {rec.line}: {exc.message}"
+            if not opts["skip_invalid"] or isinstance(exc, ConfigError):
+                raise
+            invalid(exc)
+            continue
+        job.id, job.line = rec.id or str(rec.line).zfill(width), rec.line
+        if rec.id is not None:
+            explicit.add(len(jobs))
+        jobs.append(job)
+    if skipped and not jobs:
+        raise UsageError(f"{name}: no valid record ({len(skipped)} skipped); fix them and "
+                         "run again")
+    assign_keys(jobs, explicit)
+    if shard is not None:
+        jobs = [j for j in jobs if shard.holds(j.key)]
+    if opts["dry_run"]:
+        _dry_run(jobs)
+        return
+    _run(opts, jobs, ctx, concurrency, max_failures, quiet, str(shard) if shard else None)
+
+
+def _read_input(arg: str) -> tuple[str, str]:
+    if arg == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("batch - reads records from stdin, but stdin is a terminal: "
+                             "pipe them in or pass FILE")
+        return "<stdin>", sys.stdin.read()
+    path = Path(arg).expanduser()
+    try:
+        return str(path), path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"Batch file {path} does not exist: pass a text, .jsonl or .csv "
+                         "file, or - for stdin") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"Batch file {path} is not UTF-8 text ({exc.reason} at byte "
+                         f"{exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot read batch file {path}: {exc.strerror or exc}") from None
+
+
+def _dry_run(jobs: list[Any]) -> None:
+    import json
+
+    from imagegen_cli.cli.console import out
+    from imagegen_cli.http import register_secret
+
+    for job in jobs:
+        register_secret(job.api_key)
+        shown = job.api_key or (f"${job.pcfg.api_key_env}" if job.pcfg.api_key_env else None)
+        out(json.dumps({"id": job.id, "line": job.line, "key": job.key,
+                        **job.describe(shown)}, ensure_ascii=False))
+
+
+def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
+         max_failures: int | None, quiet: bool, shard: str | None) -> None:
+    from imagegen_cli.cli import report
+    from imagegen_cli.cli.app import debug_enabled
+    from imagegen_cli.cli.console import StderrReporter, err
+    from imagegen_cli.http import register_secret
+    from imagegen_cli.journal import DEFAULT_NAME, Journal, static_dir
+    from imagegen_cli.output import OutputPlan, clean_stale_parts
+    from imagegen_cli.scheduler import Scheduler
+
+    clashes = set()
+    for job in jobs:
+        register_secret(job.api_key)
+        if job.provider.needs_key:
+            job.api_key = job.pcfg.require_key(ctx.env)
+            clashes.add(job.pcfg.key_clash(ctx.env))
+    for clash in clashes:
+        if clash and not quiet:
+            ctx.note(clash)
+    for plan in {j.plan.template: j.plan for j in jobs}.values():
+        plan.check_writable()  # before anything is paid for
+    folder = static_dir(OutputPlan.from_option(
+        opts["output"] or ctx.env.get("IMAGEGEN_OUTPUT") or ctx.cfg.defaults.get("output"),
+        default=ctx.default_template).template)
+    journal = Journal(Path(opts["state"]) if opts["state"] else folder / DEFAULT_NAME,
+                      force=opts["force"])
+    # What a killed run left mid-write: in the output folders, and wherever the journal
+    # says earlier runs wrote (templates with {fields} in folder names).
+    folders = {static_dir(j.plan.template) for j in jobs}
+    folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
+    for d in folders:
+        clean_stale_parts(d)
+    sinks: list[Any] = [report.ndjson if opts["json_out"] else report.paths]
+    display = None
+    if not quiet and report.stderr_is_terminal() and jobs:
+        display = report.BatchProgress(len(jobs))
+        sinks.append(display)
+    plain = StderrReporter(quiet)
+    log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
+    sched = Scheduler(
+        concurrency=concurrency, rpm=opts["rpm"], max_failures=max_failures, sinks=sinks,
+        reporter_for=display.for_job if display else (lambda job: plain),
+        done_before=None if opts["force"] else journal.finished,
+        claim_for=journal.claim_for, log=log)
+    try:
+        if display is not None:
+            with display:
+                tally = sched.run(jobs)
+        else:
+            tally = sched.run(jobs)
+    finally:
+        journal.close()
+    if opts["summary"]:
+        report.write_summary(opts["summary"], tally, shard)
+    if not quiet:
+        err(report.summary_line(tally, shard))
+    _exit(tally)
+
+
+def _exit(tally: Any) -> None:
+    if not tally.failed and not tally.not_run:
+        return
+    job, first = tally.failures[0] if tally.failures else (None, None)
+    where = f"line {job.line} (id {job.id})" if job is not None else ""
+    if tally.done or tally.skipped:
+        raise PartialError(f"{tally.failed} of {tally.jobs} jobs failed"
+                           + (f", {tally.not_run} not run" if tally.not_run else "")
+                           + (f"; first, {where}: {first}" if first else ""))
+    if isinstance(first, ImagegenError):
+        more = f" ({tally.failed} jobs failed)" if tally.failed > 1 else ""
+        first.message = f"{where}: {first.message}{more}"
+        raise first
+    raise PartialError(f"{tally.not_run} jobs not run")
+
+
+def register(app: typer.Typer) -> None:
+    skip = {"json_out", "jsonl", "preview"}
+    params = [FILES, *BATCH, *[p for p in COMMON if p.name not in skip], JSON]
+    batch.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    batch.__annotations__ = {p.name: p.annotation for p in params}
+    app.command("batch")(batch)

@@ -1,0 +1,154 @@
+"""`imagegen batch` as real processes: kill -9 and resume, two batches into one
+folder, a rate-limiting provider; and the local model loading once per batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_cli, write_config
+from tests.fakes.openai_fake import OpenAIFake
+from tests.fakes.server import Request, Response
+
+
+@pytest.fixture
+def slow(fake: OpenAIFake) -> Iterator[OpenAIFake]:
+    """The fake answering each request after 0.15 s."""
+    real = fake.server.app
+
+    def app(req: Request) -> Response:
+        resp = real(req)
+        resp.delay = 0.15
+        return resp
+
+    fake.server.app = app
+    yield fake
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "imagegen_cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+
+
+def images(folder: str) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix == ".png")
+
+
+def test_kill_9_mid_batch_then_resume(slow: OpenAIFake) -> None:
+    n = 24
+    Path("p.txt").write_text("\n".join(f"scene {i}" for i in range(n)) + "\n")
+    proc = spawn("batch", "p.txt", "-o", "o/", "-j", "4", "-q")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if Path("o").exists() and len(images("o")) >= 6:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    made = len(images("o"))
+    assert 0 < made < n, "the kill must land mid-batch"
+    sent = len(slow.server.requests)
+    proc = spawn("batch", "p.txt", "-o", "o/", "-j", "4", "--json")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    files = images("o")
+    # exactly one file per expected image: no duplicates (-1 suffixes), none missing
+    assert len(files) == n
+    assert sorted(f.name.split("-")[0] for f in files) == sorted(f"{i:02d}" for i in
+                                                                 range(1, n + 1))
+    assert not [p for p in Path("o").iterdir() if p.name.endswith(".part")]
+    assert len(slow.server.requests) - sent <= n - made  # finished jobs sent nothing
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert len(recs) == n and sum(bool(r["skipped"]) for r in recs) == made
+
+
+def test_two_batches_into_one_folder_overwrite_nothing(slow: OpenAIFake) -> None:
+    Path("a.txt").write_text("\n".join(f"shared {i}" for i in range(8)) + "\n")
+    Path("b.txt").write_text("\n".join(f"shared {i}" for i in range(8)) + "\nonly b\n")
+    procs = [spawn("batch", name, "-o", "o/", "-j", "4", "--json") for name in
+             ("a.txt", "b.txt")]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    recs = [json.loads(line) for out, _ in outs for line in out.splitlines()]
+    assert len(recs) == 17 and not any(r["skipped"] for r in recs)
+    paths = [r["path"] for r in recs]
+    assert len(set(paths)) == 17 and len(images("o")) == 17
+    import hashlib
+
+    for r in recs:
+        assert hashlib.sha256(Path(r["path"]).read_bytes()).hexdigest() == r["sha256"]
+
+
+def test_rate_limited_provider_ends_with_every_job_done(fake: OpenAIFake) -> None:
+    limit, window = 4, 0.5
+    real = fake.server.app
+    times: deque[float] = deque()
+    lock = threading.Lock()
+    refused = []
+
+    def app(req: Request) -> Response:
+        with lock:
+            now = time.monotonic()
+            while times and now - times[0] > window:
+                times.popleft()
+            if len(times) >= limit:
+                wait = window - (now - times[0])
+                refused.append(now)
+                return Response.json({"error": {"message": "Rate limit reached",
+                                                "type": "requests", "param": None,
+                                                "code": "rate_limit_exceeded"}}, 429,
+                                     **{"retry-after-ms": str(int(wait * 1000) + 1),
+                                        "retry-after": "1"})
+            times.append(now)
+        return real(req)
+
+    fake.server.app = app
+    Path("p.txt").write_text("\n".join(f"job {i}" for i in range(16)) + "\n")
+    proc = spawn("batch", "p.txt", "-o", "o/", "-j", "8", "--json", "--retries", "1")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert len(out.splitlines()) == 16 and len(images("o")) == 16
+    assert refused, "the fake must have rate-limited"
+
+
+def test_local_batch_loads_each_model_once(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("diffusers")
+    pytest.importorskip("torch")
+    import shutil
+
+    import imagegen_cli.providers.local as local
+    from tests.tiny_pipelines import build
+
+    sd, _ = build(tmp_path / "models")
+    other = tmp_path / "models" / "other"
+    shutil.copytree(sd, other)
+    loads: list[str] = []
+    real = local.load_pipeline
+
+    def counting(model: str, **kw: Any) -> Any:
+        loads.append(model)
+        return real(model, **kw)
+
+    monkeypatch.setattr(local, "load_pipeline", counting)
+    write_config("", monkeypatch, tmp_path)
+    recs = [{"prompt": f"thing {i}"} for i in range(4)] + [
+        {"prompt": "elsewhere", "model": str(other)}]
+    Path("r.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    r = run_cli(["batch", "r.jsonl", "-p", "local", "-m", str(sd), "--steps", "1",
+                 "--size", "32x32", "-o", "o/", "-j", "4", "--json"])
+    assert r.code == 0, r.err
+    assert sorted(loads) == sorted([str(sd), str(other)])
+    assert len(r.lines()) == 5 and len(images("o")) == 5
