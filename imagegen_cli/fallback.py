@@ -160,7 +160,7 @@ def settle_chain(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
                  edit=edit)
     members = [Member(job.provider, job.request, job.api_key,
                       lookup(job.pcfg, job.request.model))]
-    for pc in chain(ctx.cfg, job.pcfg, names[1:] or list(fallback))[1:]:
+    for pc in chain(ctx.cfg, job.pcfg, names[1:] or list(fallback or opts.fallback))[1:]:
         try:
             sub = settle(opts.with_(provider=pc.name, model=pc.model or job.request.model),
                          ctx, inpaint=inpaint, edit=edit)
@@ -221,3 +221,25 @@ def close_chains(jobs: Sequence[Job]) -> None:
     for job in jobs:
         if isinstance(job.provider, Chain):
             job.provider.close()
+
+
+def batch_budget(jobs: Sequence[Job], cap: float, where: str) -> Any:
+    """The batch-wide cap: every job's price must be known (exit 2 naming the record),
+    and at least one job must fit (else exit 2: nothing would be made). Returns the
+    BatchBudget for the scheduler (`admit`) and the event stream."""
+    from imagegen_cli.prices import BatchBudget, check_cap, money
+
+    highs: dict[int, float] = {}
+    for job in jobs:
+        ests = estimates(job)
+        try:
+            check_cap(ests, cap, where, known_only=True)
+        except UsageError as exc:
+            exc.message = f"line {job.line} (id {job.id}): {exc.message}"
+            raise
+        highs[id(job)] = max(e.high for e in ests)
+    if highs and min(highs.values()) > cap + 1e-12:
+        raise UsageError(
+            f"Every job's estimated cost is over {where} {money(cap)} (the cheapest is "
+            f"{money(min(highs.values()))}): nothing was sent; raise the cap")
+    return BatchBudget(cap, where, lambda job: highs[id(job)])

@@ -452,7 +452,8 @@ def parse_max_cost(value: Any, where: str) -> float | None:
     return amount
 
 
-def check_cap(estimates: Sequence[Estimate], cap: float, where: str) -> None:
+def check_cap(estimates: Sequence[Estimate], cap: float, where: str, *,
+              known_only: bool = False) -> None:
     """Exit 2 (UsageError) when a run could cost more than CAP, or its cost is unknown.
 
     With fallback, any provider of the chain may serve the run: the dearest counts."""
@@ -463,6 +464,8 @@ def check_cap(estimates: Sequence[Estimate], cap: float, where: str) -> None:
                 f"{est.model} is unknown ({est.reason or est.how}): set one in "
                 f"[providers.{est.provider}.prices.\"{est.model}\"] (e.g. per_image = 0.04) "
                 f"or drop {where}")
+    if known_only:
+        return
     worst = max(estimates, key=lambda e: e.high)
     if worst.high > cap + 1e-12:
         raise UsageError(

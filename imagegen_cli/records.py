@@ -27,7 +27,7 @@ _STR = {"provider", "model", "size", "aspect", "quality", "style", "background",
 _INT = {"n", "count", "seed", "steps", "partial_images", "retries", "output_compression"}
 _FLOAT = {"guidance", "timeout", "strength"}
 _BOOL = {"overwrite", "no_metadata", "sidecar", "stream", "keep_partials", "invert_mask"}
-KNOWN = _STR | _INT | _FLOAT | _BOOL | {"prompt", "id", "params", "image"}
+KNOWN = _STR | _INT | _FLOAT | _BOOL | {"prompt", "id", "params", "image", "fallback"}
 
 
 @dataclass
@@ -196,6 +196,12 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
             if not isinstance(value, dict):
                 raise bad(key, "an object")
             changes["params"] = {**base.params, **value}
+        elif key == "fallback":  # ["b", "c"], or "b,c" (CSV)
+            names = ([x.strip() for x in value.split(",") if x.strip()]
+                     if isinstance(value, str) else value)
+            if not isinstance(names, list) or not all(isinstance(x, str) and x for x in names):
+                raise bad(key, "a list of provider names (or \"b,c\")")
+            changes["fallback"] = tuple(names)
         elif key == "image":
             paths = [value] if isinstance(value, str) else value
             if not isinstance(paths, list) or not paths or not all(

@@ -71,6 +71,9 @@ class ImageOptions:
     image: tuple[Path | str, ...] = ()  # edit: a file or an http(s) URL
     mask: Path | None = None
     invert_mask: bool = False
+    # providers to try, in turn, when the first is unavailable (a batch record's
+    # `fallback`; fallback.settle_chain reads it)
+    fallback: tuple[str, ...] = ()
     dry_run: bool = False  # nothing is fetched either (edit's -i URLs)
 
     def with_(self, **changes: Any) -> ImageOptions:

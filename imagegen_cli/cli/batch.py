@@ -64,10 +64,11 @@ def run_batch(opts: dict[str, Any]) -> None:
     from imagegen_cli import config as cfgmod
     from imagegen_cli import records
     from imagegen_cli.cli.console import note, warn
-    from imagegen_cli.cli.generate import _concurrency, options_from
+    from imagegen_cli.cli.generate import _concurrency, _max_cost, options_from
+    from imagegen_cli.fallback import batch_budget, settle_chain
     from imagegen_cli.jobs import assign_keys, parse_shard, shard_from_env
     from imagegen_cli.output import BATCH_TEMPLATE
-    from imagegen_cli.settle import Context, settle
+    from imagegen_cli.settle import Context
 
     quiet = bool(opts["quiet"])
     concurrency = _concurrency(opts["concurrency"])
@@ -104,7 +105,7 @@ def run_batch(opts: dict[str, Any]) -> None:
     explicit: set[int] = set()
     for rec in recs:
         try:
-            job = settle(rec.options, ctx, inpaint=rec.inpaint)
+            job = settle_chain(rec.options, ctx, inpaint=rec.inpaint, warn=warn)
         except (UsageError, ConfigError) as exc:
             exc.message = f"{name}, line {rec.line}: {exc.message}"
             if not opts["skip_invalid"] or isinstance(exc, ConfigError):
@@ -121,10 +122,13 @@ def run_batch(opts: dict[str, Any]) -> None:
     assign_keys(jobs, explicit)
     if shard is not None:
         jobs = [j for j in jobs if shard.holds(j.key)]
+    cap = _max_cost(opts, cfg, env)
+    budget = batch_budget(jobs, *cap) if cap is not None else None
     if opts["dry_run"]:
-        _dry_run(jobs)
+        _dry_run(jobs, quiet)
         return
-    _run(opts, jobs, ctx, concurrency, max_failures, quiet, str(shard) if shard else None)
+    _run(opts, jobs, ctx, concurrency, max_failures, quiet, str(shard) if shard else None,
+         budget)
 
 
 def _read_input(arg: str) -> tuple[str, str]:
@@ -146,24 +150,45 @@ def _read_input(arg: str) -> tuple[str, str]:
         raise UsageError(f"Cannot read batch file {path}: {exc.strerror or exc}") from None
 
 
-def _dry_run(jobs: list[Any]) -> None:
+def _dry_run(jobs: list[Any], quiet: bool = False) -> None:
+    import dataclasses
     import json
 
-    from imagegen_cli.cli.console import out
+    from imagegen_cli.cli.console import note, out
+    from imagegen_cli.fallback import estimates
     from imagegen_cli.http import register_secret
+    from imagegen_cli.prices import money_range
 
+    low = high = 0.0
+    unknown = 0
     for job in jobs:
         register_secret(job.api_key)
         shown = job.api_key or (f"${job.pcfg.api_key_env}" if job.pcfg.api_key_env else None)
-        out(json.dumps({"id": job.id, "line": job.line, "key": job.key,
-                        **job.describe(shown)}, ensure_ascii=False))
+        ests = estimates(job)
+        first = job.members[0] if job.members else None
+        line = {"id": job.id, "line": job.line, "key": job.key,
+                **(dataclasses.replace(job, provider=first.provider).describe(shown)
+                   if first else job.describe(shown)),
+                "estimated_cost": ests[0].as_json()}
+        if len(job.members) > 1:
+            line["fallback"] = [m.provider.name for m in job.members[1:]]
+        out(json.dumps(line, ensure_ascii=False))
+        if ests[0].known:
+            low, high = low + ests[0].low, high + ests[0].high
+        else:
+            unknown += 1
+    if not quiet and jobs:
+        note(f"estimated cost of {len(jobs)} jobs: {money_range(low, high)}"
+             + (f", plus {unknown} at an unknown price" if unknown else ""))
 
 
 def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
-         max_failures: int | None, quiet: bool, shard: str | None) -> None:
+         max_failures: int | None, quiet: bool, shard: str | None,
+         budget: Any = None) -> None:
     from imagegen_cli.cli import report
     from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.cli.console import StderrReporter, err
+    from imagegen_cli.fallback import close_chains, require_keys
     from imagegen_cli.http import register_secret
     from imagegen_cli.journal import DEFAULT_NAME, Journal, static_dir
     from imagegen_cli.output import OutputPlan, clean_stale_parts
@@ -172,8 +197,10 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     clashes = set()
     for job in jobs:
         register_secret(job.api_key)
+        require_keys(job, ctx.env)  # every provider of its fallback chain too
+        for m in job.members:
+            register_secret(m.key)
         if job.provider.needs_key:
-            job.api_key = job.pcfg.require_key(ctx.env)
             clashes.add(job.pcfg.key_clash(ctx.env))
     for clash in clashes:
         if clash and not quiet:
@@ -192,6 +219,8 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     for d in folders:
         clean_stale_parts(d)
     sinks: list[Any] = [report.ndjson if opts["json_out"] else report.paths]
+    if budget is not None:
+        sinks.append(budget)  # a finished job's real cost frees what it did not spend
     display = None
     if not quiet and report.stderr_is_terminal() and jobs:
         display = report.BatchProgress(len(jobs))
@@ -202,7 +231,8 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
         concurrency=concurrency, rpm=opts["rpm"], max_failures=max_failures, sinks=sinks,
         reporter_for=display.for_job if display else (lambda job: plain),
         done_before=None if opts["force"] else journal.finished,
-        claim_for=journal.claim_for, log=log)
+        claim_for=journal.claim_for, log=log,
+        admit=budget.admit if budget is not None else None)
     try:
         if display is not None:
             with display:
@@ -211,6 +241,7 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
             tally = sched.run(jobs)
     finally:
         journal.close()
+        close_chains(jobs)
     if opts["summary"]:
         report.write_summary(opts["summary"], tally, shard)
     if not quiet:
