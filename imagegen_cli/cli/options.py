@@ -59,7 +59,7 @@ COMMON: list[inspect.Parameter] = [
     _p("partial_images", Annotated[int | None, Opt("--partial-images", metavar="0-3", help="Partial frames to stream, 0-3.", rich_help_panel=RUN_HELP)]),
     _p("keep_partials", Annotated[bool, Opt("--keep-partials", help="Save streamed partial frames as NAME.partial-K.EXT.", rich_help_panel=RUN_HELP)], False),
     _p("dry_run", Annotated[bool, Opt("--dry-run", help="Print the exact request (secrets redacted) and its estimated cost; send nothing.", rich_help_panel=RUN_HELP)], False),
-    _p("max_cost", Annotated[str | None, Opt("--max-cost", metavar="USD", help="Refuse (exit 2, nothing sent) when the estimated cost is over USD or unknown.", rich_help_panel=RUN_HELP)]),
+    _p("max_cost", Annotated[str | None, Opt("--max-cost", metavar="USD", help="Cap the estimated cost: over USD or unknown, exit 2 before sending (batch: jobs that would cross it are not started, exit 8).", rich_help_panel=RUN_HELP)]),
     _p("timeout", Annotated[float | None, Opt("--timeout", metavar="SECONDS", help="Seconds to wait for the provider (default 300).", rich_help_panel=RUN_HELP)]),
     _p("retries", Annotated[int | None, Opt("--retries", metavar="N", help="Retries on 408/409/429/5xx and network errors (default 2).", rich_help_panel=RUN_HELP)]),
     _p("device", Annotated[str | None, Opt("--device", metavar="DEVICE", help="local: auto|cpu|cuda|mps.", rich_help_panel=RUN_HELP, autocompletion=values("device"))]),
