@@ -219,7 +219,7 @@ def _png(data: bytes, meta: dict[str, Any]) -> bytes:
     xmp = _xmp(meta).decode("utf-8")
     chunks.append(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp.encode("utf-8")))
     ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
-    return data[:ihdr_end] + b"".join(chunks) + data[ihdr_end:]
+    return b"".join([data[:ihdr_end], *chunks, memoryview(data)[ihdr_end:]])  # one copy
 
 
 def _png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
@@ -369,8 +369,12 @@ _PNG_META = {b"tEXt", b"iTXt", b"zTXt", b"eXIf"}
 def strip(data: bytes, fmt: str) -> bytes:
     """DATA without text, EXIF or XMP metadata (what --no-metadata promises)."""
     if fmt == "png":
-        keep = [data[s:e] for t, s, e in _png_chunks(data) if t not in _PNG_META]
-        return data[:8] + b"".join(keep)
+        spans = _png_chunks(data)
+        if spans and spans[-1][2] == len(data) and not any(
+                t in _PNG_META for t, _, _ in spans):
+            return data  # nothing to take out: no copy of a big image
+        view = memoryview(data)
+        return b"".join([data[:8], *(view[s:e] for t, s, e in spans if t not in _PNG_META)])
     if fmt == "jpeg":
         segs = _jpeg_segments(data)
         if not segs:
