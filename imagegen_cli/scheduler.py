@@ -351,7 +351,8 @@ class Scheduler:
 
         # A fixed pool of daemon threads, not one per call: memory stays flat as the
         # batch grows, and Ctrl-C or a write error never waits for slow calls.
-        _tame_malloc()
+        if not any(_in_process(c.job.provider) for c in calls):
+            _tame_malloc()
         for _ in range(min(self.concurrency, len(calls))):
             threading.Thread(target=work, daemon=True).start()
         pending = len(calls)
@@ -459,6 +460,16 @@ class Scheduler:
         del self.states[id(job)]
         if self.max_failures is not None and self.tally.failed >= self.max_failures:
             self.stopping = True
+
+
+def _in_process(provider: Provider) -> bool:
+    """Whether PROVIDER (or a member of its fallback chain) runs a model in this
+    process: torch allocates many mid-size tensors per step, and a fixed 64 KiB mmap
+    threshold makes each one a fresh mmap (a local batch's images took 1.3-3x as long
+    as one `generate`'s). Its calls run one at a time: there is no per-thread growth
+    to tame."""
+    members = getattr(provider, "members", None) or []
+    return provider.in_process or any(m.provider.in_process for m in members)
 
 
 def _tame_malloc() -> None:

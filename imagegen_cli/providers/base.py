@@ -129,6 +129,7 @@ class Provider:
     lists_models_live: ClassVar[bool] = False  # list_models asks the API
     runs_jobs: ClassVar[bool] = False  # get_job fetches a job submitted earlier
     max_concurrency: ClassVar[int | None] = None  # calls at once, whatever -j says
+    in_process: ClassVar[bool] = False  # runs the model here (local), not over HTTP
 
     def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:
         self.cfg = cfg

@@ -44,6 +44,7 @@ class LocalProvider(Provider):
     type_name = "local"
     needs_key = False
     max_concurrency = 1  # one model on one device: jobs run back to back
+    in_process = True
 
     def __init__(self, cfg: Any, env: Any) -> None:
         super().__init__(cfg, env)
