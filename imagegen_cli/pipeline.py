@@ -6,7 +6,6 @@ time on the writing thread, so memory stays flat as a batch grows.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -140,11 +139,8 @@ class Saver:
              info: CallInfo | None = None) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
-        as_received = _as_received(self.wanted_format)
-        if img.verified is not None and img.verified[0] == as_received:
-            fmt, width, height = img.verified[1:]
-        else:
-            fmt, width, height = images.verify(data, expect=as_received)
+        as_received = self.wanted_format if self.wanted_format in images.AS_RECEIVED else None
+        fmt, width, height = images.verify(data, expect=as_received)
         if as_received is None:
             target = self.wanted_format or (
                 fmt if fmt in EXTENSIONS and fmt not in images.AS_RECEIVED else "png")
@@ -154,6 +150,8 @@ class Saver:
         meta = self.meta(img, width, height, info)
         cost, cost_source = (self.cost_of(info, width, height) if self.cost_of
                              else (None, None))
+        if cost is not None:
+            cost = round(cost, 6)  # token arithmetic leaves float noise (0.00275000...03)
         who = {"provider": meta["provider"], "model": meta["model"], "cost_usd": cost,
                "cost_source": cost_source, "fallback_from": meta.get("fallback_from"),
                "request_id": info.request_id if info else None}
@@ -219,31 +217,6 @@ class Saver:
                           bytes=len(data), sha256=digest, seed=seed,
                           revised_prompt=img.revised_prompt, partial=img.partial,
                           timings=dict(img.timings), resolved=dict(img.resolved), **who)
-
-
-def _as_received(wanted_format: str | None) -> str | None:
-    return wanted_format if wanted_format in images.AS_RECEIVED else None
-
-
-def precheck(img: GeneratedImage, wanted_format: str | None) -> None:
-    """Verify IMG's bytes (every pixel decoded) ahead of `Saver.save`, on a worker
-    thread: decoding is most of an image's CPU, and the one writing thread would
-    otherwise do it for every image in turn. Bytes that were parked on disk go back
-    to disk (memory stays flat); a bad image is left to `save`, which says why."""
-    if img.data is None and img.loader is None:
-        return
-    spooled = img.data is None
-    data = img.load()
-    expect = _as_received(wanted_format)
-    with contextlib.suppress(ImagegenError):  # `save` verifies again and says why
-        img.verified = (expect, *images.verify(data, expect=expect))
-    if spooled:
-        from imagegen_cli.jsonstream import Spool
-
-        spool = Spool()
-        spool.file.write(data)
-        spool.size = len(data)
-        img.data, img.loader = None, spool.read
 
 
 @dataclass

@@ -126,9 +126,6 @@ class GeneratedImage:
     # Bytes parked on disk (a spooled answer or download), read when the image is
     # written: big buffers then live on the writing thread only.
     loader: Callable[[], bytes] | None = None
-    # (expected format, format, width, height) once a worker has verified the bytes
-    # (pipeline.precheck): the writing thread then need not decode them again.
-    verified: tuple[str | None, str, int, int] | None = None
 
     def load(self) -> bytes:
         if self.data is None and self.loader is not None:

@@ -32,7 +32,7 @@ from imagegen_cli.errors import (
 )
 from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.limits import Gate
-from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches, precheck
+from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
@@ -306,11 +306,6 @@ class Scheduler:
         inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue(
             maxsize=max(2, self.concurrency))
         todo: queue.Queue[Call] = queue.Queue()
-        # A worker verifies its image (a full decode, most of an image's CPU, run outside
-        # the GIL) while the writer writes the one before: two stages side by side. One
-        # decode at a time: more would hold more decoded pixels, and the writer sets the
-        # pace anyway.
-        decoding = threading.Lock()
         for c in calls:
             todo.put(c)
 
@@ -337,10 +332,7 @@ class Scheduler:
                     try:
                         sub = call.request()
                         for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
-                            img = self._fetch(img, tr, rep)
-                            with decoding:
-                                precheck(img, job.fmt)
-                            inbox.put(("image", call, img, info))
+                            inbox.put(("image", call, self._fetch(img, tr, rep), info))
                     except ImagegenError as exc:
                         self._failed_early(job, exc)
                         inbox.put(("error", call, exc, None))
