@@ -1,0 +1,50 @@
+"""Rough edges a new user hit following README top to bottom (review pass)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def cfgfile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    path = tmp_path / "cfg" / "config.toml"
+    monkeypatch.setenv("IMAGEGEN_CONFIG", str(path))
+    return path
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("default_provider", "nope", "nope"),
+    ("providers.openai.concurrency", "0", "more than 0"),
+    ("providers.openai.rpm", "0", "more than 0"),
+])
+def test_config_set_refuses_a_bad_value_as_usage_not_a_bad_file(
+        cfgfile: Path, key: str, value: str, why: str) -> None:
+    """README: `config set` checks values, exit 2 and nothing written. A value only the
+    whole-file check catches is still the value's fault (exit 2), not a 'bad config file'
+    (exit 3): the file on disk is fine and stays as it was."""
+    cfgfile.parent.mkdir()
+    cfgfile.write_text('[defaults]\nsize = "1024x1024"\n')
+    before = cfgfile.read_bytes()
+    r = run_cli(["config", "set", key, value])
+    assert r.code == 2, r.err
+    assert f"{key} = " in r.err and "not stored" in r.err and why in r.err
+    assert "Bad config file" not in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    assert cfgfile.read_bytes() == before
+
+
+def test_unknown_default_provider_names_the_known_ones(cfgfile: Path) -> None:
+    r = run_cli(["config", "set", "default_provider", "nope"])
+    assert r.code == 2
+    assert "openai" in r.err and "nebula" in r.err
+
+
+def test_config_set_on_a_file_already_bad_is_still_a_config_error(cfgfile: Path) -> None:
+    cfgfile.parent.mkdir()
+    cfgfile.write_text("[providers.openai]\nconcurrency = 0\n")
+    r = run_cli(["config", "set", "providers.openai.model", "gpt-image-2"])
+    assert r.code == 3 and "Bad config file" in r.err and "concurrency" in r.err
