@@ -48,3 +48,13 @@ def test_config_set_on_a_file_already_bad_is_still_a_config_error(cfgfile: Path)
     cfgfile.write_text("[providers.openai]\nconcurrency = 0\n")
     r = run_cli(["config", "set", "providers.openai.model", "gpt-image-2"])
     assert r.code == 3 and "Bad config file" in r.err and "concurrency" in r.err
+
+
+def test_an_option_the_provider_cannot_honour_says_how_to_fix_it(fake: object) -> None:
+    """The bar: one line naming the problem AND the fix."""
+    r = run_cli(["generate", "a cat", "--seed", "3"])
+    assert r.code == 2
+    (line,) = r.err.strip().splitlines()
+    assert "--seed is not supported by provider openai" in line
+    assert "drop --seed" in line and "imagegen providers show openai" in line
+    assert not fake.server.requests  # type: ignore[attr-defined]

@@ -188,7 +188,9 @@ class Provider:
             raise UsageError(f"Inpainting is not supported by {where}")
         for flag, value in req.options_set().items():
             if flag not in caps.options:
-                raise UsageError(f"{req.named(flag)} is not supported by {where}")
+                raise UsageError(f"{req.named(flag)} is not supported by {where}: drop "
+                                 f"{flag} (`imagegen providers show {self.name}` lists "
+                                 "what each model takes)")
             allowed = caps.values.get(flag)
             if allowed and str(value) not in allowed:
                 raise UsageError(
