@@ -58,3 +58,18 @@ def test_an_option_the_provider_cannot_honour_says_how_to_fix_it(fake: object) -
     assert "--seed is not supported by provider openai" in line
     assert "drop --seed" in line and "imagegen providers show openai" in line
     assert not fake.server.requests  # type: ignore[attr-defined]
+
+
+def test_no_provider_at_all_gives_an_install_command_that_works(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """imagegen-cli is not on PyPI: the hint must be the same command `-p local` gives
+    (install_local), never `pip install 'imagegen-cli[local]'`."""
+    import imagegen_cli.config as config
+
+    monkeypatch.setattr(config, "_local_available", lambda: False)
+    r = run_cli(["generate", "a cat", "--dry-run"])
+    assert r.code == 3
+    (line,) = r.err.strip().splitlines()
+    assert "OPENAI_API_KEY" in line
+    assert "pip install 'imagegen-cli[local]'" not in line
+    assert config.install_local() in line
