@@ -73,3 +73,13 @@ def test_no_provider_at_all_gives_an_install_command_that_works(
     assert "OPENAI_API_KEY" in line
     assert "pip install 'imagegen-cli[local]'" not in line
     assert config.install_local() in line
+
+
+def test_a_shut_down_model_names_the_real_config_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On OpenAI itself dall-e-3 is gone: exit 2 before sending, and the fix names
+    `providers.openai.model`, not a `providers.<name>.model` placeholder."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    r = run_cli(["generate", "a cat", "-m", "dall-e-3", "--dry-run"])
+    assert r.code == 2
+    (line,) = r.err.strip().splitlines()
+    assert "providers.openai.model" in line and "<name>" not in line
