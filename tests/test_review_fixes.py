@@ -83,3 +83,13 @@ def test_a_shut_down_model_names_the_real_config_key(monkeypatch: pytest.MonkeyP
     assert r.code == 2
     (line,) = r.err.strip().splitlines()
     assert "providers.openai.model" in line and "<name>" not in line
+
+
+@pytest.mark.parametrize("args", [["generate", "@."], ["batch", "--merge", "missing.ndjson"],
+                                  ["batch", "--merge", "."]])
+def test_unreadable_files_are_named_once_without_errno_noise(args: list[str]) -> None:
+    r = run_cli(args)
+    assert r.code == 2
+    (line,) = r.err.strip().splitlines()
+    assert "[Errno" not in line
+    assert ("Is a directory" in line) or ("No such file or directory" in line)
