@@ -59,7 +59,12 @@ def test_kill_9_mid_batch_then_resume(slow: OpenAIFake) -> None:
     proc.wait()
     made = len(images("o"))
     assert 0 < made < n, "the kill must land mid-batch"
-    sent = len(slow.server.requests)
+    # Requests the killed process had on the wire may reach the fake's log a moment
+    # later: count once the log has stopped growing.
+    sent = -1
+    while sent != len(slow.server.requests):
+        sent = len(slow.server.requests)
+        time.sleep(0.3)
     proc = spawn("batch", "p.txt", "-o", "o/", "-j", "4", "--json")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

@@ -331,3 +331,46 @@ def test_batch_budget_refuses_jobs_that_would_cross_the_cap() -> None:
     budget(JobFinished(a, Outcome(saved=[img])))  # type: ignore[arg-type]
     assert budget.committed == pytest.approx(0.09)
     assert budget.admit(d) is None
+
+
+# ------------------------------------------------- the default model (gpt-image-2.6-flare)
+
+def test_default_model_has_an_estimate(fake: OpenAIFake) -> None:
+    """No -m, no --size, no --quality: the default model's estimate is the range of its
+    1024x1024 figures, low to max, read from the data file."""
+    data = tomllib.loads(TABLE.read_text())
+    flare = data["providers"]["openai"]["models"]["gpt-image-2.6-flare"]
+    figures = flare["per_image"]["1024x1024"].values()
+    est = dry([])
+    assert est["model"] == "gpt-image-2.6-flare"
+    assert est["known"] is True
+    assert est["total_usd"] == {"min": min(figures), "max": max(figures)}
+    assert "output tokens" in est["how"]
+    est = dry(["-n", "3", "--quality", "high", "-s", "1024x1024"])
+    assert est["total_usd"]["max"] == pytest.approx(3 * flare["per_image"]["1024x1024"]["high"])
+    assert not fake.server.requests
+
+
+def test_max_cost_works_with_the_default_model(fake: OpenAIFake) -> None:
+    r = run_cli(["generate", "a lighthouse", "--max-cost", "1", "-q", "-o", "a.png"])
+    assert r.code == 0, r.err
+    assert Path("a.png").exists()
+    sent = fake.server.requests
+    assert len(sent) == 1 and sent[0].json()["model"] == "gpt-image-2.6-flare"
+    # Below the top of the range (max quality, $0.21072 an image): nothing is sent.
+    r = run_cli(["generate", "a lighthouse", "--max-cost", "0.10", "-o", "b.png"])
+    assert r.code == 2
+    assert len(fake.server.requests) == 1 and not Path("b.png").exists()
+    assert "Estimated cost $0.0235-$0.2107 is over --max-cost $0.10" in r.err
+    # An explicit quality that fits runs.
+    r = run_cli(["generate", "x", "--quality", "low", "-s", "1024x1024", "--max-cost", "0.03",
+                 "-q", "-o", "c.png"])
+    assert r.code == 0, r.err
+
+
+def test_default_model_at_an_unquoted_size_says_how_to_set_a_price(fake: OpenAIFake) -> None:
+    r = run_cli(["generate", "x", "-s", "2048x1152", "--max-cost", "1", "-o", "d.png"])
+    assert r.code == 2 and fake.server.requests == []
+    assert "gpt-image-2.6-flare is unknown" in r.err and "2048x1152" in r.err
+    assert '[providers.openai.prices."gpt-image-2.6-flare"] (e.g. per_image = 0.04)' in r.err
+    assert "Traceback" not in r.err
