@@ -93,3 +93,14 @@ def test_unreadable_files_are_named_once_without_errno_noise(args: list[str]) ->
     (line,) = r.err.strip().splitlines()
     assert "[Errno" not in line
     assert ("Is a directory" in line) or ("No such file or directory" in line)
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
+def test_an_output_folder_that_cannot_be_created_is_exit_7_before_sending(
+        fake: object) -> None:
+    """README: the folder is checked before anything is sent. os.access() says yes to
+    root almost everywhere (/proc included), so the check must really try."""
+    r = run_cli(["generate", "a cat", "-o", "/proc/imagegen-no-such/"])
+    assert r.code == 7, r.err
+    assert "/proc" in r.err
+    assert not fake.server.requests  # type: ignore[attr-defined]
