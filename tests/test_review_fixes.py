@@ -104,3 +104,10 @@ def test_an_output_folder_that_cannot_be_created_is_exit_7_before_sending(
     assert r.code == 7, r.err
     assert "/proc" in r.err
     assert not fake.server.requests  # type: ignore[attr-defined]
+
+
+def test_stream_on_a_provider_without_it_says_drop_it(nebula: object) -> None:
+    r = run_cli(["generate", "a cat", "-p", "nebula", "--stream"])
+    assert r.code == 2
+    (line,) = r.err.strip().splitlines()
+    assert "--stream is not supported by provider nebula" in line and "drop --stream" in line

@@ -204,7 +204,8 @@ class Provider:
                     f"{bounds[0]:g}..{bounds[1]:g}"
                 )
         if req.stream and not caps.stream:
-            raise UsageError(f"--stream is not supported by {where}")
+            raise UsageError(f"--stream is not supported by {where}: drop --stream "
+                             "(and --partial-images)")
         if req.n < 1:
             raise UsageError(f"{req.named('-n', req.n)} is out of range: 1 or more")
         if req.stream and req.n > caps.max_n:
