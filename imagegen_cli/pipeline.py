@@ -150,6 +150,8 @@ class Saver:
         meta = self.meta(img, width, height, info)
         cost, cost_source = (self.cost_of(info, width, height) if self.cost_of
                              else (None, None))
+        if cost is not None:
+            cost = round(cost, 6)  # token arithmetic leaves float noise (0.00275000...03)
         who = {"provider": meta["provider"], "model": meta["model"], "cost_usd": cost,
                "cost_source": cost_source, "fallback_from": meta.get("fallback_from"),
                "request_id": info.request_id if info else None}
