@@ -560,8 +560,7 @@ def resolve_provider(
     )
     raise ConfigError(
         "No provider configured: set one of " + lines + ", or pass -p NAME, or set "
-        f"default_provider in {cfg.path}, or install the local model: "
-        "pip install 'imagegen-cli[local]'"
+        f"default_provider in {cfg.path}, or install the local model: {install_local()}"
     )
 
 

@@ -3,6 +3,7 @@ user's comments and layout kept (tomlkit), written atomically with mode 0600."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -196,15 +197,25 @@ def validate_text(text: str, path: Path, env: Mapping[str, str]) -> config.Confi
                               f"is not one of {', '.join(dialect_names())}")
     if cfg.default_provider and cfg.default_provider not in cfg.providers:
         raise ConfigError(f"Bad config file {path}: default_provider '{cfg.default_provider}'"
-                          " is not a known provider")
+                          " is not a known provider: use one of "
+                          + ", ".join(sorted(cfg.providers)))
     return cfg
 
 
-def save(doc: Any, path: Path, env: Mapping[str, str]) -> None:
+def save(doc: Any, path: Path, env: Mapping[str, str], changed: str | None = None) -> None:
+    """Check the whole new text, then write it. CHANGED ("KEY = VALUE", from `config
+    set`): the file read was fine, so a problem is that value's, exit 2 (not stored)."""
     import tomlkit
 
     text = tomlkit.dumps(doc)
-    validate_text(text, path, env)
+    try:
+        validate_text(text, path, env)
+    except ConfigError as exc:
+        if changed is None:
+            raise
+        why = re.sub(rf"^Bad config file {re.escape(str(path))}(, line \d+)?: ", "",
+                     exc.message)
+        raise UsageError(f"{changed} not stored: {why}") from None
     write_private(path, text)
 
 

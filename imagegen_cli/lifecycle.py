@@ -99,7 +99,8 @@ def is_openai(base_url: str | None) -> bool:
     return host == OPENAI_HOST
 
 
-def check(model: str | None, base_url: str | None, today: date | None = None) -> str | None:
+def check(model: str | None, base_url: str | None, today: date | None = None,
+          provider: str = "openai") -> str | None:
     """A warning to print, or None; UsageError (exit 2) for a shut-down model on OpenAI
     itself. Gateways keep old models alive under their own terms, so there a shut-down
     model only warns. The caller prints each warning once (a batch says it once)."""
@@ -112,7 +113,7 @@ def check(model: str | None, base_url: str | None, today: date | None = None) ->
     when = entry.shutdown.isoformat() if entry.shutdown else "an unknown date"
     if status == SHUTDOWN and is_openai(base_url):
         raise UsageError(f"Model {model} was shut down by OpenAI on {when}: pass -m "
-                         f"{entry.replacement or 'a current model'} (or set providers.<name>."
+                         f"{entry.replacement or 'a current model'} (or set providers.{provider}."
                          "model), see `imagegen providers models openai`")
     if status == SHUTDOWN:
         return (f"model {model} was shut down by OpenAI on {when}; this gateway may still "

@@ -157,10 +157,19 @@ class OutputPlan:
             probe = probe.parent
         if probe.exists() and not probe.is_dir():
             raise OutputError(f"Cannot create folder {folder}: {probe} is a file")
+        what = "write in" if probe == folder else f"create {folder} in"
         if not os.access(probe, os.W_OK | os.X_OK):
-            what = "write in" if probe == folder else f"create {folder} in"
             raise OutputError(f"Cannot {what} {probe}: permission denied "
                               "(choose another -o, or fix the folder's permissions)")
+        # os.access says yes to root almost everywhere (/proc, some mounts): really try.
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".imagegen-probe.{os.getpid()}.", dir=probe)
+        except OSError as exc:
+            raise OutputError(f"Cannot {what} {probe}: {exc.strerror or exc} "
+                              "(choose another -o)") from None
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
     def wanted_format(self) -> str | None:
         """A format implied by the file extension of an exact path or template."""

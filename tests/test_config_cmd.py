@@ -74,7 +74,7 @@ def test_set_validates(cfg: Path, argv: list[str], needle: str) -> None:
 
 def test_set_unknown_default_provider_refused(cfg: Path) -> None:
     r = run_cli(["config", "set", "default_provider", "nope"])
-    assert r.code == 3 and "not a known provider" in r.err
+    assert r.code == 2 and "not a known provider" in r.err and "not stored" in r.err
     assert run_cli(["config", "set", "default_provider", "nebula"]).code == 0
 
 

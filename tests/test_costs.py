@@ -226,6 +226,8 @@ def test_cost_from_usage(fake: OpenAIFake) -> None:
     assert report["cost_source"] == "usage"
     assert report["cost_usd"] == pytest.approx(exact)
     assert [i["cost_usd"] for i in report["images"]] == [pytest.approx(exact / 2)] * 2
+    # dollars to the millionth, never float noise such as 0.0027500000000000003
+    assert all(i["cost_usd"] == round(i["cost_usd"], 6) for i in report["images"])
     side = json.loads(Path("u/1.json").read_text())
     assert side["cost_usd"] == pytest.approx(exact / 2) and side["cost_source"] == "usage"
     assert side["provider"] == "openai"

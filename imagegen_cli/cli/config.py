@@ -133,8 +133,12 @@ def set_cmd(
     doc = configfile.read_document(path)
     if parts[0] == "providers" and parts[2] != "type":
         _require_known_provider(doc, parts[1])
+    if path.exists():  # a file already bad stays a config error (exit 3), named as such
+        import tomlkit
+
+        configfile.validate_text(tomlkit.dumps(doc), path, os.environ)
     configfile.set_value(doc, parts, parsed)
-    configfile.save(doc, path, os.environ)
+    configfile.save(doc, path, os.environ, changed=f"{key} = {parsed!r}")
     note(f"{key} set in {path}" if parts[-1] not in configfile.SECRET_KEYS
          else f"{key} stored in {path} (mode 600)")
 

@@ -45,7 +45,8 @@ def read_prompt(value: str) -> str:
             raise UsageError(f"Prompt file {path} does not exist (a prompt starting with @ "
                              "names a file)") from None
         except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the name
-            raise UsageError(f"Cannot read prompt file {str(path)!r}: {exc}") from None
+            why = (exc.strerror if isinstance(exc, OSError) else None) or exc
+            raise UsageError(f"Cannot read prompt file {str(path)!r}: {why}") from None
     else:
         text = value
     text = text.strip()

@@ -24,7 +24,9 @@ def merge(files: list[str]) -> None:
     for name in files:
         try:
             text = Path(name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            raise UsageError(f"Cannot read {name}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
             raise UsageError(f"Cannot read {name}: {exc}") from None
         for i, line in enumerate(text.splitlines(), 1):
             if not line.strip():

@@ -173,8 +173,10 @@ def summary_line(tally: Any, shard: str | None = None) -> str:
 
     cost, _ = tally.cost()
     spent = "cost unknown" if cost is None else money(cost)
-    return (f"batch{where}: {tally.jobs} jobs: " + ", ".join(parts)
-            + f"; {tally.images} images in {tally.elapsed:.1f} s, {spent}")
+    jobs = f"{tally.jobs} job{'' if tally.jobs == 1 else 's'}"
+    images = f"{tally.images} image{'' if tally.images == 1 else 's'}"
+    return (f"batch{where}: {jobs}: " + ", ".join(parts)
+            + f"; {images} in {tally.elapsed:.1f} s, {spent}")
 
 
 def write_summary(path: str, tally: Any, shard: str | None) -> None:

@@ -189,7 +189,9 @@ class Provider:
             raise UsageError(f"Inpainting is not supported by {where}")
         for flag, value in req.options_set().items():
             if flag not in caps.options:
-                raise UsageError(f"{req.named(flag)} is not supported by {where}")
+                raise UsageError(f"{req.named(flag)} is not supported by {where}: drop "
+                                 f"{flag} (`imagegen providers show {self.name}` lists "
+                                 "what each model takes)")
             allowed = caps.values.get(flag)
             if allowed and str(value) not in allowed:
                 raise UsageError(
@@ -203,7 +205,8 @@ class Provider:
                     f"{bounds[0]:g}..{bounds[1]:g}"
                 )
         if req.stream and not caps.stream:
-            raise UsageError(f"--stream is not supported by {where}")
+            raise UsageError(f"--stream is not supported by {where}: drop --stream "
+                             "(and --partial-images)")
         if req.n < 1:
             raise UsageError(f"{req.named('-n', req.n)} is out of range: 1 or more")
         if req.stream and req.n > caps.max_n:

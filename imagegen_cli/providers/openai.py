@@ -230,7 +230,8 @@ class OpenAIProvider(Provider):
             # The answer would be events parsed as JSON: --stream reads them.
             raise UsageError("--param stream=... is not allowed: pass --stream instead")
         req = self.resolve_model(req, inpaint=inpaint)
-        warning = lifecycle.check(req.model, self.base())  # exit 2 if shut down on OpenAI
+        # exit 2 if shut down on OpenAI
+        warning = lifecycle.check(req.model, self.base(), provider=self.name)
         if warning and warning not in req.warnings:
             req = req.with_(warnings=[*req.warnings, warning])
         fam = family(req.model)
