@@ -428,7 +428,8 @@ def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Est
     source = "your config" if pricing.origin == "config" else "the price table"
     how = (f"{sum(batches)} image(s) x {money_range(lo, hi)} per image "
            f"({pricing.model}, size {req.size or f.default_size or 'auto'}, quality "
-           f"{req.quality or f.default_quality or 'auto'}) from {source}: {src}")
+           f"{req.quality or f.default_quality or 'auto'}) from {source}: "
+           f"{_short_source(src)}")
     if notes:
         why = "the output tokens" if f.tokens else "the size and quality the provider picks"
         how += "; a range because the " + "; ".join(notes) + f" (the cost depends on {why})"
@@ -553,3 +554,10 @@ class BatchBudget:
             actual, _ = total_cost([(s.cost_usd, s.cost_source) for s in ev.outcome.saved])
             if actual is not None:
                 self.committed += actual - est
+
+
+def _short_source(src: str) -> str:
+    """A source's name for one-line messages; `providers show` prints it whole."""
+    import re
+
+    return re.split(r" \(|: |; ", src, maxsplit=1)[0]
