@@ -130,13 +130,15 @@ def run(cmd: list[str] | str, env: dict[str, str], cwd: Path,
     fd, rss_file = tempfile.mkstemp()
     os.close(fd)
     t0 = time.perf_counter()
-    proc = subprocess.run([TIME, "-q", "-o", rss_file, "-f", "%M", *cmd], env=env, cwd=cwd,
+    proc = subprocess.run([TIME, "-q", "-o", rss_file, "-f", "%U %S %M", *cmd], env=env, cwd=cwd,
                           input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - t0
     err = proc.stderr.decode()
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {cmd}\n{err}")
-    rss = int((Path(rss_file).read_text().split() or ["0"])[-1])
+    fields = Path(rss_file).read_text().split() or ["0", "0", "0"]
+    rss = int(fields[-1])
+    CPU[:] = [float(fields[-3]), float(fields[-2])]
     os.unlink(rss_file)
     return wall, rss, err
 
@@ -151,6 +153,7 @@ def env_for(fake: Fake, work: Path) -> dict[str, str]:
 
 
 fakes: list[Fake] = []
+CPU: list[float] = [0.0, 0.0]  # user, system seconds of the last run()
 
 
 def main() -> None:
@@ -171,6 +174,10 @@ def _main() -> None:
     ap.add_argument("--no-local", action="store_true")
     args = ap.parse_args()
     imagegen = str(BIN / "imagegen")
+    # Byte-compiled as `pip install` leaves a wheel: with PYTHONDONTWRITEBYTECODE set (as
+    # on this machine) an editable checkout would compile every module on every start.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "imagegen_cli")],
+                   check=True)
     work = Path(tempfile.mkdtemp(prefix="imagegen-bench-batch-"))
     image = image_png()
     n, j = args.prompts, args.jobs
@@ -187,10 +194,11 @@ def _main() -> None:
     before = fake.stats()["requests"]
     wall, rss, err = run([imagegen, "batch", str(prompts), "-j", str(j),
                           "-o", str(work / "b") + "/"], env, work)
+    cpu = sum(CPU)
     sent = fake.stats()["requests"] - before
     ideal = n / j * DELAY
     lines.append(f"1. batch {n} prompts -j {j}: {wall:.2f} s, ideal {ideal:.2f} s -> "
-                 f"{wall / ideal:.2f}x (target <= 1.15x); {sent} requests; "
+                 f"{wall / ideal:.2f}x (target <= 1.15x); {sent} requests; CPU {cpu:.1f} s; "
                  f"{err.strip().splitlines()[-1]}")
     if not args.no_xargs:
         xwall, _, _ = run(f"xargs -P {j} -I{{}} {imagegen} generate {{}} -q -o "

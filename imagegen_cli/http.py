@@ -9,6 +9,7 @@ import contextlib
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -228,24 +229,33 @@ class Transport:
         self._sleep_fn = sleep
         self.timeout = timeout
         self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
 
     @property
     def client(self) -> httpx.Client:
-        """Built on first use: a run that makes no request never imports httpx."""
-        if self._client is None:
-            import httpx
+        """Built on first use: a run that makes no request never imports httpx. One
+        client for every worker thread (its pool is shared; building it loads the CA
+        bundle, tens of milliseconds)."""
+        if self._client is not None:
+            return self._client
+        with self._client_lock:
+            return self._client or self._build_client()
 
-            from imagegen_cli import deadline
+    def _build_client(self) -> httpx.Client:
+        import httpx
 
-            self._client = httpx.Client(
-                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-                follow_redirects=False,
-                headers={"user-agent": _user_agent()},
-                trust_env=True,
-            )
-            # --timeout bounds each call as a whole, not each socket read.
-            deadline.install(self._client)
-        return self._client
+        from imagegen_cli import deadline
+
+        client = httpx.Client(
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+            follow_redirects=False,
+            headers={"user-agent": _user_agent()},
+            trust_env=True,
+        )
+        # --timeout bounds each call as a whole, not each socket read.
+        deadline.install(client)
+        self._client = client
+        return client
 
     def _pause(self, seconds: float) -> None:
         (self._sleep_fn or _sleep)(seconds)

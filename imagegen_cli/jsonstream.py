@@ -8,12 +8,13 @@ an answer with ten 4 MB images costs one image's memory, not eighty megabytes.
 
 from __future__ import annotations
 
-import binascii
 import json
 import re
 import tempfile
 from collections.abc import Iterable
 from typing import IO, Any
+
+from imagegen_cli import b64
 
 KEY = b'"b64_json"'
 _PLACEHOLDER = "\x00imagegen-spool-%d\x00"
@@ -116,8 +117,8 @@ class _Extractor:
         self.carry = text[cut:]
         if cut:
             try:
-                raw = binascii.a2b_base64(text[:cut], strict_mode=True)
-            except binascii.Error as exc:
+                raw = b64.decode(text[:cut])
+            except b64.Error as exc:
                 raise BadBase64(str(exc)) from None
             spool = self.spools[-1]
             spool.file.write(raw)

@@ -300,11 +300,12 @@ class Scheduler:
         self._handle("done", call, None, None)
 
     def _pooled(self, calls: list[Call]) -> None:
-        # Bounded by -j: a worker hands its image (spooled on disk, mostly) to the writer
-        # and starts its next call at once, instead of waiting in line while the writer
-        # saves the others of its round; memory stays flat as the batch grows.
-        inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue(
-            maxsize=max(2, self.concurrency))
+        # A worker hands its image (spooled on disk, mostly) to the writer and starts its
+        # next call at once, instead of waiting in line while the writer saves the others
+        # of its round. Only images count against the bound (2 x -j: a whole round can
+        # wait there); start/done notes never block a worker. Memory stays flat.
+        inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue()
+        room = threading.BoundedSemaphore(max(2, 2 * self.concurrency))
         todo: queue.Queue[Call] = queue.Queue()
         for c in calls:
             todo.put(c)
@@ -332,6 +333,7 @@ class Scheduler:
                     try:
                         sub = call.request()
                         for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
+                            room.acquire()
                             inbox.put(("image", call, self._fetch(img, tr, rep), info))
                     except ImagegenError as exc:
                         self._failed_early(job, exc)
@@ -355,7 +357,11 @@ class Scheduler:
                 raise payload
             if kind in ("done", "cancel"):
                 pending -= 1
-            self._handle(kind, call, payload, info)
+            try:
+                self._handle(kind, call, payload, info)
+            finally:
+                if kind == "image":
+                    room.release()
 
     def _failed_early(self, job: Job, exc: ImagegenError) -> None:
         """Stop starting calls at once when this failure reaches the limit (the writer

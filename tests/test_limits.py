@@ -83,3 +83,25 @@ def test_slots_bound_calls_in_flight() -> None:
     for t in threads:
         t.join()
     assert peak[0] == 3
+
+
+def test_workers_share_one_http_client() -> None:
+    # Sixteen workers asking at once used to build sixteen clients (a CA bundle load
+    # each, and their pools' memory), fifteen of them then leaked.
+    from imagegen_cli.http import Transport
+
+    tr = Transport(timeout=5, retries=0)
+    start = threading.Barrier(16)
+    got: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        got.append(tr.client)
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tr.close()
+    assert len(got) == 16 and len({id(c) for c in got}) == 1

@@ -7,10 +7,10 @@ FLUX.1-Fill-dev with base64 `image` and `mask` (white = repaint).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from imagegen_cli import b64
 from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.http import HttpCall, check_base_url, request_id_of
 from imagegen_cli.images import resize
@@ -117,8 +117,8 @@ class NebulaProvider(Provider):
         from imagegen_cli.masks import white_mask
 
         image = req.images[0]
-        return {"image": base64.b64encode(resize(image.data, (w, h))).decode(),
-                "mask": base64.b64encode(white_mask(req.mask, (w, h))).decode()}  # type: ignore[arg-type]
+        return {"image": b64.encode(resize(image.data, (w, h))),
+                "mask": b64.encode(white_mask(req.mask, (w, h)))}  # type: ignore[arg-type]
 
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
         return [HttpCall("POST", f"{self.base()}/images/generation", self.headers(key),

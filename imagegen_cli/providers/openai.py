@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from imagegen_cli import b64
 from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.http import HttpCall, body_errors, check_base_url, iter_sse, request_id_of
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
@@ -428,7 +427,7 @@ class OpenAIProvider(Provider):
 def _data_url(data: bytes) -> str:
     from imagegen_cli.images import sniff
 
-    return f"data:image/{sniff(data) or 'png'};base64," + base64.b64encode(data).decode()
+    return f"data:image/{sniff(data) or 'png'};base64," + b64.encode(data)
 
 
 def _form_value(value: Any) -> str:
@@ -488,8 +487,8 @@ def _b64(value: Any, who: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise UnavailableError(f"{who} sent an image frame without data")
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
+        return b64.decode(value)
+    except (b64.Error, ValueError):
         raise UnavailableError(f"{who} sent image data that is not valid base64") from None
 
 

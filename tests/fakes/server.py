@@ -43,6 +43,12 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a client opening 16 connections at
+    # once would see some of them wait for an accept, as no real API makes it wait.
+    request_queue_size = 128
+
+
 class FakeServer:
     def __init__(self, app: Handler) -> None:
         self.app = app
@@ -99,7 +105,7 @@ class FakeServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd = _Server(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
