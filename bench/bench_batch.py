@@ -2,8 +2,9 @@
 """`imagegen batch` against the loopback fake answering each request after 0.5 s
 with a 1024x1024 PNG, measured in one run:
 
-    .venv/bin/python bench/bench_batch.py [--prompts 200] [--jobs 16] [--rpm-jobs 60]
-                                          [--no-xargs] [--no-local]
+    .venv/bin/python bench/bench_batch.py [--prompts 200] [--jobs 16] [--rpm-jobs 120]
+                                          [--no-xargs] [--no-local] [--only rpm]
+                                          [--limit 120] [--no-rpm-flag]
 
 1. N prompts at -j J: wall time vs the latency-bound ideal (N/J x 0.5 s), and vs
    `xargs -P J -n 1 imagegen generate` on the same prompts.
@@ -11,7 +12,9 @@ with a 1024x1024 PNG, measured in one run:
 3. Re-running the finished batch: requests sent (the fake's log) and wall time.
 4. The fake limiting to 120 requests a minute (a token bucket refilling 2 a second,
    holding 2; 429 + Retry-After in whole seconds beyond it): failed jobs, and
-   throughput as a share of the limit.
+   throughput as a share of the limit. `--only rpm` runs this phase alone; `--limit`
+   sets the fake's requests a minute (and the bucket to one second of them, at least 2),
+   `--no-rpm-flag` leaves out the `--rpm` run.
 5. Local provider, tiny pipeline, 20 prompts: model loads, and the batch's time vs
    20 x one image's generation time + one load (from `generate --json` timings).
 
@@ -54,7 +57,7 @@ fake.fixed_image = png(8, 8)
 small = base64.b64encode(fake.fixed_image)
 real = fake.server.app
 lock = threading.Lock()
-burst = 2.0  # a token bucket holding one second of requests
+burst = max(2.0, rpm / 60)  # a token bucket holding one second of requests (at least 2)
 bucket = {"tokens": burst, "at": time.monotonic()}
 stats = {"images": 0, "limited": 0}
 
@@ -172,6 +175,9 @@ def _main() -> None:
     ap.add_argument("--rpm-jobs", type=int, default=120)
     ap.add_argument("--no-xargs", action="store_true")
     ap.add_argument("--no-local", action="store_true")
+    ap.add_argument("--only", choices=["rpm"], help="run only phase 4")
+    ap.add_argument("--limit", type=float, default=120, help="the fake's requests a minute")
+    ap.add_argument("--no-rpm-flag", action="store_true", help="phase 4 without --rpm")
     args = ap.parse_args()
     imagegen = str(BIN / "imagegen")
     # Byte-compiled as `pip install` leaves a wheel: with PYTHONDONTWRITEBYTECODE set (as
@@ -180,12 +186,25 @@ def _main() -> None:
                    check=True)
     work = Path(tempfile.mkdtemp(prefix="imagegen-bench-batch-"))
     image = image_png()
-    n, j = args.prompts, args.jobs
+    n = args.prompts
     prompts = work / "prompts.txt"
     prompts.write_text("".join(f"a lighthouse at dawn, study {i}\n" for i in range(n)))
     lines: list[str] = [f"fake: {DELAY} s per request, 1024x1024 PNG of "
                         f"{len(image) / 2**20:.2f} MiB; {os.cpu_count()} CPUs\n"]
 
+    if args.only != "rpm":
+        lines.extend(batch_phases(args, imagegen, work, image, prompts))
+    lines.extend(rpm_phase(args, imagegen, work, image))
+    if not args.no_local and args.only is None:
+        lines.extend(local_bench(work))
+    shutil.rmtree(work, ignore_errors=True)
+    print("\n".join(lines))
+
+
+def batch_phases(args: argparse.Namespace, imagegen: str, work: Path, image: bytes,
+                 prompts: Path) -> list[str]:
+    n, j = args.prompts, args.jobs
+    lines: list[str] = []
     fake = Fake(image)
     fakes.append(fake)
     env = env_for(fake, work)
@@ -213,13 +232,21 @@ def _main() -> None:
     lines.append(f"3. re-run: {fake.stats()['requests'] - before} requests, {rwall:.2f} s "
                  "(target: 0 requests, < 1 s)")
     fake.stop()
+    return lines
 
-    limited = Fake(image, rpm=120)
+
+def rpm_phase(args: argparse.Namespace, imagegen: str, work: Path, image: bytes) -> list[str]:
+    j, limit = args.jobs, args.limit
+    lines: list[str] = []
+    limited = Fake(image, rpm=limit)
     fakes.append(limited)
     env = env_for(limited, work)
     rp = work / "rpm.txt"
     rp.write_text("".join(f"rate limited {i}\n" for i in range(args.rpm_jobs)))
-    for label, extra in (("no --rpm (429s only)", []), ("--rpm 120", ["--rpm", "120"])):
+    runs: list[tuple[str, list[str]]] = [("no --rpm (429s only)", [])]
+    if not args.no_rpm_flag:
+        runs.append((f"--rpm {limit:g}", ["--rpm", f"{limit:g}"]))
+    for label, extra in runs:
         time.sleep(1.0)  # a fresh bucket for each run
         s0 = limited.stats()
         wall, _, err = run([imagegen, "batch", str(rp), "-j", str(j),
@@ -228,16 +255,12 @@ def _main() -> None:
         s1 = limited.stats()
         summary = json.loads((work / "s.json").read_text())
         rate = summary["done"] / wall * 60
-        lines.append(f"4. 120 rpm limit, {args.rpm_jobs} jobs -j {j}, {label}: "
+        lines.append(f"4. {limit:g} rpm limit, {args.rpm_jobs} jobs -j {j}, {label}: "
                      f"{summary['failed']} failed, {wall:.1f} s, {rate:.0f} images/min = "
-                     f"{rate / 120 * 100:.0f}% of the limit (target >= 85%); "
+                     f"{rate / limit * 100:.0f}% of the limit (target >= 85%); "
                      f"{s1['limited'] - s0['limited']} 429s")
     limited.stop()
-
-    if not args.no_local:
-        lines.extend(local_bench(work))
-    shutil.rmtree(work, ignore_errors=True)
-    print("\n".join(lines))
+    return lines
 
 
 def local_bench(work: Path) -> list[str]:

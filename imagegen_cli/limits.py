@@ -3,13 +3,18 @@ and the rate-limit pause.
 
 One `Gate` per provider. A worker holds a slot while a call runs (at most
 `limit` at once); the transport asks `before_send` before each HTTP request
-(waiting out a shared pause and spacing requests for --rpm) and reports
-successes and 429s. Concurrency follows AIMD: a 429 halves it (once per
-pause), each success adds 1/limit, up to the cap. The request rate is learned
-the same way: the first 429 after some successes sets it to the rate of
-successes seen, each later one takes 10 to 25% off, and each success adds a
-little back (5% until the first cut, 0.3% after), so a batch settles just under
-the provider's limit instead of hitting it (and pausing everyone) over and over.
+(waiting out a shared pause and spacing requests for --rpm or the learned rate)
+and reports successes and 429s.
+
+The request rate is learned from the 429s. Each fresh 429 (for a request sent
+after the last one) marks a moment the provider's allowance ran out; the requests
+it accepted between two such moments, over the time between them, are its rate,
+whatever its burst (the shared pause included: its allowance refills meanwhile).
+Until a rate is known each fresh 429 halves concurrency; after, requests are
+paced at it, a fresh 429 cuts it down to the rate measured (3% to 20% off), and
+restarts the schedule after its pause. Each success adds a little back: 2% until a
+stretch of MEASURED seconds measured it, 0.3% after, so a batch runs just under
+the provider's limit instead of hitting it over and over.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 WINDOW = 10.0  # seconds of successes that estimate the rate at the first 429
+HORIZON = 30.0  # the longest stretch between two 429s that measures the rate
+MEASURED = 5.0  # a stretch this long measures the rate well: probe upward slowly
+FAST, SLOW = 0.02, 0.003  # each success adds this share of the rate back
 
 
 class Gate:
@@ -37,6 +45,10 @@ class Gate:
         self.clock = clock
         self.created: float = clock()
         self.successes: deque[float] = deque()
+        self.sends: deque[float] = deque()  # when each request went out (rate learning)
+        self.refused: deque[float] = deque()  # ... and those answered 429
+        self.marks: deque[float] = deque()  # sent times of the fresh 429s
+        self.growth = FAST
         self.in_flight = 0
         self.paused_until = 0.0
         self.next_slot = 0.0
@@ -70,33 +82,72 @@ class Gate:
                 wait = round(start - now, 3)  # whole milliseconds: a sleep is no finer
                 events = self.events
             if wait <= 0:
-                return self.clock()
+                break
             pause(wait)
             if self.events == events:
                 break
-        return self.clock()
+        with self.cond:
+            now = self.clock()
+            self.sends.append(now)
+            if len(self.sends) > 10_000:
+                self.sends.popleft()
+            return now
 
     def throttled(self, wait: float, sent_at: float | None = None) -> None:
         """A 429 for a request sent at SENT_AT: every worker for this provider waits
-        WAIT. Only a request sent after the last 429 is new evidence (cuts the rate
-        and halves concurrency): those already in flight then are the same signal."""
+        WAIT. Only a request sent after the last 429 is new evidence (sets the rate):
+        those already in flight then are the same signal."""
         with self.cond:
             now = self.clock()
             self.throttles += 1
-            if sent_at is None or sent_at > self.last_event:
+            if sent_at is not None:
+                self.refused.append(sent_at)
+            fresh = sent_at is None or sent_at > self.last_event
+            if fresh:
                 self.last_event = now
                 self.events += 1
-                self.limit = max(1.0, self.limit / 2)
-                seen = self._seen_rate(now)
+                mark = now if sent_at is None else sent_at
+                measured = self._measure(mark)
+                self.marks.append(mark)
                 if self.rate is None:
-                    self.rate = seen  # None until some call succeeded: the pause alone
+                    # Nothing paced yet: fewer calls at once, and the rate they got
+                    # through (None when nothing did yet: the pause alone).
+                    self.limit = max(1.0, self.limit / 2)
+                    self.rate = measured[0] if measured else self._seen_rate(now)
                 else:
-                    # 10% off, or down to the rate seen, but never more than 25% at once
-                    # (the seen rate lags: it counts the start and the pauses)
-                    self.rate = max(min(self.rate * 0.9, seen or self.rate), self.rate * 0.75)
+                    # Down to the rate measured (at least 3% off: it did not explain the
+                    # 429), never more than 20% at once, 10% for a short or stale measure.
+                    got = measured[0] if measured else self.rate
+                    floor = 0.8 if measured and MEASURED <= measured[1] <= HORIZON else 0.9
+                    self.rate = max(min(got, self.rate * 0.97), self.rate * floor)
                     self.cuts += 1
+                if measured and measured[1] >= MEASURED:
+                    self.growth = SLOW
             self.paused_until = max(self.paused_until, now + wait)
-            self.next_slot = max(self.next_slot, self.paused_until)
+            # A fresh 429 starts the schedule again after the pause: workers waiting
+            # for slots taken before it take new ones (not after those old ones).
+            self.next_slot = (self.paused_until if fresh
+                              else max(self.next_slot, self.paused_until))
+
+    def _measure(self, mark: float) -> tuple[float, float] | None:
+        """Requests the provider accepted between an earlier fresh 429 and MARK, per
+        second, and that span: the longest such span up to HORIZON, else the last.
+        Both ends are moments its allowance was spent, so what got through between
+        them is its rate, bursts and windows included."""
+        while self.marks and mark - self.marks[0] > HORIZON and len(self.marks) > 1:
+            self.marks.popleft()
+        start = next((m for m in self.marks if mark - m >= 0.1), None)
+        if start is None:
+            return None
+        for q in (self.sends, self.refused):
+            while q and q[0] < start:
+                q.popleft()
+        sent = sum(1 for t in self.sends if start < t < mark)
+        refused = sum(1 for t in self.refused if start < t < mark)
+        if sent <= refused:
+            return None
+        span = mark - start
+        return (sent - refused) / span, span
 
     def _seen_rate(self, now: float) -> float | None:
         """Successes per second over the last WINDOW seconds, pauses included (an
@@ -115,7 +166,7 @@ class Gate:
             if len(self.successes) > 10_000:
                 self.successes.popleft()
             if self.rate is not None:
-                self.rate *= 1.05 if not self.cuts else 1.003
+                self.rate *= 1 + self.growth
             if self.limit < self.cap:
                 self.limit = min(float(self.cap), self.limit + 1.0 / self.limit)
                 self.cond.notify_all()
