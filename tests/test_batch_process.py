@@ -220,3 +220,23 @@ def test_generate_paths_reach_stdout_while_the_spinner_runs(slow: OpenAIFake) ->
     assert code == 0, screen
     assert out.split() == [str(p) for p in images("g")]
     assert "3/3 written" in screen and "g/" not in screen
+
+
+def test_ctrl_c_mid_batch_says_how_to_finish(slow: OpenAIFake) -> None:
+    n = 24
+    Path("p.txt").write_text("\n".join(f"scene {i}" for i in range(n)) + "\n")
+    proc = spawn("batch", "p.txt", "-o", "o/", "-j", "4")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (Path("o").exists() and images("o")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted; nothing half-written" in err
+    assert "run the same command again to do the rest" in err
+    made = images("o")
+    assert sorted(out.split()) == sorted(str(p) for p in made)
+    assert not [p for p in Path("o").iterdir() if p.suffix not in (".png", ".jsonl")]
+    r = run_cli(["batch", "p.txt", "-o", "o/", "-j", "4"])
+    assert r.code == 0, r.err
+    assert f"{len(made)} skipped" in r.err and len(images("o")) == n
