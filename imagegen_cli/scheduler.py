@@ -15,89 +15,29 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from imagegen_cli.errors import (
-    ExitCode,
-    ImagegenError,
-    Interrupted,
-    OutputError,
-    ProviderError,
-    ShortfallError,
-    UnavailableError,
-)
+from imagegen_cli import malloc
+from imagegen_cli.calls import Call, run_complete
+from imagegen_cli.errors import ExitCode, ImagegenError, Interrupted, OutputError, UnavailableError
 from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.limits import Gate
-from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches
-from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches, warm_up
+from imagegen_cli.requests import CallInfo, GeneratedImage, Reporter
+from imagegen_cli.tally import Tally
 
 if TYPE_CHECKING:
     from imagegen_cli.http import Transport
     from imagegen_cli.jobs import Job
     from imagegen_cli.providers.base import Provider
 
+__all__ = ["FATAL", "Call", "Scheduler", "Tally", "run_complete"]
+
 # A failure with one of these codes fails every job alike (bad usage, config, key).
 FATAL = {ExitCode.USAGE, ExitCode.CONFIG, ExitCode.AUTH}
-
-
-@dataclass
-class Call:
-    job: Job
-    n: int
-    offset: int
-
-    def request(self) -> ImageRequest:
-        """This call's share of the job. With a seed, each call starts where the one
-        before ended: -n 3 --seed 42 at one image per call sends 42, 43, 44 (as the
-        local provider does within one call), never three paid copies of one image."""
-        req = self.job.request
-        seed = req.seed + self.offset if req.seed is not None else None
-        return req.with_(n=self.n, seed=seed)
-
-
-def run_complete(
-    provider: Provider, req: ImageRequest, key: str | None, transport: Transport,
-    reporter: Reporter,
-) -> Iterator[tuple[GeneratedImage, CallInfo]]:
-    """The images of one call, all REQ.n of them: a provider (or a gateway ignoring n,
-    or a stream sending one image) that sends fewer than asked is asked again for the
-    missing ones, as long as each round brings at least one; what is still missing
-    then ends in a ShortfallError naming the shortfall. Indexes (and seeds) run on
-    across rounds."""
-    got = 0
-    while True:
-        want = req.n - got
-        round_got = 0
-        seed = req.seed + got if req.seed is not None else None
-        try:
-            for img, info in provider.run(req.with_(n=want, seed=seed), key, transport,
-                                          reporter):
-                if img.index >= want:  # more than asked for: not ours to keep
-                    continue
-                img.index += got
-                if img.partial is None:
-                    round_got += 1
-                yield img, info
-        except ProviderError as exc:
-            if not got and not round_got:
-                raise
-            got += round_got
-            raise ShortfallError(
-                f"{provider.name} sent {got} of the {req.n} images asked for; asking for "
-                f"the other {req.n - got} failed: {exc}") from None
-        got += round_got
-        if got >= req.n:
-            return
-        if round_got == 0:
-            again = f" (asked again for the other {req.n - got}, none came)" if got else ""
-            raise ShortfallError(
-                f"{provider.name} sent {got} of the {req.n} images asked for{again}")
-        reporter.note(f"{provider.name} sent {round_got} of {want} images: asking for the "
-                      f"other {want - round_got}")
 
 
 @dataclass
@@ -108,65 +48,6 @@ class _JobState:
     cancelled: bool = False
     saver: Saver | None = None
     seen: set[int] = field(default_factory=set)
-
-
-@dataclass
-class Tally:
-    """Counts of a run, kept from the event stream."""
-
-    jobs: int = 0
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    not_run: int = 0
-    images: int = 0
-    failures: list[tuple[Job, ImagegenError]] = field(default_factory=list)
-    usage: dict[str, dict[str, Any]] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-    fatal: ImagegenError | None = None
-    # What this run's images cost (journal-skipped ones cost nothing now).
-    cost_usd: float = 0.0
-    cost_unknown: int = 0
-    cost_sources: set[str] = field(default_factory=set)
-
-    def __call__(self, ev: Event) -> None:
-        if isinstance(ev, ImageWritten):
-            self.images += 1
-            if not ev.skipped:
-                if ev.image.cost_usd is None:
-                    self.cost_unknown += 1
-                else:
-                    self.cost_usd += ev.image.cost_usd
-                    self.cost_sources.add(ev.image.cost_source or "table")
-        elif isinstance(ev, JobFinished):
-            if ev.skipped:
-                self.skipped += 1
-            elif ev.not_run:
-                self.not_run += 1
-            elif ev.failed:
-                self.failed += 1
-                self.failures.append((ev.job, ev.outcome.failures[0]))
-            else:
-                self.done += 1
-            usage = ev.outcome.usage
-            if usage:
-                mine = self.usage.setdefault(ev.job.provider.name, {})
-                for k, v in usage.items():
-                    if isinstance(v, (int, float)):
-                        mine[k] = mine.get(k, 0) + v
-
-    def cost(self) -> tuple[float | None, str | None]:
-        """(USD, 'usage' | 'table' | 'mixed') of the images this run wrote; (None, None)
-        when any of them has no known price."""
-        if self.cost_unknown:
-            return None, None
-        src = self.cost_sources
-        return round(self.cost_usd, 6), (next(iter(src)) if len(src) == 1
-                                         else "mixed" if src else None)
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
 
 
 class Scheduler:
@@ -199,6 +80,7 @@ class Scheduler:
         self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
         self.now = datetime.now()
         self.gates: dict[str, Gate] = {}
+        self.gate_lock = threading.Lock()
         self.transports: dict[tuple[str, float, int], Transport] = {}
         self.reporters: list[Reporter] = []
         self.stopping = False
@@ -208,12 +90,23 @@ class Scheduler:
 
     # -- per-provider plumbing -------------------------------------------
     def gate(self, job: Job) -> Gate:
-        name = job.provider.name
-        if name not in self.gates:
-            caps = [self.concurrency, job.pcfg.concurrency, job.provider.max_concurrency]
-            self.gates[name] = Gate(name, min(c for c in caps if c),
-                                    self.rpm or job.pcfg.rpm)
-        return self.gates[name]
+        if getattr(job.provider, "members", None):
+            # A fallback chain's other providers keep their own limits (--rpm, rpm,
+            # the shared 429 pause), in one Gate per provider across the whole run.
+            job.provider.gate_for = self.provider_gate  # type: ignore[attr-defined]
+        return self.provider_gate(job.provider, job.pcfg.concurrency, job.pcfg.rpm)
+
+    def provider_gate(self, provider: Provider, concurrency: int | None = None,
+                      rpm: float | None = None) -> Gate:
+        name = provider.name
+        with self.gate_lock:
+            if name not in self.gates:
+                cfg = provider.cfg
+                caps = [self.concurrency, concurrency or cfg.concurrency,
+                        provider.max_concurrency]
+                self.gates[name] = Gate(name, min(c for c in caps if c),
+                                        self.rpm or rpm or cfg.rpm)
+            return self.gates[name]
 
     def transport(self, job: Job) -> Transport:
         from imagegen_cli.http import Transport
@@ -345,13 +238,21 @@ class Scheduler:
 
         # A fixed pool of daemon threads, not one per call: memory stays flat as the
         # batch grows, and Ctrl-C or a write error never waits for slow calls.
-        if not any(_in_process(c.job.provider) for c in calls):
-            _tame_malloc()
+        if not any(malloc.in_process(c.job.provider) for c in calls):
+            malloc.tame()
         for _ in range(min(self.concurrency, len(calls))):
             threading.Thread(target=work, daemon=True).start()
         pending = len(calls)
+        warm = False
         while pending:
-            kind, call, payload, info = inbox.get()
+            try:
+                kind, call, payload, info = inbox.get(timeout=None if warm else 0.05)
+            except queue.Empty:
+                # The first requests are out and their answers not back: load what
+                # writing an image needs now, not when sixteen answers arrive at once.
+                warm = True
+                warm_up()
+                continue
             if kind == "crash":
                 self.stopping = True
                 raise payload
@@ -458,31 +359,3 @@ class Scheduler:
         del self.states[id(job)]
         if self.max_failures is not None and self.tally.failed >= self.max_failures:
             self.stopping = True
-
-
-def _in_process(provider: Provider) -> bool:
-    """Whether PROVIDER (or a member of its fallback chain) runs a model in this
-    process: torch allocates many mid-size tensors per step, and a fixed 64 KiB mmap
-    threshold makes each one a fresh mmap (a local batch's images took 1.3-3x as long
-    as one `generate`'s). Its calls run one at a time: there is no per-thread growth
-    to tame."""
-    members = getattr(provider, "members", None) or []
-    return provider.in_process or any(m.provider.in_process for m in members)
-
-
-def _tame_malloc() -> None:
-    """glibc only: hand big buffers (response chunks, decoded images) straight back to
-    the system. By default glibc raises its mmap threshold after the first big free,
-    and each worker thread's arena then keeps megabytes it no longer uses: peak memory
-    would grow with -j. No effect elsewhere."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD (fixed: no dynamic raise)
-        libc.mallopt(-8, 1)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
