@@ -322,6 +322,8 @@ class Transport:
             else:
                 if self.log:
                     self.log(f"< {resp.status_code} {request_id_of(resp) or ''}".rstrip())
+                if self.gate is not None:
+                    self.gate.observe(resp.headers)  # x-ratelimit-*: the provider's limit
                 if resp.status_code < 400:
                     if self.log and not stream:
                         self.log(f"< body {_body_summary(resp)}")

@@ -23,12 +23,13 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 WINDOW = 10.0  # seconds of successes that estimate the rate at the first 429
 HORIZON = 30.0  # the longest stretch between two 429s that measures the rate
 MEASURED = 5.0  # a stretch this long measures the rate well: probe upward slowly
 FAST, SLOW = 0.02, 0.003  # each success adds this share of the rate back
+SAID = 0.98  # pace at this share of a limit the provider's headers say
 
 
 class Gate:
@@ -49,6 +50,7 @@ class Gate:
         self.refused: deque[float] = deque()  # ... and those answered 429
         self.marks: deque[float] = deque()  # sent times of the fresh 429s
         self.growth = FAST
+        self.said: float | None = None  # requests per second its x-ratelimit-* say
         self.in_flight = 0
         self.paused_until = 0.0
         self.next_slot = 0.0
@@ -160,6 +162,22 @@ class Gate:
             return None
         return float(len(self.successes) / span)
 
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """An answer's x-ratelimit-limit-requests (a minute's requests) and
+        x-ratelimit-remaining-requests, as OpenAI sends them: once fewer remain than
+        calls may be in flight, pace just under that limit; never learn a rate above
+        it. Unreadable or absent: ignored."""
+        said = _count(headers.get("x-ratelimit-limit-requests"))
+        if not said:
+            return
+        remaining = _count(headers.get("x-ratelimit-remaining-requests"))
+        with self.cond:
+            self.said = said / 60 * SAID
+            if self.rate is not None:
+                self.rate = min(self.rate, self.said)
+            elif remaining is not None and remaining < self.cap:
+                self.rate = self.said
+
     def succeeded(self) -> None:
         with self.cond:
             self.successes.append(self.clock())
@@ -167,6 +185,17 @@ class Gate:
                 self.successes.popleft()
             if self.rate is not None:
                 self.rate *= 1 + self.growth
+                if self.said is not None:
+                    self.rate = min(self.rate, self.said)
             if self.limit < self.cap:
                 self.limit = min(float(self.cap), self.limit + 1.0 / self.limit)
                 self.cond.notify_all()
+
+
+def _count(value: str | None) -> int | None:
+    """A header's count ("120", "120.0"), else None (absent, negative, garbage)."""
+    try:
+        n = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return int(n) if n is not None and 0 <= n < 1e12 else None

@@ -245,3 +245,33 @@ def test_simulated_batch_never_slows_down_without_429s() -> None:
     span, limited, failed = batch(rpm=1_000_000, jobs=200)
     assert (limited, failed) == (0, 0)
     assert span < 200 / 16 * 0.5 + 0.6  # 13 rounds of 0.5 s calls
+
+
+def test_headers_saying_the_limit_pace_once_little_remains() -> None:
+    c = Clock()
+    g = Gate("p", 16, clock=c)
+    said = {"x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "90"}
+    g.observe(said)
+    assert g.rate is None  # plenty left: the calls go out as fast as they can
+    g.observe({**said, "x-ratelimit-remaining-requests": "15"})
+    assert g.rate == 120 / 60 * 0.98
+    for _ in range(50):
+        g.succeeded()
+    assert g.rate == 120 / 60 * 0.98  # never probed above what the provider said
+    waits: list[float] = []
+    for _ in range(3):
+        g.before_send(waits.append)
+    assert waits == [0.51, 1.02]
+
+
+def test_headers_cap_a_learned_rate_and_garbage_is_ignored() -> None:
+    c = Clock()
+    g = Gate("p", 16, clock=c)
+    for value in ("", "many", "-5", "nan", "inf", "1e400"):
+        g.observe({"x-ratelimit-limit-requests": value,
+                   "x-ratelimit-remaining-requests": "0"})
+    g.observe({"x-ratelimit-remaining-requests": "0"})
+    assert g.rate is None and g.said is None
+    g.rate = 5.0  # learned from 429s
+    g.observe({"x-ratelimit-limit-requests": "60.0"})
+    assert g.rate == 0.98
