@@ -64,7 +64,7 @@ def run_batch(opts: dict[str, Any]) -> None:
     from imagegen_cli import config as cfgmod
     from imagegen_cli import records
     from imagegen_cli.cli.console import note, warn
-    from imagegen_cli.cli.generate import _concurrency, _max_cost, options_from
+    from imagegen_cli.cli.imageargs import _concurrency, _max_cost, options_from
     from imagegen_cli.fallback import batch_budget, settle_chain
     from imagegen_cli.jobs import assign_keys, parse_shard, shard_from_env
     from imagegen_cli.output import BATCH_TEMPLATE
