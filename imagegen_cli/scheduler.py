@@ -32,6 +32,7 @@ from imagegen_cli.tally import Tally
 if TYPE_CHECKING:
     from imagegen_cli.http import Transport
     from imagegen_cli.jobs import Job
+    from imagegen_cli.providers.base import Provider
 
 __all__ = ["FATAL", "Call", "Scheduler", "Tally", "run_complete"]
 
@@ -79,6 +80,7 @@ class Scheduler:
         self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
         self.now = datetime.now()
         self.gates: dict[str, Gate] = {}
+        self.gate_lock = threading.Lock()
         self.transports: dict[tuple[str, float, int], Transport] = {}
         self.reporters: list[Reporter] = []
         self.stopping = False
@@ -88,12 +90,23 @@ class Scheduler:
 
     # -- per-provider plumbing -------------------------------------------
     def gate(self, job: Job) -> Gate:
-        name = job.provider.name
-        if name not in self.gates:
-            caps = [self.concurrency, job.pcfg.concurrency, job.provider.max_concurrency]
-            self.gates[name] = Gate(name, min(c for c in caps if c),
-                                    self.rpm or job.pcfg.rpm)
-        return self.gates[name]
+        if getattr(job.provider, "members", None):
+            # A fallback chain's other providers keep their own limits (--rpm, rpm,
+            # the shared 429 pause), in one Gate per provider across the whole run.
+            job.provider.gate_for = self.provider_gate  # type: ignore[attr-defined]
+        return self.provider_gate(job.provider, job.pcfg.concurrency, job.pcfg.rpm)
+
+    def provider_gate(self, provider: Provider, concurrency: int | None = None,
+                      rpm: float | None = None) -> Gate:
+        name = provider.name
+        with self.gate_lock:
+            if name not in self.gates:
+                cfg = provider.cfg
+                caps = [self.concurrency, concurrency or cfg.concurrency,
+                        provider.max_concurrency]
+                self.gates[name] = Gate(name, min(c for c in caps if c),
+                                        self.rpm or rpm or cfg.rpm)
+            return self.gates[name]
 
     def transport(self, job: Job) -> Transport:
         from imagegen_cli.http import Transport
