@@ -25,7 +25,7 @@ from imagegen_cli.calls import Call, run_complete
 from imagegen_cli.errors import ExitCode, ImagegenError, Interrupted, OutputError, UnavailableError
 from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.limits import Gate
-from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches
+from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches, warm_up
 from imagegen_cli.requests import CallInfo, GeneratedImage, Reporter
 from imagegen_cli.tally import Tally
 
@@ -243,8 +243,16 @@ class Scheduler:
         for _ in range(min(self.concurrency, len(calls))):
             threading.Thread(target=work, daemon=True).start()
         pending = len(calls)
+        warm = False
         while pending:
-            kind, call, payload, info = inbox.get()
+            try:
+                kind, call, payload, info = inbox.get(timeout=None if warm else 0.05)
+            except queue.Empty:
+                # The first requests are out and their answers not back: load what
+                # writing an image needs now, not when sixteen answers arrive at once.
+                warm = True
+                warm_up()
+                continue
             if kind == "crash":
                 self.stopping = True
                 raise payload
