@@ -100,6 +100,22 @@ def assign_keys(jobs: list[Job], explicit_ids: set[int]) -> None:
         job.key = base[:32] if k == 0 else hashlib.sha256(f"{base}#{k}".encode()).hexdigest()[:32]
 
 
+def missing_spans(n: int, have: set[int], max_n: int) -> list[tuple[int, int]]:
+    """The calls (offset, count) that make the images of 1..N not in HAVE, at most
+    MAX_N each: a job a killed run left half-written asks only for what it lacks."""
+    spans: list[tuple[int, int]] = []
+    index = 1
+    while index <= n:
+        if index in have:
+            index += 1
+            continue
+        start = index
+        while index <= n and index not in have and index - start < max(1, max_n):
+            index += 1
+        spans.append((start - 1, index - start))
+    return spans
+
+
 @dataclass(frozen=True)
 class Shard:
     index: int  # 1-based

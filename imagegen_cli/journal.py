@@ -62,14 +62,15 @@ class Journal:
                               "(pass --state FILE to use another)") from None
 
     def finished(self, job: Job) -> list[SavedImage] | None:
-        """The job's images when an earlier run wrote all of them and they are intact."""
+        """The job's images that an earlier run wrote and are intact (all of them: the
+        job is finished; some: a killed run's job, whose other images are still to
+        make), or None."""
         out = []
         for index in range(1, job.n + 1):
             rec = self.entries.get((job.key, index))
-            if rec is None or not _intact(rec):
-                return None
-            out.append(SavedImage.from_record(rec))
-        return out
+            if rec is not None and _intact(rec):
+                out.append(SavedImage.from_record(rec))
+        return out or None
 
     def claim_for(self, job: Job) -> Claim:
         def claim(saved: SavedImage, st: os.stat_result) -> None:

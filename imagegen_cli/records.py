@@ -212,7 +212,12 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
     if not isinstance(prompt, str) or not prompt.strip():
         raise UsageError(f"{name}, line {line}: no prompt (every record needs a non-empty "
                          "'prompt')")
-    return Record(line, rid, dataclasses.replace(base, **changes))
+    opts = dataclasses.replace(base, **changes)
+    if opts.mask is not None and not opts.image:
+        where = "field 'mask'" if "mask" in changes else "--mask"
+        raise UsageError(f"{name}, line {line}: {where} needs an image to repaint: add an "
+                         "'image' field (or pass --image)")
+    return Record(line, rid, opts)
 
 
 def _csv_number(text: str, kind: type, err: UsageError) -> Any:

@@ -136,15 +136,26 @@ def _read_input(arg: str) -> tuple[str, str]:
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("batch - reads records from stdin, but stdin is a terminal: "
                              "pipe them in or pass FILE")
-        return "<stdin>", sys.stdin.read()
-    path = Path(arg).expanduser()
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:  # a text-only stream: already decoded
+            return "<stdin>", sys.stdin.read().removeprefix("\ufeff")
+        path, data = Path("<stdin>"), raw.read()
+    else:
+        path = Path(arg).expanduser()
+        data = b""
     try:
-        return str(path), path.read_bytes().decode("utf-8-sig")
+        if arg != "-":
+            data = path.read_bytes()
+        return str(path), data.decode("utf-8-sig")  # a BOM (Excel's CSV) is no text
     except FileNotFoundError:
         raise UsageError(f"Batch file {path} does not exist: pass a text, .jsonl or .csv "
                          "file, or - for stdin") from None
+    except IsADirectoryError:
+        raise UsageError(f"Batch file {path} is a folder: pass a text, .jsonl or .csv "
+                         "file, or - for stdin") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"Batch file {path} is not UTF-8 text ({exc.reason} at byte "
+        what = "stdin" if arg == "-" else f"Batch file {path}"
+        raise UsageError(f"{what} is not UTF-8 text ({exc.reason} at byte "
                          f"{exc.start}): save it as UTF-8") from None
     except OSError as exc:
         raise UsageError(f"Cannot read batch file {path}: {exc.strerror or exc}") from None

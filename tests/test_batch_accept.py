@@ -1,0 +1,134 @@
+"""`imagegen batch` as a user meets it: what the acceptance pass over issue 12
+found short, each against the strict OpenAI fake on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.fakes.openai_fake import OpenAIFake
+from tests.fakes.server import Request, Response
+
+
+def pngs(folder: str) -> list[str]:
+    return sorted(p.name for p in Path(folder).iterdir() if p.suffix == ".png")
+
+
+def generations(fake: OpenAIFake) -> list[dict[str, object]]:
+    return [c.json() for c in fake.server.calls("/images/generations")]
+
+
+@pytest.fixture
+def slow(fake: OpenAIFake) -> Iterator[OpenAIFake]:
+    """The fake answering each request after 0.2 s."""
+    real = fake.server.app
+
+    def app(req: Request) -> Response:
+        resp = real(req)
+        resp.delay = 0.2
+        return resp
+
+    fake.server.app = app
+    yield fake
+
+
+def test_kill_9_inside_a_many_image_job_resumes_without_duplicates(slow: OpenAIFake) -> None:
+    # dall-e-3 makes one image per call: a job of 4 images is 4 calls, and a kill
+    # lands between them. The re-run asks only for the images the job still lacks.
+    recs = [{"prompt": f"scene {i}", "n": 4, "model": "dall-e-3"} for i in range(4)]
+    Path("r.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "imagegen_cli", "batch", "r.jsonl", "-o",
+                             "o/", "-j", "3", "-q"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if Path("o").exists() and len(pngs("o")) >= 5:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    made = len(pngs("o"))
+    assert 0 < made < 16, "the kill must land mid-batch"
+    assert made % 4, "the kill must land inside a job"
+    sent = -1
+    while sent != len(slow.server.requests):  # let the killed process's calls land
+        sent = len(slow.server.requests)
+        time.sleep(0.3)
+    r = run_cli(["batch", "r.jsonl", "-o", "o/", "-j", "3", "--json"])
+    assert r.code == 0, r.err
+    # exactly one file per expected image: no -1 duplicates, none missing
+    assert pngs("o") == sorted(f"{j}-scene-{j - 1}-{i}.png" for j in range(1, 5)
+                               for i in range(1, 5))
+    assert len(slow.server.requests) - sent == 16 - made
+    recs_out = [json.loads(line) for line in r.lines()]
+    assert len(recs_out) == 16 and sum(bool(x["skipped"]) for x in recs_out) == made
+
+
+def test_a_deleted_image_of_a_finished_job_is_the_only_one_made_again(
+        fake: OpenAIFake) -> None:
+    Path("r.jsonl").write_text('{"id": "fox", "prompt": "a fox", "n": 3}\n')
+    assert run_cli(["batch", "r.jsonl", "-o", "o/"]).code == 0
+    assert [b["n"] for b in generations(fake)] == [3]
+    Path("o/fox-a-fox-2.png").unlink()
+    r = run_cli(["batch", "r.jsonl", "-o", "o/", "--json"])
+    assert r.code == 0, r.err
+    assert [b["n"] for b in generations(fake)] == [3, 1]  # only the missing image
+    assert pngs("o") == ["fox-a-fox-1.png", "fox-a-fox-2.png", "fox-a-fox-3.png"]
+    got = {x["index"]: x["skipped"] for x in map(json.loads, r.lines())}
+    assert got == {1: True, 2: False, 3: True}
+    assert "1 job: 1 done" in r.err
+
+
+@pytest.mark.parametrize("data, fmt", [
+    ('\ufeffprompt,id\na fox,fox\n', "csv"),
+    ('\ufeff{"prompt": "a fox", "id": "fox"}\n', None),
+])
+def test_stdin_with_a_bom_reads_as_from_a_file(fake: OpenAIFake, data: str,
+                                               fmt: str | None) -> None:
+    # Excel and PowerShell write a UTF-8 BOM; `cat file | imagegen batch -` must not
+    # treat it as text (a JSONL record sent as its own prompt, a CSV header unknown).
+    r = run_cli(["batch", "-", "-o", "o/"] + (["--input-format", fmt] if fmt else []),
+                stdin=data)
+    assert r.code == 0, r.err
+    assert [b["prompt"] for b in generations(fake)] == ["a fox"]
+    assert r.lines() == ["o/fox-a-fox-1.png"]
+
+
+def test_stdin_not_utf8_is_a_usage_error(fake: OpenAIFake,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from imagegen_cli.cli.app import main
+
+    old = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(b"caf\xe9 au lait\n"), encoding="utf-8")
+    try:
+        code = main(["batch", "-", "-o", "o/"])
+    finally:
+        sys.stdin = old
+    assert code == 2
+    assert "stdin is not UTF-8 text" in capsys.readouterr().err
+    assert not fake.server.requests
+
+
+def test_a_mask_without_an_image_is_refused(fake: OpenAIFake) -> None:
+    from PIL import Image
+
+    Image.new("L", (64, 64), 255).save("m.png")
+    Path("r.jsonl").write_text('{"prompt": "ok"}\n{"prompt": "a door", "mask": "m.png"}\n')
+    r = run_cli(["batch", "r.jsonl", "-o", "o/"])
+    assert r.code == 2
+    assert "r.jsonl, line 2: field 'mask' needs an image" in r.err
+    assert not fake.server.requests
+    Path("p.txt").write_text("a door\n")
+    r = run_cli(["batch", "p.txt", "-o", "o/", "--mask", "m.png"])
+    assert r.code == 2 and "--mask needs an image" in r.err
+    assert not fake.server.requests
