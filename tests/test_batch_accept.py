@@ -132,3 +132,22 @@ def test_a_mask_without_an_image_is_refused(fake: OpenAIFake) -> None:
     r = run_cli(["batch", "p.txt", "-o", "o/", "--mask", "m.png"])
     assert r.code == 2 and "--mask needs an image" in r.err
     assert not fake.server.requests
+
+
+def test_summary_counts_usage_per_provider_even_without_token_counts(
+        fake: OpenAIFake) -> None:
+    # dall-e-3 reports no token usage: the summary still says what each provider did.
+    Path("r.jsonl").write_text('{"prompt": "a", "model": "dall-e-3"}\n'
+                               '{"prompt": "b", "n": 2}\n'
+                               '{"prompt": "moderation_blocked c"}\n')
+    r = run_cli(["batch", "r.jsonl", "-o", "o/", "--summary", "s.json", "-q"])
+    assert r.code == 8, r.err
+    usage = json.loads(Path("s.json").read_text())["usage"]
+    assert set(usage) == {"openai"}
+    mine = usage["openai"]
+    assert (mine["jobs"], mine["images"]) == (3, 3)
+    assert mine["total_tokens"] == 200  # the gpt-image call's reported tokens, kept
+    assert mine["cost_usd"] > 0
+    assert run_cli(["batch", "r.jsonl", "-o", "o/", "--summary", "s.json", "-q"]).code == 8
+    again = json.loads(Path("s.json").read_text())
+    assert again["skipped"] == 2 and again["usage"]["openai"]["images"] == 0

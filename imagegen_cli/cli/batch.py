@@ -230,6 +230,8 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     for d in folders:
         clean_stale_parts(d)
     sinks: list[Any] = [report.ndjson if opts["json_out"] else report.paths]
+    per_provider = report.ProviderUsage()
+    sinks.append(per_provider)
     if budget is not None:
         sinks.append(budget)  # a finished job's real cost frees what it did not spend
     display = None
@@ -254,7 +256,7 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
         journal.close()
         close_chains(jobs)
     if opts["summary"]:
-        report.write_summary(opts["summary"], tally, shard)
+        report.write_summary(opts["summary"], tally, shard, per_provider)
     if not quiet:
         err(report.summary_line(tally, shard))
     _exit(tally)
