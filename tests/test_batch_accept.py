@@ -151,3 +151,15 @@ def test_summary_counts_usage_per_provider_even_without_token_counts(
     assert run_cli(["batch", "r.jsonl", "-o", "o/", "--summary", "s.json", "-q"]).code == 8
     again = json.loads(Path("s.json").read_text())
     assert again["skipped"] == 2 and again["usage"]["openai"]["images"] == 0
+
+
+def test_shards_writing_into_folders_of_their_own_still_partition(fake: OpenAIFake) -> None:
+    # A CI matrix often gives each shard its own folder (an artifact per shard): the
+    # shard a job falls in must not depend on where its files go.
+    Path("p.txt").write_text("\n".join(f"prompt {i}" for i in range(30)) + "\n")
+    for i in (1, 2, 3):
+        r = run_cli(["batch", "p.txt", "-o", f"out-{i}/", "--shard", f"{i}/3", "-q"])
+        assert r.code == 0, r.err
+    sent = sorted(str(b["prompt"]) for b in generations(fake))
+    assert sent == sorted(f"prompt {i}" for i in range(30))  # each once, none left out
+    assert sum(len(pngs(f"out-{i}")) for i in (1, 2, 3)) == 30

@@ -121,7 +121,7 @@ def run_batch(opts: dict[str, Any]) -> None:
                          "run again")
     assign_keys(jobs, explicit)
     if shard is not None:
-        jobs = [j for j in jobs if shard.holds(j.key)]
+        jobs = [j for j in jobs if shard.holds(j.shard_key)]
     cap = _max_cost(opts, cfg, env)
     budget = batch_budget(jobs, *cap) if cap is not None else None
     if opts["dry_run"]:
