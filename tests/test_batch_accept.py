@@ -163,3 +163,13 @@ def test_shards_writing_into_folders_of_their_own_still_partition(fake: OpenAIFa
     sent = sorted(str(b["prompt"]) for b in generations(fake))
     assert sent == sorted(f"prompt {i}" for i in range(30))  # each once, none left out
     assert sum(len(pngs(f"out-{i}")) for i in (1, 2, 3)) == 30
+
+
+def test_o_a_new_name_without_extension_is_a_folder(fake: OpenAIFake) -> None:
+    Path("p.txt").write_text("a fox\nan owl\n")
+    r = run_cli(["batch", "p.txt", "-o", "renders"])
+    assert r.code == 0, r.err
+    assert sorted(r.lines()) == ["renders/1-a-fox-1.png", "renders/2-an-owl-1.png"]
+    assert Path("renders/.imagegen-batch.jsonl").is_file()
+    r = run_cli(["batch", "p.txt", "-o", "renders"])  # and the re-run finds its journal
+    assert r.code == 0 and len(fake.server.requests) == 2

@@ -79,6 +79,11 @@ def run_batch(opts: dict[str, Any]) -> None:
         raise UsageError(f"--rpm {opts['rpm']:g}: pass more than 0")
     if opts["output"] == "-":
         raise UsageError("batch writes files: -o - (stdout) takes one image; pass a folder")
+    out = opts["output"]
+    if out and "{" not in out and not Path(out).suffix and not out.endswith(("/", os.sep)):
+        # `-o out`: a batch's many images go into a folder, made if need be (a name
+        # with an extension, or a template, is still a file name).
+        opts = {**opts, "output": out + "/"}
     shard = parse_shard(opts["shard"]) if opts["shard"] else shard_from_env(
         os.environ, opts["shard_count"])
     if shard is not None and shard.source != "--shard" and not quiet:
