@@ -173,3 +173,15 @@ def test_o_a_new_name_without_extension_is_a_folder(fake: OpenAIFake) -> None:
     assert Path("renders/.imagegen-batch.jsonl").is_file()
     r = run_cli(["batch", "p.txt", "-o", "renders"])  # and the re-run finds its journal
     assert r.code == 0 and len(fake.server.requests) == 2
+
+
+def test_skip_invalid_says_what_it_left_out_in_the_summary(fake: OpenAIFake) -> None:
+    Path("r.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b", "colour": 1}\n'
+                               'not json\n{"prompt": "c"}\n')
+    r = run_cli(["batch", "r.jsonl", "-o", "o/", "--skip-invalid", "--summary", "s.json"])
+    assert r.code == 0, r.err
+    assert len(fake.server.calls("/images/generations")) == 2
+    assert "2 jobs: 2 done, 0 skipped, 0 failed, 2 invalid records left out" in r.err
+    invalid = json.loads(Path("s.json").read_text())["invalid"]
+    assert [x.split(":")[0] for x in invalid] == ["r.jsonl, line 2", "r.jsonl, line 3"]
+    assert "unknown field 'colour'" in invalid[0]

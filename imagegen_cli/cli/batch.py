@@ -133,7 +133,7 @@ def run_batch(opts: dict[str, Any]) -> None:
         _dry_run(jobs, quiet)
         return
     _run(opts, jobs, ctx, concurrency, max_failures, quiet, str(shard) if shard else None,
-         budget)
+         budget, [str(exc) for exc in skipped])
 
 
 def _read_input(arg: str) -> tuple[str, str]:
@@ -200,7 +200,7 @@ def _dry_run(jobs: list[Any], quiet: bool = False) -> None:
 
 def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
          max_failures: int | None, quiet: bool, shard: str | None,
-         budget: Any = None) -> None:
+         budget: Any = None, invalid: list[str] | None = None) -> None:
     from imagegen_cli.cli import report
     from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.cli.console import StderrReporter, err
@@ -261,9 +261,9 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
         journal.close()
         close_chains(jobs)
     if opts["summary"]:
-        report.write_summary(opts["summary"], tally, shard, per_provider)
+        report.write_summary(opts["summary"], tally, shard, per_provider, invalid or [])
     if not quiet:
-        err(report.summary_line(tally, shard))
+        err(report.summary_line(tally, shard, len(invalid or [])))
     _exit(tally)
 
 

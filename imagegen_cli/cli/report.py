@@ -164,11 +164,13 @@ def _short(text: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def summary_line(tally: Any, shard: str | None = None) -> str:
+def summary_line(tally: Any, shard: str | None = None, invalid: int = 0) -> str:
     where = f" (shard {shard})" if shard else ""
     parts = [f"{tally.done} done", f"{tally.skipped} skipped", f"{tally.failed} failed"]
     if tally.not_run:
         parts.append(f"{tally.not_run} not run")
+    if invalid:  # --skip-invalid: records left out before anything was sent
+        parts.append(f"{invalid} invalid record{'' if invalid == 1 else 's'} left out")
     from imagegen_cli.prices import money
 
     cost, _ = tally.cost()
@@ -203,7 +205,8 @@ class ProviderUsage:
 
 
 def write_summary(path: str, tally: Any, shard: str | None,
-                  per_provider: ProviderUsage | None = None) -> None:
+                  per_provider: ProviderUsage | None = None,
+                  invalid: list[str] | None = None) -> None:
     from pathlib import Path
 
     from imagegen_cli.output import write_atomic
@@ -219,6 +222,7 @@ def write_summary(path: str, tally: Any, shard: str | None,
         "usage": usage,
         "cost_usd": tally.cost()[0], "cost_source": tally.cost()[1],
         "failures": [failure_record(job, exc) for job, exc in tally.failures],
+        "invalid": invalid or [],  # --skip-invalid: each record left out, and why
     }
     write_atomic(Path(path), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(),
                  overwrite=True)
