@@ -136,6 +136,9 @@ class RichReporter(Reporter):
             Remaining(),
             console=self.console,
             transient=True,
+            # rich would route stdout into the display on stderr: results must reach
+            # stdout when it is a file or a pipe (`imagegen generate x > paths.txt`).
+            redirect_stdout=stdout_is_terminal(),
         )
         self.task = self.progress.add_task("starting", total=None, detail="")
         self.lock = threading.Lock()
@@ -212,3 +215,10 @@ def make_reporter(quiet: bool) -> Reporter:
     if quiet or not sys.stderr.isatty():
         return StderrReporter(quiet)
     return RichReporter()
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -85,12 +85,16 @@ class BatchProgress(Reporter):
             TimeRemainingColumn,
         )
 
+        from imagegen_cli.cli.console import stdout_is_terminal
+
         super().__init__()
         self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
-            console=self.console, transient=True)
+            console=self.console, transient=True,
+            # results reach stdout, a file or a pipe, not the display on stderr
+            redirect_stdout=stdout_is_terminal())
         self.overall = self.progress.add_task("batch", total=total, detail="")
         self.lines: dict[int, Any] = {}
         self.counts = {"done": 0, "failed": 0, "skipped": 0}
