@@ -125,23 +125,24 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
         raise UsageError(f"{name}, line 1: no 'prompt' column in the header row")
     rows: list[tuple[int, Any]] = []
     while True:
+        # A record's line is where it starts: a quoted cell may span several lines.
+        start = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            rows.append((reader.line_num, UsageError(f"{name}, line {reader.line_num}: "
-                                                     f"bad CSV ({exc})")))
+            rows.append((start, UsageError(f"{name}, line {start}: bad CSV ({exc})")))
             continue
         if not any(c.strip() for c in cells):
             continue
         if len(cells) > len(header):
-            rows.append((reader.line_num, UsageError(
-                f"{name}, line {reader.line_num}: {len(cells)} cells but the header names "
+            rows.append((start, UsageError(
+                f"{name}, line {start}: {len(cells)} cells but the header names "
                 f"{len(header)} columns (quote cells that hold commas)")))
             continue
-        rows.append((reader.line_num, {h: c for h, c in zip(header, cells, strict=False)
-                                       if c.strip() != ""}))
+        rows.append((start, {h: c for h, c in zip(header, cells, strict=False)
+                             if c.strip() != ""}))
     return rows
 
 

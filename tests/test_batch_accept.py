@@ -227,3 +227,14 @@ def test_paths_reach_stdout_while_the_display_runs_on_stderr(slow: OpenAIFake,
     assert code == 0, shown
     assert len(out.splitlines()) == 2 and all(Path(p).is_file() for p in out.splitlines())
     assert b".png" not in shown  # the paths went to stdout, not into the display
+
+
+def test_csv_record_spanning_lines_is_named_by_its_first_line(fake: OpenAIFake) -> None:
+    Path("r.csv").write_text('prompt,n\n"a fox\nin the snow",2\n\nan owl,\n"a cat\nasleep",x\n')
+    r = run_cli(["batch", "r.csv", "-o", "o/"])
+    assert r.code == 2 and "r.csv, line 6: field 'n' must be an integer" in r.err
+    r = run_cli(["batch", "r.csv", "-o", "o/", "--skip-invalid", "--json"])
+    assert r.code == 0, r.err
+    assert sorted({(x["id"], x["line"]) for x in map(json.loads, r.lines())}) == [
+        ("2", 2), ("5", 5)]
+    assert [b["prompt"] for b in generations(fake) if b["n"] == 2] == ["a fox\nin the snow"]
