@@ -238,3 +238,26 @@ def test_csv_record_spanning_lines_is_named_by_its_first_line(fake: OpenAIFake) 
     assert sorted({(x["id"], x["line"]) for x in map(json.loads, r.lines())}) == [
         ("2", 2), ("5", 5)]
     assert [b["prompt"] for b in generations(fake) if b["n"] == 2] == ["a fox\nin the snow"]
+
+
+def test_merge_keeps_the_redone_image_not_the_first_reported(fake: OpenAIFake) -> None:
+    # One manifest appended run after run: a file deleted and redone has a new
+    # record; the merged manifest must point at the image that exists.
+    Path("p.txt").write_text("a fox\nan owl\n")
+    runs = []
+    first = run_cli(["batch", "p.txt", "-o", "o/", "--json"])
+    runs.append(first.stdout)
+    fox = next(json.loads(x) for x in first.lines() if json.loads(x)["id"] == "1")
+    Path(fox["path"]).write_bytes(b"edited by hand")  # no longer what the journal says
+    runs.append(run_cli(["batch", "p.txt", "-o", "o/", "--json"]).stdout)
+    runs.append(run_cli(["batch", "p.txt", "-o", "o/", "--json"]).stdout)  # all skipped
+    Path("manifest.ndjson").write_text("".join(runs))
+    r = run_cli(["batch", "--merge", "manifest.ndjson"])
+    assert r.code == 0, r.err
+    merged = [json.loads(x) for x in r.lines()]
+    assert [x["id"] for x in merged] == ["1", "2"]
+    import hashlib
+
+    for rec in merged:
+        assert hashlib.sha256(Path(rec["path"]).read_bytes()).hexdigest() == rec["sha256"]
+    assert merged[0]["path"] != fox["path"] and merged[0]["skipped"] is False
