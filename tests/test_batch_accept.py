@@ -261,3 +261,10 @@ def test_merge_keeps_the_redone_image_not_the_first_reported(fake: OpenAIFake) -
     for rec in merged:
         assert hashlib.sha256(Path(rec["path"]).read_bytes()).hexdigest() == rec["sha256"]
     assert merged[0]["path"] != fox["path"] and merged[0]["skipped"] is False
+
+
+def test_dry_run_of_one_job_says_one_job(fake: OpenAIFake) -> None:
+    Path("p.txt").write_text("a fox\n")
+    r = run_cli(["batch", "p.txt", "--dry-run"])
+    assert r.code == 0 and "estimated cost of 1 job: $" in r.err
+    assert not fake.server.requests

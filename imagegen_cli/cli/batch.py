@@ -194,7 +194,8 @@ def _dry_run(jobs: list[Any], quiet: bool = False) -> None:
         else:
             unknown += 1
     if not quiet and jobs:
-        note(f"estimated cost of {len(jobs)} jobs: {money_range(low, high)}"
+        note(f"estimated cost of {len(jobs)} job{'' if len(jobs) == 1 else 's'}: "
+             f"{money_range(low, high)}"
              + (f", plus {unknown} at an unknown price" if unknown else ""))
 
 
