@@ -268,3 +268,20 @@ def test_dry_run_of_one_job_says_one_job(fake: OpenAIFake) -> None:
     r = run_cli(["batch", "p.txt", "--dry-run"])
     assert r.code == 0 and "estimated cost of 1 job: $" in r.err
     assert not fake.server.requests
+
+
+def test_every_generate_output_flag_works_on_batch(fake: OpenAIFake) -> None:
+    # "Every generate flag is accepted": --jsonl (NDJSON, as generate --jsonl) and
+    # --preview (each image in the terminal, stdout a terminal only).
+    from tests.test_terminal import on_terminal
+
+    Path("p.txt").write_text("a fox\nan owl\n")
+    r = run_cli(["batch", "p.txt", "-o", "o/", "--jsonl"])
+    assert r.code == 0, r.err
+    assert sorted(json.loads(x)["id"] for x in r.lines()) == ["1", "2"]
+    code, out, err = on_terminal(["batch", "p.txt", "-o", "t/", "--preview"],
+                                 TERM_PROGRAM="iTerm.app")
+    assert code == 0, err
+    assert out.count(b"\x1b]1337;File=") == 2 and b"t/1-a-fox-1.png" in out
+    r = run_cli(["batch", "p.txt", "-o", "n/", "--preview"])  # stdout no terminal
+    assert r.code == 0 and sorted(r.lines()) == ["n/1-a-fox-1.png", "n/2-an-owl-1.png"]

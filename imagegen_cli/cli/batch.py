@@ -42,6 +42,7 @@ BATCH: list[inspect.Parameter] = [
     _p("invert_mask", Annotated[bool, Opt("--invert-mask", help="Repaint the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
 ]
 JSON = _p("json_out", Annotated[bool, Opt("--json", help="Print one JSON object per line per image and per failed job (NDJSON) instead of paths.", rich_help_panel=OUTPUT_HELP)], False)
+JSONL = _p("jsonl", Annotated[bool, Opt("--jsonl", help="Same as --json (as `generate --jsonl`).", rich_help_panel=OUTPUT_HELP)], False)
 
 
 def batch(**opts: Any) -> None:
@@ -205,6 +206,7 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     from imagegen_cli.cli import report
     from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.cli.console import StderrReporter, err
+    from imagegen_cli.events import ImageWritten
     from imagegen_cli.fallback import close_chains, require_keys
     from imagegen_cli.http import register_secret
     from imagegen_cli.journal import DEFAULT_NAME, Journal, static_dir
@@ -235,7 +237,12 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
     for d in folders:
         clean_stale_parts(d)
-    sinks: list[Any] = [report.ndjson if opts["json_out"] else report.paths]
+    json_out = opts["json_out"] or opts.get("jsonl")
+    sinks: list[Any] = [report.ndjson if json_out else report.paths]
+    shown: list[str] = []
+    if opts.get("preview") and not json_out:  # after the run, stdout a terminal only
+        sinks.append(lambda ev: shown.append(ev.image.path)
+                     if isinstance(ev, ImageWritten) else None)
     per_provider = report.ProviderUsage()
     sinks.append(per_provider)
     if budget is not None:
@@ -261,6 +268,10 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     finally:
         journal.close()
         close_chains(jobs)
+    if shown:
+        from imagegen_cli.cli.preview import show
+
+        show(shown)
     if opts["summary"]:
         report.write_summary(opts["summary"], tally, shard, per_provider, invalid or [])
     if not quiet:
@@ -285,8 +296,8 @@ def _exit(tally: Any) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    skip = {"json_out", "jsonl", "preview"}
-    params = [FILES, *BATCH, *[p for p in COMMON if p.name not in skip], JSON]
+    skip = {"json_out", "jsonl"}
+    params = [FILES, *BATCH, *[p for p in COMMON if p.name not in skip], JSON, JSONL]
     batch.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     batch.__annotations__ = {p.name: p.annotation for p in params}
     app.command("batch")(batch)
