@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from imagegen_cli.config import Config, ProviderConfig
     from imagegen_cli.http import HttpCall, Transport
     from imagegen_cli.jobs import Job
+    from imagegen_cli.limits import Gate
     from imagegen_cli.prices import Estimate, Pricing
     from imagegen_cli.settle import Context, ImageOptions
 
@@ -85,6 +86,8 @@ class Chain(Provider):
         self.events: list[dict[str, Any]] = []
         self._transports: dict[int, Transport] = {}
         self._lock = threading.Lock()
+        # Set by the scheduler: the Gate (rpm, 429 pause) of a member provider.
+        self.gate_for: Callable[[Provider], Gate] | None = None
 
     def capabilities(self, model: str | None) -> Capabilities:
         return self.members[0].provider.capabilities(model)
@@ -99,9 +102,11 @@ class Chain(Provider):
             if i not in self._transports:
                 from imagegen_cli.http import Transport
 
-                self._transports[i] = Transport(timeout=base.timeout, retries=base.retries,
-                                                who=self.members[i].provider.name,
-                                                log=base.log)
+                member = self.members[i].provider
+                self._transports[i] = Transport(
+                    timeout=base.timeout, retries=base.retries, who=member.name, log=base.log,
+                    on_retry=base.on_retry,
+                    gate=self.gate_for(member) if self.gate_for else None)
             return self._transports[i]
 
     def close(self) -> None:

@@ -311,6 +311,10 @@ def write_atomic(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:  # Ctrl-C mid-write: no temp file left behind either
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 _PART = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")

@@ -26,13 +26,14 @@ from imagegen_cli.errors import ExitCode, ImagegenError, Interrupted, OutputErro
 from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.jobs import missing_spans
 from imagegen_cli.limits import Gate
-from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver
+from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, warm_up
 from imagegen_cli.requests import CallInfo, GeneratedImage, Reporter
 from imagegen_cli.tally import Tally
 
 if TYPE_CHECKING:
     from imagegen_cli.http import Transport
     from imagegen_cli.jobs import Job
+    from imagegen_cli.providers.base import Provider
 
 __all__ = ["FATAL", "Call", "Scheduler", "Tally", "run_complete"]
 
@@ -80,6 +81,7 @@ class Scheduler:
         self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
         self.now = datetime.now()
         self.gates: dict[str, Gate] = {}
+        self.gate_lock = threading.Lock()
         self.transports: dict[tuple[str, float, int], Transport] = {}
         self.reporters: list[Reporter] = []
         self.stopping = False
@@ -89,12 +91,23 @@ class Scheduler:
 
     # -- per-provider plumbing -------------------------------------------
     def gate(self, job: Job) -> Gate:
-        name = job.provider.name
-        if name not in self.gates:
-            caps = [self.concurrency, job.pcfg.concurrency, job.provider.max_concurrency]
-            self.gates[name] = Gate(name, min(c for c in caps if c),
-                                    self.rpm or job.pcfg.rpm)
-        return self.gates[name]
+        if getattr(job.provider, "members", None):
+            # A fallback chain's other providers keep their own limits (--rpm, rpm,
+            # the shared 429 pause), in one Gate per provider across the whole run.
+            job.provider.gate_for = self.provider_gate  # type: ignore[attr-defined]
+        return self.provider_gate(job.provider, job.pcfg.concurrency, job.pcfg.rpm)
+
+    def provider_gate(self, provider: Provider, concurrency: int | None = None,
+                      rpm: float | None = None) -> Gate:
+        name = provider.name
+        with self.gate_lock:
+            if name not in self.gates:
+                cfg = provider.cfg
+                caps = [self.concurrency, concurrency or cfg.concurrency,
+                        provider.max_concurrency]
+                self.gates[name] = Gate(name, min(c for c in caps if c),
+                                        self.rpm or rpm or cfg.rpm)
+            return self.gates[name]
 
     def transport(self, job: Job) -> Transport:
         from imagegen_cli.http import Transport
@@ -235,8 +248,16 @@ class Scheduler:
         for _ in range(min(self.concurrency, len(calls))):
             threading.Thread(target=work, daemon=True).start()
         pending = len(calls)
+        warm = False
         while pending:
-            kind, call, payload, info = inbox.get()
+            try:
+                kind, call, payload, info = inbox.get(timeout=None if warm else 0.05)
+            except queue.Empty:
+                # The first requests are out and their answers not back: load what
+                # writing an image needs now, not when sixteen answers arrive at once.
+                warm = True
+                warm_up()
+                continue
             if kind == "crash":
                 self.stopping = True
                 raise payload

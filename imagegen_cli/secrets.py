@@ -47,6 +47,9 @@ def register_secret(value: str | None) -> None:
     import json
     from urllib.parse import quote, quote_plus
 
+    if value in _secrets and quote_plus(value) in _secrets:  # a batch: once per job
+        return
+
     forms = set()
     for v in {value, value.strip()}:
         # As it may be shown: itself, URL-encoded, or escaped inside a JSON string.

@@ -157,3 +157,86 @@ def test_local_batch_loads_each_model_once(tmp_path: Path,
     assert r.code == 0, r.err
     assert sorted(loads) == sorted([str(sd), str(other)])
     assert len(r.lines()) == 5 and len(images("o")) == 5
+
+
+def _with_stderr_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run imagegen with stderr on a pseudo-terminal and stdout a pipe: (exit code,
+    stdout, the terminal's text without escape sequences)."""
+    import pty
+    import re
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, COLUMNS="120", TERM="xterm")
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "imagegen_cli", *args],
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    out: list[bytes] = []
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        out.append(proc.stdout.read())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    code = proc.wait()
+    reader.join()
+    os.close(master)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+    return code, b"".join(out).decode(), screen
+
+
+def test_progress_display_on_a_terminal(slow: OpenAIFake) -> None:
+    # stderr a terminal: the rich display (overall bar with done/failed/skipped and
+    # images per minute, a line per running job counting its images); stdout, a pipe,
+    # still carries the paths, and only them (rich used to take stdout over while its
+    # display ran and print them on the terminal).
+    import re
+
+    Path("p.txt").write_text("a fox\na cat\na owl\n")
+    code, out, screen = _with_stderr_on_a_terminal("batch", "p.txt", "-o", "o/", "-j", "2",
+                                                   "-n", "2")
+    assert code == 0, screen
+    assert re.search(r"batch .* 3/3 done 3 failed 0 skipped 0\s+\d+ img/min", screen), screen
+    assert re.search(r"  1  .* 0/2 +a fox", screen), screen  # a running job's line
+    assert "batch: 3 jobs: 3 done" in screen
+    assert sorted(out.split()) == sorted(str(p) for p in images("o"))
+    assert len(out.split()) == 6
+    assert not any(str(p) in screen for p in images("o"))
+
+
+def test_generate_paths_reach_stdout_while_the_spinner_runs(slow: OpenAIFake) -> None:
+    code, out, screen = _with_stderr_on_a_terminal("generate", "a fox", "-n", "3", "-o",
+                                                   "g/")
+    assert code == 0, screen
+    assert out.split() == [str(p) for p in images("g")]
+    assert "3/3 written" in screen and "g/" not in screen
+
+
+def test_ctrl_c_mid_batch_says_how_to_finish(slow: OpenAIFake) -> None:
+    n = 24
+    Path("p.txt").write_text("\n".join(f"scene {i}" for i in range(n)) + "\n")
+    proc = spawn("batch", "p.txt", "-o", "o/", "-j", "4")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (Path("o").exists() and images("o")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted; nothing half-written" in err
+    assert "run the same command again to do the rest" in err
+    made = images("o")
+    assert sorted(out.split()) == sorted(str(p) for p in made)
+    assert not [p for p in Path("o").iterdir() if p.suffix not in (".png", ".jsonl")]
+    r = run_cli(["batch", "p.txt", "-o", "o/", "-j", "4"])
+    assert r.code == 0, r.err
+    assert f"{len(made)} skipped" in r.err and len(images("o")) == n

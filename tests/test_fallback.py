@@ -208,3 +208,24 @@ def test_timeout_falls_back(pair: tuple[OpenAIFake, OpenAIFake]) -> None:
     assert r.code == 0, r.err
     assert len(b.server.calls("/images/generations")) == 1
     assert "did not answer within" in r.err  # -q still says why it fell back
+
+
+def test_fallback_provider_keeps_its_own_rate_limit(pair: tuple[OpenAIFake, OpenAIFake],
+                                                    tmp_path: Path) -> None:
+    # The backup's `rpm` holds when it serves as a fallback in a batch (it used to get
+    # a transport with no limits at all: every worker's call at once).
+    from tests.conftest import SLEEPS
+
+    a, b = pair
+    path = tmp_path / "config.toml"
+    path.write_text(path.read_text() + "rpm = 60\n")  # appended to [providers.backup]
+    unavailable(a, 10)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("one\ntwo\nthree\n")
+    r = run_cli(["batch", str(prompts), "-p", "first,backup", "-j", "3", "--retries", "0",
+                 "-o", str(tmp_path / "out") + "/", "-q"])
+    assert r.code == 0, r.err
+    assert len(b.server.calls("/images/generations")) == 3
+    # 60 a minute: the 2nd and 3rd calls wait one and two seconds (waits are recorded
+    # by the test fixture, not slept).
+    assert sorted(round(s) for s in SLEEPS) == [1, 2], SLEEPS

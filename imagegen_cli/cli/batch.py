@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from imagegen_cli.cli.options import COMMON, IMAGE_HELP, OUTPUT_HELP, RUN_HELP, _p
-from imagegen_cli.errors import ConfigError, ImagegenError, PartialError, UsageError
+from imagegen_cli.errors import ConfigError, ImagegenError, Interrupted, PartialError, UsageError
 
 Opt = typer.Option
 BATCH_HELP = "Batch"
@@ -265,6 +265,11 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
                 tally = sched.run(jobs)
         else:
             tally = sched.run(jobs)
+    except Interrupted as exc:
+        t = sched.tally
+        exc.message += (f" ({t.done + t.skipped} of {len(jobs)} jobs finished; run the same "
+                        "command again to do the rest: finished jobs are skipped)")
+        raise
     finally:
         journal.close()
         close_chains(jobs)

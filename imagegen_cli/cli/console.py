@@ -27,6 +27,13 @@ def use_color(stream: Any) -> bool:
 _stdout: dict[str, Any] = {"closed": False, "error": None}  # stdout during this command
 
 
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
 def out(line: str) -> None:
     """One result line on stdout. A reader that went away (`| head -1`) stops the
     printing, never the work: every image is still written. Any other failure to
@@ -136,8 +143,10 @@ class RichReporter(Reporter):
             Remaining(),
             console=self.console,
             transient=True,
-            # rich would route stdout into the display on stderr: results must reach
-            # stdout when it is a file or a pipe (`imagegen generate x > paths.txt`).
+            # Results go to stdout whatever the display does: rich would otherwise take
+            # over sys.stdout while it runs and print them on the terminal (stderr),
+            # leaving `imagegen generate x > paths.txt` empty. Only when stdout is that
+            # same terminal are they printed above the display, to keep it whole.
             redirect_stdout=stdout_is_terminal(),
         )
         self.task = self.progress.add_task("starting", total=None, detail="")
@@ -215,10 +224,3 @@ def make_reporter(quiet: bool) -> Reporter:
     if quiet or not sys.stderr.isatty():
         return StderrReporter(quiet)
     return RichReporter()
-
-
-def stdout_is_terminal() -> bool:
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False

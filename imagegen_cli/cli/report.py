@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from imagegen_cli.cli.console import stdout_is_terminal
 from imagegen_cli.events import (
     Event,
     ImageWritten,
@@ -85,18 +86,16 @@ class BatchProgress(Reporter):
             TimeRemainingColumn,
         )
 
-        from imagegen_cli.cli.console import stdout_is_terminal
-
         super().__init__()
         self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
             console=self.console, transient=True,
-            # results reach stdout, a file or a pipe, not the display on stderr
-            redirect_stdout=stdout_is_terminal())
+            redirect_stdout=stdout_is_terminal())  # results stay on stdout: see console.py
         self.overall = self.progress.add_task("batch", total=total, detail="")
         self.lines: dict[int, Any] = {}
+        self.stepping: set[int] = set()  # jobs whose line counts steps, not images
         self.counts = {"done": 0, "failed": 0, "skipped": 0}
         self.images = 0
         self.started = time.monotonic()
@@ -116,16 +115,21 @@ class BatchProgress(Reporter):
     def __call__(self, ev: Event) -> None:
         with self.lock:
             if isinstance(ev, JobStarted):
+                # Images written of the job's n, until a local model reports its steps.
                 self.lines[id(ev.job)] = self.progress.add_task(
-                    f"  {ev.job.id}", total=None, detail=_short(ev.job.request.prompt))
+                    f"  {ev.job.id}", total=ev.job.n, detail=_short(ev.job.request.prompt))
             elif isinstance(ev, ImageWritten):
                 self.images += 1
+                task = self.lines.get(id(ev.job))
+                if task is not None and id(ev.job) not in self.stepping:
+                    self.progress.advance(task)
             elif isinstance(ev, JobFinished):
                 key = ("skipped" if ev.skipped else "failed" if ev.failed
                        else "done" if not ev.not_run else None)
                 if key:
                     self.counts[key] += 1
                 task = self.lines.pop(id(ev.job), None)
+                self.stepping.discard(id(ev.job))
                 if task is not None:
                     self.progress.remove_task(task)
                 if ev.failed:
@@ -157,6 +161,7 @@ class _JobLine(Reporter):
     def step(self, done: int, total: int) -> None:
         with self.display.lock:
             if (task := self._task()) is not None:
+                self.display.stepping.add(id(self.owner))
                 self.display.progress.update(task, completed=done, total=total or None)
 
     def note(self, text: str) -> None:
