@@ -43,6 +43,7 @@ class Record:
 
 def detect_format(name: str, text: str, wanted: str | None) -> str:
     if wanted:
+        wanted = wanted.strip().lower()  # --input-format CSV
         if wanted not in FORMATS:
             raise UsageError(f"--input-format '{wanted}' is not one of text, jsonl, csv")
         return wanted

@@ -285,3 +285,9 @@ def test_every_generate_output_flag_works_on_batch(fake: OpenAIFake) -> None:
     assert out.count(b"\x1b]1337;File=") == 2 and b"t/1-a-fox-1.png" in out
     r = run_cli(["batch", "p.txt", "-o", "n/", "--preview"])  # stdout no terminal
     assert r.code == 0 and sorted(r.lines()) == ["n/1-a-fox-1.png", "n/2-an-owl-1.png"]
+
+
+def test_input_format_is_case_blind(fake: OpenAIFake) -> None:
+    r = run_cli(["batch", "-", "--input-format", "CSV", "-o", "o/"], stdin="prompt,id\nx,y\n")
+    assert r.code == 0, r.err
+    assert r.lines() == ["o/y-x-1.png"]
