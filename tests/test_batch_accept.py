@@ -291,3 +291,14 @@ def test_input_format_is_case_blind(fake: OpenAIFake) -> None:
     r = run_cli(["batch", "-", "--input-format", "CSV", "-o", "o/"], stdin="prompt,id\nx,y\n")
     assert r.code == 0, r.err
     assert r.lines() == ["o/y-x-1.png"]
+
+
+def test_a_journal_that_cannot_be_written_fails_before_anything_is_sent(
+        fake: OpenAIFake) -> None:
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc (a folder no file can be created in)")
+    Path("p.txt").write_text("a fox\n")
+    r = run_cli(["batch", "p.txt", "-o", "o/", "--state", "/proc/imagegen-journal.jsonl"])
+    assert r.code == 7
+    assert "Cannot write journal /proc/imagegen-journal.jsonl" in r.err and "--state" in r.err
+    assert not fake.server.requests  # nothing paid for

@@ -231,6 +231,8 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
         default=ctx.default_template).template)
     journal = Journal(Path(opts["state"]) if opts["state"] else folder / DEFAULT_NAME,
                       force=opts["force"])
+    if jobs:
+        journal.open()
     # What a killed run left mid-write: in the output folders, and wherever the journal
     # says earlier runs wrote (templates with {fields} in folder names).
     folders = {static_dir(j.plan.template) for j in jobs}
