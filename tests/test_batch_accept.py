@@ -302,3 +302,21 @@ def test_a_journal_that_cannot_be_written_fails_before_anything_is_sent(
     assert r.code == 7
     assert "Cannot write journal /proc/imagegen-journal.jsonl" in r.err and "--state" in r.err
     assert not fake.server.requests  # nothing paid for
+
+
+def test_a_cancelled_batch_still_writes_its_summary(slow: OpenAIFake) -> None:
+    # CI cancels with SIGTERM; --summary is the artifact a pipeline looks at then.
+    Path("p.txt").write_text("\n".join(f"scene {i}" for i in range(20)) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "imagegen_cli", "batch", "p.txt", "-o",
+                             "o/", "-j", "2", "--summary", "s.json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (Path("o").exists() and len(pngs("o")) >= 2):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    summary = json.loads(Path("s.json").read_text())
+    assert summary["interrupted"] is True and summary["jobs"] == 20
+    assert 2 <= summary["done"] < 20 and 2 <= summary["images"] <= len(pngs("o"))

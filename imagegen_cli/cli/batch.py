@@ -271,6 +271,9 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
         t = sched.tally
         exc.message += (f" ({t.done + t.skipped} of {len(jobs)} jobs finished; run the same "
                         "command again to do the rest: finished jobs are skipped)")
+        if opts["summary"]:  # a cancelled CI job still gets its artifact
+            report.write_summary(opts["summary"], t, shard, per_provider, invalid or [],
+                                 interrupted=True)
         raise
     finally:
         journal.close()

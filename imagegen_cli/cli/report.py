@@ -215,7 +215,7 @@ class ProviderUsage:
 
 def write_summary(path: str, tally: Any, shard: str | None,
                   per_provider: ProviderUsage | None = None,
-                  invalid: list[str] | None = None) -> None:
+                  invalid: list[str] | None = None, interrupted: bool = False) -> None:
     from pathlib import Path
 
     from imagegen_cli.output import write_atomic
@@ -232,6 +232,7 @@ def write_summary(path: str, tally: Any, shard: str | None,
         "cost_usd": tally.cost()[0], "cost_source": tally.cost()[1],
         "failures": [failure_record(job, exc) for job, exc in tally.failures],
         "invalid": invalid or [],  # --skip-invalid: each record left out, and why
+        **({"interrupted": True} if interrupted else {}),  # Ctrl-C or SIGTERM
     }
     write_atomic(Path(path), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(),
                  overwrite=True)
