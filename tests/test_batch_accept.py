@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,3 +321,35 @@ def test_a_cancelled_batch_still_writes_its_summary(slow: OpenAIFake) -> None:
     summary = json.loads(Path("s.json").read_text())
     assert summary["interrupted"] is True and summary["jobs"] == 20
     assert 2 <= summary["done"] < 20 and 2 <= summary["images"] <= len(pngs("o"))
+
+
+def test_diffusion_fields_per_record_on_nebula(nebula: Any) -> None:
+    recs = [{"prompt": "a fox", "seed": 11, "steps": 6, "guidance": 3.5, "size": "768x512"},
+            {"prompt": "an owl", "model": "stabilityai/stable-diffusion-xl-base-1.0",
+             "negative_prompt": "blur", "steps": 30}]
+    Path("r.jsonl").write_text("\n".join(json.dumps(x) for x in recs) + "\n")
+    r = run_cli(["batch", "r.jsonl", "-p", "nebula", "--steps", "8", "-o", "o/", "--json"])
+    assert r.code == 0, r.err
+    bodies = {c.json()["prompt"]: c.json() for c in nebula.server.calls("/images/generation")}
+    assert (bodies["a fox"]["seed"], bodies["a fox"]["num_steps"],
+            bodies["a fox"]["guidance_scale"], bodies["a fox"]["width"]) == (11, 6, 3.5, 768)
+    assert (bodies["an owl"]["negative_prompt"], bodies["an owl"]["num_steps"]) == ("blur", 30)
+    got = {x["id"]: x for x in map(json.loads, r.lines())}
+    assert got["1"]["seed"] == 11 and got["1"]["provider"] == "nebula"
+    sent = len(nebula.server.requests)
+    again = run_cli(["batch", "r.jsonl", "-p", "nebula", "--steps", "8", "-o", "o/", "--json"])
+    assert again.code == 0 and len(nebula.server.requests) == sent
+    assert all(json.loads(x)["skipped"] for x in again.lines())
+
+
+def test_async_jobs_in_a_batch_on_distribute(distribute: Any) -> None:
+    # seed/steps/guidance take Distribute's async jobs: created, polled, fetched.
+    Path("r.jsonl").write_text('{"prompt": "a boat", "seed": 7, "steps": 20}\n'
+                               '{"prompt": "a car"}\n')
+    r = run_cli(["batch", "r.jsonl", "-p", "distribute", "-o", "o/", "--json"])
+    assert r.code == 0, r.err
+    (create,) = distribute.server.calls("/async/images/create")
+    assert create.json()["seed"] == 7 and create.json()["num_inference_steps"] == 20
+    assert len(distribute.server.calls("/v1/images/generations")) == 1
+    got = {x["id"]: x for x in map(json.loads, r.lines())}
+    assert got["1"]["seed"] == 7 and Path(got["2"]["path"]).is_file()
