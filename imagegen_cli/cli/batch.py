@@ -81,7 +81,8 @@ def run_batch(opts: dict[str, Any]) -> None:
     if opts["output"] == "-":
         raise UsageError("batch writes files: -o - (stdout) takes one image; pass a folder")
     out = opts["output"]
-    if out and "{" not in out and not Path(out).suffix and not out.endswith(("/", os.sep)):
+    if out and "{" not in out and not Path(out).suffix and not out.endswith(("/", os.sep)) \
+            and not Path(out).expanduser().is_file():
         # `-o out`: a batch's many images go into a folder, made if need be (a name
         # with an extension, or a template, is still a file name).
         opts = {**opts, "output": out + "/"}
