@@ -120,8 +120,8 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
         raise UsageError(f"{name}, line 1: bad CSV header ({exc})") from None
     for h in header:
         if h not in KNOWN:
-            raise UsageError(f"{name}, line 1: unknown column '{h}'; known: "
-                             + ", ".join(sorted(KNOWN)))
+            raise UsageError(f"{name}, line 1: unknown column '{h}'{_did_you_mean(h)}; "
+                             "known: " + ", ".join(sorted(KNOWN)))
     if "prompt" not in header:
         raise UsageError(f"{name}, line 1: no 'prompt' column in the header row")
     rows: list[tuple[int, Any]] = []
@@ -157,7 +157,8 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
     rid: str | None = None
     for key, value in fields.items():
         if key not in KNOWN:
-            return _raise(UsageError(f"{name}, line {line}: unknown field '{key}'; known: "
+            return _raise(UsageError(f"{name}, line {line}: unknown field '{key}'"
+                                     f"{_did_you_mean(key)}; known: "
                                      + ", ".join(sorted(KNOWN))))
         if value is None:
             continue
@@ -231,3 +232,15 @@ def _csv_number(text: str, kind: type, err: UsageError) -> Any:
 
 def _raise(exc: UsageError) -> Record:
     raise exc
+
+
+def _did_you_mean(field: str) -> str:
+    """' (write 'negative_prompt')' for a flag's spelling or a near miss, else ''."""
+    import difflib
+
+    text = str(field)
+    guess = text.strip().lstrip("-").replace("-", "_").lower()
+    if guess in KNOWN:
+        return f" (write '{guess}')"
+    close = difflib.get_close_matches(guess, sorted(KNOWN), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -353,3 +353,19 @@ def test_async_jobs_in_a_batch_on_distribute(distribute: Any) -> None:
     assert len(distribute.server.calls("/v1/images/generations")) == 1
     got = {x["id"]: x for x in map(json.loads, r.lines())}
     assert got["1"]["seed"] == 7 and Path(got["2"]["path"]).is_file()
+
+
+@pytest.mark.parametrize("name, text, needle", [
+    ("r.jsonl", '{"prompt": "x", "negative-prompt": "blur"}\n',
+     "r.jsonl, line 1: unknown field 'negative-prompt' (write 'negative_prompt')"),
+    ("r.jsonl", '{"prompt": "x", "Model": "dall-e-3"}\n', "(write 'model')"),
+    ("r.jsonl", '{"prompt": "x", "qualty": "high"}\n', "(did you mean 'quality'?)"),
+    ("r.csv", "prompt,output-compression\nx,50\n",
+     "r.csv, line 1: unknown column 'output-compression' (write 'output_compression')"),
+])
+def test_unknown_field_names_the_spelling_to_use(fake: OpenAIFake, name: str, text: str,
+                                                 needle: str) -> None:
+    Path(name).write_text(text)
+    r = run_cli(["batch", name, "-o", "o/"])
+    assert r.code == 2 and needle in r.err, r.err
+    assert not fake.server.requests
