@@ -369,3 +369,14 @@ def test_unknown_field_names_the_spelling_to_use(fake: OpenAIFake, name: str, te
     r = run_cli(["batch", name, "-o", "o/"])
     assert r.code == 2 and needle in r.err, r.err
     assert not fake.server.requests
+
+
+def test_a_summary_that_cannot_be_written_fails_before_anything_is_sent(
+        fake: OpenAIFake) -> None:
+    Path("p.txt").write_text("a fox\n")
+    Path("taken").mkdir()
+    r = run_cli(["batch", "p.txt", "-o", "o/", "--summary", "taken"])
+    assert r.code == 7 and "Cannot write --summary taken" in r.err, r.err
+    assert not fake.server.requests
+    r = run_cli(["batch", "p.txt", "-o", "o/", "--summary", "reports/ci/s.json", "-q"])
+    assert r.code == 0 and json.loads(Path("reports/ci/s.json").read_text())["done"] == 1

@@ -227,6 +227,8 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
             ctx.note(clash)
     for plan in {j.plan.template: j.plan for j in jobs}.values():
         plan.check_writable()  # before anything is paid for
+    if opts["summary"]:
+        _check_summary(Path(opts["summary"]))
     folder = static_dir(OutputPlan.from_option(
         opts["output"] or ctx.env.get("IMAGEGEN_OUTPUT") or ctx.cfg.defaults.get("output"),
         default=ctx.default_template).template)
@@ -288,6 +290,22 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     if not quiet:
         err(report.summary_line(tally, shard, len(invalid or [])))
     _exit(tally)
+
+
+def _check_summary(path: Path) -> None:
+    """OutputError (exit 7) now, not after the batch ran, for a --summary FILE that
+    cannot be written (its folder is made here, as the writing would)."""
+    from imagegen_cli.errors import OutputError
+
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise OutputError(f"Cannot write --summary {path}: {exc.strerror or exc} (pass "
+                          "another FILE)") from None
 
 
 def _exit(tally: Any) -> None:
