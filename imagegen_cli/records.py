@@ -35,6 +35,16 @@ class Record:
     line: int
     id: str | None  # the record's own id, if it gave one
     options: ImageOptions
+    given: frozenset[str] = frozenset()  # the fields the record itself set
+
+    def field_in(self, message: str) -> str | None:
+        """The record's own field that MESSAGE (about an option, by its flag) is about."""
+        for key in sorted(self.given):
+            flags = ("-n ", "--count") if key in ("n", "count") else (
+                f"--{key.replace('_', '-')}",)
+            if any(f in message for f in flags):
+                return key
+        return None
 
     @property
     def inpaint(self) -> bool:
@@ -220,7 +230,7 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
         where = "field 'mask'" if "mask" in changes else "--mask"
         raise UsageError(f"{name}, line {line}: {where} needs an image to repaint: add an "
                          "'image' field (or pass --image)")
-    return Record(line, rid, opts)
+    return Record(line, rid, opts, frozenset(k for k, v in fields.items() if v is not None))
 
 
 def _csv_number(text: str, kind: type, err: UsageError) -> Any:

@@ -380,3 +380,18 @@ def test_a_summary_that_cannot_be_written_fails_before_anything_is_sent(
     assert not fake.server.requests
     r = run_cli(["batch", "p.txt", "-o", "o/", "--summary", "reports/ci/s.json", "-q"])
     assert r.code == 0 and json.loads(Path("reports/ci/s.json").read_text())["done"] == 1
+
+
+@pytest.mark.parametrize("record, needle", [
+    ('{"prompt": "x", "model": "gpt-image-2", "seed": 5}', "r.jsonl, line 2, field 'seed': "),
+    ('{"prompt": "x", "n": 0}', "r.jsonl, line 2, field 'n': "),
+    ('{"prompt": "x", "size": "huge"}', "r.jsonl, line 2, field 'size': "),
+    ('{"prompt": "x", "negative_prompt": "blur", "model": "gpt-image-2"}',
+     "r.jsonl, line 2, field 'negative_prompt': "),
+])
+def test_a_value_the_provider_refuses_names_the_records_field(
+        fake: OpenAIFake, record: str, needle: str) -> None:
+    Path("r.jsonl").write_text('{"prompt": "ok"}\n' + record + "\n")
+    r = run_cli(["batch", "r.jsonl", "-o", "o/"])
+    assert r.code == 2 and needle in r.err, r.err
+    assert not fake.server.requests

@@ -114,7 +114,9 @@ def run_batch(opts: dict[str, Any]) -> None:
         try:
             job = settle_chain(rec.options, ctx, inpaint=rec.inpaint, warn=warn)
         except (UsageError, ConfigError) as exc:
-            exc.message = f"{name}, line {rec.line}: {exc.message}"
+            field = rec.field_in(exc.message)
+            where = f", field '{field}'" if field else ""
+            exc.message = f"{name}, line {rec.line}{where}: {exc.message}"
             if not opts["skip_invalid"] or isinstance(exc, ConfigError):
                 raise
             invalid(exc)
