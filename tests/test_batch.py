@@ -84,7 +84,7 @@ def test_csv_records_with_quotes_and_empty_cells(fake: OpenAIFake) -> None:
     ("r.jsonl", '{"prompt": "a", "id": "x"}\n{"prompt": "b", "id": "x"}\n',
      "r.jsonl, line 2: id 'x' is already used on line 1"),
     ("r.jsonl", '{"prompt": "ok"}\n{"prompt": "x", "size": "100x100"}\n',
-     "r.jsonl, line 2: --size 100x100 is not accepted"),
+     "r.jsonl, line 2, field 'size': --size 100x100 is not accepted"),
 ])
 def test_bad_record_fails_whole_batch_before_sending(fake: OpenAIFake, name: str, text: str,
                                                     needle: str) -> None:
