@@ -395,3 +395,15 @@ def test_a_value_the_provider_refuses_names_the_records_field(
     r = run_cli(["batch", "r.jsonl", "-o", "o/"])
     assert r.code == 2 and needle in r.err, r.err
     assert not fake.server.requests
+
+
+@pytest.mark.parametrize("name, text", [("e.txt", ""), ("c.txt", "# one\n\n# two\n"),
+                                        ("e.jsonl", "\n\n"), ("h.csv", "prompt,id\n")])
+def test_an_input_without_records_does_nothing_and_says_so(fake: OpenAIFake, name: str,
+                                                           text: str) -> None:
+    Path(name).write_text(text)
+    r = run_cli(["batch", name, "-o", "o/", "--json"])
+    assert r.code == 0 and r.stdout == ""
+    assert f"{name} holds no records" in r.err
+    assert not fake.server.requests and not Path("o").exists()
+    assert "holds no records" not in run_cli(["batch", name, "-o", "o/", "-q"]).err

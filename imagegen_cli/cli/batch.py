@@ -128,6 +128,8 @@ def run_batch(opts: dict[str, Any]) -> None:
     if skipped and not jobs:
         raise UsageError(f"{name}: no valid record ({len(skipped)} skipped); fix them and "
                          "run again")
+    if not recs and not skipped and not quiet:
+        note(f"{name} holds no records (only blank or comment lines): nothing to do")
     assign_keys(jobs, explicit)
     if shard is not None:
         jobs = [j for j in jobs if shard.holds(j.shard_key)]
