@@ -7,8 +7,8 @@ which writes them one at a time (bounded queue: memory stays flat) and
 emits the event stream (events.py) to every sink.
 
 Hooks for what builds on it: `admit(job)` may refuse a job before its first
-call (a cost cap), and `done_before(job)` returns a finished job's images
-from a journal so it is reported as skipped and sends nothing.
+call (a cost cap), and `done_before(job)` returns the images a journal holds: all of
+them, the job is skipped and sends nothing; some, only the others are asked for.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from imagegen_cli import malloc
 from imagegen_cli.calls import Call, run_complete
 from imagegen_cli.errors import ExitCode, ImagegenError, Interrupted, OutputError, UnavailableError
 from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
+from imagegen_cli.jobs import missing_spans
 from imagegen_cli.limits import Gate
-from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches, warm_up
+from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, warm_up
 from imagegen_cli.requests import CallInfo, GeneratedImage, Reporter
 from imagegen_cli.tally import Tally
 
@@ -129,7 +130,7 @@ class Scheduler:
         self.tally.jobs = len(jobs)
         for job in jobs:
             before = self.done_before(job) if self.done_before else None
-            if before is not None:
+            if before is not None and len(before) >= job.n:
                 for img in before:
                     self.emit(ImageWritten(job, img, img.request_id, skipped=True))
                 self.emit(JobFinished(job, Outcome(saved=list(before)), skipped=True))
@@ -137,10 +138,14 @@ class Scheduler:
             st = self.states[id(job)] = _JobState()
             with self.lock:
                 self.gate(job), self.transport(job)
-            sizes = batches(job.n, job.provider.capabilities(job.request.model).max_n)
-            st.calls_left = len(sizes)
-            for i, n in enumerate(sizes):
-                calls.append(Call(job, n, sum(sizes[:i])))
+            # Images a killed run already wrote are kept: only the others are asked for.
+            for img in before or ():
+                st.outcome.saved.append(img)
+                self.emit(ImageWritten(job, img, img.request_id, skipped=True))
+            spans = missing_spans(job.n, {img.index for img in before or ()},
+                                  job.provider.capabilities(job.request.model).max_n)
+            st.calls_left = len(spans)
+            calls.extend(Call(job, n, offset) for offset, n in spans)
         try:
             if len(calls) == 1:
                 # On this thread: the local provider's Ctrl-C handler needs the main

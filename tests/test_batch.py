@@ -84,7 +84,7 @@ def test_csv_records_with_quotes_and_empty_cells(fake: OpenAIFake) -> None:
     ("r.jsonl", '{"prompt": "a", "id": "x"}\n{"prompt": "b", "id": "x"}\n',
      "r.jsonl, line 2: id 'x' is already used on line 1"),
     ("r.jsonl", '{"prompt": "ok"}\n{"prompt": "x", "size": "100x100"}\n',
-     "r.jsonl, line 2: --size 100x100 is not accepted"),
+     "r.jsonl, line 2, field 'size': --size 100x100 is not accepted"),
 ])
 def test_bad_record_fails_whole_batch_before_sending(fake: OpenAIFake, name: str, text: str,
                                                     needle: str) -> None:
@@ -138,7 +138,10 @@ def test_rerun_sends_nothing_and_prints_skipped_records(fake: OpenAIFake) -> Non
     assert r3.code == 0, r3.err
     new = [c.json()["prompt"] for c in fake.server.calls("/images/generations")[sent:]]
     assert sorted(new) == ["three", "two, changed"]
-    assert sorted(bool(x["skipped"]) for x in records(r3.stdout)) == [False] * 4 + [True] * 2
+    # only the deleted image of "three" is made again: its other one is kept
+    assert {c.json()["prompt"]: c.json()["n"] for c in
+            fake.server.calls("/images/generations")[sent:]} == {"three": 1, "two, changed": 2}
+    assert sorted(bool(x["skipped"]) for x in records(r3.stdout)) == [False] * 3 + [True] * 3
     sent = len(fake.server.requests)
     r4 = run_cli(["batch", "p.txt", "-o", "o/", "--force", "-q"])
     assert r4.code == 0 and len(fake.server.requests) == sent + 3
