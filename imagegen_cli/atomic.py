@@ -54,7 +54,8 @@ def write_atomic(
     and a hard link (or rename when overwriting) makes it appear atomically.
     CLAIM(target, stat of the data) runs just before it appears (a journal records
     the name first, so a kill between the two leaves nothing unaccounted for).
-    The temp name carries our pid: `clean_stale_parts` removes those of dead runs.
+    The temp name carries our pid and host: `clean_stale_parts` removes those of dead
+    runs.
     """
     folder = path.parent if str(path.parent) else Path(".")
     try:
@@ -62,8 +63,8 @@ def write_atomic(
     except OSError as exc:
         raise OutputError(f"Cannot create folder {folder}: {exc.strerror or exc}") from None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
-                                   dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.",
+                                   suffix=".part", dir=folder)
     except OSError as exc:
         raise OutputError(f"Cannot write in {folder}: {exc.strerror or exc}") from None
     try:
@@ -105,12 +106,32 @@ def write_atomic(
         raise
 
 
-_PART = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
+# .NAME.PID@HOST.RANDOM.part (older runs: .NAME.PID.RANDOM.part)
+_PART = re.compile(r"^\..+\.(\d+)(?:@([A-Za-z0-9-]*))?\.[A-Za-z0-9_]+\.part$")
+# A temp file of another machine (a shared volume: Kubernetes, Slurm on NFS) is left
+# alone until it is this old: its pid means nothing here, and no write takes an hour.
+FOREIGN_PART_AGE = 3600.0
+
+
+def _host_id() -> str:
+    import socket
+
+    try:
+        name = socket.gethostname()
+    except OSError:
+        name = ""
+    return re.sub(r"[^A-Za-z0-9-]", "", name)[:40] or "host"
+
+
+_HOST = _host_id()
 
 
 def clean_stale_parts(folder: Path) -> int:
-    """Remove temp files that runs killed mid-write left in FOLDER (their pid is gone);
-    another live run's temp files stay. Returns how many were removed."""
+    """Remove temp files that runs killed mid-write left in FOLDER: this machine's
+    whose pid is gone, another machine's once an hour old; a live run's stay.
+    Returns how many were removed."""
+    import time
+
     removed = 0
     try:
         entries = list(os.scandir(folder))
@@ -118,7 +139,16 @@ def clean_stale_parts(folder: Path) -> int:
         return 0
     for entry in entries:
         m = _PART.match(entry.name)
-        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+        if not m:
+            continue
+        pid, host = int(m.group(1)), m.group(2)
+        if host is not None and host != _HOST:
+            try:
+                if time.time() - entry.stat().st_mtime < FOREIGN_PART_AGE:
+                    continue
+            except OSError:
+                continue
+        elif pid == os.getpid() or _alive(pid):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,46 @@ def test_stale_temp_files_of_dead_runs_are_removed(fake: OpenAIFake) -> None:
     r = run_cli(["batch", "p.txt", "-o", "o/gpt/{id}-{prompt}-{index}.{ext}"])
     assert r.code == 0, r.err
     assert not stale.exists() and alive.exists()
+
+
+def test_temp_files_of_another_machine_on_a_shared_volume_are_left_alone(
+        tmp_path: Path) -> None:
+    # Shards on a shared volume (Kubernetes, Slurm on NFS): another machine's pid means
+    # nothing here. Its temp file is mid-write unless it is an hour old.
+    import subprocess
+    import sys
+
+    from imagegen_cli import atomic
+
+    tmp_path = tmp_path / "shared"
+    tmp_path.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    me = atomic._HOST
+    mine_dead = tmp_path / f".a.png.{dead.pid}@{me}.r1.part"
+    mine_alive = tmp_path / f".a.png.{os.getppid()}@{me}.r2.part"
+    theirs = tmp_path / f".a.png.{dead.pid}@other-node-7.r3.part"
+    theirs_old = tmp_path / f".a.png.{dead.pid}@other-node-7.r4.part"
+    for p in (mine_dead, mine_alive, theirs, theirs_old):
+        p.write_bytes(b"half")
+    hour_ago = time.time() - 2 * atomic.FOREIGN_PART_AGE
+    os.utime(theirs_old, (hour_ago, hour_ago))
+    assert atomic.clean_stale_parts(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine_alive.name,
+                                                                 theirs.name])
+    # What write_atomic has mid-write carries this pid and host.
+    seen: list[str] = []
+    real_link = os.link
+
+    def link(src: str, dst: str) -> None:
+        seen.append(os.path.basename(src))
+        real_link(src, dst)
+
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(atomic.os, "link", link)
+        out = atomic.write_atomic(tmp_path / "b.png", b"x")
+    assert out.read_bytes() == b"x"
+    assert seen and seen[0].startswith(f".b.png.{os.getpid()}@{me}.")
+    assert atomic._PART.match(seen[0])
