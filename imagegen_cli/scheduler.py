@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -188,9 +189,9 @@ class Scheduler:
         rep = self._reporter(call.job)
         tr = self.transports[(call.job.provider.name, call.job.timeout, call.job.retries)]
         try:
-            sub = call.request()
+            sub, t0 = call.request(), time.perf_counter()
             for img, info in run_complete(call.job.provider, sub, call.job.api_key, tr, rep):
-                self._handle("image", call, self._fetch(img, tr, rep), info)
+                self._handle("image", call, self._fetch(img, tr, rep, t0), info)
         except OutputError:
             raise
         except ImagegenError as exc:
@@ -229,10 +230,10 @@ class Scheduler:
                     tr = self.transports[(job.provider.name, job.timeout, job.retries)]
                     rep = self._reporter(job)
                     try:
-                        sub = call.request()
+                        sub, t0 = call.request(), time.perf_counter()
                         for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
                             room.acquire()
-                            inbox.put(("image", call, self._fetch(img, tr, rep), info))
+                            inbox.put(("image", call, self._fetch(img, tr, rep, t0), info))
                     except ImagegenError as exc:
                         self._failed_early(job, exc)
                         inbox.put(("error", call, exc, None))
@@ -278,11 +279,15 @@ class Scheduler:
                                           and len(self.failed_jobs) >= self.max_failures):
                 self.stopping = True
 
-    def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter) -> GeneratedImage:
+    def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter,
+               t0: float) -> GeneratedImage:
         if img.data is None and img.loader is None and img.url:
             rep.status(f"downloading image {img.index + 1}")
             spool = tr.download_spooled(img.url, on_bytes=rep.download)
             img.loader = spool.read
+        # Seconds from sending the call to holding this image (waits, retries, polls
+        # and download included), beside whatever the provider reports.
+        img.timings.setdefault("request_s", round(time.perf_counter() - t0, 3))
         return img
 
     def _saver(self, job: Job, st: _JobState) -> Saver:
