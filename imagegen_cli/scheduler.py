@@ -3,8 +3,8 @@
 Each job is split into calls of at most the model's per-request n. Worker
 threads (-j of them) take calls in job order, each holding a slot of its
 provider's `Gate` while the call runs; images come back to this thread,
-which writes them one at a time (bounded queue: memory stays flat) and
-emits the event stream (events.py) to every sink.
+which writes them one at a time (writer.py; a bounded queue of images: memory
+stays flat) and emits the event stream (events.py) to every sink.
 
 Hooks for what builds on it: `admit(job)` may refuse a job before its first
 call (a cost cap), and `done_before(job)` returns the images a journal holds: all of
