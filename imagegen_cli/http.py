@@ -1,35 +1,50 @@
 """The one HTTP client: timeouts, retries, Retry-After, error mapping, redaction.
 
-httpx is imported when a Transport is built, never on the `--help` path.
+Owns the `Transport`: one httpx client shared by every worker, each call sent with
+its deadline, logged for --debug, and retried (backoff with jitter, Retry-After,
+429 pauses under a shared gate); and reading small JSON answers. Its parts live
+beside it: httpcall.py (the request as data, and how it is shown), httperrors.py
+(what a failure means, whether to retry), downloads.py (image URLs) and sse.py
+(event streams); their public names are re-exported here. httpx is imported when
+a Transport is built, never on the `--help` path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+# `NAME as NAME`: re-exported, callers have always found these here.
+from imagegen_cli.downloads import DOWNLOAD_CAP as DOWNLOAD_CAP
+from imagegen_cli.downloads import MAX_REDIRECTS as MAX_REDIRECTS
 from imagegen_cli.errors import (
-    AuthError,
     ConfigError,
     ProviderError,
-    RefusedError,
     UnavailableError,
 )
-
-# Re-exported: callers have always found these here.
+from imagegen_cli.httpcall import HttpCall as HttpCall
+from imagegen_cli.httpcall import _body_summary, _short, _summarise
+from imagegen_cli.httperrors import RETRY_STATUSES as RETRY_STATUSES
+from imagegen_cli.httperrors import _host, _reason, _secs, _should_retry
+from imagegen_cli.httperrors import body_errors as body_errors
+from imagegen_cli.httperrors import classify as classify
+from imagegen_cli.httperrors import error_message as error_message
+from imagegen_cli.httperrors import request_id_of as request_id_of
+from imagegen_cli.httperrors import retry_after as retry_after
 from imagegen_cli.secrets import SENSITIVE_HEADERS as SENSITIVE_HEADERS
 from imagegen_cli.secrets import redact as redact
 from imagegen_cli.secrets import redact_data as redact_data
 from imagegen_cli.secrets import redact_headers as redact_headers
 from imagegen_cli.secrets import register_secret as register_secret
+from imagegen_cli.sse import SSE_LINE_CAP as SSE_LINE_CAP
+from imagegen_cli.sse import iter_sse as iter_sse
+from imagegen_cli.sse import parse_sse as parse_sse
+from imagegen_cli.sse import sse_lines as sse_lines
 
 if TYPE_CHECKING:
     import httpx
@@ -37,174 +52,11 @@ if TYPE_CHECKING:
     from imagegen_cli.jsonstream import Spool
     from imagegen_cli.limits import Gate
 
-RETRY_STATUSES = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0
 # Under a shared gate (batch), a 429 pauses every worker and is retried without
 # using up --retries, up to this many times per call.
 MAX_THROTTLED = 50
-DOWNLOAD_CAP = 64 * 1024 * 1024
 JSON_CAP = 16 * 1024 * 1024  # a status or listing answer; images are spooled, not held
-SSE_LINE_CAP = 64 * 1024 * 1024  # one event line (a base64 partial image)
-MAX_REDIRECTS = 5
-
-
-@dataclass
-class HttpCall:
-    """One request, ready to send, and printable for --dry-run."""
-
-    method: str
-    url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    json: Any = None
-    data: dict[str, str] | None = None  # multipart text fields
-    files: list[tuple[str, tuple[str, bytes, str]]] | None = None  # multipart files
-
-    def __post_init__(self) -> None:
-        # Calls are built as BASE + "/path"; a base_url with a query (a gateway's
-        # `?api-version=...`) keeps its query at the end of every call's URL.
-        head, sep, rest = self.url.partition("?")
-        if sep and "/" in rest:
-            query, _, tail = rest.partition("/")
-            self.url = f"{head}/{tail}?{query}"
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "method": self.method,
-            "url": self.url,
-            "headers": redact_headers(self.headers),
-        }
-        if self.json is not None:
-            out["body"] = _summarise(redact_data(self.json))
-        if self.files is not None or self.data is not None:
-            out["multipart"] = {
-                "fields": redact_data(dict(self.data or {})),
-                "files": [
-                    {"name": name, "filename": f[0], "content_type": f[2], "bytes": len(f[1])}
-                    for name, f in (self.files or [])
-                ],
-            }
-        redacted: dict[str, Any] = json.loads(redact(json.dumps(out, default=_short)))
-        return redacted
-
-
-def _summarise(value: Any) -> Any:
-    """The body as sent, but with long strings (base64 images) shown by size."""
-    if isinstance(value, str) and len(value) > 512:
-        return f"<{len(value)} characters>"
-    if type(value).__name__ == "Spool":  # base64 decoded to disk as it arrived
-        return f"<{getattr(value, 'size', 0)} bytes decoded from base64>"
-    if isinstance(value, dict):
-        return {k: _summarise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_summarise(v) for v in value]
-    return value
-
-
-def _secs(wait: float) -> str:
-    return f"{wait:.0f}" if wait >= 1 else f"{wait:.1f}"
-
-
-def _body_summary(resp: httpx.Response) -> str:
-    """A response body for --debug: JSON with long strings (base64) shown by size,
-    anything else cut short; secrets redacted."""
-    try:
-        text = json.dumps(_summarise(resp.json()), ensure_ascii=False)
-    except ValueError:
-        text = resp.text[:1000] if resp.content else "(empty)"
-    return redact(text)
-
-
-def _short(value: Any) -> str:
-    return f"<{type(value).__name__}>"
-
-
-def error_message(resp: httpx.Response) -> tuple[str, str | None]:
-    """A readable message and error code from any error body: JSON, HTML or text."""
-    text = resp.text if resp.content else ""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            msg = err.get("message") or err.get("type") or json.dumps(err)
-            code = err.get("code")  # `type` is a category, not a code: never shown as one
-            return str(msg), str(code) if code else None
-        for key in ("message", "detail", "error", "msg"):
-            if body.get(key):
-                val = body[key]
-                return (val if isinstance(val, str) else json.dumps(val)), (
-                    str(body["code"]) if body.get("code") else None
-                )
-        return json.dumps(body)[:300], None
-    if isinstance(body, list) and body and isinstance(body[0], dict):
-        return str(body[0].get("msg") or body[0].get("message") or body[0])[:300], None
-    if "<" in text and ">" in text:
-        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-        text = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
-    text = " ".join(text.split())
-    return (text[:300] or resp.reason_phrase or f"HTTP {resp.status_code}"), None
-
-
-def request_id_of(resp: httpx.Response) -> str | None:
-    for h in ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray"):
-        if resp.headers.get(h):
-            return str(resp.headers[h])
-    return None
-
-
-def retry_after(resp: httpx.Response) -> float | None:
-    """Seconds the server asks to wait (Retry-After-Ms, Retry-After in seconds or as an
-    HTTP date), never negative; None when absent or unreadable (NaN, garbage)."""
-    ms = resp.headers.get("retry-after-ms")
-    if ms:
-        with contextlib.suppress(ValueError):
-            return _sane_wait(float(ms) / 1000)
-    value = resp.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return _sane_wait(float(value))
-    except ValueError:
-        pass
-    import email.utils
-
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return _sane_wait(float(parsed.timestamp()) - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
-        return None
-
-
-def _sane_wait(seconds: float) -> float | None:
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)  # +inf stays: "asks to wait inf s, try again later"
-
-
-def classify(resp: httpx.Response, who: str) -> ProviderError:
-    msg, code = error_message(resp)
-    msg = redact(msg)
-    rid = request_id_of(resp)
-    status = resp.status_code
-    kw: dict[str, Any] = {"status": status, "code": code, "request_id": rid}
-    if status in (401, 403):
-        return AuthError(f"{who} refused the credentials: {msg}", **kw)
-    if code == "insufficient_quota":
-        return RefusedError(f"{who} refused the request: {msg}", **kw)
-    if status in RETRY_STATUSES or status >= 500:
-        return UnavailableError(f"{who} is unavailable: {msg}", **kw)
-    return RefusedError(f"{who} refused the request: {msg}", **kw)
-
-
-def _should_retry(resp: httpx.Response, err: ProviderError) -> bool:
-    explicit = resp.headers.get("x-should-retry")
-    if explicit == "true":
-        return True
-    if explicit == "false":
-        return False
-    return isinstance(err, UnavailableError)
 
 
 class Transport:
@@ -416,169 +268,15 @@ class Transport:
 
     def download_spooled(self, url: str, *, cap: int | None = None,
                          on_bytes: Callable[[int, int], None] | None = None) -> Spool:
-        """Fetch an image URL into a temporary file (read it once with .read()): http(s)
-        only (redirects too), size-capped, never with the provider's key, each attempt
-        within --timeout."""
-        import httpx
+        """Fetch an image URL into a temporary file (read it once with .read()): see
+        downloads.py."""
+        from imagegen_cli.downloads import download_spooled
 
-        from imagegen_cli import deadline
-
-        cap = cap or DOWNLOAD_CAP
-        _check_scheme(url, f"{self.who} returned an image URL")
-        attempt = 0
-        while True:
-            deadline.start(self.timeout)
-            try:
-                return self._download_once(url, cap, on_bytes)
-            except httpx.TimeoutException:
-                err = UnavailableError(f"Downloading the image from {_host(url)} took longer "
-                                       f"than {self.timeout:g} s (raise --timeout)")
-            except httpx.TransportError as exc:
-                err = UnavailableError(f"Cannot download from {_host(url)}: {_reason(exc)}")
-            except UnavailableError as exc:
-                if exc.status is None:  # over the cap, bad redirect: retrying cannot help
-                    raise
-                err = exc
-            if attempt >= self.retries:
-                raise err from None
-            wait = self._backoff(attempt)
-            if self.on_retry:
-                self.on_retry(f"download from {_host(url)} failed, retrying in {_secs(wait)} s "
-                              f"(attempt {attempt + 2} of {self.retries + 1})")
-            self._pause(wait)
-            attempt += 1
-
-    def _download_once(self, url: str, cap: int,
-                       on_bytes: Callable[[int, int], None] | None) -> Spool:
-        from imagegen_cli.jsonstream import Spool
-
-        # Redirects are followed by hand: each hop must be http(s), and no header of
-        # ours (there is no key on a download) is ever added.
-        for _hop in range(MAX_REDIRECTS + 1):
-            with self.client.stream("GET", url) as resp:
-                if resp.is_redirect:
-                    target = str(resp.url.join(resp.headers.get("location", "")))
-                    _check_scheme(target, f"The image URL at {_host(url)} redirects")
-                    url = target
-                    continue
-                if resp.status_code >= 400:
-                    with body_errors(f"The image host {_host(url)}"):
-                        resp.read()
-                    raise classify(resp, f"The image host {_host(url)}")
-                try:
-                    total = int(resp.headers.get("content-length") or 0)
-                except ValueError:
-                    total = 0
-                if total > cap:
-                    raise UnavailableError(f"Image at {_host(url)} is {total} bytes, over the "
-                                           f"{cap} byte limit")
-                spool = Spool()
-                got = 0
-                try:
-                    for chunk in resp.iter_bytes():
-                        got += len(chunk)
-                        if got > cap:
-                            raise UnavailableError(
-                                f"Image at {_host(url)} is over the {cap} byte limit")
-                        spool.file.write(chunk)
-                        if on_bytes:
-                            on_bytes(got, total)
-                except BaseException:
-                    spool.file.close()
-                    raise
-                spool.size = got
-                return spool
-        raise UnavailableError(f"The image URL at {_host(url)} redirects more than "
-                               f"{MAX_REDIRECTS} times")
-
-
-def _check_scheme(url: str, what: str) -> None:
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise UnavailableError(f"{what} with scheme '{scheme or 'none'}'; only http and "
-                               "https are fetched")
-
-
-@contextlib.contextmanager
-def body_errors(who: str, request_id: str | None = None,
-                timeout: float | None = None) -> Iterator[None]:
-    """While reading a response body: a broken or stalled connection is the
-    provider being unavailable (exit 6), never an internal error."""
-    import httpx
-
-    try:
-        yield
-    except httpx.TimeoutException:
-        limit = f" within {timeout:g} s (raise --timeout)" if timeout else " (timed out)"
-        raise UnavailableError(f"{who} did not finish its answer{limit}",
-                               request_id=request_id) from None
-    except httpx.TransportError as exc:
-        raise UnavailableError(f"{who}'s answer broke off: {_reason(exc)}",
-                               request_id=request_id) from None
+        return download_spooled(self, url, cap=cap, on_bytes=on_bytes)
 
 
 def _sleep(seconds: float) -> None:
     time.sleep(seconds)
-
-
-def iter_sse(resp: httpx.Response) -> Iterator[tuple[str, str]]:
-    """(event, data) pairs of a text/event-stream body."""
-    return parse_sse(resp.iter_bytes())
-
-
-def sse_lines(chunks: Iterable[bytes], cap: int = SSE_LINE_CAP) -> Iterator[str]:
-    """Lines of an event stream (CRLF, LF or CR endings, split anywhere across
-    chunks); a line longer than CAP bytes is a malformed stream."""
-    buf = bytearray()
-    cr_pending = False  # the last chunk ended in CR: an LF opening the next one is its pair
-    for chunk in chunks:
-        if cr_pending and chunk[:1] == b"\n":
-            chunk = chunk[1:]
-        cr_pending = False
-        start = 0
-        for m in _EOL.finditer(chunk):
-            buf += chunk[start:m.start()]
-            yield buf.decode("utf-8", "replace")
-            buf.clear()
-            start = m.end()
-        buf += chunk[start:]
-        if chunk.endswith(b"\r"):
-            cr_pending = True
-        if len(buf) > cap:
-            raise UnavailableError(f"An event stream line is over {cap} bytes")
-    if buf:
-        yield buf.decode("utf-8", "replace")
-
-
-_EOL = re.compile(rb"\r\n|\r|\n")
-
-
-def parse_sse(chunks: Iterable[bytes]) -> Iterator[tuple[str, str]]:
-    """(event, data) pairs of an event stream given as byte chunks (the WHATWG rules:
-    comments skipped, `data:` lines joined with LF, an event is dispatched at a blank
-    line; a final event without its blank line is still delivered)."""
-    event = "message"
-    data: list[str] = []
-    first = True
-    for line in sse_lines(chunks):
-        if first:
-            line = line.removeprefix("\ufeff")
-            first = False
-        if line == "":
-            if data:
-                yield event, "\n".join(data)
-            event, data = "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-    if data:
-        yield event, "\n".join(data)
 
 
 def check_base_url(url: str, provider: str) -> str:
@@ -588,23 +286,6 @@ def check_base_url(url: str, provider: str) -> str:
             f"Bad base_url '{url}' for provider {provider}: expected http(s)://HOST/..."
         )
     return url.rstrip("/")
-
-
-def _host(url: str) -> str:
-    """HOST[:PORT] of URL: never its userinfo or query, which may hold a key."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return redact(url)
-    if not host:
-        return redact(url)
-    return f"{host}:{port}" if port else host
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return redact(text.split("\n")[0])
 
 
 def _user_agent() -> str:

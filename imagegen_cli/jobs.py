@@ -41,6 +41,9 @@ class Job:
     id: str = "1"
     line: int | None = None
     key: str = ""
+    # What --shard splits on: the key without the output template, so shards that
+    # write into folders of their own (-o out-$CI_NODE_INDEX/) still partition.
+    shard_key: str = ""
     # fallback.settle_chain: the providers to try in turn (with their requests and
     # prices), and the cost of one image written (call info, width, height).
     members: list[Any] = field(default_factory=list)
@@ -61,15 +64,17 @@ class Job:
             calls.extend(c.describe() for c in self.provider.prepare(sub, shown_key))
         return {"provider": self.provider.name, "model": req.model, "requests": calls}
 
-    def fingerprint(self) -> str:
-        """sha256 of everything that decides this job's output."""
+    def fingerprint(self, output: bool = True) -> str:
+        """sha256 of everything that decides this job's output (without OUTPUT: all
+        but where its files go)."""
         import hashlib
         import json
 
         req = self.request
         fields: dict[str, Any] = {
             "v": KEY_VERSION, "provider": self.provider.name, "type": self.pcfg.type,
-            "base_url": self.pcfg.base_url, "template": self.plan.template,
+            "base_url": self.pcfg.base_url,
+            **({"template": self.plan.template} if output else {}),
             "fmt": self.fmt, "metadata": self.metadata, "sidecar": self.sidecar,
         }
         for f in ("prompt", "model", "n", "size", "quality", "style", "background",
@@ -90,14 +95,37 @@ def assign_keys(jobs: list[Job], explicit_ids: set[int]) -> None:
     (a line inserted above them changes no key)."""
     import hashlib
 
-    seen: dict[str, int] = {}
-    for pos, job in enumerate(jobs):
-        base = job.fingerprint()
-        if pos in explicit_ids:
-            base = hashlib.sha256(f"{base}/id={job.id}".encode()).hexdigest()
-        k = seen.get(base, 0)
-        seen[base] = k + 1
-        job.key = base[:32] if k == 0 else hashlib.sha256(f"{base}#{k}".encode()).hexdigest()[:32]
+    def keyed(output: bool) -> list[str]:
+        seen: dict[str, int] = {}
+        keys = []
+        for pos, job in enumerate(jobs):
+            base = job.fingerprint(output)
+            if pos in explicit_ids:
+                base = hashlib.sha256(f"{base}/id={job.id}".encode()).hexdigest()
+            k = seen.get(base, 0)
+            seen[base] = k + 1
+            keys.append(base[:32] if k == 0
+                        else hashlib.sha256(f"{base}#{k}".encode()).hexdigest()[:32])
+        return keys
+
+    for job, key, shard_key in zip(jobs, keyed(True), keyed(False), strict=True):
+        job.key, job.shard_key = key, shard_key
+
+
+def missing_spans(n: int, have: set[int], max_n: int) -> list[tuple[int, int]]:
+    """The calls (offset, count) that make the images of 1..N not in HAVE, at most
+    MAX_N each: a job a killed run left half-written asks only for what it lacks."""
+    spans: list[tuple[int, int]] = []
+    index = 1
+    while index <= n:
+        if index in have:
+            index += 1
+            continue
+        start = index
+        while index <= n and index not in have and index - start < max(1, max_n):
+            index += 1
+        spans.append((start - 1, index - start))
+    return spans
 
 
 @dataclass(frozen=True)

@@ -62,14 +62,15 @@ class Journal:
                               "(pass --state FILE to use another)") from None
 
     def finished(self, job: Job) -> list[SavedImage] | None:
-        """The job's images when an earlier run wrote all of them and they are intact."""
+        """The job's images that an earlier run wrote and are intact (all of them: the
+        job is finished; some: a killed run's job, whose other images are still to
+        make), or None."""
         out = []
         for index in range(1, job.n + 1):
             rec = self.entries.get((job.key, index))
-            if rec is None or not _intact(rec):
-                return None
-            out.append(SavedImage.from_record(rec))
-        return out
+            if rec is not None and _intact(rec):
+                out.append(SavedImage.from_record(rec))
+        return out or None
 
     def claim_for(self, job: Job) -> Claim:
         def claim(saved: SavedImage, st: os.stat_result) -> None:
@@ -79,17 +80,32 @@ class Journal:
 
         return claim
 
+    def open(self) -> None:
+        """Open the journal for appending now: one that cannot be written fails the
+        batch (exit 7) before anything is paid for, not after the first image."""
+        with self.lock:
+            try:
+                self._open()
+            except OSError as exc:
+                raise OutputError(f"Cannot write journal {self.path}: "
+                                  f"{exc.strerror or exc} (pass --state FILE to keep it "
+                                  "elsewhere)") from None
+
+    def _open(self) -> int:
+        if self.fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if _ends_mid_line(self.path):
+                os.write(self.fd, b"\n")  # after a kill mid-append
+        return self.fd
+
     def append(self, rec: dict[str, Any]) -> None:
         line = (json.dumps(rec, ensure_ascii=False) + "\n").encode()
         with self.lock:
             try:
-                if self.fd is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                    if _ends_mid_line(self.path):
-                        os.write(self.fd, b"\n")  # after a kill mid-append
-                os.write(self.fd, line)
-                os.fsync(self.fd)
+                fd = self._open()
+                os.write(fd, line)
+                os.fsync(fd)
             except OSError as exc:
                 raise OutputError(f"Cannot write journal {self.path}: "
                                   f"{exc.strerror or exc}") from None

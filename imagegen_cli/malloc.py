@@ -10,10 +10,11 @@ if TYPE_CHECKING:
 
 
 # Buffers of this size and up are mmapped and given back when freed: the 64 KiB socket
-# reads and their 48 KiB of decoded base64 in each worker, the images in the writer.
-# Measured (bench_batch, 200 images at -j 16): peak 53-54 MiB at 64 KiB, 50 at 32 KiB,
-# 50 at 16 KiB; wall time the same.
-MMAP_THRESHOLD = 32 * 1024
+# reads in each worker, the images in the writer. Measured (bench_batch, 200 images
+# at -j 16, 3 runs each): 64 KiB peaks at 54-55 MiB in 7.11-7.15 s; 32 KiB at 51-52
+# MiB but in 7.24-7.44 s (each worker's 48 KiB pieces of decoded base64 then cost an
+# mmap and a dozen page faults: +0.4 s of system time); 128 KiB at 62-65 MiB.
+MMAP_THRESHOLD = 64 * 1024
 
 
 def in_process(provider: Provider) -> bool:

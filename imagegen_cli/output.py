@@ -1,4 +1,10 @@
-"""Output naming (templates), atomic writes and never-overwrite."""
+"""Output naming (templates), atomic writes and never-overwrite.
+
+This module owns naming: the -o templates and their fields, `OutputPlan` (where
+each image of a job goes, and whether that folder can be written), slugs and
+names every common file system accepts. Writing (atomic, never-overwrite, temp
+file cleanup, the umask) lives in atomic.py; its names are re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,16 @@ import re
 import string
 import tempfile
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+# `NAME as NAME`: re-exported, callers have always found these here.
+from imagegen_cli.atomic import UMASK as UMASK
+from imagegen_cli.atomic import clean_once as clean_once
+from imagegen_cli.atomic import clean_stale_parts as clean_stale_parts
+from imagegen_cli.atomic import unique_path as unique_path
+from imagegen_cli.atomic import write_atomic as write_atomic
 from imagegen_cli.errors import OutputError, UsageError
 
 DEFAULT_TEMPLATE = "{date}-{time}-{prompt}-{index}.{ext}"
@@ -229,150 +240,3 @@ def legal_name(name: str) -> str:
     if first.lower() in WINDOWS_RESERVED:
         stem = f"{first}_{sep}{rest}"
     return stem + dot + ext
-
-
-def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
-    """PATH, or PATH-1, PATH-2... whichever is free, with its companion files
-    (e.g. the .json sidecar) free too."""
-
-    def free(p: Path) -> bool:
-        # lexists: a dangling symlink is taken too (exists() would say free for ever).
-        return not os.path.lexists(p) and not any(
-            os.path.lexists(p.with_suffix(c)) for c in companions)
-
-    if free(path):
-        return path
-    k = 1
-    while True:
-        candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
-        if free(candidate):
-            return candidate
-        k += 1
-
-
-def write_atomic(
-    path: Path,
-    data: bytes,
-    *,
-    overwrite: bool = False,
-    companions: tuple[str, ...] = (),
-    mode: int | None = None,
-    claim: Callable[[Path, os.stat_result], None] | None = None,
-) -> Path:
-    """Write DATA to PATH whole or not at all; never replace a file unless asked.
-
-    Returns the path written, which differs from PATH when PATH existed
-    (never-overwrite adds -1, -2, ...). The temp file lives in the same folder,
-    and a hard link (or rename when overwriting) makes it appear atomically.
-    CLAIM(target, stat of the data) runs just before it appears (a journal records
-    the name first, so a kill between the two leaves nothing unaccounted for).
-    The temp name carries our pid: `clean_stale_parts` removes those of dead runs.
-    """
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"Cannot create folder {folder}: {exc.strerror or exc}") from None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part",
-                                   dir=folder)
-    except OSError as exc:
-        raise OutputError(f"Cannot write in {folder}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~UMASK)
-        if overwrite:
-            if claim is not None:
-                claim(path, os.stat(tmp))
-            os.replace(tmp, path)
-            return path
-        target = path
-        while True:
-            target = unique_path(target, companions)
-            if claim is not None:
-                claim(target, os.stat(tmp))
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                continue  # lost a race with another writer: take the next name
-            except OSError:
-                # Filesystems without hard links: fall back to an exclusive create.
-                try:
-                    with open(target, "xb") as fh:
-                        fh.write(data)
-                except FileExistsError:
-                    continue
-            os.unlink(tmp)
-            return target
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:  # Ctrl-C mid-write: no temp file left behind either
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-_PART = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part$")
-
-
-def clean_stale_parts(folder: Path) -> int:
-    """Remove temp files that runs killed mid-write left in FOLDER (their pid is gone);
-    another live run's temp files stay. Returns how many were removed."""
-    removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        m = _PART.match(entry.name)
-        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-            removed += 1
-    return removed
-
-
-_cleaned: set[str] = set()
-
-
-def clean_once(folder: Path) -> None:
-    """`clean_stale_parts` for FOLDER, the first time this process writes there."""
-    key = os.path.abspath(folder)
-    if key not in _cleaned:
-        _cleaned.add(key)
-        clean_stale_parts(folder)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _read_umask() -> int:
-    """The process umask, read once at import (before any worker thread exists):
-    os.umask can only read it by setting it, which would race with other threads'
-    file creation."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-UMASK = _read_umask()

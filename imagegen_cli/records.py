@@ -35,6 +35,16 @@ class Record:
     line: int
     id: str | None  # the record's own id, if it gave one
     options: ImageOptions
+    given: frozenset[str] = frozenset()  # the fields the record itself set
+
+    def field_in(self, message: str) -> str | None:
+        """The record's own field that MESSAGE (about an option, by its flag) is about."""
+        for key in sorted(self.given):
+            flags = ("-n ", "--count") if key in ("n", "count") else (
+                f"--{key.replace('_', '-')}",)
+            if any(f in message for f in flags):
+                return key
+        return None
 
     @property
     def inpaint(self) -> bool:
@@ -43,6 +53,7 @@ class Record:
 
 def detect_format(name: str, text: str, wanted: str | None) -> str:
     if wanted:
+        wanted = wanted.strip().lower()  # --input-format CSV
         if wanted not in FORMATS:
             raise UsageError(f"--input-format '{wanted}' is not one of text, jsonl, csv")
         return wanted
@@ -119,29 +130,30 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
         raise UsageError(f"{name}, line 1: bad CSV header ({exc})") from None
     for h in header:
         if h not in KNOWN:
-            raise UsageError(f"{name}, line 1: unknown column '{h}'; known: "
-                             + ", ".join(sorted(KNOWN)))
+            raise UsageError(f"{name}, line 1: unknown column '{h}'{_did_you_mean(h)}; "
+                             "known: " + ", ".join(sorted(KNOWN)))
     if "prompt" not in header:
         raise UsageError(f"{name}, line 1: no 'prompt' column in the header row")
     rows: list[tuple[int, Any]] = []
     while True:
+        # A record's line is where it starts: a quoted cell may span several lines.
+        start = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            rows.append((reader.line_num, UsageError(f"{name}, line {reader.line_num}: "
-                                                     f"bad CSV ({exc})")))
+            rows.append((start, UsageError(f"{name}, line {start}: bad CSV ({exc})")))
             continue
         if not any(c.strip() for c in cells):
             continue
         if len(cells) > len(header):
-            rows.append((reader.line_num, UsageError(
-                f"{name}, line {reader.line_num}: {len(cells)} cells but the header names "
+            rows.append((start, UsageError(
+                f"{name}, line {start}: {len(cells)} cells but the header names "
                 f"{len(header)} columns (quote cells that hold commas)")))
             continue
-        rows.append((reader.line_num, {h: c for h, c in zip(header, cells, strict=False)
-                                       if c.strip() != ""}))
+        rows.append((start, {h: c for h, c in zip(header, cells, strict=False)
+                             if c.strip() != ""}))
     return rows
 
 
@@ -155,7 +167,8 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
     rid: str | None = None
     for key, value in fields.items():
         if key not in KNOWN:
-            return _raise(UsageError(f"{name}, line {line}: unknown field '{key}'; known: "
+            return _raise(UsageError(f"{name}, line {line}: unknown field '{key}'"
+                                     f"{_did_you_mean(key)}; known: "
                                      + ", ".join(sorted(KNOWN))))
         if value is None:
             continue
@@ -212,7 +225,12 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
     if not isinstance(prompt, str) or not prompt.strip():
         raise UsageError(f"{name}, line {line}: no prompt (every record needs a non-empty "
                          "'prompt')")
-    return Record(line, rid, dataclasses.replace(base, **changes))
+    opts = dataclasses.replace(base, **changes)
+    if opts.mask is not None and not opts.image:
+        where = "field 'mask'" if "mask" in changes else "--mask"
+        raise UsageError(f"{name}, line {line}: {where} needs an image to repaint: add an "
+                         "'image' field (or pass --image)")
+    return Record(line, rid, opts, frozenset(k for k, v in fields.items() if v is not None))
 
 
 def _csv_number(text: str, kind: type, err: UsageError) -> Any:
@@ -224,3 +242,15 @@ def _csv_number(text: str, kind: type, err: UsageError) -> Any:
 
 def _raise(exc: UsageError) -> Record:
     raise exc
+
+
+def _did_you_mean(field: str) -> str:
+    """' (write 'negative_prompt')' for a flag's spelling or a near miss, else ''."""
+    import difflib
+
+    text = str(field)
+    guess = text.strip().lstrip("-").replace("-", "_").lower()
+    if guess in KNOWN:
+        return f" (write '{guess}')"
+    close = difflib.get_close_matches(guess, sorted(KNOWN), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""

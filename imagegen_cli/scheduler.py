@@ -3,31 +3,33 @@
 Each job is split into calls of at most the model's per-request n. Worker
 threads (-j of them) take calls in job order, each holding a slot of its
 provider's `Gate` while the call runs; images come back to this thread,
-which writes them one at a time (bounded queue: memory stays flat) and
-emits the event stream (events.py) to every sink.
+which writes them one at a time (writer.py; a bounded queue of images: memory
+stays flat) and emits the event stream (events.py) to every sink.
 
 Hooks for what builds on it: `admit(job)` may refuse a job before its first
-call (a cost cap), and `done_before(job)` returns a finished job's images
-from a journal so it is reported as skipped and sends nothing.
+call (a cost cap), and `done_before(job)` returns the images a journal holds: all of
+them, the job is skipped and sends nothing; some, only the others are asked for.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import malloc
 from imagegen_cli.calls import Call, run_complete
-from imagegen_cli.errors import ExitCode, ImagegenError, Interrupted, OutputError, UnavailableError
-from imagegen_cli.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
+from imagegen_cli.errors import ImagegenError, Interrupted, OutputError
+from imagegen_cli.events import Event, ImageWritten, JobFinished
+from imagegen_cli.jobs import missing_spans
 from imagegen_cli.limits import Gate
-from imagegen_cli.pipeline import Claim, Outcome, SavedImage, Saver, batches, warm_up
-from imagegen_cli.requests import CallInfo, GeneratedImage, Reporter
+from imagegen_cli.pipeline import Claim, Outcome, SavedImage, warm_up
+from imagegen_cli.requests import GeneratedImage, Reporter
 from imagegen_cli.tally import Tally
+from imagegen_cli.writer import FATAL, JobState, JobWriter
 
 if TYPE_CHECKING:
     from imagegen_cli.http import Transport
@@ -36,21 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FATAL", "Call", "Scheduler", "Tally", "run_complete"]
 
-# A failure with one of these codes fails every job alike (bad usage, config, key).
-FATAL = {ExitCode.USAGE, ExitCode.CONFIG, ExitCode.AUTH}
 
 
-@dataclass
-class _JobState:
-    outcome: Outcome = field(default_factory=Outcome)
-    calls_left: int = 0
-    started: bool = False
-    cancelled: bool = False
-    saver: Saver | None = None
-    seen: set[int] = field(default_factory=set)
-
-
-class Scheduler:
+class Scheduler(JobWriter):
     def __init__(
         self,
         *,
@@ -85,7 +75,7 @@ class Scheduler:
         self.reporters: list[Reporter] = []
         self.stopping = False
         self.lock = threading.Lock()
-        self.states: dict[int, _JobState] = {}
+        self.states: dict[int, JobState] = {}
         self.failed_jobs: set[int] = set()
 
     # -- per-provider plumbing -------------------------------------------
@@ -129,18 +119,22 @@ class Scheduler:
         self.tally.jobs = len(jobs)
         for job in jobs:
             before = self.done_before(job) if self.done_before else None
-            if before is not None:
+            if before is not None and len(before) >= job.n:
                 for img in before:
                     self.emit(ImageWritten(job, img, img.request_id, skipped=True))
                 self.emit(JobFinished(job, Outcome(saved=list(before)), skipped=True))
                 continue
-            st = self.states[id(job)] = _JobState()
+            st = self.states[id(job)] = JobState()
             with self.lock:
                 self.gate(job), self.transport(job)
-            sizes = batches(job.n, job.provider.capabilities(job.request.model).max_n)
-            st.calls_left = len(sizes)
-            for i, n in enumerate(sizes):
-                calls.append(Call(job, n, sum(sizes[:i])))
+            # Images a killed run already wrote are kept: only the others are asked for.
+            for img in before or ():
+                st.outcome.saved.append(img)
+                self.emit(ImageWritten(job, img, img.request_id, skipped=True))
+            spans = missing_spans(job.n, {img.index for img in before or ()},
+                                  job.provider.capabilities(job.request.model).max_n)
+            st.calls_left = len(spans)
+            calls.extend(Call(job, n, offset) for offset, n in spans)
         try:
             if len(calls) == 1:
                 # On this thread: the local provider's Ctrl-C handler needs the main
@@ -183,9 +177,9 @@ class Scheduler:
         rep = self._reporter(call.job)
         tr = self.transports[(call.job.provider.name, call.job.timeout, call.job.retries)]
         try:
-            sub = call.request()
+            sub, t0 = call.request(), time.perf_counter()
             for img, info in run_complete(call.job.provider, sub, call.job.api_key, tr, rep):
-                self._handle("image", call, self._fetch(img, tr, rep), info)
+                self._handle("image", call, self._fetch(img, tr, rep, t0), info)
         except OutputError:
             raise
         except ImagegenError as exc:
@@ -224,10 +218,10 @@ class Scheduler:
                     tr = self.transports[(job.provider.name, job.timeout, job.retries)]
                     rep = self._reporter(job)
                     try:
-                        sub = call.request()
+                        sub, t0 = call.request(), time.perf_counter()
                         for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
                             room.acquire()
-                            inbox.put(("image", call, self._fetch(img, tr, rep), info))
+                            inbox.put(("image", call, self._fetch(img, tr, rep, t0), info))
                     except ImagegenError as exc:
                         self._failed_early(job, exc)
                         inbox.put(("error", call, exc, None))
@@ -273,89 +267,13 @@ class Scheduler:
                                           and len(self.failed_jobs) >= self.max_failures):
                 self.stopping = True
 
-    def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter) -> GeneratedImage:
+    def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter,
+               t0: float) -> GeneratedImage:
         if img.data is None and img.loader is None and img.url:
             rep.status(f"downloading image {img.index + 1}")
             spool = tr.download_spooled(img.url, on_bytes=rep.download)
             img.loader = spool.read
+        # Seconds from sending the call to holding this image (waits, retries, polls
+        # and download included), beside whatever the provider reports.
+        img.timings.setdefault("request_s", round(time.perf_counter() - t0, 3))
         return img
-
-    def _saver(self, job: Job, st: _JobState) -> Saver:
-        if st.saver is None:
-            st.saver = Saver(
-                plan=job.plan, provider=job.provider.name,
-                model=job.provider.public_model(str(job.request.model)), warn=self.warn,
-                request=job.request, count=job.n, wanted_format=job.fmt,
-                metadata=job.metadata, sidecar=job.sidecar, keep_partials=job.keep_partials,
-                stdout=self.stdout if job.plan.stdout else None, now=self.now, id=job.id,
-                claim=self.claim_for(job), cost_of=job.cost_of)
-        return st.saver
-
-    def _handle(self, kind: str, call: Call, payload: Any, info: CallInfo | None) -> None:
-        job = call.job
-        st = self.states[id(job)]
-        out = st.outcome
-        if kind == "start":
-            if not st.started:
-                st.started = True
-                self.emit(JobStarted(job))
-        elif kind == "image":
-            assert info is not None
-            if payload.seed is None and call.job.request.seed is not None and call.n == 1:
-                payload.seed = call.job.request.seed + call.offset  # recorded per image
-            if id(info) not in st.seen:
-                st.seen.add(id(info))
-                out.infos.append(info)
-            if info.images is None:
-                info.images = call.n  # a call's usage covers this many images
-            if info.request_id:
-                payload.settings.setdefault("request_id", info.request_id)
-            index = call.offset + payload.index + 1
-            try:
-                saved = self._saver(job, st).save(payload, index, info)
-            except UnavailableError as exc:
-                if info.request_id and not exc.request_id:
-                    exc.request_id = info.request_id
-                out.failures.append(exc)
-                return
-            except OutputError as exc:
-                if job.plan.stdout:
-                    raise
-                # One image that could not be written (disk full): the others still are.
-                exc.message = f"image {index}: {exc.message}"
-                out.failures.append(exc)
-                return
-            if saved is None:
-                return
-            if saved.partial is None:  # streamed preview frames are no results
-                out.timings.setdefault("first_image_s", round(self.tally.elapsed, 3))
-                out.saved.append(saved)
-                self.emit(ImageWritten(job, saved, info.request_id))
-            else:  # a kept --keep-partials frame: a file written, listed as such
-                out.partials.append(saved)
-                self.emit(PartialWritten(job, saved))
-        elif kind == "error":
-            out.failures.append(payload)
-            if payload.exit_code in FATAL:
-                self.stopping = True
-                self.tally.fatal = self.tally.fatal or payload
-        elif kind == "cancel":
-            st.cancelled = True
-        if kind in ("done", "cancel"):
-            st.calls_left -= 1
-            if st.calls_left == 0:
-                self._finish(job, st)
-
-    def _finish(self, job: Job, st: _JobState) -> None:
-        out = st.outcome
-        out.saved.sort(key=lambda s: s.index)
-        out.timings["total_s"] = round(self.tally.elapsed, 3)
-        not_run = st.cancelled and not st.started and not out.failures
-        if st.cancelled and not not_run and len(out.saved) < job.n and not out.failures:
-            out.failures.append(UnavailableError(
-                "the batch stopped before all of this job's images were made"))
-        self.emit(JobFinished(job, out, not_run=not_run))
-        st.saver = None
-        del self.states[id(job)]
-        if self.max_failures is not None and self.tally.failed >= self.max_failures:
-            self.stopping = True

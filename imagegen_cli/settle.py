@@ -1,141 +1,32 @@
 """Typed options (from flags or a batch record) settled into jobs.
 
-`ImageOptions` holds what a user asked for, unresolved: every field of
-`generate`/`inpaint` (a flag or a batch record's field), None where unset.
-`settle` applies precedence (flag > environment > config file > default),
-asks the provider to resolve and validate, and returns a `Job`: the request
-plus its output plan, ready for the scheduler. Nothing here prints or speaks
-HTTP; notices go to the `Context`'s `note` callback.
+`settle` takes an `ImageOptions` (imageoptions.py: what a user asked for,
+unresolved), applies precedence (flag > environment > config file > default),
+picks the model (modelpick.py), asks the provider to resolve and validate, and
+returns a `Job`: the request plus its output plan, ready for the scheduler.
+Nothing here prints or speaks HTTP; notices go to the `Context`'s `note` callback.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from imagegen_cli.errors import ImagegenError, UsageError
+from imagegen_cli.errors import UsageError
+
+# Re-exported: callers have always found these here.
+from imagegen_cli.imageoptions import Context as Context
+from imagegen_cli.imageoptions import ImageOptions as ImageOptions
+from imagegen_cli.imageoptions import parse_params as parse_params
 from imagegen_cli.jobs import Job
-
-if TYPE_CHECKING:
-    from imagegen_cli.config import Config, ProviderConfig
-    from imagegen_cli.providers.base import Provider
-
+from imagegen_cli.modelpick import cannot as cannot
+from imagegen_cli.modelpick import cannot_inpaint as cannot_inpaint
+from imagegen_cli.modelpick import pick_model
 from imagegen_cli.values import FORMATS as FORMATS
 from imagegen_cli.values import parse_aspect as parse_aspect
 from imagegen_cli.values import parse_size as parse_size
 
 AS_RECEIVED = ("gif", "svg")  # drawn by the model itself, written as received
-
-
-@dataclass(frozen=True)
-class ImageOptions:
-    """One image command's options, as given (None: not given)."""
-
-    prompt: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    count: int | None = None
-    size: str | None = None
-    aspect: str | None = None
-    quality: str | None = None
-    style: str | None = None
-    background: str | None = None
-    moderation: str | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    negative_prompt: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    output: str | None = None
-    format: str | None = None
-    overwrite: bool = False
-    no_metadata: bool = False
-    sidecar: bool = False
-    stream: bool = False
-    partial_images: int | None = None
-    output_compression: int | None = None
-    complexity: str | None = None
-    input_fidelity: str | None = None
-    user: str | None = None
-    strength: float | None = None
-    keep_partials: bool = False
-    timeout: float | None = None
-    retries: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    image: tuple[Path | str, ...] = ()  # edit: a file or an http(s) URL
-    mask: Path | None = None
-    invert_mask: bool = False
-    # providers to try, in turn, when the first is unavailable (a batch record's
-    # `fallback`; fallback.settle_chain reads it)
-    fallback: tuple[str, ...] = ()
-    dry_run: bool = False  # nothing is fetched either (edit's -i URLs)
-
-    def with_(self, **changes: Any) -> ImageOptions:
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass
-class Context:
-    """What settling reads besides the options: config, environment, and where
-    notices go. Providers are created once per name and shared by all jobs (the
-    local provider keeps its loaded model)."""
-
-    cfg: Config
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    note: Callable[[str], None] = lambda text: None
-    # What must be seen even with -q (a deprecated model); shown once each.
-    warn: Callable[[str], None] = lambda text: None
-    default_template: str | None = None
-    providers: dict[str | None, tuple[Provider, ProviderConfig]] = field(default_factory=dict)
-    _seen: set[str] = field(default_factory=set)
-
-    def notice(self, text: str) -> None:
-        """Each distinct notice once (a batch of 200 says it once, not 200 times)."""
-        if text not in self._seen:
-            self._seen.add(text)
-            self.note(text)
-
-    def provider(self, name: str | None) -> tuple[Provider, ProviderConfig]:
-        if name not in self.providers:
-            from imagegen_cli import config as cfgmod
-            from imagegen_cli.providers.base import create
-
-            pcfg, auto_note = cfgmod.resolve_provider(self.cfg, name, self.env)
-            if auto_note:
-                self.notice(auto_note)
-            self.providers[name] = (create(pcfg, self.env), pcfg)
-        return self.providers[name]
-
-
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    import json
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param '{item}' is not KEY=VALUE")
-        try:
-            value: Any = json.loads(raw, parse_constant=_no_constant)
-        except (ValueError, RecursionError):
-            value = raw  # not JSON (or NaN, Infinity, 1e999, too deep): the text itself
-        if isinstance(value, float) and not math.isfinite(value):
-            value = raw
-        out[key.strip()] = value
-    from imagegen_cli.secrets import register_params
-
-    register_params(out)  # --param api_key=... is never printed
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)
 
 
 def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
@@ -234,7 +125,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         raise UsageError("Prompt is empty: pass the text, '-' for stdin or @FILE")
 
     picked = {
-        "model": _model(opts, ctx, name),
+        "model": pick_model(opts, ctx, name),
         "n": Picked(int(count.value), count.source),
         "size": size,
         "quality": setting("quality", "--quality"),
@@ -333,62 +224,3 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         api_key=pcfg.key(env) if provider.needs_key else None,
     )
 
-
-def _model(opts: ImageOptions, ctx: Context, name: str) -> Any:
-    """-m, else the provider's own defaults.model, else IMAGEGEN_MODEL and the global
-    defaults.model, which name a model of the default provider and so apply only
-    when that provider is the one in use (a note says when they are passed over)."""
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli.config import Picked
-    from imagegen_cli.errors import ConfigError
-
-    cfg, env = ctx.cfg, ctx.env
-    if opts.model:
-        return Picked(opts.model, cfgmod.flag("-m"))
-    own = cfg.default("model", name)
-    if own.source is not None and own.source.name.startswith("providers."):
-        return own
-    default_name: str | None = name
-    if opts.provider is not None:
-        try:
-            default_name = cfgmod.resolve_provider(cfg, None, env)[0].name
-        except ConfigError:
-            default_name = None
-    env_model = Picked(env.get(cfgmod.ENV_MODEL), cfgmod.env_source(cfgmod.ENV_MODEL))
-    if default_name == name:
-        return cfgmod.pick_from(env_model, own)
-    for p in (env_model, own):
-        if p.value and p.source is not None:
-            of = f" ({default_name})" if default_name else ""
-            ctx.notice(f"{p.source.describe()} ({p.value}) names a model of the default "
-                       f"provider{of}, not of {name}: using {name}'s own model")
-            break
-    return Picked(None)
-
-
-def cannot_inpaint(name: str, cfg: Config, env: Mapping[str, str]) -> str:
-    """Which providers can inpaint, preferring the ones with a key set."""
-    return cannot("inpaint", name, cfg, env)
-
-
-def cannot(what: str, name: str, cfg: Config, env: Mapping[str, str]) -> str:
-    """Which providers can WHAT ('inpaint' or 'edit'), preferring those with a key set."""
-    from imagegen_cli.providers.base import create
-
-    able = []
-    for p in cfg.providers.values():
-        try:
-            prov = create(p, env)
-        except ImagegenError:
-            continue
-        if what == "inpaint":
-            model = prov.inpaint_model()
-        else:
-            model = prov.default_model()
-            model = model if model and prov.capabilities(model).edit else None
-        if model:
-            ready = not prov.needs_key or bool(p.key(env))
-            able.append((not ready, f"{p.name} ({model})"))
-    able.sort()
-    names = ", ".join(text for _, text in able) or "none configured"
-    return f"Provider {name} cannot {what}; providers that can: {names} (pass -p NAME)"

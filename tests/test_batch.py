@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_csv_records_with_quotes_and_empty_cells(fake: OpenAIFake) -> None:
     ("r.jsonl", '{"prompt": "a", "id": "x"}\n{"prompt": "b", "id": "x"}\n',
      "r.jsonl, line 2: id 'x' is already used on line 1"),
     ("r.jsonl", '{"prompt": "ok"}\n{"prompt": "x", "size": "100x100"}\n',
-     "r.jsonl, line 2: --size 100x100 is not accepted"),
+     "r.jsonl, line 2, field 'size': --size 100x100 is not accepted"),
 ])
 def test_bad_record_fails_whole_batch_before_sending(fake: OpenAIFake, name: str, text: str,
                                                     needle: str) -> None:
@@ -138,7 +139,10 @@ def test_rerun_sends_nothing_and_prints_skipped_records(fake: OpenAIFake) -> Non
     assert r3.code == 0, r3.err
     new = [c.json()["prompt"] for c in fake.server.calls("/images/generations")[sent:]]
     assert sorted(new) == ["three", "two, changed"]
-    assert sorted(bool(x["skipped"]) for x in records(r3.stdout)) == [False] * 4 + [True] * 2
+    # only the deleted image of "three" is made again: its other one is kept
+    assert {c.json()["prompt"]: c.json()["n"] for c in
+            fake.server.calls("/images/generations")[sent:]} == {"three": 1, "two, changed": 2}
+    assert sorted(bool(x["skipped"]) for x in records(r3.stdout)) == [False] * 3 + [True] * 3
     sent = len(fake.server.requests)
     r4 = run_cli(["batch", "p.txt", "-o", "o/", "--force", "-q"])
     assert r4.code == 0 and len(fake.server.requests) == sent + 3
@@ -163,7 +167,10 @@ def test_ndjson_failures_and_exit_8(fake: OpenAIFake) -> None:
     recs = records(r.stdout)
     fails = [x for x in recs if "error" in x]
     assert len(fails) == 1 and fails[0]["line"] == 2 and fails[0]["exit_code"] == 5
-    assert len([x for x in recs if "path" in x]) == 2
+    images = [x for x in recs if "path" in x]
+    assert len(images) == 2
+    # Every image record times its call, whatever the provider reports itself.
+    assert all(0 < x["timings"]["request_s"] < 30 for x in images), images
     summary = json.loads(Path("sum.json").read_text())
     assert summary["done"] == 2 and summary["failed"] == 1 and summary["jobs"] == 3
     assert summary["failures"][0]["exit_code"] == 5
@@ -279,3 +286,46 @@ def test_stale_temp_files_of_dead_runs_are_removed(fake: OpenAIFake) -> None:
     r = run_cli(["batch", "p.txt", "-o", "o/gpt/{id}-{prompt}-{index}.{ext}"])
     assert r.code == 0, r.err
     assert not stale.exists() and alive.exists()
+
+
+def test_temp_files_of_another_machine_on_a_shared_volume_are_left_alone(
+        tmp_path: Path) -> None:
+    # Shards on a shared volume (Kubernetes, Slurm on NFS): another machine's pid means
+    # nothing here. Its temp file is mid-write unless it is an hour old.
+    import subprocess
+    import sys
+
+    from imagegen_cli import atomic
+
+    tmp_path = tmp_path / "shared"
+    tmp_path.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    me = atomic._HOST
+    mine_dead = tmp_path / f".a.png.{dead.pid}@{me}.r1.part"
+    mine_alive = tmp_path / f".a.png.{os.getppid()}@{me}.r2.part"
+    theirs = tmp_path / f".a.png.{dead.pid}@other-node-7.r3.part"
+    theirs_old = tmp_path / f".a.png.{dead.pid}@other-node-7.r4.part"
+    for p in (mine_dead, mine_alive, theirs, theirs_old):
+        p.write_bytes(b"half")
+    hour_ago = time.time() - 2 * atomic.FOREIGN_PART_AGE
+    os.utime(theirs_old, (hour_ago, hour_ago))
+    assert atomic.clean_stale_parts(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine_alive.name,
+                                                                 theirs.name])
+    # What write_atomic has mid-write carries this pid and host.
+    seen: list[str] = []
+    real_link = os.link
+
+    def link(src: str, dst: str) -> None:
+        seen.append(os.path.basename(src))
+        real_link(src, dst)
+
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(atomic.os, "link", link)
+        out = atomic.write_atomic(tmp_path / "b.png", b"x")
+    assert out.read_bytes() == b"x"
+    assert seen and seen[0].startswith(f".b.png.{os.getpid()}@{me}.")
+    assert atomic._PART.match(seen[0])

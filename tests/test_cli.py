@@ -56,7 +56,7 @@ def test_internal_error_exits_1_and_debug_shows_traceback(monkeypatch: object) -
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("kaput")
 
-    mp.setattr("imagegen_cli.cli.generate.read_prompt", boom)
+    mp.setattr("imagegen_cli.cli.imageargs.read_prompt", boom)
     try:
         r = run_cli(["generate", "x", "-p", "openai"])
         assert r.code == 1 and "internal error" in r.err and "Traceback" not in r.err

@@ -435,7 +435,7 @@ def test_url_with_bad_scheme_refused(fake: OpenAIFake) -> None:
 
 
 def test_url_over_size_cap(fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("imagegen_cli.http.DOWNLOAD_CAP", 1000)
+    monkeypatch.setattr("imagegen_cli.downloads.DOWNLOAD_CAP", 1000)
     fake.files["big.png"] = png(200, 200) + b"\0" * 5000
     fake.server.script.append(Response.json({"created": 1, "data": [
         {"url": f"{fake.server.url}/files/big.png"}]}))

@@ -42,6 +42,7 @@ BATCH: list[inspect.Parameter] = [
     _p("invert_mask", Annotated[bool, Opt("--invert-mask", help="Repaint the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
 ]
 JSON = _p("json_out", Annotated[bool, Opt("--json", help="Print one JSON object per line per image and per failed job (NDJSON) instead of paths.", rich_help_panel=OUTPUT_HELP)], False)
+JSONL = _p("jsonl", Annotated[bool, Opt("--jsonl", help="Same as --json (as `generate --jsonl`).", rich_help_panel=OUTPUT_HELP)], False)
 
 
 def batch(**opts: Any) -> None:
@@ -64,7 +65,7 @@ def run_batch(opts: dict[str, Any]) -> None:
     from imagegen_cli import config as cfgmod
     from imagegen_cli import records
     from imagegen_cli.cli.console import note, warn
-    from imagegen_cli.cli.generate import _concurrency, _max_cost, options_from
+    from imagegen_cli.cli.imageargs import _concurrency, _max_cost, options_from
     from imagegen_cli.fallback import batch_budget, settle_chain
     from imagegen_cli.jobs import assign_keys, parse_shard, shard_from_env
     from imagegen_cli.output import BATCH_TEMPLATE
@@ -79,6 +80,12 @@ def run_batch(opts: dict[str, Any]) -> None:
         raise UsageError(f"--rpm {opts['rpm']:g}: pass more than 0")
     if opts["output"] == "-":
         raise UsageError("batch writes files: -o - (stdout) takes one image; pass a folder")
+    out = opts["output"]
+    if out and "{" not in out and not Path(out).suffix and not out.endswith(("/", os.sep)) \
+            and not Path(out).expanduser().is_file():
+        # `-o out`: a batch's many images go into a folder, made if need be (a name
+        # with an extension, or a template, is still a file name).
+        opts = {**opts, "output": out + "/"}
     shard = parse_shard(opts["shard"]) if opts["shard"] else shard_from_env(
         os.environ, opts["shard_count"])
     if shard is not None and shard.source != "--shard" and not quiet:
@@ -107,7 +114,9 @@ def run_batch(opts: dict[str, Any]) -> None:
         try:
             job = settle_chain(rec.options, ctx, inpaint=rec.inpaint, warn=warn)
         except (UsageError, ConfigError) as exc:
-            exc.message = f"{name}, line {rec.line}: {exc.message}"
+            field = rec.field_in(exc.message)
+            where = f", field '{field}'" if field else ""
+            exc.message = f"{name}, line {rec.line}{where}: {exc.message}"
             if not opts["skip_invalid"] or isinstance(exc, ConfigError):
                 raise
             invalid(exc)
@@ -119,16 +128,18 @@ def run_batch(opts: dict[str, Any]) -> None:
     if skipped and not jobs:
         raise UsageError(f"{name}: no valid record ({len(skipped)} skipped); fix them and "
                          "run again")
+    if not recs and not skipped and not quiet:
+        note(f"{name} holds no records (only blank or comment lines): nothing to do")
     assign_keys(jobs, explicit)
     if shard is not None:
-        jobs = [j for j in jobs if shard.holds(j.key)]
+        jobs = [j for j in jobs if shard.holds(j.shard_key)]
     cap = _max_cost(opts, cfg, env)
     budget = batch_budget(jobs, *cap) if cap is not None else None
     if opts["dry_run"]:
         _dry_run(jobs, quiet)
         return
     _run(opts, jobs, ctx, concurrency, max_failures, quiet, str(shard) if shard else None,
-         budget)
+         budget, [str(exc) for exc in skipped])
 
 
 def _read_input(arg: str) -> tuple[str, str]:
@@ -136,15 +147,26 @@ def _read_input(arg: str) -> tuple[str, str]:
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("batch - reads records from stdin, but stdin is a terminal: "
                              "pipe them in or pass FILE")
-        return "<stdin>", sys.stdin.read()
-    path = Path(arg).expanduser()
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:  # a text-only stream: already decoded
+            return "<stdin>", sys.stdin.read().removeprefix("\ufeff")
+        path, data = Path("<stdin>"), raw.read()
+    else:
+        path = Path(arg).expanduser()
+        data = b""
     try:
-        return str(path), path.read_bytes().decode("utf-8-sig")
+        if arg != "-":
+            data = path.read_bytes()
+        return str(path), data.decode("utf-8-sig")  # a BOM (Excel's CSV) is no text
     except FileNotFoundError:
         raise UsageError(f"Batch file {path} does not exist: pass a text, .jsonl or .csv "
                          "file, or - for stdin") from None
+    except IsADirectoryError:
+        raise UsageError(f"Batch file {path} is a folder: pass a text, .jsonl or .csv "
+                         "file, or - for stdin") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"Batch file {path} is not UTF-8 text ({exc.reason} at byte "
+        what = "stdin" if arg == "-" else f"Batch file {path}"
+        raise UsageError(f"{what} is not UTF-8 text ({exc.reason} at byte "
                          f"{exc.start}): save it as UTF-8") from None
     except OSError as exc:
         raise UsageError(f"Cannot read batch file {path}: {exc.strerror or exc}") from None
@@ -178,16 +200,18 @@ def _dry_run(jobs: list[Any], quiet: bool = False) -> None:
         else:
             unknown += 1
     if not quiet and jobs:
-        note(f"estimated cost of {len(jobs)} jobs: {money_range(low, high)}"
+        note(f"estimated cost of {len(jobs)} job{'' if len(jobs) == 1 else 's'}: "
+             f"{money_range(low, high)}"
              + (f", plus {unknown} at an unknown price" if unknown else ""))
 
 
 def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
          max_failures: int | None, quiet: bool, shard: str | None,
-         budget: Any = None) -> None:
+         budget: Any = None, invalid: list[str] | None = None) -> None:
     from imagegen_cli.cli import report
     from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.cli.console import StderrReporter, err
+    from imagegen_cli.events import ImageWritten
     from imagegen_cli.fallback import close_chains, require_keys
     from imagegen_cli.http import register_secret
     from imagegen_cli.journal import DEFAULT_NAME, Journal, static_dir
@@ -207,18 +231,29 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
             ctx.note(clash)
     for plan in {j.plan.template: j.plan for j in jobs}.values():
         plan.check_writable()  # before anything is paid for
+    if opts["summary"]:
+        _check_summary(Path(opts["summary"]))
     folder = static_dir(OutputPlan.from_option(
         opts["output"] or ctx.env.get("IMAGEGEN_OUTPUT") or ctx.cfg.defaults.get("output"),
         default=ctx.default_template).template)
     journal = Journal(Path(opts["state"]) if opts["state"] else folder / DEFAULT_NAME,
                       force=opts["force"])
+    if jobs:
+        journal.open()
     # What a killed run left mid-write: in the output folders, and wherever the journal
     # says earlier runs wrote (templates with {fields} in folder names).
     folders = {static_dir(j.plan.template) for j in jobs}
     folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
     for d in folders:
         clean_stale_parts(d)
-    sinks: list[Any] = [report.ndjson if opts["json_out"] else report.paths]
+    json_out = opts["json_out"] or opts.get("jsonl")
+    sinks: list[Any] = [report.ndjson if json_out else report.paths]
+    shown: list[str] = []
+    if opts.get("preview") and not json_out:  # after the run, stdout a terminal only
+        sinks.append(lambda ev: shown.append(ev.image.path)
+                     if isinstance(ev, ImageWritten) else None)
+    per_provider = report.ProviderUsage()
+    sinks.append(per_provider)
     if budget is not None:
         sinks.append(budget)  # a finished job's real cost frees what it did not spend
     display = None
@@ -243,15 +278,38 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
         t = sched.tally
         exc.message += (f" ({t.done + t.skipped} of {len(jobs)} jobs finished; run the same "
                         "command again to do the rest: finished jobs are skipped)")
+        if opts["summary"]:  # a cancelled CI job still gets its artifact
+            report.write_summary(opts["summary"], t, shard, per_provider, invalid or [],
+                                 interrupted=True)
         raise
     finally:
         journal.close()
         close_chains(jobs)
+    if shown:
+        from imagegen_cli.cli.preview import show
+
+        show(shown)
     if opts["summary"]:
-        report.write_summary(opts["summary"], tally, shard)
+        report.write_summary(opts["summary"], tally, shard, per_provider, invalid or [])
     if not quiet:
-        err(report.summary_line(tally, shard))
+        err(report.summary_line(tally, shard, len(invalid or [])))
     _exit(tally)
+
+
+def _check_summary(path: Path) -> None:
+    """OutputError (exit 7) now, not after the batch ran, for a --summary FILE that
+    cannot be written (its folder is made here, as the writing would)."""
+    from imagegen_cli.errors import OutputError
+
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise OutputError(f"Cannot write --summary {path}: {exc.strerror or exc} (pass "
+                          "another FILE)") from None
 
 
 def _exit(tally: Any) -> None:
@@ -271,8 +329,8 @@ def _exit(tally: Any) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    skip = {"json_out", "jsonl", "preview"}
-    params = [FILES, *BATCH, *[p for p in COMMON if p.name not in skip], JSON]
+    skip = {"json_out", "jsonl"}
+    params = [FILES, *BATCH, *[p for p in COMMON if p.name not in skip], JSON, JSONL]
     batch.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     batch.__annotations__ = {p.name: p.annotation for p in params}
     app.command("batch")(batch)

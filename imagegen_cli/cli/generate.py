@@ -1,23 +1,30 @@
-"""`imagegen generate`, `inpaint` and `edit`: flags -> request -> provider -> files."""
+"""`imagegen generate`, `inpaint` and `edit`: flags -> request -> provider -> files.
+
+Owns the three commands and their run: a batch of one job, settled from the
+options, checked, then run through the scheduler with its reporters. Turning
+flags into options lives in imageargs.py; the --dry-run plan, the --json report,
+the cost line and the exit error live in summary.py.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import typer
 
-from imagegen_cli.cli.options import EDIT, FROM, INPAINT, image_command
-from imagegen_cli.errors import (
-    AuthError,
-    ImagegenError,
-    Interrupted,
-    PartialError,
-    UsageError,
+from imagegen_cli.cli.imageargs import (
+    _concurrency,
+    _max_cost,
+    _with_settings_from,
+    options_from,
 )
+from imagegen_cli.cli.imageargs import read_prompt as read_prompt  # re-exported
+from imagegen_cli.cli.options import EDIT, FROM, INPAINT, image_command
+from imagegen_cli.cli.summary import _cost_line, _dry_run, _print_report, _raise_failures
+from imagegen_cli.cli.summary import report_of as report_of  # re-exported
+from imagegen_cli.errors import AuthError, Interrupted, UsageError
 from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the old home
     FORMATS,
     ImageOptions,
@@ -25,45 +32,6 @@ from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the
     parse_params,
     parse_size,
 )
-
-
-def read_prompt(value: str) -> str:
-    if value == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("Prompt '-' reads stdin, but stdin is a terminal: pipe the text in")
-        try:
-            text = sys.stdin.read()
-        except UnicodeDecodeError:
-            raise UsageError("Prompt from stdin is not UTF-8 text: convert it (e.g. "
-                             "iconv -t UTF-8)") from None
-    elif value.startswith("@") and len(value) > 1:
-        path = Path(value[1:])
-        try:
-            path = Path(os.path.expanduser(path))  # ("~nouser" stays as typed)
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(f"Prompt file {path} does not exist (a prompt starting with @ "
-                             "names a file)") from None
-        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the name
-            why = (exc.strerror if isinstance(exc, OSError) else None) or exc
-            raise UsageError(f"Cannot read prompt file {str(path)!r}: {why}") from None
-    else:
-        text = value
-    text = text.strip()
-    if not text:
-        raise UsageError("Prompt is empty: pass the text, '-' for stdin or @FILE")
-    return text
-
-
-def options_from(opts: dict[str, Any]) -> ImageOptions:
-    """Typer's keyword arguments -> the core's typed options (the only place this
-    dict is read for image options)."""
-    fields = {f.name for f in dataclasses.fields(ImageOptions)}
-    given = {k: v for k, v in opts.items() if k in fields}
-    given["prompt"] = read_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
-    given["params"] = parse_params(opts.get("param"))
-    given["image"] = tuple(opts.get("image") or ())
-    return ImageOptions(**given)
 
 
 def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = False) -> None:
@@ -131,121 +99,10 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
     _raise_failures(job, outcome)
 
 
-def _with_settings_from(opts: dict[str, Any], cfg: Any,
-                        env: Any) -> tuple[dict[str, Any], str | None]:
-    """OPTS filled from the --from file wherever no flag was given (flags win), and
-    the recorded prompt when no PROMPT was given."""
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli.metadata import settings_from
-
-    found = settings_from(opts["from_file"])
-    opts = dict(opts)
-    if found.get("provider") not in cfg.providers:
-        found.pop("provider", None)  # made by a provider this config does not know
-    provider = opts["provider"] or found.get("provider")
-    model = found.get("model")
-    if model and provider and opts["model"] is None:
-        pcfg, _ = cfgmod.resolve_provider(cfg, provider.split(",")[0], env)
-        # The local provider records a model folder by its name only: keep the
-        # configured folder rather than look for a folder of that name here.
-        if pcfg.type == "local" and "/" not in model:
-            found.pop("model")
-    params = found.pop("params", None)
-    if params and not opts["param"]:
-        import json
-
-        opts["param"] = [f"{k}={json.dumps(v)}" for k, v in params.items()]
-    prompt = found.pop("prompt")
-    for key, value in found.items():
-        if key in opts and opts[key] is None:
-            opts[key] = value
-    if opts["aspect"] is not None and "size" in found and opts["size"] == found["size"]:
-        opts["size"] = None  # --aspect given beside --from replaces the recorded size
-    return opts, (prompt if opts["prompt"] is None else None)
-
-
 def _interactive() -> bool:
     from imagegen_cli.cli.report import stderr_is_terminal
 
     return stderr_is_terminal()
-
-
-def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:
-    """--max-cost > IMAGEGEN_MAX_COST > [defaults] max_cost, and which one it was."""
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli.prices import parse_max_cost
-
-    for value, where in ((opts.get("max_cost"), "--max-cost"),
-                         (env.get(cfgmod.ENV_MAX_COST), cfgmod.ENV_MAX_COST),
-                         (cfg.defaults.get("max_cost"), "[defaults] max_cost")):
-        amount = parse_max_cost(value, where)
-        if amount is not None:
-            return amount, where
-    return None
-
-
-def _dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
-    """The exact calls of each provider of the chain (secrets redacted), and what each
-    would cost."""
-    import dataclasses
-    import json
-
-    from imagegen_cli.cli.console import note, out
-
-    def shown(m: Any) -> dict[str, Any]:
-        pc = m.provider.cfg
-        key = pc.key(os.environ) if m.provider.needs_key else None
-        shown_key = key or (f"${pc.api_key_env}" if pc.api_key_env else None)
-        one: dict[str, Any] = dataclasses.replace(job, provider=m.provider,
-                                                  request=m.req).describe(shown_key)
-        return one
-
-    report = shown(job.members[0])
-    report["estimated_cost"] = ests[0].as_json()
-    if len(job.members) > 1:
-        report["fallback"] = [dict(shown(m), estimated_cost=e.as_json())
-                              for m, e in zip(job.members[1:], ests[1:], strict=True)]
-    out(json.dumps(report, indent=2, ensure_ascii=False))
-    if not quiet:
-        for e in ests:
-            note(f"estimated cost ({e.provider}): {e.text()} ({e.reason or e.how})")
-
-
-def _run_cost(outcome: Any) -> dict[str, Any]:
-    """cost_usd / cost_source for the whole run (and compute seconds where local)."""
-    from imagegen_cli.prices import total_cost
-
-    cost, source = total_cost([(s.cost_usd, s.cost_source) for s in outcome.saved])
-    out: dict[str, Any] = {"cost_usd": cost, "cost_source": source}
-    compute = [s.timings.get("inference_s") for s in outcome.saved]
-    if outcome.saved and cost == 0 and all(c is not None for c in compute):
-        out["compute_s"] = round(sum(c for c in compute if c is not None), 3)
-    return out
-
-
-def _cost_line(job: Any, outcome: Any) -> None:
-    """The one line at the end of an interactive run: '3 images, $0.126'."""
-    from imagegen_cli.cli.console import err
-    from imagegen_cli.prices import money
-
-    n = len(outcome.saved)
-    if not n:
-        return
-    c = _run_cost(outcome)
-    images = f"{n} image{'s' if n != 1 else ''}"
-    makers = {s.provider for s in outcome.saved}
-    if c["cost_usd"] is None:
-        unknown = sorted({f"{s.provider} {s.model}" for s in outcome.saved
-                          if s.cost_usd is None})
-        err(f"{images}, cost unknown (no price for {', '.join(unknown)}; set one in "
-            "[providers.NAME.prices])")
-    elif c["cost_usd"] == 0 and all(m.pricing.free for m in job.members
-                                    if m.provider.name in makers):
-        compute = c.get("compute_s", outcome.timings.get("total_s"))
-        err(f"{images}, $0 (runs on this machine: {compute} s of compute)")
-    else:
-        err(f"{images}, {money(c['cost_usd'])}"
-            + (" (from the price table)" if c["cost_source"] == "table" else ""))
 
 
 def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
@@ -317,74 +174,6 @@ def _job_recorder(job: Any, reporter: Any) -> Any:
             metadata=job.metadata, sidecar=job.sidecar, extra={"exact": plan.exact}))
 
     return record
-
-
-def _concurrency(value: int | None) -> int:
-    if value is None:
-        return 4
-    if value < 1:
-        raise UsageError(f"-j/--concurrency {value}: pass 1 or more")
-    return value
-
-
-def _print_report(job: Any, outcome: Any) -> None:
-    import json
-
-    from imagegen_cli.cli.console import out
-
-    # Who made the images: a fallback provider when every image came from it.
-    makers = sorted({(s.provider or job.provider.name, s.model or job.request.model)
-                     for s in outcome.saved})
-    provider, model = makers[0] if len(makers) == 1 else (job.provider.name,
-                                                          job.request.model)
-    report = report_of(provider, model, outcome)
-    events = getattr(job.provider, "events", None)
-    if events:
-        report["fallbacks"] = events
-    out(json.dumps(report, indent=2, ensure_ascii=False))
-
-
-def report_of(provider: str, model: str | None, outcome: Any) -> dict[str, Any]:
-    """The --json object: images, kept partial frames, and failures as objects."""
-    # A failed call has no CallInfo, but its error kept the server's x-request-id.
-    ids = list(outcome.request_ids)
-    ids += [rid for e in outcome.failures
-            if (rid := getattr(e, "request_id", None)) and rid not in ids]
-    report: dict[str, Any] = {
-        "provider": provider,
-        "model": model,
-        "request_id": ids[0] if ids else None,
-        "request_ids": ids,
-        "timings": outcome.timings,
-        "usage": outcome.usage,
-        **_run_cost(outcome),
-        "images": [s.as_json() for s in outcome.saved],
-        "errors": [{"message": str(e), "exit_code": int(e.exit_code),
-                    "request_id": getattr(e, "request_id", None), "provider": provider}
-                   for e in outcome.failures],
-    }
-    if outcome.partials:
-        report["partials"] = [s.as_json() | {"partial": s.partial} for s in outcome.partials]
-    extra = {k: v for i in outcome.infos for k, v in i.extra.items()}
-    if extra:
-        report["extra"] = extra
-    return report
-
-
-def _raise_failures(job: Any, outcome: Any) -> None:
-    if not outcome.failures:
-        return
-    first = outcome.failures[0]
-    more = f" (and {len(outcome.failures) - 1} more)" if len(outcome.failures) > 1 else ""
-    if outcome.saved:
-        # Name every failure (up to a few): which images are missing, and why.
-        shown = "; ".join(str(e) for e in outcome.failures[:3])
-        rest = len(outcome.failures) - 3
-        raise PartialError(f"{len(outcome.saved)} of {job.n} images written; failed: "
-                           f"{shown}" + (f" (and {rest} more)" if rest > 0 else ""))
-    if more and isinstance(first, ImagegenError):
-        first.message += more
-    raise first
 
 
 @image_command(FROM)

@@ -36,7 +36,7 @@ def get(
     from imagegen_cli import config
     from imagegen_cli import jobrecords as jobs
     from imagegen_cli.cli.console import make_reporter, out, warn
-    from imagegen_cli.cli.generate import report_of
+    from imagegen_cli.cli.summary import report_of
     from imagegen_cli.errors import ConfigError, RefusedError, UsageError
     from imagegen_cli.http import Transport, register_secret
     from imagegen_cli.output import OutputPlan

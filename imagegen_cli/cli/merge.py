@@ -1,8 +1,8 @@
 """`imagegen batch --merge A.ndjson B.ndjson ...`: the shards' NDJSON as one manifest.
 
 Records are ordered by input line and image index; an image reported twice
-(a re-run's skipped record) appears once, and a failure is dropped when a
-later run made that job's images.
+appears once (the latest made, never a re-run's skipped copy of it), and a
+failure is dropped when a later run made that job's images.
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ def merge(files: list[str]) -> None:
             if "error" in rec:
                 failures[rid] = rec
             else:
-                images.setdefault((rid, int(rec.get("index") or 0)), rec)
+                # Runs appended in order (`>> manifest`): the latest image made wins (a
+                # redone file's new path); a re-run's skipped copy never hides one.
+                key = (rid, int(rec.get("index") or 0))
+                if not (rec.get("skipped") and key in images):
+                    images[key] = rec
     done = {rid for rid, _ in images}
     rows = list(images.values()) + [f for rid, f in failures.items() if rid not in done]
 

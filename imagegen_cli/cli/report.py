@@ -173,11 +173,13 @@ def _short(text: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def summary_line(tally: Any, shard: str | None = None) -> str:
+def summary_line(tally: Any, shard: str | None = None, invalid: int = 0) -> str:
     where = f" (shard {shard})" if shard else ""
     parts = [f"{tally.done} done", f"{tally.skipped} skipped", f"{tally.failed} failed"]
     if tally.not_run:
         parts.append(f"{tally.not_run} not run")
+    if invalid:  # --skip-invalid: records left out before anything was sent
+        parts.append(f"{invalid} invalid record{'' if invalid == 1 else 's'} left out")
     from imagegen_cli.prices import money
 
     cost, _ = tally.cost()
@@ -188,18 +190,49 @@ def summary_line(tally: Any, shard: str | None = None) -> str:
             + f"; {images} in {tally.elapsed:.1f} s, {spent}")
 
 
-def write_summary(path: str, tally: Any, shard: str | None) -> None:
+class ProviderUsage:
+    """Per provider, what this run used: jobs run (done or failed), images made and
+    their cost (the provider that made each image, a fallback's included), with
+    the token counts the provider reported merged in by `write_summary`."""
+
+    def __init__(self) -> None:
+        self.by: dict[str, dict[str, Any]] = {}
+
+    def _of(self, name: str) -> dict[str, Any]:
+        return self.by.setdefault(name, {"jobs": 0, "images": 0, "cost_usd": 0.0})
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, ImageWritten) and not ev.skipped:
+            mine = self._of(ev.image.provider or ev.job.provider.name)
+            mine["images"] += 1
+            if ev.image.cost_usd is None or mine["cost_usd"] is None:
+                mine["cost_usd"] = None  # some image's price is unknown
+            else:
+                mine["cost_usd"] = round(mine["cost_usd"] + ev.image.cost_usd, 6)
+        elif isinstance(ev, JobFinished) and not ev.skipped and not ev.not_run:
+            self._of(ev.job.provider.name)["jobs"] += 1
+
+
+def write_summary(path: str, tally: Any, shard: str | None,
+                  per_provider: ProviderUsage | None = None,
+                  invalid: list[str] | None = None, interrupted: bool = False) -> None:
     from pathlib import Path
 
     from imagegen_cli.output import write_atomic
 
+    usage = {name: dict(counts) for name, counts in (per_provider.by if per_provider
+                                                       else {}).items()}
+    for name, tokens in tally.usage.items():
+        usage.setdefault(name, {}).update(tokens)
     data = {
         "jobs": tally.jobs, "done": tally.done, "skipped": tally.skipped,
         "failed": tally.failed, "not_run": tally.not_run, "images": tally.images,
         "total_s": round(tally.elapsed, 3), "shard": shard,
-        "usage": tally.usage,
+        "usage": usage,
         "cost_usd": tally.cost()[0], "cost_source": tally.cost()[1],
         "failures": [failure_record(job, exc) for job, exc in tally.failures],
+        "invalid": invalid or [],  # --skip-invalid: each record left out, and why
+        **({"interrupted": True} if interrupted else {}),  # Ctrl-C or SIGTERM
     }
     write_atomic(Path(path), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(),
                  overwrite=True)

@@ -3,6 +3,12 @@
 torch and diffusers are imported only inside `run`, never on other paths.
 The model (a folder or a hub id) loads once per command, whatever -n is, and
 once per distinct model for a whole batch.
+
+This module owns `LocalProvider` (validating, running the pipeline image by
+image with its progress and Ctrl-C, the arguments each call takes) and what it
+reports it used. Loading the libraries and the model lives in local_load.py; its
+names are re-exported here (`load_pipeline` is looked up here when `run` calls
+it, so patching `local.load_pipeline` still takes effect).
 """
 
 from __future__ import annotations
@@ -14,14 +20,19 @@ import secrets
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import ConfigError, UsageError
+from imagegen_cli.errors import UsageError
 from imagegen_cli.http import HttpCall
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt
+
+# `NAME as NAME`: re-exported, callers have always found these here.
+from imagegen_cli.providers.local_load import _device, _dtype, _require_libraries
+from imagegen_cli.providers.local_load import hub_unreachable as hub_unreachable
+from imagegen_cli.providers.local_load import is_inpainting_model as is_inpainting_model
+from imagegen_cli.providers.local_load import load_pipeline as load_pipeline
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
@@ -242,162 +253,6 @@ def _img2img_args(req: ImageRequest) -> dict[str, Any]:
                             "strength": req.strength if req.strength is not None
                             else DEFAULT_STRENGTH}
     return args
-
-
-def _require_libraries() -> Any:
-    try:
-        import diffusers  # noqa: F401
-        import torch
-    except ImportError:
-        from imagegen_cli.config import install_local
-
-        raise ConfigError(
-            f"The local provider needs the 'local' extra: {install_local()}") from None
-    return torch
-
-
-def _device(torch: Any, wanted: str) -> str:
-    if wanted == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available here (try --device auto)")
-    if wanted == "mps" and not (getattr(torch.backends, "mps", None)
-                                and torch.backends.mps.is_available()):
-        raise UsageError("--device mps: no Apple GPU is available here (try --device auto)")
-    return wanted
-
-
-def _dtype(torch: Any, wanted: str | None, device: str) -> Any:
-    if wanted is None:
-        return torch.float16 if device == "cuda" else torch.float32
-    return getattr(torch, wanted)
-
-
-def _quiet_libraries(quiet: bool) -> None:
-    """Silence the libraries' own bars and warnings: progress is ours. The one bar
-    kept is huggingface_hub's for a model download (unless -q)."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore", module="diffusers")
-    warnings.filterwarnings("ignore", module="transformers")
-    warnings.filterwarnings("ignore", module="huggingface_hub")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    dlog.set_verbosity_error()
-    dlog.disable_progress_bar()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()  # this also turns off huggingface_hub's download bars...
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
-
-    (disable_progress_bars if quiet else enable_progress_bars)()  # ...so set them again
-    # Its retry warnings ("Retrying in 1s [Retry 1/5]") are not for the user: a
-    # download that cannot happen gets one message of ours instead.
-    from huggingface_hub.utils import logging as hlog
-
-    hlog.set_verbosity_error()
-
-
-def hub_unreachable(env: Any = None) -> str | None:
-    """Why the model hub cannot be reached, found in at most ~3 s, or None when it
-    may be. A proxy in the environment is trusted (the library will use it)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    env = os.environ if env is None else env
-    if str(env.get("HF_HUB_OFFLINE", "")).lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
-    if any(env.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None
-    endpoint = urlsplit(env.get("HF_ENDPOINT") or "https://huggingface.co")
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=3):
-            return None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        if isinstance(exc, socket.gaierror):
-            reason = "the name does not resolve"
-        elif isinstance(exc, TimeoutError):
-            reason = "no answer within 3 s"
-        return f"{host} cannot be reached ({reason})"
-
-
-def is_inpainting_model(model: str) -> bool:
-    """A model that only repaints (its UNet takes the image and mask: 9 channels),
-    judged from the folder on disk or, for a hub id, from its name."""
-    import json
-
-    path = Path(os.path.expanduser(model))
-    if not path.exists():
-        return "inpaint" in model.lower()
-    try:
-        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-        if "Inpaint" in str(index.get("_class_name", "")):
-            return True
-        unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
-        return bool(unet.get("in_channels") == 9)
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False,
-                  img2img: bool = False) -> Any:
-    """A diffusers pipeline from a folder or a hub id; ConfigError (exit 3) when the
-    model is neither on disk nor downloadable."""
-    _quiet_libraries(quiet)
-    from diffusers import (
-        AutoPipelineForImage2Image,
-        AutoPipelineForInpainting,
-        AutoPipelineForText2Image,
-    )
-
-    cls = AutoPipelineForInpainting if inpaint else (
-        AutoPipelineForImage2Image if img2img else AutoPipelineForText2Image)
-    path = Path(os.path.expanduser(model))
-    # A hub id is ORG/NAME; anything else that is not on disk is a missing folder.
-    hub_id = not path.exists() and not model.startswith((".", "/", "~")) \
-        and model.count("/") == 1
-    if path.exists():
-        if not (path / "model_index.json").exists():
-            raise ConfigError(f"{path} is not a diffusers model folder (no model_index.json)")
-        source, kwargs = str(path), {"local_files_only": True}
-    elif not hub_id:
-        raise ConfigError(f"Model folder {model} does not exist: pass -m with a diffusers "
-                          "folder or a hub id like stabilityai/sd-turbo")
-    else:
-        source, kwargs = model, {}
-    try:
-        try:
-            pipe = cls.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
-        except Exception:  # noqa: BLE001 - not cached: try the hub (progress bar shown)
-            if kwargs.get("local_files_only"):
-                raise
-            offline = hub_unreachable()
-            if offline:
-                raise ConfigError(
-                    f"Model {model} is not on this machine and cannot be downloaded: no "
-                    f"network ({offline}). Fetch it with `hf download {model}` where there "
-                    "is a network, or pass -m /path/to/a/diffusers/folder") from None
-            pipe = cls.from_pretrained(source, torch_dtype=dtype)
-    except ConfigError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every loader failure becomes one message
-        reason = str(exc).strip().splitlines()[0][:200].rstrip(".") if str(exc).strip() else type(
-            exc).__name__
-        raise ConfigError(
-            f"Cannot load model {model}: {reason}. Fetch it with `hf download {model}` "
-            "while online, or pass -m /path/to/a/diffusers/folder") from None
-    with contextlib.suppress(Exception):
-        pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 class _StopFlag:

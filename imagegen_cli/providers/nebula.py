@@ -157,7 +157,7 @@ class NebulaProvider(Provider):
             if isinstance(b64, Spool):
                 img.loader = b64.read
             else:
-                from imagegen_cli.providers.openai import _b64
+                from imagegen_cli.providers.openai_answers import _b64
 
                 img.data = _b64(b64, self.name)
             if req.images and req.mask:

@@ -1,153 +1,57 @@
 """The OpenAI Images dialect: OpenAI itself and the gateways that speak it
-(TrueFoundry, YEScale, ...)."""
+(TrueFoundry, YEScale, ...).
+
+Owns `OpenAIProvider`: validating a request against the model's rules, building
+its calls (generation, multipart or JSON edit), sending them and reading the
+answer, streamed or whole. The model table lives in openai_models.py, edit inputs
+in openai_edits.py, reading answers in openai_answers.py; their names are
+re-exported here.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli import b64
 from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.http import HttpCall, body_errors, check_base_url, iter_sse, request_id_of
-from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.providers.base import Capabilities, Provider, param_merge
+
+# `NAME as NAME`: re-exported, callers have always found these here.
+from imagegen_cli.providers.openai_answers import RESOLVED_KEYS as RESOLVED_KEYS
+from imagegen_cli.providers.openai_answers import _b64
+from imagegen_cli.providers.openai_answers import add_usage as add_usage
+from imagegen_cli.providers.openai_answers import parse_images as parse_images
+from imagegen_cli.providers.openai_answers import resolved_fields as resolved_fields
+from imagegen_cli.providers.openai_edits import DALLE2_EDIT_MAX as DALLE2_EDIT_MAX
+from imagegen_cli.providers.openai_edits import _dalle2_edit_inputs, _data_url, _form_value
+from imagegen_cli.providers.openai_models import DALLE2 as DALLE2
+from imagegen_cli.providers.openai_models import DALLE3 as DALLE3
+from imagegen_cli.providers.openai_models import FAMILY_CAPS as FAMILY_CAPS
+from imagegen_cli.providers.openai_models import FREE_SIZES as FREE_SIZES
+from imagegen_cli.providers.openai_models import GENERATION_ONLY_FORMATS as GENERATION_ONLY_FORMATS
+from imagegen_cli.providers.openai_models import GPT_IMAGE as GPT_IMAGE
+from imagegen_cli.providers.openai_models import GPT_IMAGE_2 as GPT_IMAGE_2
+from imagegen_cli.providers.openai_models import GPT_IMAGE_2_5 as GPT_IMAGE_2_5
+from imagegen_cli.providers.openai_models import GPT_IMAGE_2_6 as GPT_IMAGE_2_6
+from imagegen_cli.providers.openai_models import GPT_IMAGE_MINI as GPT_IMAGE_MINI
+from imagegen_cli.providers.openai_models import GPT_IMAGE_NEXT as GPT_IMAGE_NEXT
+from imagegen_cli.providers.openai_models import MAX_EDIT_IMAGES as MAX_EDIT_IMAGES
+from imagegen_cli.providers.openai_models import NEWEST as NEWEST
+from imagegen_cli.providers.openai_models import STILL_FORMATS as STILL_FORMATS
+from imagegen_cli.providers.openai_models import UNKNOWN as UNKNOWN
+from imagegen_cli.providers.openai_models import YESCALE_FLUX as YESCALE_FLUX
+from imagegen_cli.providers.openai_models import YESCALE_SIZES as YESCALE_SIZES
+from imagegen_cli.providers.openai_models import family as family
+from imagegen_cli.providers.openai_models import is_gpt_image as is_gpt_image
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
     from imagegen_cli.http import Transport
 
-YESCALE_SIZES = (
-    "1024x1024", "1024x576", "1024x768", "1024x512", "512x1024", "512x768", "1280x960",
-    "960x1280", "768x1366", "768x512", "1366x768", "1344x576",
-)
-
-DALLE2 = Capabilities(
-    options=opt("--quality"),
-    values={"--quality": ("standard",)},
-    sizes=SizeRule(sizes=("256x256", "512x512", "1024x1024")),
-    max_n=10, max_count=10, prompt_max=1000, inpaint=True,
-)
-DALLE3 = Capabilities(
-    options=opt("--quality", "--style"),
-    values={"--quality": ("standard", "hd"), "--style": ("vivid", "natural")},
-    sizes=SizeRule(sizes=("1024x1024", "1792x1024", "1024x1792")),
-    max_n=1, max_count=10, prompt_max=4000,
-)
-# Where each limit comes from: openai-python's types (image_generate_params.py,
-# image_edit_params.py, images_response.py; read 2026-11-23 at commit e43b422) for
-# gpt-image-1/1.5/mini and gpt-image-2; OpenAI's model pages for the 2.5 and 2.6
-# families (released 2026-09-08 and 2026-11-04, after that SDK snapshot), as
-# summarised in PROVIDERS.md.
-_GPT_BASE_OPTIONS = ("--quality", "--background", "--moderation", "--stream",
-                     "--partial-images", "--output-compression", "--user")
-_GPT_VALUES = {
-    "--quality": ("low", "medium", "high", "auto"),
-    "--background": ("transparent", "opaque", "auto"),
-    "--moderation": ("low", "auto"),
-    "--input-fidelity": ("high", "low"),  # edits only (image_edit_params.py)
-}
-# partial_images 0-3 and output_compression 0-100: image_generate_params.py.
-_GPT_RANGES = {"--partial-images": (0.0, 3.0), "--output-compression": (0.0, 100.0)}
-# image_edit_params.py: "You can provide up to 16 images", each "less than 50MB".
-MAX_EDIT_IMAGES = 16
+# image_edit_params.py: each image "less than 50MB".
 MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024
-STILL_FORMATS = ("png", "jpeg", "webp")  # image_generate_params.py output_format
-# gpt-image-2 and later: "Width and height must both be divisible by 16 and the requested
-# aspect ratio must be between 1:3 and 3:1 ... the maximum supported resolution is
-# 3840x2160" (image_generate_params.py, size).
-FREE_SIZES = SizeRule(min_side=16, max_side=3840, multiple=16, max_ratio=3.0,
-                      max_pixels=3840 * 2160, allow_auto=True)
-
-
-def _gpt_image(
-    sizes: SizeRule, *, quality: tuple[str, ...] = (), complexity: bool = False,
-    fidelity: bool = True, formats: tuple[str, ...] = STILL_FORMATS,
-    notes: tuple[str, ...] = (),
-) -> Capabilities:
-    values = dict(_GPT_VALUES)
-    values["--quality"] = ("low", "medium", "high") + quality + ("auto",)
-    options = list(_GPT_BASE_OPTIONS)
-    if fidelity:
-        options.append("--input-fidelity")
-    if complexity:
-        options.append("--complexity")
-        values["--complexity"] = ("low", "medium", "high")
-    return Capabilities(
-        options=opt(*options), values=values, ranges=_GPT_RANGES, sizes=sizes,
-        max_n=10, max_count=10, prompt_max=32000, formats=formats,
-        inpaint=True, multi_image=True, edit=True, max_images=MAX_EDIT_IMAGES,
-        image_urls=True, stream=True, notes=notes)
-
-
-_FIXED_SIZES = SizeRule(sizes=("1024x1024", "1536x1024", "1024x1536"), allow_auto=True)
-# gpt-image-1, gpt-image-1.5, chatgpt-image-latest.
-GPT_IMAGE = _gpt_image(_FIXED_SIZES)
-# input_fidelity: "unsupported for gpt-image-1-mini" (image_edit_params.py).
-GPT_IMAGE_MINI = _gpt_image(_FIXED_SIZES, fidelity=False)
-GPT_IMAGE_2 = _gpt_image(FREE_SIZES)
-# 2.5 adds quality xhigh and max; 2.6 keeps them, adds complexity and, for
-# generations only, SVG and animated GIF output.
-GPT_IMAGE_2_5 = _gpt_image(FREE_SIZES, quality=("xhigh", "max"))
-GPT_IMAGE_2_6 = _gpt_image(FREE_SIZES, quality=("xhigh", "max"), complexity=True,
-                           formats=STILL_FORMATS + ("gif", "svg"),
-                           notes=("gif and svg output on generations only",))
-NEWEST = "gpt-image-2.6"
-GPT_IMAGE_NEXT = dataclasses.replace(
-    GPT_IMAGE_2_6, notes=(f"model not in imagegen's table: checked by {NEWEST}'s rules",))
-GENERATION_ONLY_FORMATS = ("gif", "svg")
-YESCALE_FLUX = Capabilities(
-    sizes=SizeRule(sizes=YESCALE_SIZES), max_n=1, max_count=10,
-    notes=("YEScale answers with image URLs",),
-)
-# A model this dialect does not know (a gateway's own): pass the OpenAI fields
-# through and let the gateway judge; we cannot know its limits.
-UNKNOWN = Capabilities(
-    options=opt("--quality", "--style", "--background", "--moderation", "--user"),
-    max_n=10, max_count=10,
-    notes=("model limits unknown: options are passed through",),
-)
-
-
-def family(model: str | None) -> str:
-    """'dall-e-2' | 'dall-e-3' | 'gpt-image' | 'gpt-image-mini' | 'gpt-image-2' |
-    'gpt-image-2.5' | 'gpt-image-2.6' | 'gpt-image-next' | 'other'.
-
-    Gateways prefix ids with an account ('openai-main/gpt-image-1'): judge the last part.
-    An unknown gpt-image-* id ('gpt-image-3') is 'gpt-image-next': the newest rules.
-    """
-    name = (model or "").rsplit("/", 1)[-1].lower()
-    if name.startswith("dall-e-2"):
-        return "dall-e-2"
-    if name.startswith("dall-e-3"):
-        return "dall-e-3"
-    if name.startswith("gpt-image-2.6"):
-        return "gpt-image-2.6"
-    if name.startswith("gpt-image-2.5"):
-        return "gpt-image-2.5"
-    if re.fullmatch(r"gpt-image-2(-\d{4}-\d{2}-\d{2})?", name):
-        return "gpt-image-2"
-    if name.startswith("gpt-image-1-mini"):
-        return "gpt-image-mini"
-    if re.fullmatch(r"gpt-image-1(\.5)?(-\d{4}-\d{2}-\d{2})?", name) or \
-            name.startswith("chatgpt-image"):
-        return "gpt-image"
-    if name.startswith("gpt-image"):
-        return "gpt-image-next"
-    return "other"
-
-
-def is_gpt_image(fam: str) -> bool:
-    return fam.startswith("gpt-image")
-
-
-FAMILY_CAPS = {
-    "dall-e-2": DALLE2, "dall-e-3": DALLE3, "gpt-image": GPT_IMAGE,
-    "gpt-image-mini": GPT_IMAGE_MINI, "gpt-image-2": GPT_IMAGE_2,
-    "gpt-image-2.5": GPT_IMAGE_2_5, "gpt-image-2.6": GPT_IMAGE_2_6,
-    "gpt-image-next": GPT_IMAGE_NEXT,
-}
 
 
 class OpenAIProvider(Provider):
@@ -422,147 +326,3 @@ class OpenAIProvider(Provider):
         ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")]
         image = [i for i in ids if family(i) != "other" or "image" in i or "flux" in i]
         return sorted(image or ids)
-
-
-def _data_url(data: bytes) -> str:
-    from imagegen_cli.images import sniff
-
-    return f"data:image/{sniff(data) or 'png'};base64," + b64.encode(data)
-
-
-def _form_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
-
-
-DALLE2_EDIT_MAX = 4 * 1024 * 1024
-
-
-def _dalle2_edit_inputs(req: ImageRequest) -> ImageRequest:
-    """dall-e-2 edits take one square PNG under 4 MB: shrink when that is enough."""
-    import io
-
-    from PIL import Image
-
-    from imagegen_cli.errors import UsageError
-    from imagegen_cli.requests import InputImage
-
-    im = req.images[0]
-    if im.width != im.height:
-        raise UsageError(f"{im.path} is {im.width}x{im.height}; dall-e-2 edits need a square "
-                         "image: crop it, or use a gpt-image model")
-    if len(im.data) < DALLE2_EDIT_MAX:
-        return req
-    side = min(im.width, 1024)
-    while True:
-        with Image.open(io.BytesIO(im.data)) as pil:
-            buf = io.BytesIO()
-            pil.resize((side, side), Image.Resampling.LANCZOS).save(buf, format="PNG",
-                                                                   optimize=True)
-        if buf.tell() < DALLE2_EDIT_MAX:
-            break
-        if side <= 256:
-            raise UsageError(f"{im.path} stays over dall-e-2's 4 MB limit even at 256x256")
-        side //= 2
-    assert req.mask is not None
-    from imagegen_cli.masks import load_area
-
-    area = load_area(req.mask).resize((side, side), Image.Resampling.NEAREST)
-    mbuf = io.BytesIO()
-    area.save(mbuf, format="PNG")
-    req.notices.append(f"{im.path} is over dall-e-2's 4 MB limit: sent at {side}x{side}")
-    return req.with_(
-        images=[InputImage(im.path, buf.getvalue(), side, side)],
-        mask=InputImage(req.mask.path, mbuf.getvalue(), side, side))
-
-
-def _b64(value: Any, who: str) -> bytes:
-    from imagegen_cli.jsonstream import Spool
-
-    if isinstance(value, Spool):
-        return value.read()
-    if not isinstance(value, str) or not value:
-        raise UnavailableError(f"{who} sent an image frame without data")
-    try:
-        return b64.decode(value)
-    except (b64.Error, ValueError):
-        raise UnavailableError(f"{who} sent image data that is not valid base64") from None
-
-
-def parse_images(
-    payload: Any, info: CallInfo, who: str, *, items_key: str = "data"
-) -> Iterator[tuple[GeneratedImage, CallInfo]]:
-    """Images from an OpenAI-shaped answer (or a bare list): b64_json or url items,
-    with explicit nulls or empty strings standing for absent fields."""
-    from imagegen_cli.jsonstream import Spool
-
-    if isinstance(payload, dict):
-        if payload.get("error"):
-            err = payload["error"]
-            msg = err.get("message") if isinstance(err, dict) else str(err)
-            raise RefusedError(f"{who} refused the request: {msg}", request_id=info.request_id)
-        if isinstance(payload.get("usage"), dict):
-            info.usage = payload["usage"]
-        items = payload.get(items_key)
-        resolved = resolved_fields(payload)
-    else:
-        items = payload
-        resolved = {}
-    if not isinstance(items, list) or not items:
-        raise UnavailableError(f"{who} answered without any image", request_id=info.request_id)
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise UnavailableError(f"{who} answered with a malformed image entry",
-                                   request_id=info.request_id)
-        revised = item.get("revised_prompt") or None
-        b64 = item.get("b64_json")
-        url = item.get("url")
-        got = dict(resolved, **resolved_fields(item))
-        if isinstance(b64, Spool):
-            yield GeneratedImage(index=i, loader=b64.read, revised_prompt=revised,
-                                 resolved=got), info
-        elif b64:
-            yield GeneratedImage(index=i, data=_b64(b64, who), revised_prompt=revised,
-                                 resolved=got), info
-        elif url:
-            yield GeneratedImage(index=i, url=str(url), revised_prompt=revised,
-                                 resolved=got), info
-        else:
-            raise UnavailableError(f"{who} answered with an image entry that has neither "
-                                   "b64_json nor url", request_id=info.request_id)
-
-
-# What the provider says it chose: ImagesResponse's background/output_format/quality/
-# size/created (images_response.py), the stream events' created_at (image_gen_completed_
-# event.py), and the 2.6 family's generation_id and svg_usage.
-RESOLVED_KEYS = ("quality", "background", "size", "output_format", "created", "created_at",
-                 "generation_id", "svg_usage")
-
-
-def resolved_fields(obj: Any) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        return {}
-    out = {k: obj[k] for k in RESOLVED_KEYS if obj.get(k) not in (None, "")}
-    if "created_at" in out:
-        out.setdefault("created", out.pop("created_at"))
-    return out
-
-
-def add_usage(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
-    """TOTAL + MORE, numbers summed at every level (usage nests token details)."""
-    out = dict(total or {})
-    for k, v in more.items():
-        if isinstance(v, bool):
-            out[k] = v
-        elif isinstance(v, (int, float)):
-            prev = out.get(k)
-            out[k] = (prev if isinstance(prev, (int, float)) else 0) + v
-        elif isinstance(v, dict):
-            prev = out.get(k)
-            out[k] = add_usage(prev if isinstance(prev, dict) else None, v)
-        else:
-            out[k] = v
-    return out

@@ -1,0 +1,113 @@
+"""The image commands' flags made into the core's typed options.
+
+Owns what `generate`, `inpaint`, `edit` (and `batch`, for its shared flags) read
+from Typer's keyword arguments: the prompt (text, - for stdin, @FILE), the
+settings recorded in a --from image, --param items, --max-cost and its
+precedence, and -j/--concurrency. The result is an `ImageOptions`; nothing here
+runs a job or prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.errors import UsageError
+from imagegen_cli.settle import ImageOptions, parse_params
+
+
+def read_prompt(value: str) -> str:
+    if value == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("Prompt '-' reads stdin, but stdin is a terminal: pipe the text in")
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError:
+            raise UsageError("Prompt from stdin is not UTF-8 text: convert it (e.g. "
+                             "iconv -t UTF-8)") from None
+    elif value.startswith("@") and len(value) > 1:
+        path = Path(value[1:])
+        try:
+            path = Path(os.path.expanduser(path))  # ("~nouser" stays as typed)
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"Prompt file {path} does not exist (a prompt starting with @ "
+                             "names a file)") from None
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the name
+            why = (exc.strerror if isinstance(exc, OSError) else None) or exc
+            raise UsageError(f"Cannot read prompt file {str(path)!r}: {why}") from None
+    else:
+        text = value
+    text = text.strip()
+    if not text:
+        raise UsageError("Prompt is empty: pass the text, '-' for stdin or @FILE")
+    return text
+
+
+def options_from(opts: dict[str, Any]) -> ImageOptions:
+    """Typer's keyword arguments -> the core's typed options (the only place this
+    dict is read for image options)."""
+    fields = {f.name for f in dataclasses.fields(ImageOptions)}
+    given = {k: v for k, v in opts.items() if k in fields}
+    given["prompt"] = read_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
+    given["params"] = parse_params(opts.get("param"))
+    given["image"] = tuple(opts.get("image") or ())
+    return ImageOptions(**given)
+
+
+def _with_settings_from(opts: dict[str, Any], cfg: Any,
+                        env: Any) -> tuple[dict[str, Any], str | None]:
+    """OPTS filled from the --from file wherever no flag was given (flags win), and
+    the recorded prompt when no PROMPT was given."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.metadata import settings_from
+
+    found = settings_from(opts["from_file"])
+    opts = dict(opts)
+    if found.get("provider") not in cfg.providers:
+        found.pop("provider", None)  # made by a provider this config does not know
+    provider = opts["provider"] or found.get("provider")
+    model = found.get("model")
+    if model and provider and opts["model"] is None:
+        pcfg, _ = cfgmod.resolve_provider(cfg, provider.split(",")[0], env)
+        # The local provider records a model folder by its name only: keep the
+        # configured folder rather than look for a folder of that name here.
+        if pcfg.type == "local" and "/" not in model:
+            found.pop("model")
+    params = found.pop("params", None)
+    if params and not opts["param"]:
+        import json
+
+        opts["param"] = [f"{k}={json.dumps(v)}" for k, v in params.items()]
+    prompt = found.pop("prompt")
+    for key, value in found.items():
+        if key in opts and opts[key] is None:
+            opts[key] = value
+    if opts["aspect"] is not None and "size" in found and opts["size"] == found["size"]:
+        opts["size"] = None  # --aspect given beside --from replaces the recorded size
+    return opts, (prompt if opts["prompt"] is None else None)
+
+
+def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:
+    """--max-cost > IMAGEGEN_MAX_COST > [defaults] max_cost, and which one it was."""
+    from imagegen_cli import config as cfgmod
+    from imagegen_cli.prices import parse_max_cost
+
+    for value, where in ((opts.get("max_cost"), "--max-cost"),
+                         (env.get(cfgmod.ENV_MAX_COST), cfgmod.ENV_MAX_COST),
+                         (cfg.defaults.get("max_cost"), "[defaults] max_cost")):
+        amount = parse_max_cost(value, where)
+        if amount is not None:
+            return amount, where
+    return None
+
+
+def _concurrency(value: int | None) -> int:
+    if value is None:
+        return 4
+    if value < 1:
+        raise UsageError(f"-j/--concurrency {value}: pass 1 or more")
+    return value

@@ -1,0 +1,100 @@
+"""`imagegen providers add` and `remove`: a provider's table in the config file.
+
+Owns adding a provider (an OpenAI-compatible gateway, say: name, dialect, base
+URL, key variable, model; a built-in preset is replaced only with --force) and
+removing one, each an in-place edit of the config file that keeps the user's
+comments. Registered on providers.py's app.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from imagegen_cli.cli.providers import NameArg, _load, app
+from imagegen_cli.errors import ConfigError, UsageError
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="A new provider name.")],
+    type_: Annotated[str, typer.Option("--type", help="Dialect: openai, distribute, nebula.")],
+    base_url: Annotated[str, typer.Option("--base-url", help="The API's base URL.")],
+    api_key_env: Annotated[str | None, typer.Option(
+        "--api-key-env", help="Environment variable holding the key.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Default model.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing table.")]
+    = False,
+) -> None:
+    """Add a provider, e.g. an OpenAI-compatible gateway."""
+    import re
+    from pathlib import Path
+
+    import tomlkit
+
+    from imagegen_cli import configfile
+    from imagegen_cli.cli.console import note
+    from imagegen_cli.config import config_path
+    from imagegen_cli.http import check_base_url
+    from imagegen_cli.providers.base import dialect_names
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise UsageError(f"Provider name '{name}' may hold letters, digits, - and _ only")
+    if type_ not in dialect_names():
+        raise UsageError(f"--type {type_} is not one of {', '.join(dialect_names())}")
+    try:
+        check_base_url(base_url, name)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    path = Path(config_path(os.environ))
+    doc = configfile.read_document(path)
+    if name in (doc.get("providers") or {}) and not force:
+        raise UsageError(f"Provider {name} is already in {path}: pass --force to replace it")
+    from imagegen_cli.config import load
+
+    existing = load(os.environ, missing_ok=True).providers.get(name)
+    if not force and existing is not None and existing.preset:
+        raise UsageError(f"{name} is a built-in preset: pass --force to override it, or "
+                         "choose another name")
+    table = tomlkit.table()
+    table["type"] = type_
+    table["base_url"] = base_url
+    if api_key_env:
+        table["api_key_env"] = api_key_env
+    if model:
+        table["model"] = model
+    if "providers" not in doc:
+        doc["providers"] = tomlkit.table(is_super_table=True)
+    doc["providers"][name] = table
+    configfile.save(doc, path, os.environ)
+    if api_key_env and os.environ.get(api_key_env):
+        hint = f"; {api_key_env} is set: `imagegen providers check {name}` tries it"
+    elif api_key_env:
+        hint = f"; set {api_key_env} to its key"
+    else:
+        hint = f"; store a key with `imagegen config set providers.{name}.api_key`"
+    note(f"added {name} to {path}{hint}")
+
+
+@app.command("remove")
+def remove(name: NameArg) -> None:
+    """Remove a provider's table from the config file."""
+    from pathlib import Path
+
+    from imagegen_cli import configfile
+    from imagegen_cli.cli.console import note
+    from imagegen_cli.config import config_path
+
+    path = Path(config_path(os.environ))
+    doc = configfile.read_document(path)
+    if name not in (doc.get("providers") or {}):
+        raise UsageError(f"Provider {name} is not in {path}")
+    del doc["providers"][name]
+    configfile.save(doc, path, os.environ)
+    cfg = _load()
+    if name in cfg.providers:
+        note(f"removed {name}'s table from {path}; the built-in preset remains")
+    else:
+        note(f"removed {name} from {path}")

@@ -1,0 +1,70 @@
+"""The inputs of an OpenAI edit call: data URLs, multipart form values, dall-e-2's limits.
+
+Owns turning image bytes into a data URL (the JSON edit body), a request field
+into a multipart form value, and fitting a dall-e-2 edit to its one square PNG
+under 4 MB (shrunk, with its mask, when that is enough). Pillow is imported only
+when an image must be shrunk.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from imagegen_cli import b64
+from imagegen_cli.requests import ImageRequest
+
+
+def _data_url(data: bytes) -> str:
+    from imagegen_cli.images import sniff
+
+    return f"data:image/{sniff(data) or 'png'};base64," + b64.encode(data)
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+DALLE2_EDIT_MAX = 4 * 1024 * 1024
+
+
+def _dalle2_edit_inputs(req: ImageRequest) -> ImageRequest:
+    """dall-e-2 edits take one square PNG under 4 MB: shrink when that is enough."""
+    import io
+
+    from PIL import Image
+
+    from imagegen_cli.errors import UsageError
+    from imagegen_cli.requests import InputImage
+
+    im = req.images[0]
+    if im.width != im.height:
+        raise UsageError(f"{im.path} is {im.width}x{im.height}; dall-e-2 edits need a square "
+                         "image: crop it, or use a gpt-image model")
+    if len(im.data) < DALLE2_EDIT_MAX:
+        return req
+    side = min(im.width, 1024)
+    while True:
+        with Image.open(io.BytesIO(im.data)) as pil:
+            buf = io.BytesIO()
+            pil.resize((side, side), Image.Resampling.LANCZOS).save(buf, format="PNG",
+                                                                   optimize=True)
+        if buf.tell() < DALLE2_EDIT_MAX:
+            break
+        if side <= 256:
+            raise UsageError(f"{im.path} stays over dall-e-2's 4 MB limit even at 256x256")
+        side //= 2
+    assert req.mask is not None
+    from imagegen_cli.masks import load_area
+
+    area = load_area(req.mask).resize((side, side), Image.Resampling.NEAREST)
+    mbuf = io.BytesIO()
+    area.save(mbuf, format="PNG")
+    req.notices.append(f"{im.path} is over dall-e-2's 4 MB limit: sent at {side}x{side}")
+    return req.with_(
+        images=[InputImage(im.path, buf.getvalue(), side, side)],
+        mask=InputImage(req.mask.path, mbuf.getvalue(), side, side))
