@@ -20,6 +20,8 @@ the provider's limit instead of hitting it over and over.
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 import threading
 import time
 from collections import deque
@@ -163,16 +165,21 @@ class Gate:
         return float(len(self.successes) / span)
 
     def observe(self, headers: Mapping[str, str]) -> None:
-        """An answer's x-ratelimit-limit-requests (a minute's requests) and
-        x-ratelimit-remaining-requests, as OpenAI sends them: once fewer remain than
-        calls may be in flight, pace just under that limit; never learn a rate above
-        it. Unreadable or absent: ignored."""
+        """An answer's x-ratelimit-limit-requests / -remaining-requests /
+        -reset-requests, as OpenAI sends them: once fewer remain than calls may be in
+        flight, pace just under that limit; never learn a rate above it. The limit
+        is a minute's requests, unless the reset (the time until all are back) says
+        they come back faster (a per-second limit). Unreadable or absent: ignored."""
         said = _count(headers.get("x-ratelimit-limit-requests"))
         if not said:
             return
         remaining = _count(headers.get("x-ratelimit-remaining-requests"))
+        reset = _duration(headers.get("x-ratelimit-reset-requests"))
+        rate = said / 60
+        if remaining is not None and reset and said > remaining:
+            rate = max(rate, (said - remaining) / reset)
         with self.cond:
-            self.said = said / 60 * SAID
+            self.said = rate * SAID
             if self.rate is not None:
                 self.rate = min(self.rate, self.said)
             elif remaining is not None and remaining < self.cap:
@@ -199,3 +206,22 @@ def _count(value: str | None) -> int | None:
     except ValueError:
         return None
     return int(n) if n is not None and 0 <= n < 1e12 else None
+
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6,
+          "ns": 1e-9}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|\u00b5s|ns)")
+
+
+def _duration(value: str | None) -> float | None:
+    """OpenAI's "6m0s", "1.5s", "20ms" (or plain seconds) in seconds, else None."""
+    if not value:
+        return None
+    value = value.strip()
+    with contextlib.suppress(ValueError):
+        n = float(value)
+        return n if math.isfinite(n) and n >= 0 else None
+    parts = _PART.findall(value)
+    if not parts or "".join(a + b for a, b in parts) != value:
+        return None
+    return sum(float(a) * _UNITS[b] for a, b in parts)

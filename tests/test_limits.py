@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imagegen_cli.limits import Gate
 
@@ -275,3 +278,39 @@ def test_headers_cap_a_learned_rate_and_garbage_is_ignored() -> None:
     g.rate = 5.0  # learned from 429s
     g.observe({"x-ratelimit-limit-requests": "60.0"})
     assert g.rate == 0.98
+
+
+def test_a_reset_that_comes_back_faster_means_a_shorter_window() -> None:
+    # 10 requests, 8 of them back within 0.8 s: 10 a second, not 10 a minute.
+    c = Clock()
+    g = Gate("p", 16, clock=c)
+    g.observe({"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "2",
+               "x-ratelimit-reset-requests": "800ms"})
+    assert g.rate is not None and abs(g.rate - 10 * 0.98) < 1e-9
+    # OpenAI's own: a minute's 120, 105 of them back in 52.5 s.
+    g = Gate("p", 16, clock=c)
+    g.observe({"x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "15",
+               "x-ratelimit-reset-requests": "52.5s"})
+    assert g.rate is not None and abs(g.rate - 2 * 0.98) < 1e-9
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("6m0s", 360.0), ("1.5s", 1.5), ("20ms", 0.02), ("1m1.25s", 61.25), ("2h3m4s", 7384.0),
+    ("7", 7.0), ("", None), ("soon", None), ("1s2", None), ("-1", None), ("nan", None),
+    ("1e400", None)])
+def test_reset_durations(text: str, seconds: float | None) -> None:
+    from imagegen_cli.limits import _duration
+
+    got = _duration(text)
+    assert got == seconds or (got is not None and seconds is not None
+                              and abs(got - seconds) < 1e-9)
+
+
+@given(limit=st.text(max_size=12), remaining=st.text(max_size=12), reset=st.text(max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_any_ratelimit_headers_leave_a_sane_rate(limit: str, remaining: str, reset: str) -> None:
+    g = Gate("p", 16, clock=Clock())
+    g.observe({"x-ratelimit-limit-requests": limit,
+               "x-ratelimit-remaining-requests": remaining,
+               "x-ratelimit-reset-requests": reset})
+    assert g.rate is None or (math.isfinite(g.rate) and g.rate > 0)

@@ -2,8 +2,8 @@
 of RPM requests a minute holding BURST of them; past it, 429 `rate_limit_exceeded`
 with Retry-After in whole seconds (rounded up). With `headers=True` every answer also
 carries OpenAI's x-ratelimit-limit-requests / x-ratelimit-remaining-requests /
-x-ratelimit-reset-requests (the time until the bucket is full again, as "1m0s",
-"1.5s" or "20ms").
+x-ratelimit-reset-requests (the time until a minute's requests are back, as
+"1m0s", "1.5s" or "20ms").
 
     limiter = RateLimit(fake.server, rpm=120, burst=2, headers=True)
     ... limiter.accepted, limiter.refused, limiter.refusals
@@ -50,7 +50,9 @@ class RateLimit:
             return {}
         return {"x-ratelimit-limit-requests": f"{self.rpm:g}",
                 "x-ratelimit-remaining-requests": str(int(self.tokens)),
-                "x-ratelimit-reset-requests": duration((self.burst - self.tokens) / self.rate)}
+                # Until all RPM are back, as OpenAI counts it (its bucket holds a
+                # minute's requests; this one BURST, a limit tighter than it says).
+                "x-ratelimit-reset-requests": duration((self.rpm - self.tokens) / self.rate)}
 
     def app(self, req: Request) -> Response:
         if not req.path.endswith(self.path):
