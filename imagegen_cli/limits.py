@@ -10,11 +10,13 @@ The request rate is learned from the 429s. Each fresh 429 (for a request sent
 after the last one) marks a moment the provider's allowance ran out; the requests
 it accepted between two such moments, over the time between them, are its rate,
 whatever its burst (the shared pause included: its allowance refills meanwhile).
-Until a rate is known each fresh 429 halves concurrency; after, requests are
-paced at it, a fresh 429 cuts it down to the rate measured (3% to 20% off), and
-restarts the schedule after its pause. Each success adds a little back: 2% until a
-stretch of MEASURED seconds measured it, 0.3% after, so a batch runs just under
-the provider's limit instead of hitting it over and over.
+Until a rate is known each fresh 429 halves concurrency; once it is, requests
+are paced at it instead (concurrency back to the cap). A fresh 429 is measured a
+moment later (SETTLE: the 429s in flight with it come back), cuts the rate down to
+the rate measured (3% to 30% off), and restarts the schedule after its pause.
+Each success adds a little back: 1% until a stretch of MEASURED seconds measured
+it, 0.3% after, so a batch runs just under the provider's limit instead of
+hitting it over and over.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from collections.abc import Callable, Iterator, Mapping
 WINDOW = 10.0  # seconds of successes that estimate the rate at the first 429
 HORIZON = 30.0  # the longest stretch between two 429s that measures the rate
 MEASURED = 5.0  # a stretch this long measures the rate well: probe upward slowly
-FAST, SLOW = 0.02, 0.003  # each success adds this share of the rate back
+FAST, SLOW = 0.01, 0.003  # each success adds this share of the rate back
+SETTLE = 0.2  # seconds after a fresh 429 its measure waits for the 429s in flight with it
 SAID = 0.98  # pace at this share of a limit the provider's headers say
 
 
@@ -53,6 +56,8 @@ class Gate:
         self.marks: deque[float] = deque()  # sent times of the fresh 429s
         self.growth = FAST
         self.said: float | None = None  # requests per second its x-ratelimit-* say
+        self.pending: float | None = None  # a fresh 429's mark, not yet measured
+        self.settle_at = 0.0
         self.in_flight = 0
         self.paused_until = 0.0
         self.next_slot = 0.0
@@ -75,18 +80,24 @@ class Gate:
     def before_send(self, pause: Callable[[float], None]) -> float:
         """Wait out a shared pause, then take the next slot (--rpm, or the learned rate).
         A 429 elsewhere during the wait moves the slot: look again (a few times)."""
-        for _ in range(4):
+        for _ in range(6):
             with self.cond:
                 now = self.clock()
-                start = max(now, self.paused_until)
-                interval = max(self.min_interval, 1.0 / self.rate if self.rate else 0.0)
-                if interval:
-                    start = max(start, self.next_slot)
-                    self.next_slot = start + interval
-                wait = round(start - now, 3)  # whole milliseconds: a sleep is no finer
+                self._settle(now + 0.001)  # due within a millisecond: a sleep is no finer
                 events = self.events
+                if self.pending is not None:  # the new rate is not known yet: wait for it
+                    wait, events = round(self.settle_at - now, 3), -1
+                else:
+                    start = max(now, self.paused_until)
+                    interval = max(self.min_interval, 1.0 / self.rate if self.rate else 0.0)
+                    if interval:
+                        start = max(start, self.next_slot)
+                        self.next_slot = start + interval
+                    wait = round(start - now, 3)  # whole milliseconds: no finer sleep
             if wait <= 0:
-                break
+                if events != -1:
+                    break
+                continue
             pause(wait)
             if self.events == events:
                 break
@@ -110,28 +121,47 @@ class Gate:
             if fresh:
                 self.last_event = now
                 self.events += 1
-                mark = now if sent_at is None else sent_at
-                measured = self._measure(mark)
-                self.marks.append(mark)
                 if self.rate is None:
-                    # Nothing paced yet: fewer calls at once, and the rate they got
-                    # through (None when nothing did yet: the pause alone).
-                    self.limit = max(1.0, self.limit / 2)
-                    self.rate = measured[0] if measured else self._seen_rate(now)
-                else:
-                    # Down to the rate measured (at least 3% off: it did not explain the
-                    # 429), never more than 20% at once, 10% for a short or stale measure.
-                    got = measured[0] if measured else self.rate
-                    floor = 0.8 if measured and MEASURED <= measured[1] <= HORIZON else 0.9
-                    self.rate = max(min(got, self.rate * 0.97), self.rate * floor)
-                    self.cuts += 1
-                if measured and measured[1] >= MEASURED:
-                    self.growth = SLOW
+                    self.limit = max(1.0, self.limit / 2)  # nothing paced yet: fewer at once
+                # What got through is known once the 429s of requests in flight with
+                # this one are back (they come fast): measure a moment later.
+                self._settle(float("inf"))
+                self.pending = now if sent_at is None else sent_at
+                self.settle_at = now + min(SETTLE, wait)
             self.paused_until = max(self.paused_until, now + wait)
             # A fresh 429 starts the schedule again after the pause: workers waiting
             # for slots taken before it take new ones (not after those old ones).
             self.next_slot = (self.paused_until if fresh
                               else max(self.next_slot, self.paused_until))
+
+    def settle(self) -> None:
+        """Apply a pending measure now (tests; `before_send` does it when due)."""
+        with self.cond:
+            self._settle(float("inf"))
+
+    def _settle(self, now: float) -> None:
+        """The rate from the last fresh 429's measure, once due (lock held)."""
+        mark = self.pending
+        if mark is None or now < self.settle_at:
+            return
+        self.pending = None
+        measured = self._measure(mark)
+        self.marks.append(mark)
+        if self.rate is None:
+            # The rate that got through (None when nothing did yet: the pause alone).
+            # Paced at it, calls in flight need no other bound than -j.
+            self.rate = measured[0] if measured else self._seen_rate(self.clock())
+            if self.rate is not None:
+                self.limit = float(self.cap)
+        else:
+            # Down to the rate measured (at least 3% off: it did not explain the 429),
+            # never more than 30% at once, 10% for a short or stale measure.
+            got = measured[0] if measured else self.rate
+            floor = 0.7 if measured and MEASURED <= measured[1] <= HORIZON else 0.9
+            self.rate = max(min(got, self.rate * 0.97), self.rate * floor)
+            self.cuts += 1
+        if measured and measured[1] >= MEASURED:
+            self.growth = SLOW
 
     def _measure(self, mark: float) -> tuple[float, float] | None:
         """Requests the provider accepted between an earlier fresh 429 and MARK, per
@@ -140,18 +170,25 @@ class Gate:
         them is its rate, bursts and windows included."""
         while self.marks and mark - self.marks[0] > HORIZON and len(self.marks) > 1:
             self.marks.popleft()
-        start = next((m for m in self.marks if mark - m >= 0.1), None)
-        if start is None:
+        starts = [m for m in self.marks if mark - m >= 0.1]
+        if not starts:
             return None
         for q in (self.sends, self.refused):
-            while q and q[0] < start:
+            while q and q[0] < starts[0]:
                 q.popleft()
-        sent = sum(1 for t in self.sends if start < t < mark)
-        refused = sum(1 for t in self.refused if start < t < mark)
-        if sent <= refused:
-            return None
-        span = mark - start
-        return (sent - refused) / span, span
+        best: tuple[float, float] | None = None
+        for start in starts:
+            sent = sum(1 for t in self.sends if start < t < mark)
+            refused = sum(1 for t in self.refused if start < t < mark)
+            span = mark - start
+            if sent <= refused:
+                continue
+            got = ((sent - refused) / span, span)
+            # The longest stretch, or a higher rate over one long enough to trust: a
+            # stretch the batch spent below the limit counts low.
+            if best is None or (span >= MEASURED and got[0] > best[0]):
+                best = got
+        return best
 
     def _seen_rate(self, now: float) -> float | None:
         """Successes per second over the last WINDOW seconds, pauses included (an
