@@ -46,6 +46,8 @@ CASES: list[tuple[str, Callable[[Hostile], H.Behaviour], list[str], int, list[st
      ["refused the request: bad things", "HTTP 400"], 1),
     ("empty 200", lambda h: H.answer(200, b""), [], 6, ["malformed body"], 1),
     ("JSON array", lambda h: H.json_answer([1, 2, 3]), [], 6, ["malformed image entry"], 1),
+    ("bad base64", lambda h: H.json_answer({"data": [{"b64_json": "iVBO$$$$"}]}), [], 6,
+     ["malformed body", "not valid base64"], 1),
     ("JSON string", lambda h: H.json_answer("ok"), [], 6, ["without any image"], 1),
     ("JSON null", lambda h: H.json_answer(None), [], 6, ["without any image"], 1),
     ("HTML as 200", lambda h: H.answer(200, "<html>hello</html>", "text/html"), [], 6,

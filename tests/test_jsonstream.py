@@ -33,11 +33,19 @@ def test_every_chunk_size_gives_the_same_document() -> None:
 
 
 @pytest.mark.parametrize("body", [
-    b'{"data": [{"b64_json": "abc$"}]}',
-    b'{"data": [{"b64_json": "abcde"}]}',
     b'{"data": [{"b64_json": "abcd',
     b'{"data": [}',
+    b'{"data": [{"b64_json": "ab\\qcd"}]}',
 ])
 def test_malformed_raises_value_error(body: bytes) -> None:
     with pytest.raises(ValueError):
         jsonstream.load([body])
+
+
+@pytest.mark.parametrize("text", ["abc$", "abcde", "QQ==QQ==", "=QUJ"])
+def test_bad_base64_is_found_when_the_image_is_read(text: str) -> None:
+    # Spooled as received (no per-chunk decoding in the reading thread), decoded
+    # strictly, whole, when read.
+    doc = jsonstream.load([b'{"data": [{"b64_json": "', text.encode(), b'"}]}'])
+    with pytest.raises(jsonstream.BadBase64):
+        doc["data"][0]["b64_json"].read()

@@ -9,19 +9,37 @@ OpenAI-shaped answers with these too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli import b64
 from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.requests import CallInfo, GeneratedImage
+
+if TYPE_CHECKING:
+    from imagegen_cli.jsonstream import Spool
+
+
+def spool_loader(spool: Spool, who: str) -> Callable[[], bytes]:
+    """Reads SPOOL's image when it is saved; base64 that does not decode is then an
+    unavailable answer (exit 6), like any malformed body."""
+
+    def load() -> bytes:
+        from imagegen_cli.jsonstream import Malformed
+
+        try:
+            return spool.read()
+        except Malformed as exc:
+            raise UnavailableError(f"{who} answered with a malformed body ({exc})") from None
+
+    return load
 
 
 def _b64(value: Any, who: str) -> bytes:
     from imagegen_cli.jsonstream import Spool
 
     if isinstance(value, Spool):
-        return value.read()
+        return spool_loader(value, who)()
     if not isinstance(value, str) or not value:
         raise UnavailableError(f"{who} sent an image frame without data")
     try:
@@ -60,7 +78,7 @@ def parse_images(
         url = item.get("url")
         got = dict(resolved, **resolved_fields(item))
         if isinstance(b64, Spool):
-            yield GeneratedImage(index=i, loader=b64.read, revised_prompt=revised,
+            yield GeneratedImage(index=i, loader=spool_loader(b64, who), revised_prompt=revised,
                                  resolved=got), info
         elif b64:
             yield GeneratedImage(index=i, data=_b64(b64, who), revised_prompt=revised,
