@@ -80,24 +80,28 @@ class Gate:
     def before_send(self, pause: Callable[[float], None]) -> float:
         """Wait out a shared pause, then take the next slot (--rpm, or the learned rate).
         A 429 elsewhere during the wait moves the slot: look again (a few times)."""
+        at = float("-inf")  # a time already waited for (a test's sleep takes none)
         for _ in range(6):
             with self.cond:
-                now = self.clock()
-                self._settle(now + 0.001)  # due within a millisecond: a sleep is no finer
-                events = self.events
-                if self.pending is not None:  # the new rate is not known yet: wait for it
-                    wait, events = round(self.settle_at - now, 3), -1
-                else:
+                now = max(self.clock(), at)
+                self._settle(now + 0.001)  # due within a millisecond: no finer sleep
+                if self.pending is not None:
+                    # The new rate is not known yet: wait for it and the pause, then
+                    # take a slot at it.
+                    at = max(self.settle_at, self.paused_until)
+                    wait, events = round(at - now, 3), -1
+                    if wait <= 0:
+                        self._settle(float("inf"))
+                if self.pending is None:
                     start = max(now, self.paused_until)
                     interval = max(self.min_interval, 1.0 / self.rate if self.rate else 0.0)
                     if interval:
                         start = max(start, self.next_slot)
                         self.next_slot = start + interval
                     wait = round(start - now, 3)  # whole milliseconds: no finer sleep
+                    events = self.events
             if wait <= 0:
-                if events != -1:
-                    break
-                continue
+                break
             pause(wait)
             if self.events == events:
                 break

@@ -19,7 +19,7 @@ def batch(fake: OpenAIFake, headers: bool, jobs: int = 40) -> RateLimit:
 
     def slow(req: Request) -> Response:
         resp = real(req)
-        resp.delay = 0.05
+        resp.delay = 0.5  # slow calls: no answer is back when the first 429s are
         return resp
 
     fake.server.app = slow
@@ -35,20 +35,15 @@ def batch(fake: OpenAIFake, headers: bool, jobs: int = 40) -> RateLimit:
 
 
 def test_batch_paces_at_the_limit_the_headers_say(fake: OpenAIFake) -> None:
-    # 10 requests a second, holding 2: of the first 8 at once, 6 are refused, and
-    # their headers say the limit; nothing after them is (the retries a second later
-    # go out paced, not at once).
+    # 10 requests a second, holding 2, and 0.5 s calls: of the first 8 at once, 6 are
+    # refused, and their headers say the limit. From the pause's end (1 s) the batch
+    # goes at it (9.8 a second) and nothing more is refused. Learning it from the
+    # 429s instead starts from what got through before the pause (2 a second) and
+    # climbs from there: some 6 accepted by 3 s, not 20.
     limit = batch(fake, headers=True)
     assert limit.accepted == 40 and limit.refused <= 6
     assert not [t for t in limit.refusals if t > 0.5], limit.refusals
-
-
-def test_the_same_batch_without_headers_learns_the_limit_from_429s(fake: OpenAIFake) -> None:
-    # The contrast that shows the headers paced the batch above: with nothing said,
-    # the retries after the first pause go out at once and meet more refusals.
-    limit = batch(fake, headers=False)
-    assert limit.accepted == 40
-    assert [t for t in limit.refusals if t > 0.5], limit.refusals
+    assert len([t for t in limit.accepts if t < 3.0]) >= 15, limit.accepts
 
 
 def test_reset_durations_are_written_as_openai_does() -> None:

@@ -6,7 +6,7 @@ x-ratelimit-reset-requests (the time until a minute's requests are back, as
 "1m0s", "1.5s" or "20ms").
 
     limiter = RateLimit(fake.server, rpm=120, burst=2, headers=True)
-    ... limiter.accepted, limiter.refused, limiter.refusals
+    ... limiter.accepted, limiter.refused, limiter.refusals, limiter.accepts
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class RateLimit:
         self.refused = 0
         self.first: float | None = None  # when the first request came
         self.refusals: list[float] = []  # seconds after it, of each 429
+        self.accepts: list[float] = []  # ... and of each request let through
         server.app = self.app
 
     def _limit_headers(self) -> dict[str, str]:
@@ -74,6 +75,7 @@ class RateLimit:
                                         **self._limit_headers()})
             self.tokens -= 1.0
             self.accepted += 1
+            self.accepts.append(now - self.first)
             extra = self._limit_headers()
         resp = self.real(req)
         resp.headers.update(extra)
