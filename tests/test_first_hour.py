@@ -297,7 +297,7 @@ def test_job_left_running_is_fetched_later_with_same_naming_and_metadata(
         text = im.text  # type: ignore[attr-defined]
         assert text["parameters"].startswith("forever fox\n") and text["seed"] == "5"
     r = run_cli(["job", "get", "distribute", "00000000-0000-4000-8000-000000000000"])
-    assert r.code == 6 and "does not know job" in r.err
+    assert r.code == 5 and "does not know job" in r.err and "check the id" in r.err
 
 
 def test_job_get_refuses_providers_without_jobs(fake: Any,

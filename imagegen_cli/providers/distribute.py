@@ -154,7 +154,16 @@ class DistributeProvider(Provider):
     def get_job(
         self, job_id: str, key: str | None, transport: Transport, reporter: Reporter
     ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
-        yield from self._poll(job_id, key, transport, reporter, CallInfo(job_id=job_id))
+        try:
+            yield from self._poll(job_id, key, transport, reporter, CallInfo(job_id=job_id))
+        except UnavailableError as exc:
+            if exc.status != 404:
+                raise
+            # An id given by hand that the provider does not know: a refused request
+            # (exit 5), not an outage worth retrying later.
+            raise RefusedError(f"{self.name} does not know job {job_id}: check the id "
+                               "(the one `generate` printed when it stopped waiting)",
+                               status=404, request_id=exc.request_id) from None
 
     def _poll(
         self, job_id: str, key: str | None, transport: Transport, reporter: Reporter,
