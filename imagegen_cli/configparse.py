@@ -58,6 +58,10 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "sidecar": bool,
     "max_cost": (int, float),
     "preview": bool,
+    "complexity": str,
+    "output_compression": int,
+    "user": str,
+    "input_fidelity": str,  # edit and inpaint only
 }
 
 # [providers.NAME.defaults]: the same keys, less the provider (it is NAME).

@@ -135,16 +135,18 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         "steps": setting("steps", "--steps"),
         "guidance": setting("guidance", "--guidance"),
         "negative_prompt": setting("negative_prompt", "--negative-prompt"),
+        "complexity": setting("complexity", "--complexity"),
+        "output_compression": setting("output_compression", "--output-compression"),
+        "user": setting("user", "--user"),
+        # Only edits take it: a [defaults] value is not even looked at for generate.
+        "input_fidelity": (setting("input_fidelity", "--input-fidelity") if inpaint or edit
+                           else Picked(opts.input_fidelity, flag("--input-fidelity"))),
     }
     req = ImageRequest(
         prompt=opts.prompt.strip(),
         seed=opts.seed,
         stream=opts.stream or opts.partial_images is not None,
         partial_images=opts.partial_images,
-        output_compression=opts.output_compression,
-        complexity=opts.complexity,
-        input_fidelity=opts.input_fidelity,
-        user=opts.user,
         strength=opts.strength,
         params=dict(opts.params),
         device=opts.device,

@@ -26,7 +26,9 @@ FLAG_OF = {
     "background": "--background", "moderation": "--moderation", "format": "-f",
     "steps": "--steps", "guidance": "--guidance", "negative_prompt": "--negative-prompt",
     "timeout": "--timeout", "retries": "--retries", "metadata": "--no-metadata",
-    "sidecar": "--sidecar",
+    "sidecar": "--sidecar", "complexity": "--complexity",
+    "output_compression": "--output-compression", "user": "--user",
+    "input_fidelity": "--input-fidelity",
 }
 
 
@@ -124,6 +126,14 @@ def check_default(key: str, value: Any, cfg: Config, provider: str | None = None
         raise UsageError(f"{flag} must be more than 0 seconds, not {value}")
     elif key in ("retries", "guidance") and value < 0:
         raise UsageError(f"{flag} must be 0 or more, not {value}")
+    elif key == "complexity" and value not in ("low", "medium", "high"):
+        raise UsageError(f"{flag} {value} is not one of low, medium, high")
+    elif key == "input_fidelity" and value not in ("high", "low"):
+        raise UsageError(f"{flag} {value} is not one of high, low")
+    elif key == "output_compression" and not 0 <= value <= 100:
+        raise UsageError(f"{flag} must be 0 to 100, not {value}")
+    elif key == "user" and not str(value).strip():
+        raise UsageError(f"{flag} must not be empty")
     elif key in ("quality", "style", "background", "moderation"):
         allowed = _accepted_values(flag, cfg, provider)
         if allowed is not None and str(value) not in allowed:
