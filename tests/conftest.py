@@ -149,3 +149,59 @@ def nebula(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     f = _serve(NebulaFake(), "nebula", "NEBULA_API_KEY", monkeypatch, tmp_path)
     yield f
     f.stop()
+
+
+@pytest.fixture
+def slow(fake: OpenAIFake) -> Iterator[OpenAIFake]:
+    """The fake answering each request after 0.2 s (for real processes to kill, or to
+    watch a display run)."""
+    from tests.fakes.server import Request, Response
+
+    real = fake.server.app
+
+    def app(req: Request) -> Response:
+        resp = real(req)
+        resp.delay = 0.2
+        return resp
+
+    fake.server.app = app
+    return fake
+
+
+def stderr_on_terminal(*args: str) -> tuple[int, str, str]:
+    """Run imagegen with stderr on a pseudo-terminal (the progress display shows) and
+    stdout a pipe, as `imagegen ... > paths.txt` typed in a terminal: (exit code,
+    stdout, the terminal's text without escape sequences)."""
+    import pty
+    import re
+    import subprocess
+    import threading
+
+    main, child = pty.openpty()
+    env = dict(os.environ, COLUMNS="120", TERM="xterm")
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "imagegen_cli", *args],
+                            stdout=subprocess.PIPE, stderr=child, env=env)
+    os.close(child)
+    out: list[bytes] = []
+
+    def drain() -> None:  # stdout read beside the terminal: neither fills up
+        assert proc.stdout is not None
+        out.append(proc.stdout.read())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    shown = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        shown.append(data)
+    code = proc.wait(timeout=60)
+    reader.join()
+    os.close(main)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(shown).decode())
+    return code, b"".join(out).decode(), screen

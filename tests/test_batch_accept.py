@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.fakes.openai_fake import OpenAIFake
-from tests.fakes.server import Request, Response
 
 
 def pngs(folder: str) -> list[str]:
@@ -27,20 +25,6 @@ def pngs(folder: str) -> list[str]:
 
 def generations(fake: OpenAIFake) -> list[dict[str, object]]:
     return [c.json() for c in fake.server.calls("/images/generations")]
-
-
-@pytest.fixture
-def slow(fake: OpenAIFake) -> Iterator[OpenAIFake]:
-    """The fake answering each request after 0.2 s."""
-    real = fake.server.app
-
-    def app(req: Request) -> Response:
-        resp = real(req)
-        resp.delay = 0.2
-        return resp
-
-    fake.server.app = app
-    yield fake
 
 
 def test_kill_9_inside_a_many_image_job_resumes_without_duplicates(slow: OpenAIFake) -> None:
@@ -186,48 +170,6 @@ def test_skip_invalid_says_what_it_left_out_in_the_summary(fake: OpenAIFake) -> 
     invalid = json.loads(Path("s.json").read_text())["invalid"]
     assert [x.split(":")[0] for x in invalid] == ["r.jsonl, line 2", "r.jsonl, line 3"]
     assert "unknown field 'colour'" in invalid[0]
-
-
-def stderr_on_terminal(args: list[str]) -> tuple[int, str, bytes]:
-    """Run imagegen with stderr on a pseudo-terminal (the progress display shows) and
-    stdout piped, as `imagegen ... > paths.txt` typed in a terminal."""
-    import pty
-    import select
-
-    main, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "imagegen_cli", *args],
-                            stdout=subprocess.PIPE, stderr=child, env=dict(os.environ))
-    os.close(child)
-    shown = b""
-    while True:
-        ready, _, _ = select.select([main], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-        elif proc.poll() is not None:
-            break
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    code = proc.wait(timeout=60)
-    os.close(main)
-    return code, out, shown
-
-
-@pytest.mark.parametrize("command", [
-    ["batch", "p.txt", "-o", "o/", "-j", "2"],
-    ["generate", "a fox", "-n", "2", "-o", "g/"],
-])
-def test_paths_reach_stdout_while_the_display_runs_on_stderr(slow: OpenAIFake,
-                                                             command: list[str]) -> None:
-    Path("p.txt").write_text("a fox\nan owl\n")
-    code, out, shown = stderr_on_terminal(command)
-    assert code == 0, shown
-    assert len(out.splitlines()) == 2 and all(Path(p).is_file() for p in out.splitlines())
-    assert b".png" not in shown  # the paths went to stdout, not into the display
 
 
 def test_csv_record_spanning_lines_is_named_by_its_first_line(fake: OpenAIFake) -> None:

@@ -11,29 +11,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli, write_config
+from tests.conftest import run_cli, stderr_on_terminal, write_config
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Request, Response
-
-
-@pytest.fixture
-def slow(fake: OpenAIFake) -> Iterator[OpenAIFake]:
-    """The fake answering each request after 0.15 s."""
-    real = fake.server.app
-
-    def app(req: Request) -> Response:
-        resp = real(req)
-        resp.delay = 0.15
-        return resp
-
-    fake.server.app = app
-    yield fake
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
@@ -159,42 +144,6 @@ def test_local_batch_loads_each_model_once(tmp_path: Path,
     assert len(r.lines()) == 5 and len(images("o")) == 5
 
 
-def _with_stderr_on_a_terminal(*args: str) -> tuple[int, str, str]:
-    """Run imagegen with stderr on a pseudo-terminal and stdout a pipe: (exit code,
-    stdout, the terminal's text without escape sequences)."""
-    import pty
-    import re
-
-    master, slave = pty.openpty()
-    env = dict(os.environ, COLUMNS="120", TERM="xterm")
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "imagegen_cli", *args],
-                            stdout=subprocess.PIPE, stderr=slave, env=env)
-    os.close(slave)
-    out: list[bytes] = []
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        out.append(proc.stdout.read())
-
-    reader = threading.Thread(target=drain)
-    reader.start()
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed its end
-            break
-        if not data:
-            break
-        chunks.append(data)
-    code = proc.wait()
-    reader.join()
-    os.close(master)
-    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
-    return code, b"".join(out).decode(), screen
-
-
 def test_progress_display_on_a_terminal(slow: OpenAIFake) -> None:
     # stderr a terminal: the rich display (overall bar with done/failed/skipped and
     # images per minute, a line per running job counting its images); stdout, a pipe,
@@ -203,7 +152,7 @@ def test_progress_display_on_a_terminal(slow: OpenAIFake) -> None:
     import re
 
     Path("p.txt").write_text("a fox\na cat\na owl\n")
-    code, out, screen = _with_stderr_on_a_terminal("batch", "p.txt", "-o", "o/", "-j", "2",
+    code, out, screen = stderr_on_terminal("batch", "p.txt", "-o", "o/", "-j", "2",
                                                    "-n", "2")
     assert code == 0, screen
     assert re.search(r"batch .* 3/3 done 3 failed 0 skipped 0\s+\d+ img/min", screen), screen
@@ -215,7 +164,7 @@ def test_progress_display_on_a_terminal(slow: OpenAIFake) -> None:
 
 
 def test_generate_paths_reach_stdout_while_the_spinner_runs(slow: OpenAIFake) -> None:
-    code, out, screen = _with_stderr_on_a_terminal("generate", "a fox", "-n", "3", "-o",
+    code, out, screen = stderr_on_terminal("generate", "a fox", "-n", "3", "-o",
                                                    "g/")
     assert code == 0, screen
     assert out.split() == [str(p) for p in images("g")]
