@@ -21,16 +21,16 @@ def use_color(stream: Any) -> bool:
         return True
     if env.get("TERM") == "dumb":
         return False
-    return hasattr(stream, "isatty") and stream.isatty()
+    return is_terminal(stream)
 
 
 _stdout: dict[str, Any] = {"closed": False, "error": None}  # stdout during this command
 
 
-def stdout_is_terminal() -> bool:
+def is_terminal(stream: Any) -> bool:
     try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):  # replaced or closed
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
         return False
 
 
@@ -147,7 +147,7 @@ class RichReporter(Reporter):
             # over sys.stdout while it runs and print them on the terminal (stderr),
             # leaving `imagegen generate x > paths.txt` empty. Only when stdout is that
             # same terminal are they printed above the display, to keep it whole.
-            redirect_stdout=stdout_is_terminal(),
+            redirect_stdout=is_terminal(sys.stdout),
         )
         self.task = self.progress.add_task("starting", total=None, detail="")
         self.lock = threading.Lock()

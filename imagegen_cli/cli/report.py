@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from imagegen_cli.cli.console import stdout_is_terminal
+from imagegen_cli.cli.console import is_terminal
 from imagegen_cli.events import (
     Event,
     ImageWritten,
@@ -92,7 +92,7 @@ class BatchProgress(Reporter):
             TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
             console=self.console, transient=True,
-            redirect_stdout=stdout_is_terminal())  # results stay on stdout: see console.py
+            redirect_stdout=is_terminal(sys.stdout))  # results stay on stdout: see console.py
         self.overall = self.progress.add_task("batch", total=total, detail="")
         self.lines: dict[int, Any] = {}
         self.stepping: set[int] = set()  # jobs whose line counts steps, not images
@@ -239,4 +239,4 @@ def write_summary(path: str, tally: Any, shard: str | None,
 
 
 def stderr_is_terminal() -> bool:
-    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return is_terminal(sys.stderr)
