@@ -14,6 +14,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
+from imagegen_cli import clock
 from imagegen_cli.errors import UsageError
 
 OPENAI_HOST = "api.openai.com"
@@ -32,7 +33,7 @@ class Entry:
     read: str  # when that page was read
 
     def status(self, today: date | None = None) -> str:
-        today = today or date.today()
+        today = today or clock.today()
         if self.declared == "shutdown" or (self.shutdown and today >= self.shutdown):
             return SHUTDOWN
         if self.declared == "deprecated" or (self.deprecated and today >= self.deprecated):
@@ -76,6 +77,11 @@ def table() -> dict[str, Entry]:
                               source=sources.get(m.get("source", ""), m.get("source", "")),
                               read=raw["read"])
             for m in raw["models"]}
+
+
+def read_on() -> str:
+    """The day the table's sources were last read (YYYY-MM-DD)."""
+    return next(iter(table().values())).read
 
 
 def lookup(model: str | None) -> Entry | None:

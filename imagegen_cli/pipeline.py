@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from imagegen_cli import images, metadata
+from imagegen_cli import clock, images, metadata
 from imagegen_cli.errors import ImagegenError, OutputError
 from imagegen_cli.output import EXTENSIONS, OutputPlan, write_atomic
 from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest
@@ -87,7 +87,7 @@ class Saver:
     keep_partials: bool = False
     stdout: IO[bytes] | None = None
     warn: Callable[[str], None] | None = None
-    now: datetime = field(default_factory=datetime.now)
+    now: datetime = field(default_factory=clock.now)
     id: str = "1"
     claim: Claim | None = None
     # (call info, width, height) -> (USD, "usage" | "table"), or (None, None): unknown

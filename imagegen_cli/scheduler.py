@@ -17,10 +17,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from imagegen_cli import malloc
+from imagegen_cli import clock, malloc
 from imagegen_cli.calls import Call, run_complete
 from imagegen_cli.errors import ImagegenError, Interrupted, OutputError
 from imagegen_cli.events import Event, ImageWritten, JobFinished
@@ -68,7 +67,7 @@ class Scheduler(JobWriter):
         self.log = log
         self.stdout = stdout
         self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
-        self.now = datetime.now()
+        self.now = clock.now()
         self.gates: dict[str, Gate] = {}
         self.gate_lock = threading.Lock()
         self.transports: dict[tuple[str, float, int], Transport] = {}

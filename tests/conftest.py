@@ -15,6 +15,9 @@ import pytest
 from tests.fakes.openai_fake import OpenAIFake
 
 KEY = "sk-test-key-123"
+# The day every test lives on (the product reads it through imagegen_cli.clock.today):
+# the day the shipped model table was read. A test about another day sets it itself.
+TODAY = "2026-11-23"
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +28,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if var.endswith(("_API_KEY", "_TOKEN")) or var.startswith(("IMAGEGEN_", "TFY_")):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("IMAGEGEN_TODAY", TODAY)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("NO_COLOR", "1")
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",

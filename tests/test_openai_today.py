@@ -107,11 +107,27 @@ def test_shut_down_model_on_a_gateway_only_warns(fake: OpenAIFake) -> None:
 def test_deprecated_model_warns_once_with_date_and_replacement(fake: OpenAIFake) -> None:
     r = run_cli(["generate", "x", "-m", "gpt-image-1-mini", "-n", "2", "-o", "d/"])
     assert r.code == 0, r.err
-    if date.today() < date(2026, 12, 1):
-        assert r.err.count("deprecated and shuts down on 2026-12-01") == 1
-    else:
-        assert r.err.count("shut down by OpenAI on 2026-12-01") == 1
-    assert "switch to gpt-image-2.6-flare" in r.err or "replacement is gpt-image-2.6" in r.err
+    assert r.err.count("deprecated and shuts down on 2026-12-01") == 1
+    assert "switch to gpt-image-2.6-flare" in r.err
+
+
+@pytest.mark.parametrize("day", ["2026-12-01", "2028-12-31"])
+def test_after_its_shutdown_day_a_deprecated_model_is_shut_down(
+        fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch, day: str) -> None:
+    monkeypatch.setenv("IMAGEGEN_TODAY", day)
+    r = run_cli(["generate", "x", "-m", "gpt-image-1-mini", "-q", "-o", "g.png"])
+    assert r.code == 0, r.err  # a gateway (the `fake` keeps retired models): warned
+    assert r.err.count("shut down by OpenAI on 2026-12-01") == 1
+    assert "replacement is gpt-image-2.6-flare" in r.err
+    assert lifecycle.lookup("gpt-image-1-mini").status() == lifecycle.SHUTDOWN  # type: ignore[union-attr]
+
+
+def test_a_bad_pinned_day_is_a_usage_error(fake: OpenAIFake,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_TODAY", "tomorrow")
+    r = run_cli(["generate", "x", "-m", "gpt-image-1-mini", "--dry-run"])
+    assert r.code == 2 and "IMAGEGEN_TODAY='tomorrow' is not a date" in r.err
+    assert "Traceback" not in r.err
 
 
 def test_the_strict_fake_refuses_shut_down_models(openai_today: OpenAIFake) -> None:
@@ -323,3 +339,16 @@ def test_jsonl_records_carry_what_was_resolved(openai_today: OpenAIFake) -> None
     assert r.code == 0, r.err
     recs = [json.loads(line) for line in r.lines()]
     assert [rec["resolved"]["quality"] for rec in recs] == ["medium", "medium"]
+
+
+def test_providers_models_says_when_the_table_was_checked(
+        fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.list_models = False
+    monkeypatch.setenv("IMAGEGEN_TODAY", "2027-03-01")
+    r = run_cli(["providers", "models", "openai"])
+    assert r.code == 0, r.err
+    assert f"docs on {lifecycle.read_on()}, as of 2027-03-01" in r.err
+    assert "gpt-image-1-mini" not in r.stdout  # shut down by then: not offered
+    assert all(line.split()[0] for line in r.lines())  # stdout: models only
+    r = run_cli(["providers", "models", "openai", "--json"])
+    assert json.loads(r.stdout)["table_checked"] == lifecycle.read_on() == "2026-11-23"

@@ -70,12 +70,20 @@ def models(name: NameArg, json_out: JsonOpt = False) -> None:
     import json
 
     status = {n: prov.model_status(n) for n in names}
+    read = prov.model_table_read()
     if json_out:
         lives = {n: prov.model_lifecycle(n) for n in names}
         out(json.dumps({"provider": p.name, "live": live, "models": names,
-                        "status": status,
+                        "status": status, "table_checked": read,
                         "lifecycle": {n: v for n, v in lives.items() if v}}, indent=2))
         return
+    if read:
+        from imagegen_cli import clock
+        from imagegen_cli.cli.console import note
+
+        note(f"statuses from imagegen's model table, checked against {p.type}'s docs on "
+             f"{read}, as of {clock.today().isoformat()}; a newer imagegen has a newer "
+             "table (see README, Models)")
     width = max((len(n) for n in names if status[n]), default=0)
     for n in names:
         # NAME, then its lifecycle status where known: `cut -d' ' -f1` gives the names.

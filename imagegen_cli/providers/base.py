@@ -163,6 +163,11 @@ class Provider:
         """MODEL's lifecycle entry (status, shutdown, replacement, source, read), if known."""
         return None
 
+    def model_table_read(self) -> str | None:
+        """The day imagegen's model table for this dialect was last checked against the
+        provider's documentation (YYYY-MM-DD), where it ships one."""
+        return None
+
     # -- the work ------------------------------------------------------
     def resolve_model(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
         model = req.model or (self.inpaint_model() if inpaint else None) or self.default_model()

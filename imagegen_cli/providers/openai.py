@@ -91,6 +91,11 @@ class OpenAIProvider(Provider):
         entry = lifecycle.lookup(model)
         return entry.as_json() if entry else None
 
+    def model_table_read(self) -> str | None:
+        from imagegen_cli import lifecycle
+
+        return lifecycle.read_on()
+
     def base(self) -> str:
         return check_base_url(self.cfg.base_url or "https://api.openai.com/v1", self.name)
 

@@ -21,6 +21,7 @@ import time
 from datetime import date
 from typing import Any
 
+from imagegen_cli import clock
 from tests.fakes.server import Dialect, Request, Response, color_for, png, reencode
 
 GEN_FIELDS = {"prompt", "model", "n", "size", "quality", "style", "response_format",
@@ -154,7 +155,7 @@ class OpenAIFake(Dialect):
                                "model_not_found", "model")
         gone = SHUTDOWN.get(model)
         if (self.mode == "openai" and gone and not self.keep_retired
-                and (self.today or date.today()) >= date.fromisoformat(gone)):
+                and (self.today or clock.today()) >= date.fromisoformat(gone)):
             return None, error(404, f"The model '{model}' was shut down on {gone}",
                                "model_not_found", "model")
         return model, None
