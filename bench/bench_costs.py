@@ -22,9 +22,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000)
     args = ap.parse_args()
 
-    from imagegen_cli import prices
-    from imagegen_cli.config import ProviderConfig
-    from imagegen_cli.requests import ImageRequest
+    from imagegen_cli.pricing import lookup as prices
+    from imagegen_cli.settings.provider import ProviderConfig
+    from imagegen_cli.types import ImageRequest
 
     t0 = time.perf_counter()
     prices.table()

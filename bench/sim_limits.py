@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The real `Gate` (imagegen_cli/limits.py) driven by simulated workers against a
+"""The real `Gate` (imagegen_cli/transport/limits.py) driven by simulated workers against a
 simulated rate-limited provider, on a virtual clock: a minute of batch in a fraction
 of a second, the same on a busy machine as on an idle one.
 

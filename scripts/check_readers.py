@@ -7,7 +7,7 @@ Not part of the test suite: it needs tools the suite does not install.
         sd-prompt-reader sd-parsers sd-geninfo
     /tmp/readers/bin/python scripts/check_readers.py [--json]
 
-Images are made with imagegen's own writer (imagegen_cli.metadata.embed, as
+Images are made with imagegen's own writer (imagegen_cli.files.metadata.write.embed, as
 `generate` does) for three cases: a hosted image (no steps, no sampler), a
 local one (steps, sampler, CFG, negative prompt) and a prompt with `,` `:` and
 an escape character. Each reader's answer is compared with what was written.
@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from imagegen_cli import metadata  # noqa: E402
+from imagegen_cli.files.metadata import write as metadata
 
 CASES: dict[str, dict[str, Any]] = {
     "hosted": {"prompt": "a lighthouse at dusk", "provider": "openai", "model": "gpt-image-1",

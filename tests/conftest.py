@@ -42,7 +42,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     # Retries must not slow the suite: back-off waits are recorded, not slept.
-    import imagegen_cli.http as http
+    from imagegen_cli.transport import client as http
 
     monkeypatch.setattr(http, "_sleep", lambda s: SLEEPS.append(s))
     SLEEPS.clear()

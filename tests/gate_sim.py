@@ -1,4 +1,4 @@
-"""A batch on a virtual clock: the real `Gate` (imagegen_cli/limits.py) driven by
+"""A batch on a virtual clock: the real `Gate` (imagegen_cli/transport/limits.py) driven by
 simulated workers against a simulated rate-limited provider. A minute of batch takes
 a fraction of a second, and comes out the same on a busy machine as on an idle one.
 Used by tests/test_limits.py and bench/sim_limits.py.
@@ -19,7 +19,7 @@ import math
 import threading
 from typing import Any
 
-from imagegen_cli.limits import Gate
+from imagegen_cli.transport.limits import Gate
 
 MAX_THROTTLED = 50
 

@@ -1,4 +1,4 @@
-"""imagegen_cli.b64: the fast decoder and the stdlib fallback accept and refuse alike."""
+"""imagegen_cli.transport.b64: the fast decoder and the stdlib fallback accept and refuse alike."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from imagegen_cli import b64
+from imagegen_cli.transport import b64
 
 CASES = [b"", b"QUJD", b"QUI=", b"QQ==", b"AAAA" * 1000]
 BAD = [b"QUJ", b"QU=D", b"=QUJ", b"QQ==QQ==", b"QUJ\n", b"QU J", b"QUJ*"]
@@ -40,5 +40,5 @@ def test_decode_is_strict_base64_either_way(fast: bool,
 
 def test_the_fast_decoder_is_in_use() -> None:
     # pybase64 is a dependency: a batch's workers decode megabytes per image with it.
-    assert b64.decode.__module__ == "imagegen_cli.b64"
+    assert b64.decode.__module__ == "imagegen_cli.transport.b64"
     assert "pybase64" in sys.modules

@@ -64,7 +64,7 @@ def test_csv_records_with_quotes_and_empty_cells(fake: OpenAIFake) -> None:
     assert r.code == 0, r.err
     bodies = {c.json()["prompt"]: c.json() for c in fake.server.calls("/images/generations")}
     assert bodies["a fox, running"]["n"] == 2
-    from imagegen_cli import config
+    from imagegen_cli.settings import config
 
     assert bodies["a fox, running"]["model"] == config.load().providers["openai"].model
     assert bodies["an owl"]["model"] == "dall-e-3"
@@ -295,7 +295,7 @@ def test_temp_files_of_another_machine_on_a_shared_volume_are_left_alone(
     import subprocess
     import sys
 
-    from imagegen_cli import atomic
+    from imagegen_cli.files import atomic
 
     tmp_path = tmp_path / "shared"
     tmp_path.mkdir()

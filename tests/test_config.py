@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from imagegen_cli import config
 from imagegen_cli.errors import ConfigError
+from imagegen_cli.settings import config
+from imagegen_cli.settings.precedence import pick
+from imagegen_cli.settings.provider import ProviderConfig
 from tests.conftest import run_cli, write_config
 from tests.fakes.openai_fake import OpenAIFake
 
@@ -68,16 +70,16 @@ def test_new_provider_needs_type(tmp_path: Path) -> None:
 
 
 def test_environment_key_wins_over_stored_key() -> None:
-    p = config.ProviderConfig("x", "openai", api_key_env="X_KEY", api_key="stored")
+    p = ProviderConfig("x", "openai", api_key_env="X_KEY", api_key="stored")
     assert p.key({"X_KEY": "from-env"}) == "from-env"
     assert p.key({}) == "stored"
 
 
 def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
-    assert config.pick("flag", "env", "file", "default") == "flag"
-    assert config.pick(None, "env", "file", "default") == "env"
-    assert config.pick(None, None, "file", "default") == "file"
-    assert config.pick(None, None, None, "default") == "default"
+    assert pick("flag", "env", "file", "default") == "flag"
+    assert pick(None, "env", "file", "default") == "env"
+    assert pick(None, None, "file", "default") == "file"
+    assert pick(None, None, None, "default") == "default"
 
 
 def test_provider_resolution_order(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_ctrl_c_while_polling_names_the_job(distribute: Any,
     def interrupt(seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("imagegen_cli.http._sleep", interrupt)
+    monkeypatch.setattr("imagegen_cli.transport.client._sleep", interrupt)
     r = run_cli(["generate", "forever", "-p", "distribute", "--seed", "1", "-o", "x.png"])
     assert r.code == 130
     (job_id,) = distribute.jobs

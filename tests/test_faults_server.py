@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegen_cli.http import MAX_THROTTLED
+from imagegen_cli.transport.client import MAX_THROTTLED
 from tests.conftest import SLEEPS, run_cli, write_config
 from tests.fakes import hostile as H
 from tests.fakes.hostile import Hostile

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from imagegen_cli import config
+from imagegen_cli.settings import config
+from imagegen_cli.settings.precedence import setting
 from tests.conftest import run_cli, write_config
 
 # ---------------------------------------------------------------- settings
@@ -18,14 +19,14 @@ def test_pick_reports_the_source() -> None:
     cfg = config.Config(Path("/c.toml"), True, {}, {}, {"steps": 8}, None,
                         provider_defaults={"nebula": {"steps": 4}},
                         text="[defaults]\nsteps = 8\n[providers.nebula.defaults]\nsteps = 4\n")
-    p = config.setting(cfg, "steps", None, "--steps", provider="openai")
+    p = setting(cfg, "steps", None, "--steps", provider="openai")
     assert (p.value, p.source.describe()) == (8, "defaults.steps in /c.toml, line 2")
-    p = config.setting(cfg, "steps", None, "--steps", provider="nebula")
+    p = setting(cfg, "steps", None, "--steps", provider="nebula")
     assert p.value == 4 and p.source.describe() == \
         "providers.nebula.defaults.steps in /c.toml, line 4"
-    p = config.setting(cfg, "steps", 2, "--steps", provider="nebula")
+    p = setting(cfg, "steps", 2, "--steps", provider="nebula")
     assert p.value == 2 and p.source.describe() == "flag --steps"
-    p = config.setting(cfg, "output", None, "-o", {"IMAGEGEN_OUTPUT": "x/"}, "IMAGEGEN_OUTPUT")
+    p = setting(cfg, "output", None, "-o", {"IMAGEGEN_OUTPUT": "x/"}, "IMAGEGEN_OUTPUT")
     assert p.source.describe() == "environment variable IMAGEGEN_OUTPUT"
 
 

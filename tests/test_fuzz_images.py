@@ -18,11 +18,11 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 from PIL import Image
 
+from imagegen_cli.engine.save import Saver
 from imagegen_cli.errors import UnavailableError, UsageError
-from imagegen_cli.masks import attach
-from imagegen_cli.output import OutputPlan
-from imagegen_cli.pipeline import Saver
-from imagegen_cli.requests import GeneratedImage, ImageRequest
+from imagegen_cli.files.masks import attach
+from imagegen_cli.files.naming import OutputPlan
+from imagegen_cli.types import GeneratedImage, ImageRequest
 from tests.faults import bomb_png, chunk
 from tests.fuzzing import fuzz
 
@@ -158,7 +158,7 @@ def test_answers_end_in_unavailable_or_a_whole_file(data: bytes, fmt: str | None
 @st.composite
 def tagged(draw: st.DrawFn) -> bytes:
     """An image carrying imagegen's metadata (any prompt), then maybe damaged."""
-    from imagegen_cli import metadata
+    from imagegen_cli.files.metadata import write as metadata
 
     data = draw(pil_images())
     fmt = images_fmt(data)
@@ -170,7 +170,7 @@ def tagged(draw: st.DrawFn) -> bytes:
 
 
 def images_fmt(data: bytes) -> str | None:
-    from imagegen_cli.images import sniff
+    from imagegen_cli.files.images import sniff
 
     return sniff(data)
 

@@ -24,13 +24,18 @@ import tomlkit
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from imagegen_cli import config, configfile, jsonstream
-from imagegen_cli.cli.generate import parse_aspect, parse_params, parse_size, read_prompt
+from imagegen_cli.cli.imageargs import read_prompt
+from imagegen_cli.engine.options import parse_params
 from imagegen_cli.errors import ConfigError, ImagegenError, UnavailableError, UsageError
-from imagegen_cli.http import parse_sse
-from imagegen_cli.output import NAME_MAX, WINDOWS_RESERVED, OutputPlan
+from imagegen_cli.files.naming import NAME_MAX, WINDOWS_RESERVED, OutputPlan
 from imagegen_cli.providers.openai import OpenAIProvider
-from imagegen_cli.requests import CallInfo, Reporter
+from imagegen_cli.settings import edit as configfile
+from imagegen_cli.settings import schema
+from imagegen_cli.settings.provider import ProviderConfig
+from imagegen_cli.settings.rules import parse_aspect, parse_size
+from imagegen_cli.transport import jsonstream
+from imagegen_cli.transport.sse import parse_sse
+from imagegen_cli.types import CallInfo, Reporter
 from tests.fuzzing import fuzz
 
 
@@ -157,7 +162,7 @@ def test_sse_huge_line() -> None:
     big = "A" * 5_000_000
     assert list(parse_sse([b"data: " + big.encode(), b"\n\n"])) == [("message", big)]
     with pytest.raises(UnavailableError, match="over 1000 bytes"):
-        from imagegen_cli.http import sse_lines
+        from imagegen_cli.transport.sse import sse_lines
 
         list(sse_lines([b"x" * 600, b"y" * 600], cap=1000))
 
@@ -184,7 +189,7 @@ def test_openai_stream_events_raise_only_project_errors(fr: list[Any], raw: list
     body += "".join(f"data: {r}\n\n" for r in raw)
     resp = httpx.Response(200, headers={"content-type": "text/event-stream"},
                           content=iter(splits(body.encode(), cuts)))
-    prov = OpenAIProvider(config.ProviderConfig("openai", "openai"), {})
+    prov = OpenAIProvider(ProviderConfig("openai", "openai"), {})
     try:
         for img, _ in prov._events(resp, CallInfo(), Reporter()):
             assert img.data is not None
@@ -200,14 +205,14 @@ toml_values = st.one_of(
     st.lists(st.integers(), max_size=3), st.dictionaries(st.sampled_from(["a", "type"]),
                                                          st.text(max_size=5), max_size=2))
 provider_tables = st.dictionaries(
-    st.sampled_from([*config.PROVIDER_KEYS, "bogus"]),
+    st.sampled_from([*schema.PROVIDER_KEYS, "bogus"]),
     st.one_of(toml_values, st.sampled_from(["openai", "distribute", "nebula", "local",
                                             "sync", "async", "http://127.0.0.1:1/v1"])),
     max_size=6)
 documents = st.fixed_dictionaries({}, optional={
     "default_provider": st.one_of(toml_values, st.sampled_from(["openai", "mine"])),
     "defaults": st.one_of(toml_values, st.dictionaries(
-        st.sampled_from([*config.DEFAULT_KEYS, "bogus"]), toml_values, max_size=6)),
+        st.sampled_from([*schema.DEFAULT_KEYS, "bogus"]), toml_values, max_size=6)),
     "providers": st.one_of(toml_values, st.dictionaries(
         st.sampled_from(["openai", "mine", "nebula", "local"]),
         st.one_of(provider_tables, toml_values), max_size=3)),
@@ -218,16 +223,16 @@ documents = st.fixed_dictionaries({}, optional={
 def _load_all(text: str) -> None:
     path = Path("config.toml")
     try:
-        cfg = config.parse(text, path, {})
+        cfg = schema.parse(text, path, {})
     except ConfigError:
         return
     for p in cfg.providers.values():
-        for key, expected in config.PROVIDER_KEYS.items():
+        for key, expected in schema.PROVIDER_KEYS.items():
             value = getattr(p, key)
             assert value is None or isinstance(value, expected)
     try:
         configfile.validate_text(text, path, {})
-        from imagegen_cli.providers.base import create
+        from imagegen_cli.registry import create
 
         for p in cfg.providers.values():
             prov = create(p, {})
@@ -392,7 +397,7 @@ def test_every_path_stays_in_its_folder_and_is_a_legal_name(
 @example(value="Mon, 01 Jan 99999 00:00:00 GMT", ms=None)
 @example(value="x", ms="nan")
 def test_retry_after_is_never_negative_or_nan(value: str, ms: str | None) -> None:
-    from imagegen_cli.http import retry_after
+    from imagegen_cli.transport.classify import retry_after
 
     headers = {"retry-after": value.encode("utf-8", "replace").decode("latin-1")}
     if ms is not None:
@@ -415,7 +420,7 @@ def test_retry_after_is_never_negative_or_nan(value: str, ms: str | None) -> Non
 def test_any_error_answer_becomes_one_provider_error(body: bytes, status: int,
                                                      ctype: str) -> None:
     from imagegen_cli.errors import ProviderError
-    from imagegen_cli.http import classify
+    from imagegen_cli.transport.classify import classify
 
     resp = httpx.Response(status, content=body, headers={"content-type": ctype} if ctype
                           else {})

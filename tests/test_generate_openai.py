@@ -286,7 +286,7 @@ def test_missing_key_exits_3_naming_variable(fake: OpenAIFake,
 
 
 def test_no_provider_anywhere_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("imagegen_cli.config._local_available", lambda: False)
+    monkeypatch.setattr("imagegen_cli.settings.config._local_available", lambda: False)
     r = run_cli(["generate", "sky"])
     assert r.code == 3
     assert "OPENAI_API_KEY" in r.err and "NEBULA_API_KEY" in r.err
@@ -435,7 +435,7 @@ def test_url_with_bad_scheme_refused(fake: OpenAIFake) -> None:
 
 
 def test_url_over_size_cap(fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("imagegen_cli.downloads.DOWNLOAD_CAP", 1000)
+    monkeypatch.setattr("imagegen_cli.transport.downloads.DOWNLOAD_CAP", 1000)
     fake.files["big.png"] = png(200, 200) + b"\0" * 5000
     fake.server.script.append(Response.json({"created": 1, "data": [
         {"url": f"{fake.server.url}/files/big.png"}]}))

@@ -8,8 +8,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from PIL import Image
 
-from imagegen_cli import images, metadata
 from imagegen_cli.errors import UnavailableError
+from imagegen_cli.files import images
+from imagegen_cli.files.metadata import write as metadata
 from tests.fakes.server import png
 
 META = {"prompt": "a café at night", "provider": "openai", "model": "gpt-image-1",

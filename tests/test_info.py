@@ -99,7 +99,7 @@ def test_generate_from_sidecar_and_bad_files(fake: OpenAIFake) -> None:
 
 
 def test_generate_from_a1111_jpeg_elsewhere(fake: OpenAIFake) -> None:
-    from imagegen_cli import metadata
+    from imagegen_cli.files.metadata import write as metadata
 
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="JPEG")

@@ -230,7 +230,7 @@ def test_distribute_cannot_inpaint(distribute: Any, monkeypatch: pytest.MonkeyPa
 
 
 def test_mask_conversions_unit() -> None:
-    from imagegen_cli.masks import area_from_mask
+    from imagegen_cli.files.masks import area_from_mask
 
     grey = Image.new("L", (4, 1))
     grey.putdata([0, 127, 128, 255])

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from imagegen_cli import jsonstream
+from imagegen_cli.transport import jsonstream
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:

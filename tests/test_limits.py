@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagegen_cli.limits import Gate
+from imagegen_cli.transport.limits import Gate
 
 
 class Clock:
@@ -98,7 +98,7 @@ def test_slots_bound_calls_in_flight() -> None:
 def test_workers_share_one_http_client() -> None:
     # Sixteen workers asking at once used to build sixteen clients (a CA bundle load
     # each, and their pools' memory), fifteen of them then leaked.
-    from imagegen_cli.http import Transport
+    from imagegen_cli.transport.client import Transport
 
     tr = Transport(timeout=5, retries=0)
     start = threading.Barrier(16)
@@ -332,7 +332,7 @@ def test_a_reset_that_comes_back_faster_means_a_shorter_window() -> None:
     ("7", 7.0), ("", None), ("soon", None), ("1s2", None), ("-1", None), ("nan", None),
     ("1e400", None)])
 def test_reset_durations(text: str, seconds: float | None) -> None:
-    from imagegen_cli.limits import _duration
+    from imagegen_cli.transport.limits import _duration
 
     got = _duration(text)
     assert got == seconds or (got is not None and seconds is not None

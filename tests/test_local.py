@@ -77,10 +77,10 @@ def test_random_seed_is_reported(tiny: tuple[Path, Path]) -> None:
 
 
 def test_progress_counts_pipeline_timesteps(tiny: tuple[Path, Path]) -> None:
-    from imagegen_cli import config
-    from imagegen_cli.http import Transport
-    from imagegen_cli.providers.base import create
-    from imagegen_cli.requests import ImageRequest, Reporter
+    from imagegen_cli.registry import create
+    from imagegen_cli.settings import config
+    from imagegen_cli.transport.client import Transport
+    from imagegen_cli.types import ImageRequest, Reporter
 
     class Rec(Reporter):
         def __init__(self) -> None:
@@ -196,7 +196,7 @@ def test_cuda_refused_when_absent(tiny: tuple[Path, Path]) -> None:
 def test_ctrl_c_stops_at_next_step_and_writes_nothing(
         tiny: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     import imagegen_cli.cli.console as console
-    from imagegen_cli.requests import Reporter
+    from imagegen_cli.types import Reporter
 
     class Interrupting(Reporter):
         def step(self, done: int, total: int) -> None:
@@ -236,7 +236,7 @@ def test_download_bar_kept_unless_quiet(tiny: tuple[Path, Path], quiet: bool) ->
     from huggingface_hub.utils import are_progress_bars_disabled
     from transformers.utils import logging as tlog
 
-    from imagegen_cli.providers.local import load_pipeline
+    from imagegen_cli.providers.local_load import load_pipeline
 
     load_pipeline(str(tiny[0]), inpaint=False, dtype=torch.float32, quiet=quiet)
     assert are_progress_bars_disabled() is quiet

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagegen_cli import metadata
-from imagegen_cli.metadata import parse_infotext
+from imagegen_cli.files.metadata import write as metadata
+from imagegen_cli.files.metadata.infotext import infotext, parse_infotext
+from imagegen_cli.files.metadata.read import read as read_metadata
+from imagegen_cli.files.metadata.xmp import AI_SOURCE
 
 META = {"prompt": "a fox", "provider": "openai", "model": "gpt-image-1", "size": "32x16",
         "seed": 7}
@@ -57,22 +59,22 @@ def test_png_has_no_comfyui_chunk_names() -> None:
 
 @pytest.mark.parametrize("value", ["acme/model:v1,beta", "two\nlines", 'say "hi", then'])
 def test_values_with_commas_colons_newlines_are_quoted(value: str) -> None:
-    text = metadata.infotext(dict(META, model=value))
+    text = infotext(dict(META, model=value))
     assert f"Model: {json.dumps(value, ensure_ascii=False)}" in text
     assert parse_infotext(text)["Model"] == value
     assert parse_infotext(text)["Seed"] == "7"
 
 
 def test_sampler_only_when_named_and_version_always() -> None:
-    hosted = metadata.infotext(META).splitlines()[-1]
+    hosted = infotext(META).splitlines()[-1]
     assert "Sampler:" not in hosted
     assert hosted.endswith("Version: imagegen 0.1")
-    local = metadata.infotext(dict(META, sampler="Euler a", steps=2)).splitlines()[-1]
+    local = infotext(dict(META, sampler="Euler a", steps=2)).splitlines()[-1]
     assert local.startswith("Steps: 2, Sampler: Euler a, ")
 
 
 def test_hosted_image_without_steps_parses_like_the_readers_expect() -> None:
-    text = metadata.infotext(META)
+    text = infotext(META)
     lines = text.splitlines()
     # sd-geninfo: the line after the prompt starts with "Steps: " (else it crashes);
     # sd-prompt-reader: the settings start at "\nSteps:" (else Size folds into the prompt).
@@ -102,14 +104,14 @@ def test_ai_generated_mark_in_every_format(fmt: str) -> None:
     data = embed(fmt)
     desc = xmp_of(data).find(f".//{RDF}Description")
     assert desc is not None
-    assert desc.get(f"{IPTC}DigitalSourceType") == metadata.AI_SOURCE
-    assert metadata.read(data)["ai_generated"] is True
+    assert desc.get(f"{IPTC}DigitalSourceType") == AI_SOURCE
+    assert read_metadata(data)["ai_generated"] is True
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
 def test_strip_removes_everything(fmt: str) -> None:
     bare = metadata.strip(embed(fmt), fmt)
-    got = metadata.read(bare)
+    got = read_metadata(bare)
     assert got["fields"] == {} and got["ai_generated"] is False
     assert b"a fox" not in bare and b"imagegen" not in bare
     with Image.open(io.BytesIO(bare)) as im:
@@ -125,14 +127,14 @@ def test_long_prompt_in_jpeg_keeps_settings_and_xmp() -> None:
     assert cut and len(warnings) == 1 and "sidecar" in warnings[0]
     assert user_comment(out).splitlines()[-1].endswith("Version: imagegen 0.1")
     desc = xmp_of(out).find(f".//{RDF}Description")
-    assert desc is not None and desc.get(f"{IPTC}DigitalSourceType") == metadata.AI_SOURCE
+    assert desc is not None and desc.get(f"{IPTC}DigitalSourceType") == AI_SOURCE
     with Image.open(io.BytesIO(out)) as im:
         im.load()
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
 def test_read_back_our_own(fmt: str) -> None:
-    got = metadata.read(embed(fmt, negative_prompt="blur", steps=4))
+    got = read_metadata(embed(fmt, negative_prompt="blur", steps=4))
     assert got["source"] == "imagegen"
     assert got["fields"]["prompt"] == "a fox"
     assert got["fields"]["negative_prompt"] == "blur"
@@ -147,7 +149,7 @@ def test_read_a1111_parameters_from_elsewhere() -> None:
                   'CFG scale: 7, Seed: 965400086, Size: 512x512, Model: "a:b"')
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="PNG", pnginfo=info)
-    got = metadata.read(buf.getvalue())
+    got = read_metadata(buf.getvalue())
     assert got["source"] == "a1111"
     assert got["fields"] == {"prompt": "castle", "negative_prompt": "fog", "steps": 20,
                              "sampler": "Euler a", "guidance": 7.0, "seed": 965400086,
@@ -174,10 +176,10 @@ def test_generate_no_metadata_writes_none(fake: object) -> None:
     r = run_cli(["generate", "a fox", "--no-metadata", "-o", "bare.png"])
     assert r.code == 0, r.err
     data = Path("bare.png").read_bytes()
-    assert metadata.read(data) == {"format": "png", "source": None, "fields": {},
+    assert read_metadata(data) == {"format": "png", "source": None, "fields": {},
                                    "ai_generated": False}
     r = run_cli(["generate", "a fox", "-o", "full.png"])
-    assert metadata.read(Path("full.png").read_bytes())["ai_generated"] is True
+    assert read_metadata(Path("full.png").read_bytes())["ai_generated"] is True
 
 
 # ------------------------------------------------- third-party tools (Debian)
@@ -198,7 +200,7 @@ def test_exiftool_reads_digital_source_type(fmt: str, tmp_path: Path) -> None:
     r = subprocess.run([exiftool, "-j", "-G1", "-n", str(path)], capture_output=True,
                        text=True, timeout=60)
     tags = json.loads(r.stdout)[0]
-    assert tags["XMP-iptcExt:DigitalSourceType"] == metadata.AI_SOURCE
+    assert tags["XMP-iptcExt:DigitalSourceType"] == AI_SOURCE
     assert "Warning" not in tags and "Error" not in tags, tags
     if fmt != "png":
         assert tags["IFD0:ImageDescription"] == "cat"

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagegen_cli import lifecycle
+from imagegen_cli.errors import UsageError
+from imagegen_cli.providers import openai_lifecycle as lifecycle
 from tests.conftest import KEY, run_cli, write_config
 from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.server import Response, png
@@ -44,7 +45,7 @@ def test_check_by_status_and_base_url() -> None:
     official = "https://api.openai.com/v1"
     nov23 = date(2026, 11, 23)
     assert lifecycle.check("gpt-image-2.6-sunburst", official, nov23) is None
-    with pytest.raises(lifecycle.UsageError, match="shut down by OpenAI on 2026-10-23: pass "
+    with pytest.raises(UsageError, match="shut down by OpenAI on 2026-10-23: pass "
                        "-m gpt-image-2.6-flare"):
         lifecycle.check("gpt-image-1", official, nov23)
     gw = lifecycle.check("gpt-image-1", "https://gateway.truefoundry.ai/api/llm", nov23)
@@ -52,13 +53,13 @@ def test_check_by_status_and_base_url() -> None:
     dep = lifecycle.check("gpt-image-1.5", official, nov23)
     assert dep == ("model gpt-image-1.5 is deprecated and shuts down on 2026-12-01: switch "
                    "to gpt-image-2.6-flare or gpt-image-2.6-sunburst")
-    with pytest.raises(lifecycle.UsageError):
+    with pytest.raises(UsageError):
         lifecycle.check("gpt-image-1.5", official, date(2026, 12, 2))
 
 
 def test_table_is_loaded_lazily_and_shipped_in_the_wheel(tmp_path: Path) -> None:
     code = ("import sys, imagegen_cli.cli.app as a; "
-            "print('imagegen_cli.lifecycle' in sys.modules)")
+            "print('imagegen_cli.providers.openai_lifecycle' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from imagegen_cli.errors import OutputError, UsageError
-from imagegen_cli.output import OutputPlan, slug, write_atomic
+from imagegen_cli.files.atomic import UMASK, write_atomic
+from imagegen_cli.files.naming import OutputPlan, slug
 
 NOW = datetime(2026, 1, 2, 3, 4, 5)
 
@@ -114,13 +115,12 @@ def test_atomic_write_never_touches_the_umask(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     import os
 
-    from imagegen_cli import output
 
     def forbidden(mask: int) -> int:
         raise AssertionError("os.umask called: it sets the mask process-wide for a moment")
 
     monkeypatch.setattr(os, "umask", forbidden)
     written = write_atomic(tmp_path / "f.bin", b"x")
-    assert written.stat().st_mode & 0o777 == 0o666 & ~output.UMASK
+    assert written.stat().st_mode & 0o777 == 0o666 & ~UMASK
     assert int(Path("/proc/self/status").read_text().split("Umask:")[1]
-                               .split()[0], 8) == output.UMASK
+                               .split()[0], 8) == UMASK

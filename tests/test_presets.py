@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagegen_cli import config
-from imagegen_cli.providers.base import SizeRule, create
+from imagegen_cli.providers.base import SizeRule
+from imagegen_cli.registry import create
+from imagegen_cli.settings import config
 from tests.conftest import run_cli, write_config
 from tests.fakes.openai_fake import OpenAIFake
 

@@ -64,7 +64,7 @@ def test_no_provider_at_all_gives_an_install_command_that_works(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """imagegen-cli is not on PyPI: the hint must be the same command `-p local` gives
     (install_local), never `pip install 'imagegen-cli[local]'`."""
-    import imagegen_cli.config as config
+    from imagegen_cli.settings import config
 
     monkeypatch.setattr(config, "_local_available", lambda: False)
     r = run_cli(["generate", "a cat", "--dry-run"])

@@ -11,6 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imagegen_cli import __version__
+from imagegen_cli.cli import batch as batch_cmd
+from imagegen_cli.cli import completion, providers_check, providers_edit
+from imagegen_cli.cli import config as config_cmd
+from imagegen_cli.cli import generate as generate_cmd
+from imagegen_cli.cli import info as info_cmd
+from imagegen_cli.cli import job as job_cmd
+from imagegen_cli.cli import providers as providers_cmd
+from imagegen_cli.cli.state import COMPLETE_VAR, state
 from imagegen_cli.errors import ExitCode, ImagegenError
 
 if TYPE_CHECKING:
@@ -27,8 +35,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": False, "terminated": False}
-COMPLETE_VAR = "_IMAGEGEN_COMPLETE"
 
 
 def _version(value: bool) -> None:
@@ -48,33 +54,20 @@ def root(
         bool, typer.Option("--debug", help="Show HTTP traffic (keys redacted) and tracebacks.")
     ] = False,
 ) -> None:
-    _state["debug"] = debug or bool(os.environ.get("IMAGEGEN_DEBUG"))
+    state["debug"] = debug or bool(os.environ.get("IMAGEGEN_DEBUG"))
 
 
-def debug_enabled() -> bool:
-    return _state["debug"]
-
-
-from imagegen_cli.cli import generate as _generate  # noqa: E402  (registers commands)
-
-_generate.register(app)
-from imagegen_cli.cli import batch as _batch  # noqa: E402
-
-_batch.register(app)
-from imagegen_cli.cli import info as _info  # noqa: E402
-
-_info.register(app)
-from imagegen_cli.cli import config as _config  # noqa: E402
-from imagegen_cli.cli import providers as _providers  # noqa: E402
-
-app.add_typer(_providers.app, name="providers")
-app.add_typer(_config.app, name="config")
-from imagegen_cli.cli import job as _job  # noqa: E402
-
-app.add_typer(_job.app, name="job")
-from imagegen_cli.cli import completion as _completion  # noqa: E402
-
-_completion.register(app)
+# Every command is registered here, and only here.
+generate_cmd.register(app)
+batch_cmd.register(app)
+info_cmd.register(app)
+# `providers`: list and show, then models, check, add, remove (the order --help shows).
+providers_check.register(providers_cmd.app)
+providers_edit.register(providers_cmd.app)
+app.add_typer(providers_cmd.app, name="providers")
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(job_cmd.app, name="job")
+completion.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,7 +101,7 @@ def _cli(argv: Sequence[str] | None) -> int:
         _err(text, prefix=prefix)
 
     args = list(sys.argv[1:] if argv is None else argv)
-    _state["debug"] = "--debug" in args or bool(os.environ.get("IMAGEGEN_DEBUG"))
+    state["debug"] = "--debug" in args or bool(os.environ.get("IMAGEGEN_DEBUG"))
     # --debug is global but accepted anywhere (`imagegen generate --debug ...`): it is
     # taken out before the command parses, except after a `--` separator.
     end = args.index("--") if "--" in args else len(args)
@@ -116,7 +109,7 @@ def _cli(argv: Sequence[str] | None) -> int:
         args = [a for a in args[:end] if a != "--debug"] + args[end:]
         args.insert(0, "--debug")
     command = get_command(app)
-    _state["terminated"] = False
+    state["terminated"] = False
     previous = _on_sigterm()
     try:
         code = _main(command, args, err, click_usage, click_abort)
@@ -125,7 +118,7 @@ def _cli(argv: Sequence[str] | None) -> int:
             import signal
 
             signal.signal(signal.SIGTERM, previous)
-    if _state["terminated"] and code == int(ExitCode.INTERRUPTED):
+    if state["terminated"] and code == int(ExitCode.INTERRUPTED):
         return int(ExitCode.TERMINATED)
     return code
 
@@ -140,7 +133,7 @@ def _on_sigterm() -> Any:
         return None
 
     def handler(signum: int, frame: Any) -> None:
-        _state["terminated"] = True
+        state["terminated"] = True
         raise KeyboardInterrupt
 
     try:
@@ -160,7 +153,7 @@ def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort
         rv = command.main(args=args, prog_name="imagegen", standalone_mode=False)
     except ImagegenError as exc:
         text = str(exc)
-        if _state["terminated"] and exc.exit_code == ExitCode.INTERRUPTED:
+        if state["terminated"] and exc.exit_code == ExitCode.INTERRUPTED:
             text = text.replace("interrupted", "terminated (SIGTERM)", 1)
         err(text, prefix="error")
         return int(exc.exit_code)
@@ -174,7 +167,7 @@ def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort
         err(_once(exc.format_message()) + hint, prefix="error")
         return int(ExitCode.USAGE)
     except (click_abort, KeyboardInterrupt):
-        err("terminated (SIGTERM); nothing half-written" if _state["terminated"]
+        err("terminated (SIGTERM); nothing half-written" if state["terminated"]
             else "interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
@@ -184,10 +177,10 @@ def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort
         silence_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - the one catch-all, exit 1
-        if _state["debug"]:
+        if state["debug"]:
             import traceback
 
-            from imagegen_cli.http import redact
+            from imagegen_cli.secrets import redact
 
             sys.stderr.write(redact(traceback.format_exc()))
         err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "

@@ -62,14 +62,14 @@ def batch(**opts: Any) -> None:
 
 
 def run_batch(opts: dict[str, Any]) -> None:
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli import records
     from imagegen_cli.cli.console import note, warn
     from imagegen_cli.cli.imageargs import _concurrency, _max_cost, options_from
-    from imagegen_cli.fallback import batch_budget, settle_chain
-    from imagegen_cli.jobs import assign_keys, parse_shard, shard_from_env
-    from imagegen_cli.output import BATCH_TEMPLATE
-    from imagegen_cli.settle import Context
+    from imagegen_cli.engine import records
+    from imagegen_cli.engine.fallback import batch_budget, settle_chain
+    from imagegen_cli.engine.jobs import assign_keys, parse_shard, shard_from_env
+    from imagegen_cli.engine.options import Context
+    from imagegen_cli.files.naming import BATCH_TEMPLATE
+    from imagegen_cli.settings import config as cfgmod
 
     quiet = bool(opts["quiet"])
     concurrency = _concurrency(opts["concurrency"])
@@ -177,9 +177,9 @@ def _dry_run(jobs: list[Any], quiet: bool = False) -> None:
     import json
 
     from imagegen_cli.cli.console import note, out
-    from imagegen_cli.fallback import estimates
-    from imagegen_cli.http import register_secret
-    from imagegen_cli.prices import money_range
+    from imagegen_cli.engine.fallback import estimates
+    from imagegen_cli.pricing.costs import money_range
+    from imagegen_cli.secrets import register_secret
 
     low = high = 0.0
     unknown = 0
@@ -209,14 +209,15 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
          max_failures: int | None, quiet: bool, shard: str | None,
          budget: Any = None, invalid: list[str] | None = None) -> None:
     from imagegen_cli.cli import report
-    from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.cli.console import StderrReporter, err
-    from imagegen_cli.events import ImageWritten
-    from imagegen_cli.fallback import close_chains, require_keys
-    from imagegen_cli.http import register_secret
-    from imagegen_cli.journal import DEFAULT_NAME, Journal, static_dir
-    from imagegen_cli.output import OutputPlan, clean_stale_parts
-    from imagegen_cli.scheduler import Scheduler
+    from imagegen_cli.cli.state import debug_enabled
+    from imagegen_cli.engine.events import ImageWritten
+    from imagegen_cli.engine.fallback import close_chains, require_keys
+    from imagegen_cli.engine.journal import DEFAULT_NAME, Journal, static_dir
+    from imagegen_cli.engine.scheduler import Scheduler
+    from imagegen_cli.files.atomic import clean_stale_parts
+    from imagegen_cli.files.naming import OutputPlan
+    from imagegen_cli.secrets import register_secret
 
     clashes = set()
     for job in jobs:

@@ -61,8 +61,8 @@ def complete_path(incomplete: str) -> list[Any]:
 
 
 def complete_provider(incomplete: str) -> list[str]:
-    from imagegen_cli import config
     from imagegen_cli.errors import ImagegenError
+    from imagegen_cli.settings import config
 
     try:
         names = list(config.load().providers)
@@ -73,9 +73,9 @@ def complete_provider(incomplete: str) -> list[str]:
 
 def complete_model(ctx: Any, incomplete: str) -> list[str]:
     """Models of the provider named on the line (or the default one); no network."""
-    from imagegen_cli import config
     from imagegen_cli.errors import ImagegenError
-    from imagegen_cli.providers.base import create
+    from imagegen_cli.registry import create
+    from imagegen_cli.settings import config
 
     try:
         cfg = config.load()
@@ -88,37 +88,37 @@ def complete_model(ctx: Any, incomplete: str) -> list[str]:
 
 def complete_config_key(incomplete: str) -> list[str]:
     """Every dotted key `config set` takes, providers by their configured names."""
-    from imagegen_cli import config
     from imagegen_cli.errors import ImagegenError
+    from imagegen_cli.settings import config, schema
 
     try:
         names = list(config.load().providers)
     except ImagegenError:
         names = []
-    keys = ["default_provider", *(f"defaults.{k}" for k in sorted(config.DEFAULT_KEYS))]
-    keys += [f"providers.{n}.{k}" for n in names for k in sorted(config.PROVIDER_KEYS)
+    keys = ["default_provider", *(f"defaults.{k}" for k in sorted(schema.DEFAULT_KEYS))]
+    keys += [f"providers.{n}.{k}" for n in names for k in sorted(schema.PROVIDER_KEYS)
              if k != "defaults"]
     keys += [f"providers.{n}.defaults.{k}" for n in names
-             for k in sorted(getattr(config, "PROVIDER_DEFAULT_KEYS", {}))]
+             for k in sorted(schema.PROVIDER_DEFAULT_KEYS)]
     return [k for k in keys if k.startswith(incomplete)]
 
 
 def complete_config_value(ctx: Any, incomplete: str) -> list[str]:
     """Values for the key named before: choices, true/false, provider names, types."""
-    from imagegen_cli import config
+    from imagegen_cli.settings import schema
 
     key = str(ctx.params.get("key") or "")
     last = key.rsplit(".", 1)[-1]
     if key in ("default_provider", "defaults.provider"):
         return complete_provider(incomplete)
     if key.startswith("providers.") and last == "type":
-        from imagegen_cli.providers.base import dialect_names
+        from imagegen_cli.registry import dialect_names
 
         options: list[str] = list(dialect_names())
     elif last in VALUES:
         options = list(VALUES[last])
     elif (key.startswith("defaults.") or ".defaults." in key) \
-            and config.DEFAULT_KEYS.get(last) is bool:
+            and schema.DEFAULT_KEYS.get(last) is bool:
         options = ["true", "false"]
     else:
         return []
@@ -219,7 +219,7 @@ fi"""
 def script(shell: str) -> str:
     from typer._completion_shared import get_completion_script
 
-    from imagegen_cli.cli.app import COMPLETE_VAR
+    from imagegen_cli.cli.state import COMPLETE_VAR
 
     text = get_completion_script(prog_name="imagegen", complete_var=COMPLETE_VAR,
                                  shell=shell).strip("\n") + "\n"
@@ -255,7 +255,7 @@ ZSHRC_LINES = "fpath+=(${ZDOTDIR:-$HOME}/.zfunc)\nautoload -Uz compinit && compi
 
 def install(shell: str, env: Any) -> list[Path]:
     """Write SHELL's script where that shell looks; return the files written."""
-    from imagegen_cli.output import write_atomic
+    from imagegen_cli.files.atomic import write_atomic
 
     path = install_path(shell, env)
     written = [write_atomic(path, shipped(shell).encode(), overwrite=True)]

@@ -20,7 +20,7 @@ app = typer.Typer(help="Show and change settings and keys (config.toml).",
 
 
 def _path() -> os.PathLike[str]:
-    from imagegen_cli.config import config_path
+    from imagegen_cli.settings.config import config_path
 
     return config_path(os.environ)
 
@@ -38,14 +38,14 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = Fa
     """Print the config file, stored keys redacted."""
     from pathlib import Path
 
-    from imagegen_cli import configfile
     from imagegen_cli.cli.console import note, out
+    from imagegen_cli.settings import edit as configfile
 
     path = Path(_path())
     doc = configfile.read_document(path)
     if path.exists():
-        from imagegen_cli import config
         from imagegen_cli.cli.console import warn
+        from imagegen_cli.settings import config
 
         for w in config.load(os.environ, missing_ok=True).warnings:
             warn(w)
@@ -75,13 +75,13 @@ def get(
     """Print one value (stored keys are shown as ***); exit 2 when unset."""
     from pathlib import Path
 
-    from imagegen_cli import configfile
     from imagegen_cli.cli.console import out
+    from imagegen_cli.settings import edit as configfile
 
     parts = configfile.split_key(key)
     configfile.schema_type(parts)
     if effective:
-        from imagegen_cli.effective import effective_value
+        from imagegen_cli.settings.effective import effective_value
 
         value, source = effective_value(parts, os.environ, provider)
         out(f"{_shown(parts, value)}\t{source}")
@@ -97,7 +97,7 @@ def get(
 def _shown(parts: list[str], value: object) -> str:
     import json
 
-    from imagegen_cli import configfile
+    from imagegen_cli.settings import edit as configfile
 
     if value is None:
         return "(unset)"
@@ -118,8 +118,8 @@ def set_cmd(
     """Set a value; the file keeps its comments and is written 0600."""
     from pathlib import Path
 
-    from imagegen_cli import configfile
     from imagegen_cli.cli.console import note
+    from imagegen_cli.settings import edit as configfile
 
     parts = configfile.split_key(key)
     expected = configfile.schema_type(parts)
@@ -144,7 +144,7 @@ def set_cmd(
 
 
 def _require_known_provider(doc: object, name: str) -> None:
-    from imagegen_cli import config
+    from imagegen_cli.settings import config
 
     presets = config.load({"XDG_CONFIG_HOME": "/nonexistent", "IMAGEGEN_CONFIG": ""})
     existing = getattr(doc, "get", lambda k: None)("providers") or {}
@@ -162,7 +162,7 @@ def _read_secret(key: str) -> str:
         secret = sys.stdin.readline().strip() if sys.stdin else ""
     if not secret:
         raise UsageError(f"No value given for {key}")
-    from imagegen_cli.http import register_secret
+    from imagegen_cli.secrets import register_secret
 
     register_secret(secret)
     return secret
@@ -174,8 +174,8 @@ def unset(key: Annotated[str, typer.Argument(help="Dotted key.",
     """Remove a value from the file."""
     from pathlib import Path
 
-    from imagegen_cli import configfile
     from imagegen_cli.cli.console import note
+    from imagegen_cli.settings import edit as configfile
 
     parts = configfile.split_key(key)
     configfile.schema_type(parts)
@@ -196,7 +196,7 @@ def init(force: Annotated[bool, typer.Option("--force", help="Replace an existin
     from pathlib import Path
 
     from imagegen_cli.cli.console import out
-    from imagegen_cli.configfile import STARTER, write_private
+    from imagegen_cli.settings.edit import STARTER, write_private
 
     path = Path(_path())
     if path.exists() and not force:
@@ -213,7 +213,7 @@ def edit() -> None:
     import click
 
     from imagegen_cli.cli.console import note
-    from imagegen_cli.configfile import STARTER, validate_text, write_private
+    from imagegen_cli.settings.edit import STARTER, validate_text, write_private
 
     path = Path(_path())
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import Any
 
-from imagegen_cli.http import redact
-from imagegen_cli.requests import Reporter
+from imagegen_cli.secrets import redact
+from imagegen_cli.types import Reporter
 
 
 def use_color(stream: Any) -> bool:

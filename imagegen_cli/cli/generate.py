@@ -20,27 +20,18 @@ from imagegen_cli.cli.imageargs import (
     _with_settings_from,
     options_from,
 )
-from imagegen_cli.cli.imageargs import read_prompt as read_prompt  # re-exported
 from imagegen_cli.cli.options import EDIT, FROM, INPAINT, image_command
 from imagegen_cli.cli.summary import _cost_line, _dry_run, _print_report, _raise_failures
-from imagegen_cli.cli.summary import report_of as report_of  # re-exported
 from imagegen_cli.errors import AuthError, Interrupted, UsageError
-from imagegen_cli.settle import (  # noqa: F401 - re-exported for callers of the old home
-    FORMATS,
-    ImageOptions,
-    parse_aspect,
-    parse_params,
-    parse_size,
-)
 
 
 def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = False) -> None:
     """`generate`, `inpaint` and `edit`: a batch of one job."""
-    from imagegen_cli import config as cfgmod
     from imagegen_cli.cli.console import note, warn
-    from imagegen_cli.fallback import estimates, require_keys, settle_chain
-    from imagegen_cli.http import register_secret
-    from imagegen_cli.settle import Context
+    from imagegen_cli.engine.fallback import estimates, require_keys, settle_chain
+    from imagegen_cli.engine.options import Context
+    from imagegen_cli.secrets import register_secret
+    from imagegen_cli.settings import config as cfgmod
 
     quiet = bool(opts["quiet"])
     env = os.environ
@@ -65,7 +56,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
     cap = _max_cost(opts, cfg, env)
     ests = estimates(job)
     if cap is not None:
-        from imagegen_cli.prices import check_cap
+        from imagegen_cli.pricing.costs import check_cap
 
         check_cap(ests, *cap)
     jsonl = bool(opts.get("jsonl"))
@@ -107,10 +98,10 @@ def _interactive() -> bool:
 
 def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
     from imagegen_cli.cli import report
-    from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.cli.console import err, make_reporter, warn
-    from imagegen_cli.events import Event, ImageWritten, JobFinished
-    from imagegen_cli.scheduler import Scheduler
+    from imagegen_cli.cli.state import debug_enabled
+    from imagegen_cli.engine.events import Event, ImageWritten, JobFinished
+    from imagegen_cli.engine.scheduler import Scheduler
 
     finished: list[Any] = []
 
@@ -146,10 +137,10 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
         raise
     finally:
         paths.flush()  # whatever happened, every file written is listed
-        from imagegen_cli.fallback import close_chains
+        from imagegen_cli.engine.fallback import close_chains
 
         close_chains([job])
-    from imagegen_cli import jobrecords
+    from imagegen_cli.engine import pending as jobrecords
 
     for info in finished[0].infos:
         if info.job_id:  # finished: nothing left to fetch later
@@ -160,7 +151,7 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
 def _job_recorder(job: Any, reporter: Any) -> Any:
     """Notes each submitted provider job's request, so `imagegen job get` can write
     its images later with the names and metadata this command would have used."""
-    from imagegen_cli import jobrecords
+    from imagegen_cli.engine import pending as jobrecords
 
     req, plan = job.request, job.plan
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from imagegen_cli.engine.options import ImageOptions, parse_params
 from imagegen_cli.errors import UsageError
-from imagegen_cli.settle import ImageOptions, parse_params
 
 
 def read_prompt(value: str) -> str:
@@ -62,8 +62,8 @@ def _with_settings_from(opts: dict[str, Any], cfg: Any,
                         env: Any) -> tuple[dict[str, Any], str | None]:
     """OPTS filled from the --from file wherever no flag was given (flags win), and
     the recorded prompt when no PROMPT was given."""
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli.metadata import settings_from
+    from imagegen_cli.files.metadata.read import settings_from
+    from imagegen_cli.settings import config as cfgmod
 
     found = settings_from(opts["from_file"])
     opts = dict(opts)
@@ -93,8 +93,8 @@ def _with_settings_from(opts: dict[str, Any], cfg: Any,
 
 def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:
     """--max-cost > IMAGEGEN_MAX_COST > [defaults] max_cost, and which one it was."""
-    from imagegen_cli import config as cfgmod
-    from imagegen_cli.prices import parse_max_cost
+    from imagegen_cli.pricing.costs import parse_max_cost
+    from imagegen_cli.settings import config as cfgmod
 
     for value, where in ((opts.get("max_cost"), "--max-cost"),
                          (env.get(cfgmod.ENV_MAX_COST), cfgmod.ENV_MAX_COST),

@@ -21,10 +21,11 @@ LABELS = [
 
 def describe(path: Path) -> dict[str, Any]:
     """One file's report; UsageError for a file that is not an image."""
-    from imagegen_cli import images, metadata
+    from imagegen_cli.files import images
+    from imagegen_cli.files.metadata.read import read as read_metadata
 
     data = images.read_image_file(path)
-    got = metadata.read(data)
+    got = read_metadata(data)
     try:
         width, height = images.dimensions(data)
     except ValueError:

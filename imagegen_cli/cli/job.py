@@ -33,15 +33,16 @@ def get(
 ) -> None:
     """Wait for job ID at PROVIDER to finish, then write its images with the names
     and metadata the command that submitted it would have used."""
-    from imagegen_cli import config
-    from imagegen_cli import jobrecords as jobs
     from imagegen_cli.cli.console import make_reporter, out, warn
     from imagegen_cli.cli.summary import report_of
+    from imagegen_cli.engine import pending as jobs
+    from imagegen_cli.engine.save import Outcome, Saver
     from imagegen_cli.errors import ConfigError, RefusedError, UsageError
-    from imagegen_cli.http import Transport, register_secret
-    from imagegen_cli.output import OutputPlan
-    from imagegen_cli.pipeline import Outcome, Saver
-    from imagegen_cli.providers.base import create
+    from imagegen_cli.files.naming import OutputPlan
+    from imagegen_cli.registry import create
+    from imagegen_cli.secrets import register_secret
+    from imagegen_cli.settings import config
+    from imagegen_cli.transport.client import Transport
 
     if timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")

@@ -3,8 +3,7 @@
 This module owns the sub-app, the arguments its commands share, and `list` and
 `show`. `models` and `check` (which call the provider) live in
 providers_check.py, `add` and `remove` (which edit the config file) in
-providers_edit.py; both register on this app, imported at the end so the
-commands keep their order.
+providers_edit.py; app.py registers them on this sub-app after list and show.
 """
 
 from __future__ import annotations
@@ -18,8 +17,9 @@ from imagegen_cli.cli.completion import complete_provider
 from imagegen_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from imagegen_cli.config import Config, ProviderConfig
     from imagegen_cli.providers.base import Provider
+    from imagegen_cli.settings.config import Config
+    from imagegen_cli.settings.provider import ProviderConfig
 
 app = typer.Typer(help="List, inspect, check, add and remove providers.",
                   no_args_is_help=True, rich_markup_mode=None)
@@ -32,8 +32,8 @@ NameArg = Annotated[str, typer.Argument(help="Provider name.",
 
 
 def _load() -> Config:
-    from imagegen_cli import config
     from imagegen_cli.cli.console import warn
+    from imagegen_cli.settings import config
 
     cfg = config.load(os.environ)
     for w in cfg.warnings:
@@ -42,7 +42,7 @@ def _load() -> Config:
 
 
 def _get(cfg: Config, name: str) -> tuple[ProviderConfig, Provider]:
-    from imagegen_cli.providers.base import create
+    from imagegen_cli.registry import create
 
     if name not in cfg.providers:
         raise ConfigError(f"Unknown provider '{name}': known providers are "
@@ -129,7 +129,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "lifecycle": prov.model_lifecycle(m) if m else None,
         }
     info["models"] = models
-    from imagegen_cli.prices import provider_prices
+    from imagegen_cli.pricing.lookup import provider_prices
 
     info["prices"] = provider_prices(p)
     import json
@@ -198,11 +198,3 @@ def _price_lines(name: str, prices: dict[str, Any]) -> list[str]:
     if prices["note"]:
         lines.append(f"    note: {prices['note']}")
     return lines
-
-
-# After the commands above, in this order: the order commands are registered is the
-# order --help lists them (list, show, models, check, add, remove).
-# isort: off
-from imagegen_cli.cli import providers_check as providers_check  # noqa: E402
-from imagegen_cli.cli import providers_edit as providers_edit  # noqa: E402
-# isort: on

@@ -14,26 +14,26 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
-from imagegen_cli.cli.providers import JsonOpt, NameArg, _get, _load, app
+from imagegen_cli.cli.providers import JsonOpt, NameArg, _get, _load
 from imagegen_cli.errors import AuthError, ConfigError, ImagegenError, UsageError
-from imagegen_cli.http import redact
+from imagegen_cli.secrets import redact
 
 if TYPE_CHECKING:
-    from imagegen_cli.config import ProviderConfig
     from imagegen_cli.providers.base import Provider
+    from imagegen_cli.settings.provider import ProviderConfig
 
 
 def _transport(prov: Provider, timeout: float = 30.0) -> Any:
-    from imagegen_cli.cli.app import debug_enabled
     from imagegen_cli.cli.console import err
-    from imagegen_cli.http import Transport
+    from imagegen_cli.cli.state import debug_enabled
+    from imagegen_cli.transport.client import Transport
 
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
     return Transport(timeout=timeout, retries=1, who=prov.name, log=log)
 
 
 def _key(p: ProviderConfig, prov: Provider) -> str | None:
-    from imagegen_cli.http import register_secret
+    from imagegen_cli.secrets import register_secret
 
     if not prov.needs_key:
         return None
@@ -42,7 +42,6 @@ def _key(p: ProviderConfig, prov: Provider) -> str | None:
     return key
 
 
-@app.command("models")
 def models(name: NameArg, json_out: JsonOpt = False) -> None:
     """The models a provider knows; fetched live where the API lists them."""
     from imagegen_cli.cli.console import out
@@ -90,7 +89,6 @@ def models(name: NameArg, json_out: JsonOpt = False) -> None:
         out(f"{n:<{width}}  {status[n]}" if status[n] else n)
 
 
-@app.command("check")
 def check(
     name: Annotated[str | None, typer.Argument(help="Provider name.",
                                                autocompletion=complete_provider)] = None,
@@ -160,3 +158,8 @@ def check(
         out(json.dumps(results, indent=2))
     if first_error is not None:
         raise typer.Exit(int(first_error.exit_code))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models)
+    app.command("check")(check)

@@ -13,11 +13,10 @@ from typing import Annotated
 
 import typer
 
-from imagegen_cli.cli.providers import NameArg, _load, app
+from imagegen_cli.cli.providers import NameArg, _load
 from imagegen_cli.errors import ConfigError, UsageError
 
 
-@app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="A new provider name.")],
     type_: Annotated[str, typer.Option("--type", help="Dialect: openai, distribute, nebula.")],
@@ -34,11 +33,11 @@ def add(
 
     import tomlkit
 
-    from imagegen_cli import configfile
     from imagegen_cli.cli.console import note
-    from imagegen_cli.config import config_path
-    from imagegen_cli.http import check_base_url
-    from imagegen_cli.providers.base import dialect_names
+    from imagegen_cli.registry import dialect_names
+    from imagegen_cli.settings import edit as configfile
+    from imagegen_cli.settings.config import config_path
+    from imagegen_cli.transport.client import check_base_url
 
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise UsageError(f"Provider name '{name}' may hold letters, digits, - and _ only")
@@ -52,7 +51,7 @@ def add(
     doc = configfile.read_document(path)
     if name in (doc.get("providers") or {}) and not force:
         raise UsageError(f"Provider {name} is already in {path}: pass --force to replace it")
-    from imagegen_cli.config import load
+    from imagegen_cli.settings.config import load
 
     existing = load(os.environ, missing_ok=True).providers.get(name)
     if not force and existing is not None and existing.preset:
@@ -78,14 +77,13 @@ def add(
     note(f"added {name} to {path}{hint}")
 
 
-@app.command("remove")
 def remove(name: NameArg) -> None:
     """Remove a provider's table from the config file."""
     from pathlib import Path
 
-    from imagegen_cli import configfile
     from imagegen_cli.cli.console import note
-    from imagegen_cli.config import config_path
+    from imagegen_cli.settings import edit as configfile
+    from imagegen_cli.settings.config import config_path
 
     path = Path(config_path(os.environ))
     doc = configfile.read_document(path)
@@ -98,3 +96,8 @@ def remove(name: NameArg) -> None:
         note(f"removed {name}'s table from {path}; the built-in preset remains")
     else:
         note(f"removed {name} from {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("add")(add)
+    app.command("remove")(remove)

@@ -1,4 +1,4 @@
-"""Reporters: sinks of the one event stream (imagegen_cli.events).
+"""Reporters: sinks of the one event stream (imagegen_cli.engine.events).
 
 stdout gets results only (paths, or NDJSON records); stderr gets the
 progress display on a terminal, else one summary line at the end.
@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from imagegen_cli.cli.console import is_terminal
-from imagegen_cli.events import (
+from imagegen_cli.engine.events import (
     Event,
     ImageWritten,
     JobFinished,
@@ -22,7 +22,7 @@ from imagegen_cli.events import (
     failure_record,
     image_record,
 )
-from imagegen_cli.requests import Reporter
+from imagegen_cli.types import Reporter
 
 
 def _out(line: str) -> None:
@@ -180,7 +180,7 @@ def summary_line(tally: Any, shard: str | None = None, invalid: int = 0) -> str:
         parts.append(f"{tally.not_run} not run")
     if invalid:  # --skip-invalid: records left out before anything was sent
         parts.append(f"{invalid} invalid record{'' if invalid == 1 else 's'} left out")
-    from imagegen_cli.prices import money
+    from imagegen_cli.pricing.costs import money
 
     cost, _ = tally.cost()
     spent = "cost unknown" if cost is None else money(cost)
@@ -218,7 +218,7 @@ def write_summary(path: str, tally: Any, shard: str | None,
                   invalid: list[str] | None = None, interrupted: bool = False) -> None:
     from pathlib import Path
 
-    from imagegen_cli.output import write_atomic
+    from imagegen_cli.files.atomic import write_atomic
 
     usage = {name: dict(counts) for name, counts in (per_provider.by if per_provider
                                                        else {}).items()}

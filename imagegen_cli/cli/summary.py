@@ -43,7 +43,7 @@ def _dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
 
 def _run_cost(outcome: Any) -> dict[str, Any]:
     """cost_usd / cost_source for the whole run (and compute seconds where local)."""
-    from imagegen_cli.prices import total_cost
+    from imagegen_cli.pricing.costs import total_cost
 
     cost, source = total_cost([(s.cost_usd, s.cost_source) for s in outcome.saved])
     out: dict[str, Any] = {"cost_usd": cost, "cost_source": source}
@@ -56,7 +56,7 @@ def _run_cost(outcome: Any) -> dict[str, Any]:
 def _cost_line(job: Any, outcome: Any) -> None:
     """The one line at the end of an interactive run: '3 images, $0.126'."""
     from imagegen_cli.cli.console import err
-    from imagegen_cli.prices import money
+    from imagegen_cli.pricing.costs import money
 
     n = len(outcome.saved)
     if not n:

@@ -1,25 +1,24 @@
-"""The Provider interface, capability declarations, and the registry.
+"""The Provider interface and capability declarations.
 
-Built-in dialects and plugins (entry-point group ``imagegen.providers``) go
-through the same `register` call. Validation, error messages and the
-`providers` listing all read `Capabilities`.
+Validation, error messages and the `providers` listing all read `Capabilities`.
+Dialects are found through imagegen_cli.registry.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imagegen_cli.config import ProviderConfig
-from imagegen_cli.errors import ConfigError, UsageError
-from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+from imagegen_cli.errors import UsageError
+from imagegen_cli.settings.provider import ProviderConfig
+from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
-    from imagegen_cli.http import HttpCall, Transport
+    from imagegen_cli.transport.call import HttpCall
+    from imagegen_cli.transport.client import Transport
 
 SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
 
@@ -254,64 +253,6 @@ class Provider:
 
     def list_models(self, key: str | None, transport: Transport) -> list[str]:
         return self.known_models()
-
-
-# ---------------------------------------------------------------- registry
-
-BUILTINS = {
-    "openai": "imagegen_cli.providers.openai:OpenAIProvider",
-    "distribute": "imagegen_cli.providers.distribute:DistributeProvider",
-    "nebula": "imagegen_cli.providers.nebula:NebulaProvider",
-    "local": "imagegen_cli.providers.local:LocalProvider",
-}
-ENTRY_POINT_GROUP = "imagegen.providers"
-
-_registry: dict[str, str | type[Provider]] = {}
-_loaded = False
-
-
-def register(type_name: str, target: str | type[Provider]) -> None:
-    """Make a dialect available under TYPE_NAME ('module:Class' or the class)."""
-    _registry[type_name] = target
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for name, target in BUILTINS.items():
-        register(name, target)
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in BUILTINS or ep.value != BUILTINS[ep.name]:
-            register(ep.name, ep.value)
-    _loaded = True
-
-
-def dialect_names() -> list[str]:
-    _load()
-    return sorted(_registry)
-
-
-def dialect(type_name: str) -> type[Provider]:
-    _load()
-    target = _registry.get(type_name)
-    if target is None:
-        raise ConfigError(
-            f"Unknown provider type '{type_name}': known types are "
-            + ", ".join(dialect_names())
-        )
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        cls = getattr(importlib.import_module(module), attr)
-        _registry[type_name] = cls
-        return cls  # type: ignore[no-any-return]
-    return target
-
-
-def create(cfg: ProviderConfig, env: Mapping[str, str]) -> Provider:
-    return dialect(cfg.type)(cfg, env)
 
 
 def opt(*flags: str) -> frozenset[str]:

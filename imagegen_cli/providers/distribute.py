@@ -14,13 +14,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import RefusedError, UnavailableError, UsageError
-from imagegen_cli.http import HttpCall, check_base_url, request_id_of
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
-from imagegen_cli.providers.openai import parse_images
-from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+from imagegen_cli.providers.openai_answers import parse_images
+from imagegen_cli.transport.call import HttpCall
+from imagegen_cli.transport.classify import request_id_of
+from imagegen_cli.transport.client import check_base_url
+from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
-    from imagegen_cli.http import Transport
+    from imagegen_cli.transport.client import Transport
 
 SIZE_RE = re.compile(r"^([1-9]\d{0,2}|1024)x([1-9]\d{0,2}|1024)$")
 ASYNC_ONLY = ("--seed", "--steps", "--guidance")

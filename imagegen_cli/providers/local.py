@@ -25,18 +25,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
-from imagegen_cli.http import HttpCall
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt
 
-# `NAME as NAME`: re-exported, callers have always found these here.
-from imagegen_cli.providers.local_load import _device, _dtype, _require_libraries
-from imagegen_cli.providers.local_load import hub_unreachable as hub_unreachable
-from imagegen_cli.providers.local_load import is_inpainting_model as is_inpainting_model
-from imagegen_cli.providers.local_load import load_pipeline as load_pipeline
-from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+# `NAME`: re-exported, callers have always found these here.
+from imagegen_cli.providers.local_load import (
+    _device,
+    _dtype,
+    _require_libraries,
+    is_inpainting_model,
+    load_pipeline,
+)
+from imagegen_cli.transport.call import HttpCall
+from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
-    from imagegen_cli.http import Transport
+    from imagegen_cli.transport.client import Transport
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 CAPS = Capabilities(
@@ -221,7 +224,7 @@ def _used_settings(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
 def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
     from PIL import Image
 
-    from imagegen_cli.masks import load_area
+    from imagegen_cli.files.masks import load_area
 
     first = req.images[0]
     image = Image.open(io.BytesIO(first.data)).convert("RGB")

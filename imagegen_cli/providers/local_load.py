@@ -24,7 +24,7 @@ def _require_libraries() -> Any:
         import diffusers  # noqa: F401
         import torch
     except ImportError:
-        from imagegen_cli.config import install_local
+        from imagegen_cli.settings.config import install_local
 
         raise ConfigError(
             f"The local provider needs the 'local' extra: {install_local()}") from None

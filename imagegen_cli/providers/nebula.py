@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli import b64
 from imagegen_cli.errors import RefusedError, UnavailableError
-from imagegen_cli.http import HttpCall, check_base_url, request_id_of
-from imagegen_cli.images import resize
-from imagegen_cli.jsonstream import Spool
+from imagegen_cli.files.images import resize
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
-from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+from imagegen_cli.transport import b64
+from imagegen_cli.transport.call import HttpCall
+from imagegen_cli.transport.classify import request_id_of
+from imagegen_cli.transport.client import check_base_url
+from imagegen_cli.transport.jsonstream import Spool
+from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
-    from imagegen_cli.http import Transport
+    from imagegen_cli.transport.client import Transport
 
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 SCHNELL = "black-forest-labs/FLUX.1-schnell"
@@ -114,7 +116,7 @@ class NebulaProvider(Provider):
         return param_merge(body, req.params)
 
     def _inpaint_fields(self, req: ImageRequest, w: int, h: int) -> dict[str, str]:
-        from imagegen_cli.masks import white_mask
+        from imagegen_cli.files.masks import white_mask
 
         image = req.images[0]
         return {"image": b64.encode(resize(image.data, (w, h))),

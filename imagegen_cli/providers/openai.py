@@ -15,40 +15,37 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import RefusedError, UnavailableError
-from imagegen_cli.http import HttpCall, body_errors, check_base_url, iter_sse, request_id_of
 from imagegen_cli.providers.base import Capabilities, Provider, param_merge
 
-# `NAME as NAME`: re-exported, callers have always found these here.
-from imagegen_cli.providers.openai_answers import RESOLVED_KEYS as RESOLVED_KEYS
-from imagegen_cli.providers.openai_answers import _b64
-from imagegen_cli.providers.openai_answers import add_usage as add_usage
-from imagegen_cli.providers.openai_answers import parse_images as parse_images
-from imagegen_cli.providers.openai_answers import resolved_fields as resolved_fields
-from imagegen_cli.providers.openai_edits import DALLE2_EDIT_MAX as DALLE2_EDIT_MAX
-from imagegen_cli.providers.openai_edits import _dalle2_edit_inputs, _data_url, _form_value
-from imagegen_cli.providers.openai_models import DALLE2 as DALLE2
-from imagegen_cli.providers.openai_models import DALLE3 as DALLE3
-from imagegen_cli.providers.openai_models import FAMILY_CAPS as FAMILY_CAPS
-from imagegen_cli.providers.openai_models import FREE_SIZES as FREE_SIZES
-from imagegen_cli.providers.openai_models import GENERATION_ONLY_FORMATS as GENERATION_ONLY_FORMATS
-from imagegen_cli.providers.openai_models import GPT_IMAGE as GPT_IMAGE
-from imagegen_cli.providers.openai_models import GPT_IMAGE_2 as GPT_IMAGE_2
-from imagegen_cli.providers.openai_models import GPT_IMAGE_2_5 as GPT_IMAGE_2_5
-from imagegen_cli.providers.openai_models import GPT_IMAGE_2_6 as GPT_IMAGE_2_6
-from imagegen_cli.providers.openai_models import GPT_IMAGE_MINI as GPT_IMAGE_MINI
-from imagegen_cli.providers.openai_models import GPT_IMAGE_NEXT as GPT_IMAGE_NEXT
-from imagegen_cli.providers.openai_models import MAX_EDIT_IMAGES as MAX_EDIT_IMAGES
-from imagegen_cli.providers.openai_models import NEWEST as NEWEST
-from imagegen_cli.providers.openai_models import STILL_FORMATS as STILL_FORMATS
-from imagegen_cli.providers.openai_models import UNKNOWN as UNKNOWN
-from imagegen_cli.providers.openai_models import YESCALE_FLUX as YESCALE_FLUX
-from imagegen_cli.providers.openai_models import YESCALE_SIZES as YESCALE_SIZES
-from imagegen_cli.providers.openai_models import family as family
-from imagegen_cli.providers.openai_models import is_gpt_image as is_gpt_image
-from imagegen_cli.requests import CallInfo, GeneratedImage, ImageRequest, Reporter
+# `NAME`: re-exported, callers have always found these here.
+from imagegen_cli.providers.openai_answers import (
+    _b64,
+    add_usage,
+    parse_images,
+    resolved_fields,
+)
+from imagegen_cli.providers.openai_edits import (
+    _dalle2_edit_inputs,
+    _data_url,
+    _form_value,
+)
+from imagegen_cli.providers.openai_models import (
+    FAMILY_CAPS,
+    GENERATION_ONLY_FORMATS,
+    NEWEST,
+    UNKNOWN,
+    YESCALE_FLUX,
+    family,
+    is_gpt_image,
+)
+from imagegen_cli.transport.call import HttpCall
+from imagegen_cli.transport.classify import body_errors, request_id_of
+from imagegen_cli.transport.client import check_base_url
+from imagegen_cli.transport.sse import iter_sse
+from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
-    from imagegen_cli.http import Transport
+    from imagegen_cli.transport.client import Transport
 
 # image_edit_params.py: each image "less than 50MB".
 MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024
@@ -74,25 +71,25 @@ class OpenAIProvider(Provider):
             return ["flux-pro", "dall-e-3"]
         if self.cfg.name == "truefoundry":
             return [self.cfg.model] if self.cfg.model else []
-        from imagegen_cli import lifecycle
+        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         # What one can still call: shut-down models are left out.
         return lifecycle.current()
 
     def model_status(self, model: str) -> str | None:
-        from imagegen_cli import lifecycle
+        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         entry = lifecycle.lookup(model)
         return entry.describe() if entry else None
 
     def model_lifecycle(self, model: str) -> dict[str, Any] | None:
-        from imagegen_cli import lifecycle
+        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         entry = lifecycle.lookup(model)
         return entry.as_json() if entry else None
 
     def model_table_read(self) -> str | None:
-        from imagegen_cli import lifecycle
+        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         return lifecycle.read_on()
 
@@ -131,8 +128,8 @@ class OpenAIProvider(Provider):
         return param_merge(body, req.params)
 
     def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
-        from imagegen_cli import lifecycle
         from imagegen_cli.errors import UsageError
+        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         if "stream" in req.params:
             # The answer would be events parsed as JSON: --stream reads them.
@@ -185,8 +182,8 @@ class OpenAIProvider(Provider):
     def _edit_call(self, req: ImageRequest, key: str | None) -> HttpCall:
         """POST /images/edits as multipart: image(s), an RGBA mask (alpha 0 = repaint)
         and the other fields as text parts."""
-        from imagegen_cli.images import sniff
-        from imagegen_cli.masks import openai_mask
+        from imagegen_cli.files.images import sniff
+        from imagegen_cli.files.masks import openai_mask
 
         headers = self.headers(key, stream=req.stream)
         del headers["content-type"]  # httpx sets multipart/form-data with its boundary
@@ -206,7 +203,7 @@ class OpenAIProvider(Provider):
         """POST /images/edits as JSON (the spec's EditImageBodyJsonParam): `images` is a
         list of {"image_url": ...}, URLs as given and local files as data URLs. Used when
         any input is a URL; GPT image models only (dall-e-2 edits stay multipart)."""
-        from imagegen_cli.masks import openai_mask
+        from imagegen_cli.files.masks import openai_mask
 
         body = self.body(req)
         body["images"] = [{"image_url": im.url or _data_url(im.data)} for im in req.images]

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli import b64
 from imagegen_cli.errors import RefusedError, UnavailableError
-from imagegen_cli.requests import CallInfo, GeneratedImage
+from imagegen_cli.transport import b64
+from imagegen_cli.types import CallInfo, GeneratedImage
 
 if TYPE_CHECKING:
-    from imagegen_cli.jsonstream import Spool
+    from imagegen_cli.transport.jsonstream import Spool
 
 
 def spool_loader(spool: Spool, who: str) -> Callable[[], bytes]:
@@ -25,7 +25,7 @@ def spool_loader(spool: Spool, who: str) -> Callable[[], bytes]:
     unavailable answer (exit 6), like any malformed body."""
 
     def load() -> bytes:
-        from imagegen_cli.jsonstream import Malformed
+        from imagegen_cli.transport.jsonstream import Malformed
 
         try:
             return spool.read()
@@ -36,7 +36,7 @@ def spool_loader(spool: Spool, who: str) -> Callable[[], bytes]:
 
 
 def _b64(value: Any, who: str) -> bytes:
-    from imagegen_cli.jsonstream import Spool
+    from imagegen_cli.transport.jsonstream import Spool
 
     if isinstance(value, Spool):
         return spool_loader(value, who)()
@@ -53,7 +53,7 @@ def parse_images(
 ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
     """Images from an OpenAI-shaped answer (or a bare list): b64_json or url items,
     with explicit nulls or empty strings standing for absent fields."""
-    from imagegen_cli.jsonstream import Spool
+    from imagegen_cli.transport.jsonstream import Spool
 
     if isinstance(payload, dict):
         if payload.get("error"):

@@ -1,0 +1,189 @@
+"""A job: one settled request plus where its images go, and its stable key.
+
+`generate` is a batch of one job; `batch` makes one job per input record.
+The key hashes everything that decides a job's output, so a journal can
+tell a finished job from a changed one, and `--shard I/N` can split the jobs
+the same way on every machine and every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from imagegen_cli.files.naming import OutputPlan
+    from imagegen_cli.providers.base import Provider
+    from imagegen_cli.settings.provider import ProviderConfig
+    from imagegen_cli.types import CallInfo, ImageRequest
+
+KEY_VERSION = 1
+
+
+@dataclass
+class Job:
+    request: ImageRequest
+    provider: Provider
+    pcfg: ProviderConfig
+    plan: OutputPlan
+    fmt: str | None = None
+    metadata: bool = True
+    sidecar: bool = False
+    keep_partials: bool = False
+    timeout: float = 300.0
+    retries: int = 2
+    inpaint: bool = False
+    api_key: str | None = field(default=None, repr=False)
+    # Where the job came from: the record's id (else its line number) and line.
+    id: str = "1"
+    line: int | None = None
+    key: str = ""
+    # What --shard splits on: the key without the output template, so shards that
+    # write into folders of their own (-o out-$CI_NODE_INDEX/) still partition.
+    shard_key: str = ""
+    # fallback.settle_chain: the providers to try in turn (with their requests and
+    # prices), and the cost of one image written (call info, width, height).
+    members: list[Any] = field(default_factory=list)
+    cost_of: Callable[[CallInfo | None, int, int], tuple[float | None, str | None]] | None \
+        = None
+
+    @property
+    def n(self) -> int:
+        return self.request.n
+
+    def describe(self, shown_key: str | None) -> dict[str, Any]:
+        """The exact calls this job would make (for --dry-run; secrets as SHOWN_KEY)."""
+        from imagegen_cli.engine.save import split
+
+        calls: list[dict[str, Any]] = []
+        req = self.request
+        for sub in split(req, self.provider.capabilities(req.model).max_n):
+            calls.extend(c.describe() for c in self.provider.prepare(sub, shown_key))
+        return {"provider": self.provider.name, "model": req.model, "requests": calls}
+
+    def fingerprint(self, output: bool = True) -> str:
+        """sha256 of everything that decides this job's output (without OUTPUT: all
+        but where its files go)."""
+        import hashlib
+        import json
+
+        req = self.request
+        fields: dict[str, Any] = {
+            "v": KEY_VERSION, "provider": self.provider.name, "type": self.pcfg.type,
+            "base_url": self.pcfg.base_url,
+            **({"template": self.plan.template} if output else {}),
+            "fmt": self.fmt, "metadata": self.metadata, "sidecar": self.sidecar,
+        }
+        for f in ("prompt", "model", "n", "size", "quality", "style", "background",
+                  "moderation", "seed", "steps", "guidance", "negative_prompt",
+                  "output_format", "stream", "partial_images", "params", "device", "dtype",
+                  "output_compression", "complexity", "input_fidelity", "user", "strength",
+                  "edit"):
+            fields[f] = getattr(req, f)
+        fields["images"] = [i.url or hashlib.sha256(i.data).hexdigest() for i in req.images]
+        fields["mask"] = hashlib.sha256(req.mask.data).hexdigest() if req.mask else None
+        text = json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def assign_keys(jobs: list[Job], explicit_ids: set[int]) -> None:
+    """Give each job its key: the fingerprint, plus the record's id where the record
+    named one, plus an occurrence number so identical records stay distinct jobs
+    (a line inserted above them changes no key)."""
+    import hashlib
+
+    def keyed(output: bool) -> list[str]:
+        seen: dict[str, int] = {}
+        keys = []
+        for pos, job in enumerate(jobs):
+            base = job.fingerprint(output)
+            if pos in explicit_ids:
+                base = hashlib.sha256(f"{base}/id={job.id}".encode()).hexdigest()
+            k = seen.get(base, 0)
+            seen[base] = k + 1
+            keys.append(base[:32] if k == 0
+                        else hashlib.sha256(f"{base}#{k}".encode()).hexdigest()[:32])
+        return keys
+
+    for job, key, shard_key in zip(jobs, keyed(True), keyed(False), strict=True):
+        job.key, job.shard_key = key, shard_key
+
+
+def missing_spans(n: int, have: set[int], max_n: int) -> list[tuple[int, int]]:
+    """The calls (offset, count) that make the images of 1..N not in HAVE, at most
+    MAX_N each: a job a killed run left half-written asks only for what it lacks."""
+    spans: list[tuple[int, int]] = []
+    index = 1
+    while index <= n:
+        if index in have:
+            index += 1
+            continue
+        start = index
+        while index <= n and index not in have and index - start < max(1, max_n):
+            index += 1
+        spans.append((start - 1, index - start))
+    return spans
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based
+    count: int
+    source: str = "--shard"
+
+    def holds(self, key: str) -> bool:
+        return int(key[:16], 16) % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    i, sep, n = text.partition("/")
+    if sep and i.strip().isdigit() and n.strip().isdigit():
+        shard = Shard(int(i), int(n))
+        if shard.count >= 1 and 1 <= shard.index <= shard.count:
+            return shard
+    raise UsageError(f"--shard '{text}' is not I/N with 1 <= I <= N (e.g. --shard 2/4)")
+
+
+def shard_from_env(env: dict[str, str] | Any, count: int | None) -> Shard | None:
+    """The shard a known job runner assigned, or None.
+
+    Kubernetes Indexed Job: JOB_COMPLETION_INDEX (0-based), N from --shard-count or
+    IMAGEGEN_SHARD_COUNT. Slurm array: SLURM_ARRAY_TASK_ID, _COUNT, _MIN. GitLab
+    `parallel:`: CI_NODE_INDEX (1-based), CI_NODE_TOTAL.
+    """
+    def num(name: str) -> int:
+        value = env.get(name, "")
+        if not value.strip().lstrip("-").isdigit():
+            raise UsageError(f"{name}={value!r} is not a whole number: fix the job "
+                             "runner's setting or pass --shard I/N")
+        return int(value)
+
+    def made(index: int, total: int, source: str) -> Shard:
+        if total < 1 or not 1 <= index <= total:
+            raise UsageError(f"{source} gives shard {index}/{total}, which is out of range: "
+                             "pass --shard I/N")
+        return Shard(index, total, source)
+
+    if env.get("JOB_COMPLETION_INDEX"):
+        if count is None and env.get("IMAGEGEN_SHARD_COUNT"):
+            count = num("IMAGEGEN_SHARD_COUNT")
+        if count is None:
+            raise UsageError("JOB_COMPLETION_INDEX is set (Kubernetes Indexed Job) but the "
+                             "shard count is not: pass --shard-count N or set "
+                             "IMAGEGEN_SHARD_COUNT to the Job's completions")
+        return made(num("JOB_COMPLETION_INDEX") + 1, count,
+                    "JOB_COMPLETION_INDEX (Kubernetes Indexed Job)")
+    if env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT"):
+        low = num("SLURM_ARRAY_TASK_MIN") if env.get("SLURM_ARRAY_TASK_MIN") else 0
+        return made(num("SLURM_ARRAY_TASK_ID") - low + 1, num("SLURM_ARRAY_TASK_COUNT"),
+                    "SLURM_ARRAY_TASK_ID (Slurm job array)")
+    if env.get("CI_NODE_INDEX") and env.get("CI_NODE_TOTAL"):
+        return made(num("CI_NODE_INDEX"), num("CI_NODE_TOTAL"),
+                    "CI_NODE_INDEX (GitLab CI parallel)")
+    return None

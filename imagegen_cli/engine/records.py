@@ -1,0 +1,256 @@
+"""Batch input: text, JSONL or CSV records -> typed options, one per job.
+
+text : one prompt per line; blank lines and lines starting with # skipped.
+jsonl: one object per line: `prompt`, an optional `id`, and any generate or
+       inpaint option by its long name with _ for - (`n` or `count`, `params`
+       as an object, `image` as a path or a list of paths).
+csv  : a header row naming the same fields; an empty cell leaves it unset.
+A record's field wins over the command's flag of the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.engine.options import ImageOptions
+from imagegen_cli.errors import UsageError
+
+FORMATS = ("text", "jsonl", "csv")
+_STR = {"provider", "model", "size", "aspect", "quality", "style", "background",
+        "moderation", "negative_prompt", "output", "format", "device", "dtype", "mask",
+        "complexity", "input_fidelity", "user"}
+_INT = {"n", "count", "seed", "steps", "partial_images", "retries", "output_compression"}
+_FLOAT = {"guidance", "timeout", "strength"}
+_BOOL = {"overwrite", "no_metadata", "sidecar", "stream", "keep_partials", "invert_mask"}
+KNOWN = _STR | _INT | _FLOAT | _BOOL | {"prompt", "id", "params", "image", "fallback"}
+
+
+@dataclass
+class Record:
+    line: int
+    id: str | None  # the record's own id, if it gave one
+    options: ImageOptions
+    given: frozenset[str] = frozenset()  # the fields the record itself set
+
+    def field_in(self, message: str) -> str | None:
+        """The record's own field that MESSAGE (about an option, by its flag) is about."""
+        for key in sorted(self.given):
+            flags = ("-n ", "--count") if key in ("n", "count") else (
+                f"--{key.replace('_', '-')}",)
+            if any(f in message for f in flags):
+                return key
+        return None
+
+    @property
+    def inpaint(self) -> bool:
+        return bool(self.options.image)
+
+
+def detect_format(name: str, text: str, wanted: str | None) -> str:
+    if wanted:
+        wanted = wanted.strip().lower()  # --input-format CSV
+        if wanted not in FORMATS:
+            raise UsageError(f"--input-format '{wanted}' is not one of text, jsonl, csv")
+        return wanted
+    suffix = Path(name).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".txt", ".text"):
+        return "text"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return "jsonl" if first.startswith("{") else "text"
+
+
+def parse(text: str, name: str, fmt: str, base: ImageOptions,
+          on_invalid: Callable[[UsageError], None] | None = None) -> list[Record]:
+    """Every record of TEXT over BASE. A bad record raises UsageError naming NAME, the
+    line and the field, or goes to ON_INVALID (--skip-invalid) and is left out."""
+    rows = {"text": _text_rows, "jsonl": _jsonl_rows, "csv": _csv_rows}[fmt](text, name)
+    out: list[Record] = []
+    ids: dict[str, int] = {}
+    for line, fields in rows:
+        try:
+            if isinstance(fields, UsageError):
+                raise fields
+            rec = _record(line, fields, base, name, from_csv=fmt == "csv")
+            if rec.id is not None:
+                if rec.id in ids:
+                    raise UsageError(f"{name}, line {line}: id '{rec.id}' is already used on "
+                                     f"line {ids[rec.id]}: give each record its own id")
+                ids[rec.id] = line
+        except UsageError as exc:
+            if on_invalid is None:
+                raise
+            on_invalid(exc)
+            continue
+        out.append(rec)
+    return out
+
+
+def _text_rows(text: str, name: str) -> list[tuple[int, Any]]:
+    return [(i, {"prompt": ln.strip()}) for i, ln in enumerate(text.splitlines(), 1)
+            if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def _jsonl_rows(text: str, name: str) -> list[tuple[int, Any]]:
+    rows: list[tuple[int, Any]] = []
+    for i, ln in enumerate(text.splitlines(), 1):
+        if not ln.strip():
+            continue
+        try:
+            obj = json.loads(ln)
+        except json.JSONDecodeError as exc:
+            rows.append((i, UsageError(f"{name}, line {i}: not valid JSON ({exc.msg}): "
+                                       "each line must be one JSON object")))
+            continue
+        if not isinstance(obj, dict):
+            obj = UsageError(f"{name}, line {i}: a JSON {type(obj).__name__}, not an object: "
+                             'write {"prompt": "..."}')
+        rows.append((i, obj))
+    return rows
+
+
+def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        return []
+    except csv.Error as exc:
+        raise UsageError(f"{name}, line 1: bad CSV header ({exc})") from None
+    for h in header:
+        if h not in KNOWN:
+            raise UsageError(f"{name}, line 1: unknown column '{h}'{_did_you_mean(h)}; "
+                             "known: " + ", ".join(sorted(KNOWN)))
+    if "prompt" not in header:
+        raise UsageError(f"{name}, line 1: no 'prompt' column in the header row")
+    rows: list[tuple[int, Any]] = []
+    while True:
+        # A record's line is where it starts: a quoted cell may span several lines.
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            rows.append((start, UsageError(f"{name}, line {start}: bad CSV ({exc})")))
+            continue
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) > len(header):
+            rows.append((start, UsageError(
+                f"{name}, line {start}: {len(cells)} cells but the header names "
+                f"{len(header)} columns (quote cells that hold commas)")))
+            continue
+        rows.append((start, {h: c for h, c in zip(header, cells, strict=False)
+                             if c.strip() != ""}))
+    return rows
+
+
+def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
+            from_csv: bool) -> Record:
+    def bad(field: str, want: str) -> UsageError:
+        return UsageError(f"{name}, line {line}: field '{field}' must be {want} "
+                          f"(got {fields[field]!r})")
+
+    changes: dict[str, Any] = {}
+    rid: str | None = None
+    for key, value in fields.items():
+        if key not in KNOWN:
+            return _raise(UsageError(f"{name}, line {line}: unknown field '{key}'"
+                                     f"{_did_you_mean(key)}; known: "
+                                     + ", ".join(sorted(KNOWN))))
+        if value is None:
+            continue
+        if key == "id":
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value):
+                raise bad(key, "a string or an integer")
+            rid = str(value)
+        elif key in _STR or key == "prompt":
+            if not isinstance(value, str):
+                raise bad(key, "a string")
+            changes[key] = Path(value) if key == "mask" else value
+        elif key in _INT:
+            if from_csv:
+                value = _csv_number(value, int, bad(key, "an integer"))
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(key, "an integer")
+            changes["count" if key == "n" else key] = value
+        elif key in _FLOAT:
+            if from_csv:
+                value = _csv_number(value, float, bad(key, "a number"))
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad(key, "a number")
+            changes[key] = float(value)
+        elif key in _BOOL:
+            if from_csv:
+                low = value.strip().lower()
+                value = {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                         "no": False}.get(low, value)
+            if not isinstance(value, bool):
+                raise bad(key, "true or false")
+            changes[key] = value
+        elif key == "params":
+            if from_csv:
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    raise bad(key, "a JSON object") from None
+            if not isinstance(value, dict):
+                raise bad(key, "an object")
+            changes["params"] = {**base.params, **value}
+        elif key == "fallback":  # ["b", "c"], or "b,c" (CSV)
+            names = ([x.strip() for x in value.split(",") if x.strip()]
+                     if isinstance(value, str) else value)
+            if not isinstance(names, list) or not all(isinstance(x, str) and x for x in names):
+                raise bad(key, "a list of provider names (or \"b,c\")")
+            changes["fallback"] = tuple(names)
+        elif key == "image":
+            paths = [value] if isinstance(value, str) else value
+            if not isinstance(paths, list) or not paths or not all(
+                    isinstance(p, str) and p for p in paths):
+                raise bad(key, "a path or a list of paths")
+            changes["image"] = tuple(Path(p) for p in paths)
+    prompt = changes.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UsageError(f"{name}, line {line}: no prompt (every record needs a non-empty "
+                         "'prompt')")
+    opts = dataclasses.replace(base, **changes)
+    if opts.mask is not None and not opts.image:
+        where = "field 'mask'" if "mask" in changes else "--mask"
+        raise UsageError(f"{name}, line {line}: {where} needs an image to repaint: add an "
+                         "'image' field (or pass --image)")
+    return Record(line, rid, opts, frozenset(k for k, v in fields.items() if v is not None))
+
+
+def _csv_number(text: str, kind: type, err: UsageError) -> Any:
+    try:
+        return kind(text.strip())
+    except ValueError:
+        raise err from None
+
+
+def _raise(exc: UsageError) -> Record:
+    raise exc
+
+
+def _did_you_mean(field: str) -> str:
+    """' (write 'negative_prompt')' for a flag's spelling or a near miss, else ''."""
+    import difflib
+
+    text = str(field)
+    guess = text.strip().lstrip("-").replace("-", "_").lower()
+    if guess in KNOWN:
+        return f" (write '{guess}')"
+    close = difflib.get_close_matches(guess, sorted(KNOWN), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""

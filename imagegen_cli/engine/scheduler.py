@@ -1,0 +1,279 @@
+"""One scheduler for every job's calls, under per-provider limits.
+
+Each job is split into calls of at most the model's per-request n. Worker
+threads (-j of them) take calls in job order, each holding a slot of its
+provider's `Gate` while the call runs; images come back to this thread,
+which writes them one at a time (writer.py; a bounded queue of images: memory
+stays flat) and emits the event stream (events.py) to every sink.
+
+Hooks for what builds on it: `admit(job)` may refuse a job before its first
+call (a cost cap), and `done_before(job)` returns the images a journal holds: all of
+them, the job is skipped and sends nothing; some, only the others are asked for.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+from imagegen_cli import clock
+from imagegen_cli.engine import malloc
+from imagegen_cli.engine.calls import Call, run_complete
+from imagegen_cli.engine.events import Event, ImageWritten, JobFinished
+from imagegen_cli.engine.jobs import missing_spans
+from imagegen_cli.engine.save import Claim, Outcome, SavedImage, warm_up
+from imagegen_cli.engine.tally import Tally
+from imagegen_cli.engine.writer import FATAL, JobState, JobWriter
+from imagegen_cli.errors import ImagegenError, Interrupted, OutputError
+from imagegen_cli.transport.limits import Gate
+from imagegen_cli.types import GeneratedImage, Reporter
+
+if TYPE_CHECKING:
+    from imagegen_cli.engine.jobs import Job
+    from imagegen_cli.providers.base import Provider
+    from imagegen_cli.transport.client import Transport
+
+__all__ = ["FATAL", "Call", "Scheduler", "Tally", "run_complete"]
+
+
+
+class Scheduler(JobWriter):
+    def __init__(
+        self,
+        *,
+        concurrency: int = 4,
+        rpm: float | None = None,
+        max_failures: int | None = None,
+        reporter_for: Callable[[Job], Reporter] = lambda job: Reporter(),
+        sinks: Sequence[Callable[[Event], None]] = (),
+        admit: Callable[[Job], ImagegenError | None] | None = None,
+        done_before: Callable[[Job], list[SavedImage] | None] | None = None,
+        claim_for: Callable[[Job], Claim | None] = lambda job: None,
+        log: Callable[[str], None] | None = None,
+        stdout: IO[bytes] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.concurrency = max(1, concurrency)
+        self.rpm = rpm
+        self.max_failures = max_failures
+        self.reporter_for = reporter_for
+        self.tally = Tally()
+        self.sinks: list[Callable[[Event], None]] = [self.tally, *sinks]
+        self.admit = admit
+        self.done_before = done_before
+        self.claim_for = claim_for
+        self.log = log
+        self.stdout = stdout
+        self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
+        self.now = clock.now()
+        self.gates: dict[str, Gate] = {}
+        self.gate_lock = threading.Lock()
+        self.transports: dict[tuple[str, float, int], Transport] = {}
+        self.reporters: list[Reporter] = []
+        self.stopping = False
+        self.lock = threading.Lock()
+        self.states: dict[int, JobState] = {}
+        self.failed_jobs: set[int] = set()
+
+    # -- per-provider plumbing -------------------------------------------
+    def gate(self, job: Job) -> Gate:
+        if getattr(job.provider, "members", None):
+            # A fallback chain's other providers keep their own limits (--rpm, rpm,
+            # the shared 429 pause), in one Gate per provider across the whole run.
+            job.provider.gate_for = self.provider_gate  # type: ignore[attr-defined]
+        return self.provider_gate(job.provider, job.pcfg.concurrency, job.pcfg.rpm)
+
+    def provider_gate(self, provider: Provider, concurrency: int | None = None,
+                      rpm: float | None = None) -> Gate:
+        name = provider.name
+        with self.gate_lock:
+            if name not in self.gates:
+                cfg = provider.cfg
+                caps = [self.concurrency, concurrency or cfg.concurrency,
+                        provider.max_concurrency]
+                self.gates[name] = Gate(name, min(c for c in caps if c),
+                                        self.rpm or rpm or cfg.rpm)
+            return self.gates[name]
+
+    def transport(self, job: Job) -> Transport:
+        from imagegen_cli.transport.client import Transport
+
+        k = (job.provider.name, job.timeout, job.retries)
+        if k not in self.transports:
+            self.transports[k] = Transport(timeout=job.timeout, retries=job.retries,
+                                           who=job.provider.name, log=self.log,
+                                           gate=self.gate(job),
+                                           on_retry=lambda text: self._reporter(job).retry(text))
+        return self.transports[k]
+
+    def emit(self, ev: Event) -> None:
+        for sink in self.sinks:
+            sink(ev)
+
+    # -- the run -----------------------------------------------------------
+    def run(self, jobs: Sequence[Job]) -> Tally:
+        calls: list[Call] = []
+        self.tally.jobs = len(jobs)
+        for job in jobs:
+            before = self.done_before(job) if self.done_before else None
+            if before is not None and len(before) >= job.n:
+                for img in before:
+                    self.emit(ImageWritten(job, img, img.request_id, skipped=True))
+                self.emit(JobFinished(job, Outcome(saved=list(before)), skipped=True))
+                continue
+            st = self.states[id(job)] = JobState()
+            with self.lock:
+                self.gate(job), self.transport(job)
+            # Images a killed run already wrote are kept: only the others are asked for.
+            for img in before or ():
+                st.outcome.saved.append(img)
+                self.emit(ImageWritten(job, img, img.request_id, skipped=True))
+            spans = missing_spans(job.n, {img.index for img in before or ()},
+                                  job.provider.capabilities(job.request.model).max_n)
+            st.calls_left = len(spans)
+            calls.extend(Call(job, n, offset) for offset, n in spans)
+        try:
+            if len(calls) == 1:
+                # On this thread: the local provider's Ctrl-C handler needs the main
+                # thread, and one call gains nothing from a worker.
+                self._inline(calls[0])
+            elif calls:
+                self._pooled(calls)
+        except KeyboardInterrupt:
+            self.stopping = True
+            ids = ", ".join(j for r in self.reporters for j in r.jobs)
+            raise Interrupted(
+                f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
+                "(fetch their images later with `imagegen job get PROVIDER ID`)"
+                if ids else "interrupted; nothing half-written") from None
+        finally:
+            for tr in self.transports.values():
+                tr.close()
+        return self.tally
+
+    def _reporter(self, job: Job) -> Reporter:
+        rep = self.reporter_for(job)
+        with self.lock:
+            if rep not in self.reporters:
+                self.reporters.append(rep)
+        return rep
+
+    def _refused(self, job: Job) -> ImagegenError | None:
+        if self.admit is None:
+            return None
+        with self.lock:
+            return self.admit(job)
+
+    def _inline(self, call: Call) -> None:
+        refusal = self._refused(call.job)
+        if refusal is not None:
+            self._handle("error", call, refusal, None)
+            self._handle("done", call, None, None)
+            return
+        self._handle("start", call, None, None)
+        rep = self._reporter(call.job)
+        tr = self.transports[(call.job.provider.name, call.job.timeout, call.job.retries)]
+        try:
+            sub, t0 = call.request(), time.perf_counter()
+            for img, info in run_complete(call.job.provider, sub, call.job.api_key, tr, rep):
+                self._handle("image", call, self._fetch(img, tr, rep, t0), info)
+        except OutputError:
+            raise
+        except ImagegenError as exc:
+            self._handle("error", call, exc, None)
+        self._handle("done", call, None, None)
+
+    def _pooled(self, calls: list[Call]) -> None:
+        # A worker hands its image (spooled on disk, mostly) to the writer and starts its
+        # next call at once, instead of waiting in line while the writer saves the others
+        # of its round. Only images count against the bound (2 x -j: a whole round can
+        # wait there); start/done notes never block a worker. Memory stays flat.
+        inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue()
+        room = threading.BoundedSemaphore(max(2, 2 * self.concurrency))
+        todo: queue.Queue[Call] = queue.Queue()
+        for c in calls:
+            todo.put(c)
+
+        def work() -> None:
+            while True:
+                try:
+                    call = todo.get_nowait()
+                except queue.Empty:
+                    return
+                job = call.job
+                if self.stopping:
+                    inbox.put(("cancel", call, None, None))
+                    continue
+                with self.gates[job.provider.name].slot():
+                    refusal = None if self.stopping else self._refused(job)
+                    if self.stopping or refusal is not None:
+                        if refusal is not None:
+                            inbox.put(("error", call, refusal, None))
+                        inbox.put(("cancel" if refusal is None else "done", call, None, None))
+                        continue
+                    inbox.put(("start", call, None, None))
+                    tr = self.transports[(job.provider.name, job.timeout, job.retries)]
+                    rep = self._reporter(job)
+                    try:
+                        sub, t0 = call.request(), time.perf_counter()
+                        for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
+                            room.acquire()
+                            inbox.put(("image", call, self._fetch(img, tr, rep, t0), info))
+                    except ImagegenError as exc:
+                        self._failed_early(job, exc)
+                        inbox.put(("error", call, exc, None))
+                    except Exception as exc:  # noqa: BLE001 - surfaced as exit 1 below
+                        inbox.put(("crash", call, exc, None))
+                    finally:
+                        inbox.put(("done", call, None, None))
+
+        # A fixed pool of daemon threads, not one per call: memory stays flat as the
+        # batch grows, and Ctrl-C or a write error never waits for slow calls.
+        if not any(malloc.in_process(c.job.provider) for c in calls):
+            malloc.tame()
+        for _ in range(min(self.concurrency, len(calls))):
+            threading.Thread(target=work, daemon=True).start()
+        pending = len(calls)
+        warm = False
+        while pending:
+            try:
+                kind, call, payload, info = inbox.get(timeout=None if warm else 0.05)
+            except queue.Empty:
+                # The first requests are out and their answers not back: load what
+                # writing an image needs now, not when sixteen answers arrive at once.
+                warm = True
+                warm_up()
+                continue
+            if kind == "crash":
+                self.stopping = True
+                raise payload
+            if kind in ("done", "cancel"):
+                pending -= 1
+            try:
+                self._handle(kind, call, payload, info)
+            finally:
+                if kind == "image":
+                    room.release()
+
+    def _failed_early(self, job: Job, exc: ImagegenError) -> None:
+        """Stop starting calls at once when this failure reaches the limit (the writer
+        thread would see it a moment later, after a worker took the next call)."""
+        with self.lock:
+            self.failed_jobs.add(id(job))
+            if exc.exit_code in FATAL or (self.max_failures is not None
+                                          and len(self.failed_jobs) >= self.max_failures):
+                self.stopping = True
+
+    def _fetch(self, img: GeneratedImage, tr: Transport, rep: Reporter,
+               t0: float) -> GeneratedImage:
+        if img.data is None and img.loader is None and img.url:
+            rep.status(f"downloading image {img.index + 1}")
+            spool = tr.download_spooled(img.url, on_bytes=rep.download)
+            img.loader = spool.read
+        # Seconds from sending the call to holding this image (waits, retries, polls
+        # and download included), beside whatever the provider reports.
+        img.timings.setdefault("request_s", round(time.perf_counter() - t0, 3))
+        return img

@@ -1,0 +1,223 @@
+"""Typed options (from flags or a batch record) settled into jobs.
+
+`settle` takes an `ImageOptions` (imageoptions.py: what a user asked for,
+unresolved), applies precedence (flag > environment > config file > default),
+picks the model (modelpick.py), asks the provider to resolve and validate, and
+returns a `Job`: the request plus its output plan, ready for the scheduler.
+Nothing here prints or speaks HTTP; notices go to the `Context`'s `note` callback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.engine.jobs import Job
+from imagegen_cli.engine.modelpick import cannot, cannot_inpaint, pick_model
+
+# Re-exported: callers have always found these here.
+from imagegen_cli.engine.options import Context, ImageOptions
+from imagegen_cli.errors import UsageError
+from imagegen_cli.settings.rules import parse_aspect, parse_size
+
+AS_RECEIVED = ("gif", "svg")  # drawn by the model itself, written as received
+
+
+def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
+           edit: bool = False) -> Job:
+    """OPTS resolved and validated into a Job (exit 2 for anything the provider would
+    refuse, 3 for an unknown provider).
+
+    Every value keeps where it came from (`config.Picked`): errors about a value not
+    typed as a flag name its environment variable or config file and key, and a
+    [defaults] value the provider cannot honour is dropped with a note."""
+    from imagegen_cli.engine.provenance import blame, origins, settle_global_defaults
+    from imagegen_cli.files.naming import OutputPlan
+    from imagegen_cli.settings import config as cfgmod
+    from imagegen_cli.settings import precedence
+    from imagegen_cli.settings.precedence import Picked, flag
+    from imagegen_cli.settings.rules import parse_format
+    from imagegen_cli.types import ImageRequest
+
+    cfg, env = ctx.cfg, ctx.env
+    provider, pcfg = ctx.provider(opts.provider)
+    name = provider.name
+
+    def setting(key: str, flag_name: str, env_var: str | None = None,
+                default: Any = None) -> Picked:
+        return precedence.setting(cfg, key, getattr(opts, key), flag_name, env, env_var,
+                              provider=name, default=default)
+
+    fmt_p = setting("format", "-f")
+    fmt = None
+    if fmt_p.value is not None:
+        try:
+            fmt = parse_format(str(fmt_p.value))
+        except UsageError as exc:
+            raise blame(exc, fmt_p.source) from None
+    out_p = setting("output", "-o", cfgmod.ENV_OUTPUT)
+    try:
+        plan = OutputPlan.from_option(out_p.value, overwrite=opts.overwrite,
+                                      default=ctx.default_template)
+        plan.check_extension()
+    except UsageError as exc:
+        raise blame(exc, out_p.source) from None
+    implied = plan.wanted_format()
+    if fmt and implied and implied != fmt:
+        rank = {"flag": 0, "env": 1, "config": 2}
+        f_rank = rank.get(fmt_p.source.kind if fmt_p.source else "", 3)
+        o_rank = rank.get(out_p.source.kind if out_p.source else "", 3)
+        if o_rank < f_rank:
+            fmt = None  # an explicit -o x.png beats a config defaults.format
+        else:
+            where = "" if (f_rank, o_rank) == (0, 0) else (
+                f" (-o from {out_p.source.describe() if out_p.source else '?'}, "
+                f"-f from {fmt_p.source.describe() if fmt_p.source else '?'})")
+            raise UsageError(f"-o {plan.template} names a .{implied} file but -f is {fmt}: "
+                             f"make them agree{where}")
+    count = setting("count", "-n", default=1)
+    if plan.stdout and count.value != 1:
+        raise UsageError("-o - writes one image to stdout: drop -n or write to files")
+    if plan.stdout and opts.sidecar:
+        raise UsageError("--sidecar writes NAME.json beside a file, and -o - writes no file: "
+                         "drop one")
+    if plan.stdout and opts.keep_partials:
+        raise UsageError("--keep-partials saves frames beside a file, and -o - writes no "
+                         "file: drop one")
+    if opts.keep_partials and not (opts.stream or opts.partial_images is not None):
+        raise UsageError("--keep-partials needs --stream")
+    size = Picked(parse_size(opts.size), flag("--size"))
+    aspect = Picked(opts.aspect, flag("--aspect"))
+    if aspect.value and size.value:
+        raise UsageError("--size and --aspect both set the size: pass one")
+    if not size.value and not aspect.value:
+        # The more specific table wins: [providers.NAME.defaults], then [defaults].
+        for scope in (name, None):
+            a, sz = cfg.default("aspect", scope), cfg.default("size", scope)
+            if scope is not None and not (a.source and a.source.name.startswith("providers.")
+                                          or sz.source
+                                          and sz.source.name.startswith("providers.")):
+                continue
+            if a.value:
+                try:
+                    parse_aspect(str(a.value))
+                except UsageError as exc:
+                    raise blame(exc, a.source) from None
+                aspect, size = a, Picked(None)
+            elif sz.value:
+                try:
+                    size = Picked(parse_size(sz.value), sz.source)
+                except UsageError as exc:
+                    raise blame(exc, sz.source) from None
+            break
+    timeout = setting("timeout", "--timeout", default=300.0)
+    retries = setting("retries", "--retries", default=2)
+    if float(timeout.value) <= 0:
+        raise blame(UsageError("--timeout must be more than 0 seconds"), timeout.source)
+    if int(retries.value) < 0:
+        raise blame(UsageError("--retries must be 0 or more"), retries.source)
+    if opts.prompt is None or not opts.prompt.strip():
+        raise UsageError("Prompt is empty: pass the text, '-' for stdin or @FILE")
+
+    picked = {
+        "model": pick_model(opts, ctx, name),
+        "n": Picked(int(count.value), count.source),
+        "size": size,
+        "quality": setting("quality", "--quality"),
+        "style": setting("style", "--style"),
+        "background": setting("background", "--background"),
+        "moderation": setting("moderation", "--moderation"),
+        "steps": setting("steps", "--steps"),
+        "guidance": setting("guidance", "--guidance"),
+        "negative_prompt": setting("negative_prompt", "--negative-prompt"),
+        "complexity": setting("complexity", "--complexity"),
+        "output_compression": setting("output_compression", "--output-compression"),
+        "user": setting("user", "--user"),
+        # Only edits take it: a [defaults] value is not even looked at for generate.
+        "input_fidelity": (setting("input_fidelity", "--input-fidelity") if inpaint or edit
+                           else Picked(opts.input_fidelity, flag("--input-fidelity"))),
+    }
+    req = ImageRequest(
+        prompt=opts.prompt.strip(),
+        seed=opts.seed,
+        stream=opts.stream or opts.partial_images is not None,
+        partial_images=opts.partial_images,
+        strength=opts.strength,
+        params=dict(opts.params),
+        device=opts.device,
+        dtype=opts.dtype,
+        origins=origins(picked),
+        **{k: p.value for k, p in picked.items()},
+    )
+    if inpaint and provider.inpaint_model() is None and not req.model:
+        raise UsageError(cannot_inpaint(name, cfg, env))
+    req = provider.resolve_model(req, inpaint=inpaint)
+    if edit and not provider.capabilities(req.model).edit:
+        raise UsageError(cannot("edit", f"{name} (model {req.model})", cfg, env))
+    if aspect.value and aspect.source is not None:
+        caps = provider.capabilities(req.model)
+        if caps.sizes is None:
+            text = (f"--aspect needs known sizes, and provider {name} "
+                    f"(model {req.model}) does not declare them")
+            if not aspect.source.global_default:
+                raise UsageError(f"{text}: pass --size" + (
+                    f" (--aspect set by {aspect.source.describe()})"
+                    if aspect.source.kind != "flag" else ""))
+            ctx.notice(f"{aspect.source.describe()} is not used: {text}")
+        else:
+            req = req.with_(size=caps.sizes.closest(parse_aspect(str(aspect.value))))
+            if aspect.source.kind != "flag":
+                req.origins["--size"] = (f"--aspect {aspect.value} from "
+                                         f"{aspect.source.describe()}")
+            ctx.notice(f"--aspect {aspect.value}: using size {req.size}")
+    if inpaint:
+        from imagegen_cli.files.masks import attach
+
+        req = attach(req, [Path(p) for p in opts.image], opts.mask, opts.invert_mask)
+    if edit:
+        from imagegen_cli.engine.references import attach_references
+
+        req = attach_references(req, [str(p) for p in opts.image], opts.mask,
+                                opts.invert_mask,
+                                takes_urls=provider.capabilities(req.model).image_urls,
+                                timeout=float(timeout.value), retries=int(retries.value),
+                                fetch=not opts.dry_run)
+    final_fmt = fmt or implied
+    # Before validation: the provider checks the format against other fields
+    # (transparent jpeg, compression of png, gif on an edit).
+    if final_fmt and final_fmt in provider.capabilities(req.model).formats:
+        req = req.with_(output_format=final_fmt)
+    elif final_fmt in AS_RECEIVED:
+        raise UsageError(f"{final_fmt} output: provider {name} (model {req.model}) does not "
+                         f"draw {final_fmt} (gpt-image-2.6-flare and -sunburst do, for "
+                         "generations): pass -m one of those, or write .png, .jpg or .webp")
+    skippable = {f: p.source for f, p in picked.items()
+                 if p.source is not None and p.source.global_default}
+    if aspect.value and aspect.source is not None and aspect.source.global_default \
+            and req.size:
+        skippable["size"] = aspect.source
+    if skippable:
+        req, dropped = settle_global_defaults(provider, req, skippable, inpaint=inpaint)
+        for text in dropped:
+            ctx.notice(text)
+    req = provider.validate(req, inpaint=inpaint)
+    for text in req.warnings:
+        if text not in ctx._seen:
+            ctx._seen.add(text)
+            ctx.warn(text)
+    for text in req.notices:
+        ctx.notice(text)
+    metadata = cfg.default("metadata", name).value
+    sidecar = cfg.default("sidecar", name).value
+    if final_fmt in AS_RECEIVED and metadata is not False and not opts.no_metadata \
+            and not plan.stdout:
+        ctx.notice(f"{final_fmt} files are written as received: prompt and settings go to "
+                   "the .json sidecar beside each")
+    return Job(
+        request=req, provider=provider, pcfg=pcfg, plan=plan, fmt=final_fmt,
+        metadata=not (opts.no_metadata or metadata is False),
+        sidecar=opts.sidecar or bool(sidecar), keep_partials=opts.keep_partials,
+        timeout=float(timeout.value), retries=int(retries.value), inpaint=inpaint,
+        api_key=pcfg.key(env) if provider.needs_key else None,
+    )
+

@@ -1,0 +1,170 @@
+"""Reading metadata back: what `imagegen info` shows and `generate --from` reuses.
+
+Owns `read` (imagegen's own JSON first, from a PNG text chunk or the XMP packet;
+else an A1111 `parameters` text from PNG or an EXIF UserComment; else nothing;
+and whether the image is marked AI-generated), decoding PNG tEXt/zTXt/iTXt and
+EXIF UserComment, and `settings_from`: the prompt and settings `--from` takes
+from an image or a sidecar .json.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from typing import Any
+
+from imagegen_cli.files.metadata.chunks import (
+    _TYPE_SIZE,
+    _jpeg_segments,
+    _png_chunks,
+    _riff_chunks,
+)
+from imagegen_cli.files.metadata.infotext import from_infotext
+from imagegen_cli.files.metadata.xmp import _parse_xmp
+
+
+def read(data: bytes) -> dict[str, Any]:
+    """What an image carries: {'fields': ours, 'source': where from, 'ai_generated': bool}.
+
+    imagegen's own JSON wins; else an A1111 `parameters` text; else nothing.
+    """
+    from imagegen_cli.files.images import sniff
+
+    fmt = sniff(data)
+    texts: dict[str, str] = {}
+    xmp: bytes | None = None
+    comment: str | None = None
+    if fmt == "png":
+        for t, s, e in _png_chunks(data):
+            body = data[s + 8 : e - 4]
+            if t in (b"tEXt", b"iTXt", b"zTXt"):
+                key, value = _png_text_value(t, body)
+                if key == "XML:com.adobe.xmp":
+                    xmp = value.encode("utf-8")
+                elif key:
+                    texts[key] = value
+    elif fmt == "jpeg":
+        for m, s, e in _jpeg_segments(data):
+            body = data[s + 4 : e]
+            if m == 0xE1 and body.startswith(b"Exif\0\0"):
+                comment = _exif_user_comment(body[6:])
+            elif m == 0xE1 and body.startswith(b"http://ns.adobe.com/xap/1.0/\0"):
+                xmp = body[29:]
+    elif fmt == "webp":
+        for t, b in _riff_chunks(data):
+            if t == b"EXIF":
+                comment = _exif_user_comment(b[6:] if b.startswith(b"Exif\0\0") else b)
+            elif t == b"XMP ":
+                xmp = b
+    xmp_fields, ai = _parse_xmp(xmp) if xmp else ({}, False)
+    fields: dict[str, Any] = {}
+    source = None
+    if "imagegen" in texts:
+        try:
+            fields, source = dict(json.loads(texts["imagegen"])), "imagegen"
+        except (ValueError, TypeError):
+            fields = {}
+    if not fields and xmp_fields.get("json"):
+        try:
+            fields, source = dict(json.loads(xmp_fields["json"])), "imagegen"
+        except (ValueError, TypeError):
+            fields = {}
+    params = texts.get("parameters") or comment
+    if not fields and params:
+        fields, source = from_infotext(params), "a1111"
+    return {"format": fmt, "source": source, "fields": fields, "ai_generated": ai}
+
+
+def _png_text_value(ctype: bytes, body: bytes) -> tuple[str, str]:
+    key, _, rest = body.partition(b"\0")
+    try:
+        if ctype == b"tEXt":
+            return key.decode("latin-1"), rest.decode("latin-1")
+        if ctype == b"zTXt":
+            return key.decode("latin-1"), zlib.decompress(rest[1:]).decode("latin-1")
+        flag, method = rest[0], rest[1]
+        _lang, _, rest = rest[2:].partition(b"\0")
+        _tkey, _, text = rest.partition(b"\0")
+        if flag:
+            text = zlib.decompress(text)
+        del method
+        return key.decode("latin-1"), text.decode("utf-8")
+    except (zlib.error, UnicodeDecodeError, IndexError):
+        return "", ""
+
+
+def _exif_user_comment(tiff: bytes) -> str | None:
+    """The UserComment of a TIFF/EXIF block, or None (any damage: None)."""
+    try:
+        order = {b"MM": ">", b"II": "<"}[tiff[:2]]
+
+        def entries(at: int) -> dict[int, tuple[int, int, int]]:
+            (n,) = struct.unpack(order + "H", tiff[at : at + 2])
+            out = {}
+            for i in range(n):
+                pos = at + 2 + 12 * i
+                tag, typ, count = struct.unpack(order + "HHI", tiff[pos : pos + 8])
+                size = count * _TYPE_SIZE.get(typ, 1)
+                (off,) = struct.unpack(order + "I", tiff[pos + 8 : pos + 12])
+                out[tag] = (typ, count, pos + 8 if size <= 4 else off)
+            return out
+
+        (ifd0,) = struct.unpack(order + "I", tiff[4:8])
+        exif_ptr = entries(ifd0).get(0x8769)
+        if exif_ptr is None:
+            return None
+        (exif_at,) = struct.unpack(order + "I", tiff[exif_ptr[2] : exif_ptr[2] + 4])
+        uc = entries(exif_at).get(0x9286)
+        if uc is None:
+            return None
+        raw = tiff[uc[2] : uc[2] + uc[1]]
+        head, text = raw[:8], raw[8:]
+        if head == b"UNICODE\0":
+            enc = "utf-16-be" if order == ">" else "utf-16-le"
+            return text.decode(enc, errors="replace").rstrip("\0")
+        return text.decode("utf-8", errors="replace").rstrip("\0")
+    except (KeyError, struct.error, IndexError):
+        return None
+
+
+# What `generate --from` may take from a file, and the option each value fills.
+FROM_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "model", "provider",
+             "quality", "style", "background", "moderation", "size")
+
+
+def settings_from(path: Any) -> dict[str, Any]:
+    """Prompt and settings recorded in an image (ours or A1111's) or a sidecar JSON file.
+
+    UsageError (exit 2) when the file cannot be read or carries no prompt.
+    """
+    from imagegen_cli.errors import UsageError
+    from imagegen_cli.files.images import sniff
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise UsageError(f"--from {path}: cannot read it ({exc.strerror or exc})") from None
+    if sniff(data) is not None:
+        fields = read(data)["fields"]
+    else:
+        try:
+            fields = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            fields = None
+        if not isinstance(fields, dict):
+            raise UsageError(f"--from {path} is neither an image (PNG, JPEG, WebP) nor a "
+                             "sidecar .json written by --sidecar")
+    if not fields.get("prompt"):
+        raise UsageError(f"--from {path} carries no prompt (written with --no-metadata, or "
+                         "by another tool): pass the prompt yourself")
+    out = {k: fields[k] for k in FROM_KEYS if fields.get(k) not in (None, "")}
+    if fields.get("generator") == "imagegen":
+        # Our `size` is what came back; what was asked (if anything) is requested_size.
+        out.pop("size", None)
+        if fields.get("requested_size"):
+            out["size"] = fields["requested_size"]
+    if isinstance(fields.get("params"), dict) and fields["params"]:
+        out["params"] = fields["params"]
+    return out

@@ -1,0 +1,237 @@
+"""Costs: the estimate before a run, the cost after it, and a batch's cap.
+
+Owns `Estimate` and `estimate` (what a request will cost, as a range when the
+provider picks the size or quality), `check_cap` and `parse_max_cost`
+(--max-cost), `money` and `money_range`, `image_cost` and `total_cost` (what
+was spent, from usage or the table), and `BatchBudget`, which holds a batch
+under its cap. Prices come from a `Pricing` (prices.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from imagegen_cli.pricing.lookup import Pricing
+    from imagegen_cli.types import ImageRequest
+
+
+# ------------------------------------------------------------------ estimate
+
+@dataclass
+class Estimate:
+    """What a run should cost, before it is sent."""
+
+    provider: str
+    model: str
+    requests: list[tuple[int, float, float]] = field(default_factory=list)  # (n, lo, hi)
+    known: bool = True
+    free: bool = False
+    reason: str | None = None
+    how: str = ""
+
+    @property
+    def low(self) -> float:
+        return sum(r[1] for r in self.requests)
+
+    @property
+    def high(self) -> float:
+        return sum(r[2] for r in self.requests)
+
+    def text(self) -> str:
+        if not self.known:
+            return "unknown"
+        return money_range(self.low, self.high)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"provider": self.provider, "model": self.model,
+                               "known": self.known}
+        if self.known:
+            out["per_request"] = [{"n": n, "min_usd": _r(lo), "max_usd": _r(hi)}
+                                  for n, lo, hi in self.requests]
+            out["total_usd"] = {"min": _r(self.low), "max": _r(self.high)}
+        else:
+            out["reason"] = self.reason
+        if self.free:
+            out["free"] = True
+        out["how"] = self.how
+        return out
+
+
+def _r(x: float) -> float:
+    return round(x, 6)
+
+
+def money(x: float) -> str:
+    if x == 0:
+        return "$0"
+    text = f"{x:.4f}".rstrip("0")
+    if len(text.split(".")[1]) < 2:
+        text = f"{x:.2f}"
+    return f"${text}"
+
+
+def money_range(lo: float, hi: float) -> str:
+    return money(lo) if math.isclose(lo, hi, abs_tol=1e-12) else f"{money(lo)}-{money(hi)}"
+
+
+def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Estimate:
+    """The cost of REQ (validated, model settled) sent as BATCHES requests."""
+    est = Estimate(pricing.provider, pricing.model)
+    if pricing.free:
+        est.free = True
+        est.requests = [(n, 0.0, 0.0) for n in batches]
+        est.how = f"{pricing.provider} runs on this machine: no money is spent"
+        return est
+    got = pricing.price_range(req.size, req.quality)
+    if isinstance(got, str):
+        est.known = False
+        est.reason = pricing.reason or got
+        est.how = f"{got} for {pricing.provider} model {pricing.model}"
+        return est
+    lo, hi, notes = got
+    est.requests = [(n, lo * n, hi * n) for n in batches]
+    f = pricing.figures
+    assert f is not None
+    src = f.per_image_source or pricing.origin
+    source = "your config" if pricing.origin == "config" else "the price table"
+    how = (f"{sum(batches)} image(s) x {money_range(lo, hi)} per image "
+           f"({pricing.model}, size {req.size or f.default_size or 'auto'}, quality "
+           f"{req.quality or f.default_quality or 'auto'}) from {source}: "
+           f"{_short_source(src)}")
+    if notes:
+        why = "the output tokens" if f.tokens else "the size and quality the provider picks"
+        how += "; a range because the " + "; ".join(notes) + f" (the cost depends on {why})"
+    if req.images:
+        how += "; input-image tokens are not included"
+    est.how = how
+    return est
+
+
+def parse_max_cost(value: Any, where: str) -> float | None:
+    """--max-cost / IMAGEGEN_MAX_COST / [defaults] max_cost: a USD amount >= 0."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lstrip("$")
+    try:
+        amount = float(text)
+    except ValueError:
+        amount = -1.0
+    if not math.isfinite(amount) or amount < 0:
+        raise UsageError(f"{where} '{value}' is not an amount in USD (e.g. 0.50)")
+    return amount
+
+
+def check_cap(estimates: Sequence[Estimate], cap: float, where: str, *,
+              known_only: bool = False) -> None:
+    """Exit 2 (UsageError) when a run could cost more than CAP, or its cost is unknown.
+
+    With fallback, any provider of the chain may serve the run: the dearest counts."""
+    for est in estimates:
+        if not est.known:
+            raise UsageError(
+                f"{where} {money(cap)} needs a price, and the price of {est.provider} model "
+                f"{est.model} is unknown ({est.reason or est.how}): set one in "
+                f"[providers.{est.provider}.prices.\"{est.model}\"] (e.g. per_image = 0.04) "
+                f"or drop {where}")
+    if known_only:
+        return
+    worst = max(estimates, key=lambda e: e.high)
+    if worst.high > cap + 1e-12:
+        raise UsageError(
+            f"Estimated cost {worst.text()} is over {where} {money(cap)}: {worst.how}. "
+            "Nothing was sent; raise the cap or ask for fewer or cheaper images")
+
+
+# ------------------------------------------------------------------ after the run
+
+def image_cost(pricing: Pricing, usage: Mapping[str, Any] | None, images_in_call: int,
+               size: str | None, quality: str | None, *, actual_size: str | None = None,
+               input_images: bool = False) -> tuple[float | None, str | None]:
+    """(USD, 'usage' | 'table') for one image written, or (None, None) when unknown.
+    SIZE is the one asked for (None/'auto': the model's default, else the image's own
+    ACTUAL_SIZE)."""
+    if pricing.free:
+        return 0.0, "table"
+    exact = pricing.usage_cost(usage, input_images=input_images)
+    if exact is not None:
+        return exact / max(images_in_call, 1), "usage"
+    f = pricing.figures
+    if size in (None, "auto"):
+        size = (f.default_size if f else None) or actual_size
+    got = pricing.price_range(size, quality)
+    if isinstance(got, str) and size == actual_size:
+        got = pricing.price_range(None, quality)
+    if isinstance(got, str):
+        return None, None
+    # An 'auto' setting the answer did not resolve: the dearest, never the cheapest.
+    return got[1], "table"
+
+
+def total_cost(costs: Sequence[tuple[float | None, str | None]]
+               ) -> tuple[float | None, str | None]:
+    """Sum per-image costs: None when any is unknown; the source when they agree."""
+    if not costs or any(c is None for c, _ in costs):
+        return None, None
+    sources = {s for _, s in costs}
+    source = sources.pop() if len(sources) == 1 else "mixed"
+    return round(sum(c for c, _ in costs if c is not None), 6), source
+
+
+# ------------------------------------------------------------------ a batch's cap
+
+class BatchBudget:
+    """--max-cost over a whole batch: the scheduler's `admit` hook refuses a job whose
+    estimate would take the batch over the cap (it is not started; jobs already
+    written stay), and, as an event sink, replaces a finished job's estimate with
+    what it actually cost. Every estimate must be known before the batch starts
+    (see `check_cap`)."""
+
+    def __init__(self, cap: float, where: str, estimate_of: Any) -> None:
+        self.cap = cap
+        self.where = where
+        self.estimate_of = estimate_of  # job -> USD (the top of its estimate)
+        self.committed = 0.0
+        self.admitted: dict[int, float] = {}
+        self.refused: dict[int, Exception] = {}
+
+    def admit(self, job: Any) -> Any:
+        from imagegen_cli.errors import OverBudget
+
+        k = id(job)
+        if k in self.admitted:
+            return None
+        if k in self.refused:
+            return self.refused[k]
+        high = float(self.estimate_of(job))
+        if self.committed + high > self.cap + 1e-12:
+            exc = OverBudget(
+                f"not started: its estimated {money(high)} would take the batch over "
+                f"{self.where} {money(self.cap)} ({money(self.committed)} spent or "
+                "committed)")
+            self.refused[k] = exc
+            return exc
+        self.admitted[k] = high
+        self.committed += high
+        return None
+
+    def __call__(self, ev: Any) -> None:
+        from imagegen_cli.engine.events import JobFinished
+
+        if isinstance(ev, JobFinished) and id(ev.job) in self.admitted:
+            est = self.admitted.pop(id(ev.job))
+            actual, _ = total_cost([(s.cost_usd, s.cost_source) for s in ev.outcome.saved])
+            if actual is not None:
+                self.committed += actual - est
+
+
+def _short_source(src: str) -> str:
+    """A source's name for one-line messages; `providers show` prints it whole."""
+    import re
+
+    return re.split(r" \(|: |; ", src, maxsplit=1)[0]

@@ -1,0 +1,243 @@
+"""Prices: what a run will cost before it is sent, and what it cost after.
+
+The shipped table (``data/prices.toml``, read once) gives per-image prices by
+size and quality, and per-million-token rates, with a source and date for each
+group of figures. ``[providers.NAME.prices]`` in the config adds or overrides
+entries in the same shape. A provider whose prices are not public stays
+unknown: nothing here ever guesses, and nothing is ever assumed free but the
+local provider.
+
+This module owns finding the prices in force for a provider and model
+(`lookup`, `Pricing`) and listing them (`provider_prices`). The table and its
+checks live in pricetable.py; estimates, costs and the batch cap in costs.py;
+their names are re-exported here.
+
+Nothing here imports httpx, Pillow, typer or rich.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+# `NAME`: re-exported, callers have always found these here.
+from imagegen_cli.pricing.table import (
+    Figures,
+    _number,
+    check_config_prices,
+    figures_from,
+    table,
+)
+
+if TYPE_CHECKING:
+    from imagegen_cli.settings.provider import ProviderConfig
+
+OPENAI_HOST = "api.openai.com"
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+# ------------------------------------------------------------------ lookup
+
+def service_of(pcfg: ProviderConfig) -> str | None:
+    """Which table entry prices this provider: its own name when the table has one
+    (openai, yescale, ...), OpenAI's for any openai-type provider at api.openai.com,
+    'local' for the local type; None otherwise (unknown)."""
+    entries = table().get("providers", {})
+    if pcfg.type == "local":
+        return "local"
+    if pcfg.name in entries:
+        return pcfg.name
+    if pcfg.type == "openai" and pcfg.base_url:
+        from urllib.parse import urlsplit
+
+        if (urlsplit(pcfg.base_url).hostname or "").lower() == OPENAI_HOST:
+            return "openai"
+    return None
+
+
+def _model_keys(model: str) -> list[str]:
+    m = model.lower()
+    keys = [model, m]
+    base = _SNAPSHOT.sub("", m)
+    if base != m:
+        keys.append(base)
+    return keys
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """The prices in force for one provider and model, and why."""
+
+    provider: str
+    model: str
+    service: str | None
+    figures: Figures | None
+    free: bool = False
+    origin: str = "table"  # "table" | "config"
+    reason: str | None = None  # why unknown
+
+    @property
+    def known(self) -> bool:
+        return self.free or self.figures is not None
+
+    def price(self, size: str | None, quality: str | None) -> float | None:
+        """One output image at SIZE and QUALITY (both settled), or None."""
+        per = self.figures.per_image if self.figures else None
+        if per is None:
+            return None
+        if isinstance(per, float):
+            return per
+        by_size = per.get(size or "") if size else None
+        if by_size is None:
+            by_size = per.get("*")
+        if by_size is None:
+            return None
+        if isinstance(by_size, float):
+            return by_size
+        got = by_size.get(quality or "") if quality else None
+        return got if got is not None else by_size.get("*")
+
+    def price_range(self, size: str | None, quality: str | None
+                    ) -> tuple[float, float, list[str]] | str:
+        """(low, high, assumptions) for one image, or the reason it is unknown.
+        An unset or 'auto' size or quality spans every listed one."""
+        f = self.figures
+        per = f.per_image if f else None
+        if f is None or per is None:
+            if f is not None and f.tokens and "image_out" in f.tokens:
+                return (f"no per-image price published (token-priced: "
+                        f"${f.tokens['image_out']:g} per 1M image output tokens, but the "
+                        "tokens an image takes are not; the cost after the run comes "
+                        "from usage)")
+            return "no per-image price"
+        size = size or f.default_size
+        quality = quality or f.default_quality
+        notes: list[str] = []
+        if isinstance(per, float):
+            return per, per, notes
+        if size in (None, "auto"):
+            sizes = [s for s in per if s != "*"] or ["*"]
+            notes.append(f"size {size or 'unset'}: any of {', '.join(sizes)}")
+        elif size in per:
+            sizes = [size]
+        elif "*" in per:
+            sizes = ["*"]
+        else:
+            return f"no per-image price for size {size}"
+        values: list[float] = []
+        for s in sizes:
+            by = per[s]
+            if isinstance(by, float):
+                values.append(by)
+            elif quality in (None, "auto"):
+                values.extend(by.values())
+                if len(set(by.values())) > 1 and not any("quality" in n for n in notes):
+                    notes.append(f"quality {quality or 'unset'}: any of {', '.join(by)}")
+            elif quality in by:
+                values.append(by[quality])
+            elif "*" in by:
+                values.append(by["*"])
+            else:
+                return f"no per-image price for quality {quality} at {s}"
+        return min(values), max(values), notes
+
+    def usage_cost(self, usage: Mapping[str, Any] | None, *, input_images: bool = False
+                   ) -> float | None:
+        """The exact cost of one call from the `usage` it reported, or None."""
+        rates = self.figures.tokens if self.figures else None
+        if not usage or not rates:
+            return None
+        tin, tout = usage.get("input_tokens"), usage.get("output_tokens")
+        if not (_number(tin) and _number(tout)):
+            return None
+
+        def rate(key: str) -> float | None:
+            return rates.get(key)
+
+        cost = 0.0
+        det = usage.get("input_tokens_details")
+        if isinstance(det, Mapping) and ("text_tokens" in det or "image_tokens" in det):
+            parts = [("text_in", det.get("text_tokens") or 0),
+                     ("image_in", det.get("image_tokens") or 0)]
+        else:
+            parts = [("image_in" if input_images else "text_in", tin)]
+        odet = usage.get("output_tokens_details")
+        if isinstance(odet, Mapping) and ("image_tokens" in odet or "text_tokens" in odet):
+            parts += [("image_out", odet.get("image_tokens") or 0),
+                      ("text_out" if "text_out" in rates else "image_out",
+                       odet.get("text_tokens") or 0)]
+        else:
+            parts.append(("image_out", tout))
+        for key, count in parts:
+            if not _number(count):
+                return None
+            if not count:
+                continue
+            r = rate(key)
+            if r is None:
+                return None
+            cost += float(count) * r / 1_000_000
+        return cost
+
+    def sources(self) -> list[str]:
+        f = self.figures
+        if self.free:
+            return ["local: runs on this machine, no money spent"]
+        if f is None:
+            return []
+        out = []
+        if f.per_image is not None:
+            out.append(f"per image: {f.per_image_source or self.origin}"
+                       + (f" (read {f.per_image_date})" if f.per_image_date else ""))
+        if f.tokens is not None:
+            out.append(f"tokens: {f.tokens_source or self.origin}"
+                       + (f" (read {f.tokens_date})" if f.tokens_date else ""))
+        return out
+
+
+def lookup(pcfg: ProviderConfig, model: str | None) -> Pricing:
+    """The prices in force for PCFG's MODEL: config first, then the shipped table."""
+    model = model or ""
+    service = service_of(pcfg)
+    config = getattr(pcfg, "prices", None) or {}
+    if config:
+        entries = check_config_prices(pcfg.name, config)
+        for key in [*_model_keys(model), "*"]:
+            if key in entries:
+                return Pricing(pcfg.name, model, service, entries[key], origin="config")
+    entry = table().get("providers", {}).get(service or "", None)
+    if service == "local" or (entry and entry.get("free")):
+        return Pricing(pcfg.name, model, service, None, free=True)
+    if entry is None:
+        return Pricing(pcfg.name, model, service, None,
+                       reason=f"provider {pcfg.name} has no entry in the price table")
+    if entry.get("known") is False:
+        return Pricing(pcfg.name, model, service, None, reason=str(entry.get("note") or
+                       f"{pcfg.name} publishes no prices"))
+    models = entry.get("models", {})
+    for key in _model_keys(model):
+        if key in models:
+            return Pricing(pcfg.name, model, service,
+                           figures_from(models[key], f"price table {service}.{key}"))
+    return Pricing(pcfg.name, model, service, None,
+                   reason=f"the price table has no entry for {service} model {model}")
+
+
+def provider_prices(pcfg: ProviderConfig) -> dict[str, Any]:
+    """Everything that prices PCFG (for `providers show`): per model, the figures
+    and their sources; config entries marked as such."""
+    service = service_of(pcfg)
+    entry = table().get("providers", {}).get(service or "", {}) if service else {}
+    out: dict[str, Any] = {"service": service, "free": bool(entry.get("free")) or
+                           service == "local",
+                           "known": entry.get("known", bool(entry)), "note": entry.get("note"),
+                           "models": {}}
+    for m, raw in (entry.get("models") or {}).items():
+        f = figures_from(raw, f"price table {service}.{m}")
+        out["models"][m] = dict(f.as_json(), origin="table")
+    config = getattr(pcfg, "prices", None) or {}
+    for m, f in check_config_prices(pcfg.name, config).items() if config else ():
+        out["models"][m] = dict(f.as_json(), origin="config")
+    return out

@@ -1,0 +1,184 @@
+"""Load, validate and resolve the TOML config.
+
+Owns finding and reading the config file (`load`, `config_path`), the `Config`
+it becomes, the file's permission check, and which provider a command uses
+(`resolve_provider`). Its parts live beside it: precedence.py (`Source`,
+`Picked`, and precedence, flag > environment > config file > built-in default,
+written once in `pick_from`), providerconfig.py (`ProviderConfig`, keys,
+presets) and configparse.py (the keys a file may hold, `parse`); their names are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.errors import ConfigError
+from imagegen_cli.settings.precedence import (
+    Picked,
+    Source,
+    env_source,
+    pick_from,
+)
+from imagegen_cli.settings.provider import ProviderConfig, _preset_table
+
+# `NAME`: re-exported, callers have always found these here.
+from imagegen_cli.settings.schema import (
+    _line_in_table,
+    parse,
+)
+
+ENV_CONFIG = "IMAGEGEN_CONFIG"
+ENV_PROVIDER = "IMAGEGEN_PROVIDER"
+ENV_MODEL = "IMAGEGEN_MODEL"
+ENV_OUTPUT = "IMAGEGEN_OUTPUT"
+ENV_MAX_COST = "IMAGEGEN_MAX_COST"
+
+
+@dataclass
+class Config:
+    path: Path
+    exists: bool
+    data: dict[str, Any]
+    providers: dict[str, ProviderConfig]
+    defaults: dict[str, Any]
+    default_provider: str | None
+    warnings: list[str] = field(default_factory=list)
+    # [providers.NAME.defaults]: the same keys as [defaults], for one provider.
+    provider_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    text: str = ""
+
+    def source_of(self, dotted: str) -> Source:
+        """A config Source for DOTTED (e.g. defaults.size), with its line when found."""
+        leaf = dotted.rsplit(".", 1)[-1]
+        line = _line_in_table(self.text, dotted.rsplit(".", 1)[0], leaf) if self.text else None
+        return Source("config", dotted, self.path, line)
+
+    def default(self, key: str, provider: str | None = None) -> Picked:
+        """KEY's config value for PROVIDER: [providers.NAME.defaults] first, then
+        [defaults]. Picked(None) when neither sets it."""
+        if provider is not None:
+            table = self.provider_defaults.get(provider, {})
+            if table.get(key) is not None:
+                return Picked(table[key], self.source_of(f"providers.{provider}.defaults.{key}"))
+        if self.defaults.get(key) is not None:
+            return Picked(self.defaults[key], self.source_of(f"defaults.{key}"))
+        return Picked(None)
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get(ENV_CONFIG):
+        return Path(os.path.expanduser(env[ENV_CONFIG]))  # "~nouser" stays as typed
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("imagegen", appauthor=False)) / "config.toml"
+
+
+def load(env: Mapping[str, str] | None = None, *, missing_ok: bool = False) -> Config:
+    """The config in force. MISSING_OK: a file named by IMAGEGEN_CONFIG that does not
+    exist yet is empty (for `config` commands, which create it)."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if env.get(ENV_CONFIG) and not missing_ok:
+            raise ConfigError(
+                f"Config file {path} (from {ENV_CONFIG}) does not exist: create it or "
+                f"unset {ENV_CONFIG}"
+            ) from None
+        return Config(path, False, {}, _preset_table(env), {}, None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc}") from None
+    cfg = parse(text, path, env)
+    cfg.warnings.extend(permission_warnings(path, cfg))
+    return cfg
+
+
+def permission_warnings(path: Path, cfg: Config) -> list[str]:
+    """A file holding a key must not be readable by group or others."""
+    if os.name != "posix":
+        return []
+    if not any(p.api_key for p in cfg.providers.values()):
+        return []
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & 0o077:
+        return [
+            f"{path} holds an API key and is readable by others (mode {mode & 0o777:o}): "
+            f"run `chmod 600 {path}`"
+        ]
+    return []
+
+
+def resolve_provider(
+    cfg: Config, flag: str | None, env: Mapping[str, str]
+) -> tuple[ProviderConfig, str | None]:
+    """The provider to use, and a notice when it was chosen automatically."""
+    picked = pick_from(
+        Picked(flag, Source("flag", "-p")),
+        Picked(env.get(ENV_PROVIDER), env_source(ENV_PROVIDER)),
+        Picked(cfg.defaults.get("provider"), cfg.source_of("defaults.provider")),
+        Picked(cfg.default_provider, cfg.source_of("default_provider")),
+    )
+    name = picked.value
+    if name is not None:
+        if name not in cfg.providers:
+            known = ", ".join(sorted(cfg.providers))
+            where = (f" (set by {picked.source.describe()})"
+                     if picked.source is not None and picked.source.kind != "flag" else "")
+            raise ConfigError(
+                f"Unknown provider '{name}'{where}: known providers are {known}; add one "
+                f"with a [providers.{name}] table in {cfg.path}"
+            )
+        return cfg.providers[name], None
+    for p in cfg.providers.values():
+        if p.needs_key and p.key(env):
+            return p, None
+    local = cfg.providers.get("local")
+    if local is not None and _local_available():
+        return local, "No provider configured and no API key set: using the local model"
+    lines = ", ".join(
+        f"{p.api_key_env} ({p.name})" for p in cfg.providers.values() if p.api_key_env
+    )
+    raise ConfigError(
+        "No provider configured: set one of " + lines + ", or pass -p NAME, or set "
+        f"default_provider in {cfg.path}, or install the local model: {install_local()}"
+    )
+
+
+def install_local() -> str:
+    """The command that adds the `local` extra for how imagegen was installed: from
+    a checkout (its folder), from a git URL (that URL), else from a checkout. The
+    package is not on PyPI yet, so `pip install 'imagegen-cli[local]'` would fail."""
+    import json
+    from importlib import metadata
+
+    try:
+        raw = metadata.distribution("imagegen-cli").read_text("direct_url.json")
+        info = json.loads(raw) if raw else {}
+    except (metadata.PackageNotFoundError, ValueError):
+        info = {}
+    url = str(info.get("url") or "")
+    vcs = info.get("vcs_info")
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        folder = unquote(urlsplit(url).path)
+        return f"pip install '{folder}[local]'"
+    if isinstance(vcs, dict) and url:
+        return f"pip install 'imagegen-cli[local] @ {vcs.get('vcs', 'git')}+{url}'"
+    return "pip install '.[local]' (in a checkout of imagegen)"
+
+
+def _local_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("diffusers") is not None

@@ -1,0 +1,142 @@
+"""The rules a value must follow, shared by the flags, `config set` and config files.
+
+`parse_size`, `parse_aspect` and `FORMATS` read what a user typed; `check_default`
+applies the same rules to a `[defaults]` (or `[providers.NAME.defaults]`) value, so
+`config set defaults.quality ultra` fails the way `--quality ultra` would.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import ImagegenError, UsageError
+
+if TYPE_CHECKING:
+    from imagegen_cli.settings.config import Config
+
+# gif and svg: as drawn by the models that make them (gpt-image-2.6), never converted to.
+FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp", "gif": "gif",
+           "svg": "svg"}
+
+# [defaults] key -> the flag it stands for (messages name both).
+FLAG_OF = {
+    "provider": "-p", "model": "-m", "size": "--size", "aspect": "--aspect",
+    "output": "-o", "count": "-n", "quality": "--quality", "style": "--style",
+    "background": "--background", "moderation": "--moderation", "format": "-f",
+    "steps": "--steps", "guidance": "--guidance", "negative_prompt": "--negative-prompt",
+    "timeout": "--timeout", "retries": "--retries", "metadata": "--no-metadata",
+    "sidecar": "--sidecar", "complexity": "--complexity",
+    "output_compression": "--output-compression", "user": "--user",
+    "input_fidelity": "--input-fidelity",
+}
+
+
+def parse_size(size: str | None) -> str | None:
+    if size is None:
+        return None
+    s = size.strip().lower().replace("×", "x")
+    if s == "auto":
+        return s
+    w, sep, h = s.partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+        raise UsageError(f"--size '{size}' is not WIDTHxHEIGHT (e.g. 1024x1024) or auto")
+    return f"{int(w)}x{int(h)}"
+
+
+MAX_ASPECT = 100
+
+
+def parse_aspect(aspect: str) -> float:
+    w, sep, h = aspect.partition(":")
+    try:
+        ratio = float(w) / float(h)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        ratio = 0
+    if not sep or not math.isfinite(ratio) or ratio <= 0:
+        raise UsageError(f"--aspect '{aspect}' is not W:H (e.g. 16:9)")
+    if not 1 / MAX_ASPECT <= ratio <= MAX_ASPECT:
+        raise UsageError(f"--aspect '{aspect}' is beyond {MAX_ASPECT}:1 either way")
+    return ratio
+
+
+def parse_format(value: str) -> str:
+    fmt = FORMATS.get(value.lower())
+    if fmt is None:
+        raise UsageError(f"-f/--format '{value}' is not one of png, jpeg, webp, gif, svg")
+    return fmt
+
+
+def _accepted_values(flag: str, cfg: Config, provider: str | None) -> set[str] | None:
+    """Every value some model of PROVIDER (or of any provider) accepts for FLAG;
+    None when one of them takes any value."""
+    from imagegen_cli.registry import create
+
+    names = [provider] if provider else list(cfg.providers)
+    out: set[str] = set()
+    for name in names:
+        try:
+            prov = create(cfg.providers[name], {})
+        except (ImagegenError, KeyError):
+            continue
+        # Across all providers only the declared models count: a gateway's unknown
+        # model passes anything through, which would make every value "accepted".
+        models: list[str | None] = list(prov.known_models())
+        if provider and not models:
+            models = [None]
+        for model in models:
+            caps = prov.capabilities(model)
+            if flag not in caps.options:
+                continue
+            allowed = caps.values.get(flag)
+            if not allowed:
+                if provider:
+                    return None
+                continue
+            out.update(allowed)
+    return out
+
+
+def check_default(key: str, value: Any, cfg: Config, provider: str | None = None) -> None:
+    """UsageError (exit 2) when VALUE for defaults KEY would be refused as its flag
+    would: the same parsers, and for enumerated options the values some provider
+    (PROVIDER when given) accepts."""
+    flag = FLAG_OF.get(key, key)
+    if key == "size":
+        parse_size(str(value))
+    elif key == "aspect":
+        parse_aspect(str(value))
+    elif key == "format":
+        parse_format(str(value))
+    elif key == "output":
+        from imagegen_cli.files.naming import OutputPlan
+
+        plan = OutputPlan.from_option(str(value))
+        if plan.stdout:
+            raise UsageError("defaults.output cannot be '-': stdout is for one command, "
+                             "pass -o - there")
+        plan.check_extension()
+    elif key == "provider":
+        if value not in cfg.providers:
+            raise UsageError(f"No provider '{value}': known providers are "
+                             + ", ".join(sorted(cfg.providers)))
+    elif key in ("count", "steps") and value < 1:
+        raise UsageError(f"{flag} must be 1 or more, not {value}")
+    elif key == "timeout" and value <= 0:
+        raise UsageError(f"{flag} must be more than 0 seconds, not {value}")
+    elif key in ("retries", "guidance") and value < 0:
+        raise UsageError(f"{flag} must be 0 or more, not {value}")
+    elif key == "complexity" and value not in ("low", "medium", "high"):
+        raise UsageError(f"{flag} {value} is not one of low, medium, high")
+    elif key == "input_fidelity" and value not in ("high", "low"):
+        raise UsageError(f"{flag} {value} is not one of high, low")
+    elif key == "output_compression" and not 0 <= value <= 100:
+        raise UsageError(f"{flag} must be 0 to 100, not {value}")
+    elif key == "user" and not str(value).strip():
+        raise UsageError(f"{flag} must not be empty")
+    elif key in ("quality", "style", "background", "moderation"):
+        allowed = _accepted_values(flag, cfg, provider)
+        if allowed is not None and str(value) not in allowed:
+            who = f"provider {provider}" if provider else "any provider"
+            hint = f": use one of {', '.join(sorted(allowed))}" if allowed else ""
+            raise UsageError(f"{flag} {value} is not accepted by {who}{hint}")

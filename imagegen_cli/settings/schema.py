@@ -1,0 +1,254 @@
+"""The config file's text checked and read into a `Config`.
+
+Owns the keys a config file may hold and their types (top level, [defaults],
+[providers.NAME], [providers.NAME.defaults]), `parse` (TOML errors with their
+line, unknown keys warned about and ignored, wrong types refused naming the file
+and line, presets merged with the user's tables), and finding a key's line for
+messages. Reading the file, and where it is, stay in config.py.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import ConfigError
+from imagegen_cli.settings.provider import ProviderConfig, _preset_table
+
+if TYPE_CHECKING:
+    from imagegen_cli.settings.config import Config
+
+
+PROVIDER_KEYS: dict[str, type | tuple[type, ...]] = {
+    "type": str,
+    "base_url": str,
+    "api_key_env": str,
+    "api_key": str,
+    "model": str,
+    "mode": str,
+    "prices": dict,
+    "fallback": list,
+    "concurrency": int,
+    "rpm": (int, float),
+}
+
+# [defaults] keys and their types: the default values of generate options.
+DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "provider": str,
+    "model": str,
+    "size": str,
+    "aspect": str,
+    "output": str,
+    "count": int,
+    "quality": str,
+    "style": str,
+    "background": str,
+    "moderation": str,
+    "format": str,
+    "steps": int,
+    "guidance": (int, float),
+    "negative_prompt": str,
+    "timeout": (int, float),
+    "retries": int,
+    "metadata": bool,
+    "sidecar": bool,
+    "max_cost": (int, float),
+    "preview": bool,
+    "complexity": str,
+    "output_compression": int,
+    "user": str,
+    "input_fidelity": str,  # edit and inpaint only
+}
+
+# [providers.NAME.defaults]: the same keys, less the provider (it is NAME).
+# max_cost caps a whole run, whichever providers serve it: not per provider.
+PROVIDER_DEFAULT_KEYS = {k: v for k, v in DEFAULT_KEYS.items()
+                         if k not in ("provider", "max_cost")}
+
+TOP_KEYS = {"default_provider", "defaults", "providers"}
+KNOWN_TYPES = ("openai", "distribute", "nebula", "local")
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=", re.MULTILINE)
+    m = pattern.search(text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def _line_in_table(text: str, table: str, key: str) -> int | None:
+    """The line of KEY inside [TABLE] (or a dotted TABLE.KEY line), if any."""
+    header = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        m = header.match(line)
+        if m:
+            current = m.group(1).strip().replace(" ", "").replace('"', "")
+            continue
+        k = re.match(r"^\s*([A-Za-z0-9_.\-\"]+)\s*=", line)
+        if not k:
+            continue
+        full = ".".join(p for p in (current, k.group(1).replace('"', "")) if p)
+        if full == f"{table}.{key}" if table else full == key:
+            return number
+    return None
+
+
+def _where(path: Path, text: str, key: str, table: str | None = None) -> str:
+    # In a table, the key's own line: the same key in another table is not it.
+    line = _line_of(text, key) if table is None else _line_in_table(text, table, key)
+    return f"{path}, line {line}" if line else str(path)
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if isinstance(t, tuple):
+        return "a number"
+    return names.get(t, t.__name__)
+
+
+def _check_type(value: Any, expected: type | tuple[type, ...]) -> bool:
+    if (expected is int or expected == (int, float)) and isinstance(value, bool):
+        return False
+    return isinstance(value, expected)
+
+
+def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
+    from imagegen_cli.settings.config import Config
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            msg = msg[: m.start()].strip()
+            raise ConfigError(f"Bad config file {path}, line {m.group(1)}: {msg}") from None
+        raise ConfigError(f"Bad config file {path}: {msg}") from None
+
+    warnings: list[str] = []
+    for key in data:
+        if key not in TOP_KEYS:
+            warnings.append(f"{_where(path, text, key)}: unknown key '{key}' ignored")
+
+    default_provider = data.get("default_provider")
+    if default_provider is not None and not isinstance(default_provider, str):
+        raise ConfigError(
+            f"Bad config file {_where(path, text, 'default_provider')}: "
+            "default_provider must be a string"
+        )
+
+    defaults = _check_defaults(data.get("defaults", {}), "defaults", path, text, warnings)
+    provider_defaults: dict[str, dict[str, Any]] = {}
+
+    providers = _preset_table(env)
+    tables = data.get("providers", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"Bad config file {path}: [providers] must hold tables")
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"Bad config file {_where(path, text, name)}: providers.{name} must be a table"
+            )
+        fields: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "defaults":
+                provider_defaults[name] = _check_defaults(
+                    value, f"providers.{name}.defaults", path, text, warnings)
+                continue
+            if key not in PROVIDER_KEYS:
+                warnings.append(
+                    f"{_where(path, text, key, f'providers.{name}')}: unknown key "
+                    f"'providers.{name}.{key}' ignored"
+                )
+                continue
+            if not _check_type(value, PROVIDER_KEYS[key]):
+                raise ConfigError(
+                    f"Bad config file {_where(path, text, key, f'providers.{name}')}: "
+                    f"providers.{name}.{key} "
+                    f"must be {_type_name(PROVIDER_KEYS[key])}"
+                )
+            fields[key] = value
+        _check_cost_keys(name, fields, path, text)
+        base = providers.get(name)
+        if base is None:
+            if "type" not in fields:
+                raise ConfigError(
+                    f"Bad config file {_where(path, text, name)}: providers.{name} needs "
+                    f"type = one of {', '.join(KNOWN_TYPES)}"
+                )
+            base = ProviderConfig(name=name, type=fields["type"])
+        merged = replace(base, **fields)
+        if merged.mode not in (None, "sync", "async"):
+            raise ConfigError(
+                f"Bad config file {_where(path, text, 'mode', f'providers.{name}')}: "
+                f"providers.{name}.mode "
+                "must be \"sync\" or \"async\""
+            )
+        for key in ("concurrency", "rpm"):
+            if getattr(merged, key) is not None and getattr(merged, key) <= 0:
+                raise ConfigError(f"Bad config file {_where(path, text, key, f'providers.{name}')}"
+                                  f": providers.{name}.{key} must be more than 0")
+        providers[name] = merged
+
+    from imagegen_cli.secrets import register_url
+
+    for p in providers.values():
+        register_url(p.base_url)  # a key in userinfo or the query is a secret too
+    return Config(
+        path=path,
+        exists=True,
+        data=data,
+        providers=providers,
+        defaults=dict(defaults),
+        default_provider=default_provider,
+        warnings=warnings,
+        provider_defaults=provider_defaults,
+        text=text,
+    )
+
+
+def _check_cost_keys(name: str, fields: dict[str, Any], path: Path, text: str) -> None:
+    """providers.NAME.prices (checked here, so a bad table fails at load) and .fallback."""
+    if "prices" in fields:
+        from imagegen_cli.pricing.table import check_config_prices
+
+        raw = fields["prices"]
+        for model in raw:
+            try:
+                check_config_prices(name, {model: raw[model]})
+            except ConfigError as exc:
+                where = next((_where(path, text, k) for k in (f'"{model}"', model, "per_image",
+                                                              "tokens", "prices")
+                              if _line_of(text, k)), str(path))
+                raise ConfigError(f"Bad config file {where}: {exc}") from None
+    if "fallback" in fields:
+        chain = fields["fallback"]
+        if not all(isinstance(x, str) and x for x in chain):
+            raise ConfigError(
+                f"Bad config file {_where(path, text, 'fallback')}: providers.{name}.fallback "
+                'must be a list of provider names, e.g. ["nebula", "local"]')
+        fields["fallback"] = list(chain)
+
+
+def _check_defaults(table: Any, prefix: str, path: Path, text: str,
+                    warnings: list[str]) -> dict[str, Any]:
+    """A [defaults] or [providers.NAME.defaults] table: known keys, right types."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"Bad config file {path}: [{prefix}] must be a table")
+    out: dict[str, Any] = {}
+    keys = DEFAULT_KEYS if prefix == "defaults" else PROVIDER_DEFAULT_KEYS
+    for key, value in table.items():
+        line = _line_in_table(text, prefix, key)
+        where = f"{path}, line {line}" if line else str(path)
+        if key not in keys:
+            warnings.append(f"{where}: unknown key '{prefix}.{key}' ignored")
+            continue
+        if not _check_type(value, keys[key]):
+            raise ConfigError(
+                f"Bad config file {where}: {prefix}.{key} must be {_type_name(keys[key])}")
+        out[key] = value
+    return out
