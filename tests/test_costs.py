@@ -310,10 +310,10 @@ def test_jsonl_records_carry_provider_and_cost(fake: OpenAIFake) -> None:
 
 
 def test_batch_budget_refuses_jobs_that_would_cross_the_cap() -> None:
+    from imagegen_cli.engine.budget import BatchBudget
     from imagegen_cli.engine.events import JobFinished
     from imagegen_cli.engine.save import Outcome, SavedImage
     from imagegen_cli.errors import ExitCode
-    from imagegen_cli.pricing.costs import BatchBudget
 
     class J:
         def __init__(self, usd: float) -> None:

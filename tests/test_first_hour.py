@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from imagegen_cli.settings import config
 from imagegen_cli.settings.precedence import setting
+from imagegen_cli.settings.schema import Config
 from tests.conftest import run_cli, write_config
 
 # ---------------------------------------------------------------- settings
 
 
 def test_pick_reports_the_source() -> None:
-    cfg = config.Config(Path("/c.toml"), True, {}, {}, {"steps": 8}, None,
+    cfg = Config(Path("/c.toml"), True, {}, {}, {"steps": 8}, None,
                         provider_defaults={"nebula": {"steps": 4}},
                         text="[defaults]\nsteps = 8\n[providers.nebula.defaults]\nsteps = 4\n")
     p = setting(cfg, "steps", None, "--steps", provider="openai")

@@ -14,12 +14,7 @@ from typing import Any
 
 import typer
 
-from imagegen_cli.cli.imageargs import (
-    _concurrency,
-    _max_cost,
-    _with_settings_from,
-    options_from,
-)
+from imagegen_cli.cli.imageargs import _concurrency, _max_cost, _with_settings_from, options_from
 from imagegen_cli.cli.options import EDIT, FROM, INPAINT, image_command
 from imagegen_cli.cli.summary import _cost_line, _dry_run, _print_report, _raise_failures
 from imagegen_cli.errors import AuthError, Interrupted, UsageError

@@ -18,8 +18,8 @@ from imagegen_cli.errors import ConfigError
 
 if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
-    from imagegen_cli.settings.config import Config
     from imagegen_cli.settings.provider import ProviderConfig
+    from imagegen_cli.settings.schema import Config
 
 app = typer.Typer(help="List, inspect, check, add and remove providers.",
                   no_args_is_help=True, rich_markup_mode=None)

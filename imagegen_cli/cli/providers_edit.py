@@ -37,7 +37,7 @@ def add(
     from imagegen_cli.registry import dialect_names
     from imagegen_cli.settings import edit as configfile
     from imagegen_cli.settings.config import config_path
-    from imagegen_cli.transport.client import check_base_url
+    from imagegen_cli.settings.rules import check_base_url
 
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise UsageError(f"Provider name '{name}' may hold letters, digits, - and _ only")

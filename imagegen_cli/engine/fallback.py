@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from imagegen_cli.engine.options import Context, ImageOptions
     from imagegen_cli.pricing.costs import Estimate
     from imagegen_cli.pricing.lookup import Pricing
-    from imagegen_cli.settings.config import Config
     from imagegen_cli.settings.provider import ProviderConfig
+    from imagegen_cli.settings.schema import Config
     from imagegen_cli.transport.call import HttpCall
     from imagegen_cli.transport.client import Transport
     from imagegen_cli.transport.limits import Gate
@@ -235,7 +235,8 @@ def batch_budget(jobs: Sequence[Job], cap: float, where: str) -> Any:
     """The batch-wide cap: every job's price must be known (exit 2 naming the record),
     and at least one job must fit (else exit 2: nothing would be made). Returns the
     BatchBudget for the scheduler (`admit`) and the event stream."""
-    from imagegen_cli.pricing.costs import BatchBudget, check_cap, money
+    from imagegen_cli.engine.budget import BatchBudget
+    from imagegen_cli.pricing.costs import check_cap, money
 
     highs: dict[int, float] = {}
     for job in jobs:

@@ -15,7 +15,7 @@ from imagegen_cli.errors import ImagegenError
 
 if TYPE_CHECKING:
     from imagegen_cli.engine.options import Context, ImageOptions
-    from imagegen_cli.settings.config import Config
+    from imagegen_cli.settings.schema import Config
 
 
 def pick_model(opts: ImageOptions, ctx: Context, name: str) -> Any:

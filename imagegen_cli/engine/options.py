@@ -22,8 +22,8 @@ from imagegen_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
-    from imagegen_cli.settings.config import Config
     from imagegen_cli.settings.provider import ProviderConfig
+    from imagegen_cli.settings.schema import Config
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 # `NAME`: re-exported, callers have always found these here.
-from imagegen_cli.pricing.table import (
-    Figures,
-    _number,
-    check_config_prices,
-    figures_from,
-    table,
-)
+from imagegen_cli.pricing.table import Figures, _number, check_config_prices, figures_from, table
 
 if TYPE_CHECKING:
     from imagegen_cli.settings.provider import ProviderConfig

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.files.images import resize
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.settings.rules import check_base_url
 from imagegen_cli.transport import b64
 from imagegen_cli.transport.call import HttpCall
 from imagegen_cli.transport.classify import request_id_of
-from imagegen_cli.transport.client import check_base_url
 from imagegen_cli.transport.jsonstream import Spool
 from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 

@@ -18,17 +18,8 @@ from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.providers.base import Capabilities, Provider, param_merge
 
 # `NAME`: re-exported, callers have always found these here.
-from imagegen_cli.providers.openai_answers import (
-    _b64,
-    add_usage,
-    parse_images,
-    resolved_fields,
-)
-from imagegen_cli.providers.openai_edits import (
-    _dalle2_edit_inputs,
-    _data_url,
-    _form_value,
-)
+from imagegen_cli.providers.openai_answers import _b64, add_usage, parse_images, resolved_fields
+from imagegen_cli.providers.openai_edits import _dalle2_edit_inputs, _data_url, _form_value
 from imagegen_cli.providers.openai_models import (
     FAMILY_CAPS,
     GENERATION_ONLY_FORMATS,
@@ -38,9 +29,9 @@ from imagegen_cli.providers.openai_models import (
     family,
     is_gpt_image,
 )
+from imagegen_cli.settings.rules import check_base_url
 from imagegen_cli.transport.call import HttpCall
 from imagegen_cli.transport.classify import body_errors, request_id_of
-from imagegen_cli.transport.client import check_base_url
 from imagegen_cli.transport.sse import iter_sse
 from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 

@@ -1,73 +1,29 @@
-"""Load, validate and resolve the TOML config.
+"""Find, read and resolve the TOML config.
 
-Owns finding and reading the config file (`load`, `config_path`), the `Config`
-it becomes, the file's permission check, and which provider a command uses
-(`resolve_provider`). Its parts live beside it: precedence.py (`Source`,
-`Picked`, and precedence, flag > environment > config file > built-in default,
-written once in `pick_from`), providerconfig.py (`ProviderConfig`, keys,
-presets) and configparse.py (the keys a file may hold, `parse`); their names are
-re-exported here.
+Owns finding and reading the config file (`load`, `config_path`), the file's
+permission check, and which provider a command uses (`resolve_provider`). Beside
+it: schema.py (the keys a file may hold, `parse`, and the `Config` it becomes),
+precedence.py (`Source`, `Picked`, and precedence, flag > environment > config
+file > built-in default, written once in `pick_from`), provider.py
+(`ProviderConfig`, keys, presets).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from imagegen_cli.errors import ConfigError
-from imagegen_cli.settings.precedence import (
-    Picked,
-    Source,
-    env_source,
-    pick_from,
-)
+from imagegen_cli.settings.precedence import Picked, Source, env_source, pick_from
 from imagegen_cli.settings.provider import ProviderConfig, _preset_table
-
-# `NAME`: re-exported, callers have always found these here.
-from imagegen_cli.settings.schema import (
-    _line_in_table,
-    parse,
-)
+from imagegen_cli.settings.schema import Config, parse
 
 ENV_CONFIG = "IMAGEGEN_CONFIG"
 ENV_PROVIDER = "IMAGEGEN_PROVIDER"
 ENV_MODEL = "IMAGEGEN_MODEL"
 ENV_OUTPUT = "IMAGEGEN_OUTPUT"
 ENV_MAX_COST = "IMAGEGEN_MAX_COST"
-
-
-@dataclass
-class Config:
-    path: Path
-    exists: bool
-    data: dict[str, Any]
-    providers: dict[str, ProviderConfig]
-    defaults: dict[str, Any]
-    default_provider: str | None
-    warnings: list[str] = field(default_factory=list)
-    # [providers.NAME.defaults]: the same keys as [defaults], for one provider.
-    provider_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
-    text: str = ""
-
-    def source_of(self, dotted: str) -> Source:
-        """A config Source for DOTTED (e.g. defaults.size), with its line when found."""
-        leaf = dotted.rsplit(".", 1)[-1]
-        line = _line_in_table(self.text, dotted.rsplit(".", 1)[0], leaf) if self.text else None
-        return Source("config", dotted, self.path, line)
-
-    def default(self, key: str, provider: str | None = None) -> Picked:
-        """KEY's config value for PROVIDER: [providers.NAME.defaults] first, then
-        [defaults]. Picked(None) when neither sets it."""
-        if provider is not None:
-            table = self.provider_defaults.get(provider, {})
-            if table.get(key) is not None:
-                return Picked(table[key], self.source_of(f"providers.{provider}.defaults.{key}"))
-        if self.defaults.get(key) is not None:
-            return Picked(self.defaults[key], self.source_of(f"defaults.{key}"))
-        return Picked(None)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:

@@ -11,6 +11,7 @@ from typing import Any
 
 from imagegen_cli.errors import ConfigError, OutputError, UsageError
 from imagegen_cli.settings import config, schema
+from imagegen_cli.settings.schema import Config
 
 STARTER = """\
 # imagegen configuration (README: Configuration).
@@ -179,7 +180,7 @@ def _check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
     elif parts[-1] == "mode" and value not in ("sync", "async"):
         raise UsageError(f"{'.'.join(parts)} takes \"sync\" or \"async\", not '{value}'")
     elif parts[-1] == "base_url":
-        from imagegen_cli.transport.client import check_base_url
+        from imagegen_cli.settings.rules import check_base_url
 
         try:
             check_base_url(str(value), parts[1])
@@ -187,7 +188,7 @@ def _check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
             raise UsageError(str(exc)) from None
 
 
-def validate_text(text: str, path: Path, env: Mapping[str, str]) -> config.Config:
+def validate_text(text: str, path: Path, env: Mapping[str, str]) -> Config:
     cfg = schema.parse(text, path, env)
     from imagegen_cli.registry import dialect_names
 

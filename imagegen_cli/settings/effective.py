@@ -9,6 +9,7 @@ from typing import Any
 from imagegen_cli.errors import ConfigError
 from imagegen_cli.settings import config
 from imagegen_cli.settings.precedence import Picked, Source, env_source, pick_from
+from imagegen_cli.settings.schema import Config
 
 # Built-in defaults of the [defaults] keys (None: decided elsewhere, said in words).
 BUILT_IN: dict[str, Any] = {
@@ -60,14 +61,14 @@ def effective_value(parts: list[str], env: Mapping[str, str],
     return value, "not set"
 
 
-def _only_provider(cfg: config.Config, key: str, scope: str | None) -> Picked:
+def _only_provider(cfg: Config, key: str, scope: str | None) -> Picked:
     picked = cfg.default(key, scope)
     if picked.source is not None and picked.source.name.startswith("providers."):
         return picked
     return Picked(None)
 
 
-def _provider(cfg: config.Config, env: Mapping[str, str]) -> tuple[Any, str]:
+def _provider(cfg: Config, env: Mapping[str, str]) -> tuple[Any, str]:
     if env.get(config.ENV_PROVIDER):
         return env[config.ENV_PROVIDER], _describe(env_source(config.ENV_PROVIDER))
     for key in ("defaults.provider", "default_provider"):

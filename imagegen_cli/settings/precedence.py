@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from imagegen_cli.settings.config import Config
+    from imagegen_cli.settings.schema import Config
 
 
 @dataclass(frozen=True)

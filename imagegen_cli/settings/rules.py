@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import ImagegenError, UsageError
+from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
 
 if TYPE_CHECKING:
-    from imagegen_cli.settings.config import Config
+    from imagegen_cli.settings.schema import Config
 
 # gif and svg: as drawn by the models that make them (gpt-image-2.6), never converted to.
 FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp", "gif": "gif",
@@ -140,3 +140,15 @@ def check_default(key: str, value: Any, cfg: Config, provider: str | None = None
             who = f"provider {provider}" if provider else "any provider"
             hint = f": use one of {', '.join(sorted(allowed))}" if allowed else ""
             raise UsageError(f"{flag} {value} is not accepted by {who}{hint}")
+
+
+def check_base_url(url: str, provider: str) -> str:
+    """URL without its trailing slash; ConfigError unless it is http(s)://HOST/...."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"Bad base_url '{url}' for provider {provider}: expected http(s)://HOST/..."
+        )
+    return url.rstrip("/")

@@ -12,15 +12,45 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imagegen_cli.errors import ConfigError
+from imagegen_cli.settings.precedence import Picked, Source
 from imagegen_cli.settings.provider import ProviderConfig, _preset_table
 
-if TYPE_CHECKING:
-    from imagegen_cli.settings.config import Config
+
+@dataclass
+class Config:
+    path: Path
+    exists: bool
+    data: dict[str, Any]
+    providers: dict[str, ProviderConfig]
+    defaults: dict[str, Any]
+    default_provider: str | None
+    warnings: list[str] = field(default_factory=list)
+    # [providers.NAME.defaults]: the same keys as [defaults], for one provider.
+    provider_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    text: str = ""
+
+    def source_of(self, dotted: str) -> Source:
+        """A config Source for DOTTED (e.g. defaults.size), with its line when found."""
+        leaf = dotted.rsplit(".", 1)[-1]
+        line = _line_in_table(self.text, dotted.rsplit(".", 1)[0], leaf) if self.text else None
+        return Source("config", dotted, self.path, line)
+
+    def default(self, key: str, provider: str | None = None) -> Picked:
+        """KEY's config value for PROVIDER: [providers.NAME.defaults] first, then
+        [defaults]. Picked(None) when neither sets it."""
+        if provider is not None:
+            table = self.provider_defaults.get(provider, {})
+            if table.get(key) is not None:
+                return Picked(table[key], self.source_of(f"providers.{provider}.defaults.{key}"))
+        if self.defaults.get(key) is not None:
+            return Picked(self.defaults[key], self.source_of(f"defaults.{key}"))
+        return Picked(None)
+
 
 
 PROVIDER_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -117,7 +147,6 @@ def _check_type(value: Any, expected: type | tuple[type, ...]) -> bool:
 
 
 def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
-    from imagegen_cli.settings.config import Config
 
     try:
         data = tomllib.loads(text)

@@ -17,13 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from imagegen_cli.errors import ConfigError, ProviderError, UnavailableError
-from imagegen_cli.secrets import (
-    redact,
-    redact_headers,
-)
+from imagegen_cli.errors import ProviderError, UnavailableError
+from imagegen_cli.secrets import redact, redact_headers
 from imagegen_cli.transport.call import HttpCall, _body_summary, _short, _summarise
 from imagegen_cli.transport.classify import (
     _host,
@@ -269,15 +265,6 @@ class Transport:
 
 def _sleep(seconds: float) -> None:
     time.sleep(seconds)
-
-
-def check_base_url(url: str, provider: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"Bad base_url '{url}' for provider {provider}: expected http(s)://HOST/..."
-        )
-    return url.rstrip("/")
 
 
 def _user_agent() -> str:

@@ -37,10 +37,7 @@ from imagegen_cli.files.metadata.chunks import (
 )
 
 # `NAME`: re-exported, callers have always found these here.
-from imagegen_cli.files.metadata.infotext import (
-    SOFTWARE,
-    infotext,
-)
+from imagegen_cli.files.metadata.infotext import SOFTWARE, infotext
 from imagegen_cli.files.metadata.xmp import _xmp
 
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
