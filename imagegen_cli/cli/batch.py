@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from imagegen_cli.cli.options import COMMON, IMAGE_HELP, OUTPUT_HELP, RUN_HELP, _p
+from imagegen_cli.cli.options import COMMON, IMAGE_HELP, OUTPUT_HELP, RUN_HELP, option_param
 from imagegen_cli.errors import ConfigError, ImagegenError, Interrupted, PartialError, UsageError
 
 Opt = typer.Option
@@ -26,23 +26,23 @@ FILES = inspect.Parameter("files", inspect.Parameter.POSITIONAL_OR_KEYWORD, anno
                               "or .csv; - reads stdin. With --merge: NDJSON files to join.")])
 
 BATCH: list[inspect.Parameter] = [
-    _p("input_format", Annotated[str | None, Opt("--input-format", metavar="FMT", help="text|jsonl|csv (default: from the extension).", rich_help_panel=BATCH_HELP)]),
-    _p("skip_invalid", Annotated[bool, Opt("--skip-invalid", help="Report bad records and run the rest (default: exit 2 before sending anything).", rich_help_panel=BATCH_HELP)], False),
-    _p("max_failures", Annotated[int | None, Opt("--max-failures", metavar="N", help="Stop starting jobs once N have failed (default: no limit).", rich_help_panel=BATCH_HELP)]),
-    _p("fail_fast", Annotated[bool, Opt("--fail-fast", help="Same as --max-failures 1.", rich_help_panel=BATCH_HELP)], False),
-    _p("rpm", Annotated[float | None, Opt("--rpm", metavar="N", help="Requests per minute per provider (default: [providers.X] rpm, else none).", rich_help_panel=RUN_HELP)]),
-    _p("state", Annotated[str | None, Opt("--state", metavar="FILE", help="Journal of finished images (default: .imagegen-batch.jsonl in the output folder).", rich_help_panel=BATCH_HELP)]),
-    _p("force", Annotated[bool, Opt("--force", help="Redo every job, even those the journal says are finished.", rich_help_panel=BATCH_HELP)], False),
-    _p("summary", Annotated[str | None, Opt("--summary", metavar="FILE", help="Write a JSON summary (counts, failures, time, usage) to FILE.", rich_help_panel=BATCH_HELP)]),
-    _p("shard", Annotated[str | None, Opt("--shard", metavar="I/N", help="Run only shard I of N (1-based; default: from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or CI_NODE_INDEX).", rich_help_panel=BATCH_HELP)]),
-    _p("shard_count", Annotated[int | None, Opt("--shard-count", metavar="N", help="N for JOB_COMPLETION_INDEX (or IMAGEGEN_SHARD_COUNT).", rich_help_panel=BATCH_HELP)]),
-    _p("merge", Annotated[bool, Opt("--merge", help="Join the NDJSON files given (shards' --json output) into one manifest on stdout.", rich_help_panel=BATCH_HELP)], False),
-    _p("image", Annotated[list[Path] | None, Opt("-i", "--image", metavar="IMG", help="Inpaint every record's image IMG (a record's 'image' wins).", rich_help_panel=IMAGE_HELP)]),
-    _p("mask", Annotated[Path | None, Opt("--mask", metavar="MASK", help="Mask for --image.", rich_help_panel=IMAGE_HELP)]),
-    _p("invert_mask", Annotated[bool, Opt("--invert-mask", help="Repaint the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
+    option_param("input_format", Annotated[str | None, Opt("--input-format", metavar="FMT", help="text|jsonl|csv (default: from the extension).", rich_help_panel=BATCH_HELP)]),
+    option_param("skip_invalid", Annotated[bool, Opt("--skip-invalid", help="Report bad records and run the rest (default: exit 2 before sending anything).", rich_help_panel=BATCH_HELP)], False),
+    option_param("max_failures", Annotated[int | None, Opt("--max-failures", metavar="N", help="Stop starting jobs once N have failed (default: no limit).", rich_help_panel=BATCH_HELP)]),
+    option_param("fail_fast", Annotated[bool, Opt("--fail-fast", help="Same as --max-failures 1.", rich_help_panel=BATCH_HELP)], False),
+    option_param("rpm", Annotated[float | None, Opt("--rpm", metavar="N", help="Requests per minute per provider (default: [providers.X] rpm, else none).", rich_help_panel=RUN_HELP)]),
+    option_param("state", Annotated[str | None, Opt("--state", metavar="FILE", help="Journal of finished images (default: .imagegen-batch.jsonl in the output folder).", rich_help_panel=BATCH_HELP)]),
+    option_param("force", Annotated[bool, Opt("--force", help="Redo every job, even those the journal says are finished.", rich_help_panel=BATCH_HELP)], False),
+    option_param("summary", Annotated[str | None, Opt("--summary", metavar="FILE", help="Write a JSON summary (counts, failures, time, usage) to FILE.", rich_help_panel=BATCH_HELP)]),
+    option_param("shard", Annotated[str | None, Opt("--shard", metavar="I/N", help="Run only shard I of N (1-based; default: from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or CI_NODE_INDEX).", rich_help_panel=BATCH_HELP)]),
+    option_param("shard_count", Annotated[int | None, Opt("--shard-count", metavar="N", help="N for JOB_COMPLETION_INDEX (or IMAGEGEN_SHARD_COUNT).", rich_help_panel=BATCH_HELP)]),
+    option_param("merge", Annotated[bool, Opt("--merge", help="Join the NDJSON files given (shards' --json output) into one manifest on stdout.", rich_help_panel=BATCH_HELP)], False),
+    option_param("image", Annotated[list[Path] | None, Opt("-i", "--image", metavar="IMG", help="Inpaint every record's image IMG (a record's 'image' wins).", rich_help_panel=IMAGE_HELP)]),
+    option_param("mask", Annotated[Path | None, Opt("--mask", metavar="MASK", help="Mask for --image.", rich_help_panel=IMAGE_HELP)]),
+    option_param("invert_mask", Annotated[bool, Opt("--invert-mask", help="Repaint the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
 ]
-JSON = _p("json_out", Annotated[bool, Opt("--json", help="Print one JSON object per line per image and per failed job (NDJSON) instead of paths.", rich_help_panel=OUTPUT_HELP)], False)
-JSONL = _p("jsonl", Annotated[bool, Opt("--jsonl", help="Same as --json (as `generate --jsonl`).", rich_help_panel=OUTPUT_HELP)], False)
+JSON = option_param("json_out", Annotated[bool, Opt("--json", help="Print one JSON object per line per image and per failed job (NDJSON) instead of paths.", rich_help_panel=OUTPUT_HELP)], False)
+JSONL = option_param("jsonl", Annotated[bool, Opt("--jsonl", help="Same as --json (as `generate --jsonl`).", rich_help_panel=OUTPUT_HELP)], False)
 
 
 def batch(**opts: Any) -> None:
@@ -63,7 +63,7 @@ def batch(**opts: Any) -> None:
 
 def run_batch(opts: dict[str, Any]) -> None:
     from imagegen_cli.cli.console import note, warn
-    from imagegen_cli.cli.imageargs import _concurrency, _max_cost, options_from
+    from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from
     from imagegen_cli.engine import records
     from imagegen_cli.engine.fallback import batch_budget, settle_chain
     from imagegen_cli.engine.jobs import assign_keys, parse_shard, shard_from_env
@@ -72,7 +72,7 @@ def run_batch(opts: dict[str, Any]) -> None:
     from imagegen_cli.settings import config as cfgmod
 
     quiet = bool(opts["quiet"])
-    concurrency = _concurrency(opts["concurrency"])
+    concurrency = concurrency_of(opts["concurrency"])
     max_failures = 1 if opts["fail_fast"] else opts["max_failures"]
     if max_failures is not None and max_failures < 1:
         raise UsageError(f"--max-failures {max_failures}: pass 1 or more")
@@ -133,7 +133,7 @@ def run_batch(opts: dict[str, Any]) -> None:
     assign_keys(jobs, explicit)
     if shard is not None:
         jobs = [j for j in jobs if shard.holds(j.shard_key)]
-    cap = _max_cost(opts, cfg, env)
+    cap = max_cost_of(opts, cfg, env)
     budget = batch_budget(jobs, *cap) if cap is not None else None
     if opts["dry_run"]:
         _dry_run(jobs, quiet)

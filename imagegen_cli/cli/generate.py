@@ -14,9 +14,9 @@ from typing import Any
 
 import typer
 
-from imagegen_cli.cli.imageargs import _concurrency, _max_cost, _with_settings_from, options_from
+from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from, with_settings_from
 from imagegen_cli.cli.options import EDIT, FROM, INPAINT, image_command
-from imagegen_cli.cli.summary import _cost_line, _dry_run, _print_report, _raise_failures
+from imagegen_cli.cli.summary import cost_line, print_dry_run, print_report, raise_failures
 from imagegen_cli.errors import AuthError, Interrupted, UsageError
 
 
@@ -35,7 +35,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
         warn(w)
     literal_prompt = None
     if opts.get("from_file") is not None:
-        opts, literal_prompt = _with_settings_from(opts, cfg, env)
+        opts, literal_prompt = with_settings_from(opts, cfg, env)
     elif opts["prompt"] is None:
         raise UsageError("Missing PROMPT: pass the text, - for stdin, @FILE"
                          + ("" if inpaint or edit else ", or --from IMAGE"))
@@ -48,7 +48,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
         # As curl and httpie do: image bytes on a terminal are garbage and can upset it.
         raise UsageError("refusing to write image bytes to a terminal; redirect to a file "
                          "or pass -o FILE")
-    cap = _max_cost(opts, cfg, env)
+    cap = max_cost_of(opts, cfg, env)
     ests = estimates(job)
     if cap is not None:
         from imagegen_cli.pricing.costs import check_cap
@@ -62,7 +62,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
         raise UsageError("--json and --jsonl both choose the output form: pass one")
     register_secret(job.api_key)
     if opts["dry_run"]:
-        _dry_run(job, ests, quiet)
+        print_dry_run(job, ests, quiet)
         return
     require_keys(job, env)  # every provider of the fallback chain too
     if job.provider.needs_key:
@@ -75,14 +75,14 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
         if isinstance(failure, AuthError) and job.pcfg.needs_key:
             failure.message += f" (the key came from {job.pcfg.key_origin(env)})"
     if opts["json_out"]:
-        _print_report(job, outcome)
+        print_report(job, outcome)
     elif (opts["preview"] or cfg.defaults.get("preview")) and not (jsonl or job.plan.stdout):
         from imagegen_cli.cli.preview import show
 
         show([s.path for s in outcome.saved])  # only when stdout is a terminal
     if not (opts["json_out"] or quiet or jsonl) and _interactive():
-        _cost_line(job, outcome)  # interactive runs only: scripts read --json
-    _raise_failures(job, outcome)
+        cost_line(job, outcome)  # interactive runs only: scripts read --json
+    raise_failures(job, outcome)
 
 
 def _interactive() -> bool:
@@ -118,7 +118,7 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
         sinks.append(paths)
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
     reporter.job_hooks.append(_job_recorder(job, reporter))
-    sched = Scheduler(concurrency=_concurrency(opts.get("concurrency")),
+    sched = Scheduler(concurrency=concurrency_of(opts.get("concurrency")),
                       reporter_for=lambda j: reporter, sinks=sinks, log=log,
                       stdout=sys.stdout.buffer if job.plan.stdout else None, warn=warn)
     try:

@@ -58,7 +58,7 @@ def options_from(opts: dict[str, Any]) -> ImageOptions:
     return ImageOptions(**given)
 
 
-def _with_settings_from(opts: dict[str, Any], cfg: Any,
+def with_settings_from(opts: dict[str, Any], cfg: Any,
                         env: Any) -> tuple[dict[str, Any], str | None]:
     """OPTS filled from the --from file wherever no flag was given (flags win), and
     the recorded prompt when no PROMPT was given."""
@@ -91,7 +91,7 @@ def _with_settings_from(opts: dict[str, Any], cfg: Any,
     return opts, (prompt if opts["prompt"] is None else None)
 
 
-def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:
+def max_cost_of(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:
     """--max-cost > IMAGEGEN_MAX_COST > [defaults] max_cost, and which one it was."""
     from imagegen_cli.pricing.costs import parse_max_cost
     from imagegen_cli.settings import config as cfgmod
@@ -105,7 +105,7 @@ def _max_cost(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | N
     return None
 
 
-def _concurrency(value: int | None) -> int:
+def concurrency_of(value: int | None) -> int:
     if value is None:
         return 4
     if value < 1:

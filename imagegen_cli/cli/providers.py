@@ -31,7 +31,7 @@ NameArg = Annotated[str, typer.Argument(help="Provider name.",
                                         autocompletion=complete_provider)]
 
 
-def _load() -> Config:
+def load_config() -> Config:
     from imagegen_cli.cli.console import warn
     from imagegen_cli.settings import config
 
@@ -41,7 +41,7 @@ def _load() -> Config:
     return cfg
 
 
-def _get(cfg: Config, name: str) -> tuple[ProviderConfig, Provider]:
+def get(cfg: Config, name: str) -> tuple[ProviderConfig, Provider]:
     from imagegen_cli.registry import create
 
     if name not in cfg.providers:
@@ -78,8 +78,8 @@ def list_cmd(json_out: JsonOpt = False) -> None:
     """Every provider, preset or configured: type, URL, key status, model."""
     from imagegen_cli.cli.console import out
 
-    cfg = _load()
-    rows = [_summary(*_get(cfg, n)) for n in cfg.providers]
+    cfg = load_config()
+    rows = [_summary(*get(cfg, n)) for n in cfg.providers]
     import json
 
     if json_out:
@@ -109,8 +109,8 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
     """Everything about one provider: sizes, options and models it accepts."""
     from imagegen_cli.cli.console import out
 
-    cfg = _load()
-    p, prov = _get(cfg, name)
+    cfg = load_config()
+    p, prov = get(cfg, name)
     info = _summary(p, prov)
     models: dict[str, dict[str, Any]] = {}
     known: list[str | None] = list(prov.known_models()) or [None]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
-from imagegen_cli.cli.providers import JsonOpt, NameArg, _get, _load
+from imagegen_cli.cli.providers import JsonOpt, NameArg, get, load_config
 from imagegen_cli.errors import AuthError, ConfigError, ImagegenError, UsageError
 from imagegen_cli.secrets import redact
 
@@ -46,8 +46,8 @@ def models(name: NameArg, json_out: JsonOpt = False) -> None:
     """The models a provider knows; fetched live where the API lists them."""
     from imagegen_cli.cli.console import out
 
-    cfg = _load()
-    p, prov = _get(cfg, name)
+    cfg = load_config()
+    p, prov = get(cfg, name)
     live = prov.lists_models_live
     names: list[str] = []
     if live:
@@ -101,14 +101,14 @@ def check(
 
     if bool(name) == all_:
         raise UsageError("Pass a provider NAME or --all")
-    cfg = _load()
+    cfg = load_config()
     names = [name] if name else list(cfg.providers)
     results: list[dict[str, Any]] = []
     first_error: ImagegenError | None = None
     checked = 0
     for n in names:
         assert n is not None
-        p, prov = _get(cfg, n)
+        p, prov = get(cfg, n)
         if all_ and prov.needs_key and not p.key(os.environ):
             # Not set up is not a failure of --all: say so, and check the others.
             how = f"set {p.api_key_env}" if p.api_key_env else (

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from imagegen_cli.cli.providers import NameArg, _load
+from imagegen_cli.cli.providers import NameArg, load_config
 from imagegen_cli.errors import ConfigError, UsageError
 
 
@@ -91,7 +91,7 @@ def remove(name: NameArg) -> None:
         raise UsageError(f"Provider {name} is not in {path}")
     del doc["providers"][name]
     configfile.save(doc, path, os.environ)
-    cfg = _load()
+    cfg = load_config()
     if name in cfg.providers:
         note(f"removed {name}'s table from {path}; the built-in preset remains")
     else:

@@ -14,7 +14,7 @@ from typing import Any
 from imagegen_cli.errors import ImagegenError, PartialError
 
 
-def _dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
+def print_dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
     """The exact calls of each provider of the chain (secrets redacted), and what each
     would cost."""
     import dataclasses
@@ -53,7 +53,7 @@ def _run_cost(outcome: Any) -> dict[str, Any]:
     return out
 
 
-def _cost_line(job: Any, outcome: Any) -> None:
+def cost_line(job: Any, outcome: Any) -> None:
     """The one line at the end of an interactive run: '3 images, $0.126'."""
     from imagegen_cli.cli.console import err
     from imagegen_cli.pricing.costs import money
@@ -78,7 +78,7 @@ def _cost_line(job: Any, outcome: Any) -> None:
             + (" (from the price table)" if c["cost_source"] == "table" else ""))
 
 
-def _print_report(job: Any, outcome: Any) -> None:
+def print_report(job: Any, outcome: Any) -> None:
     import json
 
     from imagegen_cli.cli.console import out
@@ -122,7 +122,7 @@ def report_of(provider: str, model: str | None, outcome: Any) -> dict[str, Any]:
     return report
 
 
-def _raise_failures(job: Any, outcome: Any) -> None:
+def raise_failures(job: Any, outcome: Any) -> None:
     if not outcome.failures:
         return
     first = outcome.failures[0]

@@ -42,7 +42,7 @@ def dimensions(data: bytes) -> tuple[int, int]:
         if fmt == "jpeg":
             return _jpeg_dimensions(data)
         if fmt == "webp":
-            return _webp_info(data)[0:2]
+            return webp_info(data)[0:2]
         if fmt == "gif":
             w, h = struct.unpack("<HH", data[6:10])
             return w, h
@@ -68,7 +68,7 @@ def _jpeg_dimensions(data: bytes) -> tuple[int, int]:
     raise ValueError("no JPEG frame header")
 
 
-def _webp_info(data: bytes) -> tuple[int, int, bool]:
+def webp_info(data: bytes) -> tuple[int, int, bool]:
     """(width, height, has_alpha) of a WebP file."""
     chunk = data[12:16]
     body = data[20:]

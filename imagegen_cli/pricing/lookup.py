@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 # `NAME`: re-exported, callers have always found these here.
-from imagegen_cli.pricing.table import Figures, _number, check_config_prices, figures_from, table
+from imagegen_cli.pricing.table import Figures, check_config_prices, figures_from, number, table
 
 if TYPE_CHECKING:
     from imagegen_cli.settings.provider import ProviderConfig
@@ -144,7 +144,7 @@ class Pricing:
         if not usage or not rates:
             return None
         tin, tout = usage.get("input_tokens"), usage.get("output_tokens")
-        if not (_number(tin) and _number(tout)):
+        if not (number(tin) and number(tout)):
             return None
 
         def rate(key: str) -> float | None:
@@ -165,7 +165,7 @@ class Pricing:
         else:
             parts.append(("image_out", tout))
         for key, count in parts:
-            if not _number(count):
+            if not number(count):
                 return None
             if not count:
                 continue

@@ -52,7 +52,7 @@ class Figures:
         return out
 
 
-def _number(value: Any) -> bool:
+def number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 \
         and math.isfinite(value)
 
@@ -61,15 +61,15 @@ def _check_per_image(value: Any, where: str) -> PerImage:
     bad = ConfigError(
         f"{where}.per_image must be a price in USD, or a table of sizes (\"1024x1024\", "
         "\"*\") each a price or a table of qualities (low = 0.011)")
-    if _number(value):
+    if number(value):
         return float(value)
     if not isinstance(value, Mapping):
         raise bad
     out: dict[str, float | dict[str, float]] = {}
     for size, v in value.items():
-        if _number(v):
+        if number(v):
             out[str(size)] = float(v)
-        elif isinstance(v, Mapping) and v and all(_number(x) for x in v.values()):
+        elif isinstance(v, Mapping) and v and all(number(x) for x in v.values()):
             out[str(size)] = {str(q): float(x) for q, x in v.items()}
         else:
             raise bad
@@ -78,7 +78,7 @@ def _check_per_image(value: Any, where: str) -> PerImage:
 
 def _check_tokens(value: Any, where: str) -> dict[str, float]:
     if not isinstance(value, Mapping) or not value or any(
-            k not in TOKEN_KEYS or not _number(v) for k, v in value.items()):
+            k not in TOKEN_KEYS or not number(v) for k, v in value.items()):
         raise ConfigError(
             f"{where}.tokens must be a table of USD per 1M tokens with keys "
             + ", ".join(TOKEN_KEYS) + " (e.g. { text_in = 5.0, image_out = 40.0 })")
@@ -91,7 +91,7 @@ ENTRY_KEYS = {"per_image", "per_image_source", "per_image_date", "tokens", "toke
 
 def figures_from(raw: Any, where: str, *, source: str | None = None) -> Figures:
     """A model entry (table or config) as Figures; ConfigError names WHERE."""
-    if _number(raw):
+    if number(raw):
         raw = {"per_image": raw}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a table (per_image = ..., tokens = {{...}}) "

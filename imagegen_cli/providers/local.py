@@ -29,11 +29,11 @@ from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt
 
 # `NAME`: re-exported, callers have always found these here.
 from imagegen_cli.providers.local_load import (
-    _device,
-    _dtype,
-    _require_libraries,
     is_inpainting_model,
     load_pipeline,
+    pick_device,
+    pick_dtype,
+    require_libraries,
 )
 from imagegen_cli.transport.call import HttpCall
 from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
@@ -110,15 +110,15 @@ class LocalProvider(Provider):
                              "model with -m")
 
     def check(self, key: str | None, transport: Transport) -> str:
-        _require_libraries()
+        require_libraries()
         return "diffusers is installed"
 
     def run(
         self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
     ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
-        torch = _require_libraries()
-        device = _device(torch, req.device or "auto")
-        dtype = _dtype(torch, req.dtype, device)
+        torch = require_libraries()
+        device = pick_device(torch, req.device or "auto")
+        dtype = pick_dtype(torch, req.dtype, device)
         inpaint = bool(req.images and req.mask)
         img2img = bool(req.images) and not inpaint  # `imagegen edit` without a mask
         started = time.perf_counter()

@@ -19,7 +19,7 @@ from typing import Any
 from imagegen_cli.errors import ConfigError, UsageError
 
 
-def _require_libraries() -> Any:
+def require_libraries() -> Any:
     try:
         import diffusers  # noqa: F401
         import torch
@@ -31,7 +31,7 @@ def _require_libraries() -> Any:
     return torch
 
 
-def _device(torch: Any, wanted: str) -> str:
+def pick_device(torch: Any, wanted: str) -> str:
     if wanted == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -47,7 +47,7 @@ def _device(torch: Any, wanted: str) -> str:
     return wanted
 
 
-def _dtype(torch: Any, wanted: str | None, device: str) -> Any:
+def pick_dtype(torch: Any, wanted: str | None, device: str) -> Any:
     if wanted is None:
         return torch.float16 if device == "cuda" else torch.float32
     return getattr(torch, wanted)

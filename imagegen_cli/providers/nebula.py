@@ -156,12 +156,12 @@ class NebulaProvider(Provider):
             if isinstance(raw, dict) and isinstance(raw.get("inference"), (int, float)):
                 timings["inference_s"] = round(float(raw["inference"]), 3)
             img = GeneratedImage(index=i, timings=timings)
-            from imagegen_cli.providers.openai_answers import _b64, spool_loader
+            from imagegen_cli.providers.openai_answers import decode_b64, spool_loader
 
             if isinstance(b64, Spool):
                 img.loader = spool_loader(b64, self.name)
             else:
-                img.data = _b64(b64, self.name)
+                img.data = decode_b64(b64, self.name)
             if req.images and req.mask:
                 img = _restore_size(img, req.images[0].width, req.images[0].height)
             yield img, info

@@ -18,8 +18,13 @@ from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.providers.base import Capabilities, Provider, param_merge
 
 # `NAME`: re-exported, callers have always found these here.
-from imagegen_cli.providers.openai_answers import _b64, add_usage, parse_images, resolved_fields
-from imagegen_cli.providers.openai_edits import _dalle2_edit_inputs, _data_url, _form_value
+from imagegen_cli.providers.openai_answers import (
+    add_usage,
+    decode_b64,
+    parse_images,
+    resolved_fields,
+)
+from imagegen_cli.providers.openai_edits import dalle2_edit_inputs, data_url, form_value
 from imagegen_cli.providers.openai_models import (
     FAMILY_CAPS,
     GENERATION_ONLY_FORMATS,
@@ -157,7 +162,7 @@ class OpenAIProvider(Provider):
                     raise UsageError(f"{im.path} is {len(im.data) // (1024 * 1024)} MB; "
                                      f"{where} takes input images under 50 MB: shrink it")
         if inpaint and fam == "dall-e-2":
-            req = _dalle2_edit_inputs(req)
+            req = dalle2_edit_inputs(req)
         if any(im.url for im in req.images) and not self.capabilities(req.model).image_urls:
             raise UsageError(f"{where} cannot take image URLs: download the image first")
         return req
@@ -186,7 +191,7 @@ class OpenAIProvider(Provider):
             files.append((name, (f"{im.path.stem}.{ext}", im.data, f"image/{fmt}")))
         if req.mask is not None:
             files.append(("mask", ("mask.png", openai_mask(req.mask), "image/png")))
-        fields = {k: _form_value(v) for k, v in self.body(req).items() if v is not None}
+        fields = {k: form_value(v) for k, v in self.body(req).items() if v is not None}
         return HttpCall("POST", f"{self.base()}/images/edits", headers, data=fields,
                         files=files)
 
@@ -197,9 +202,9 @@ class OpenAIProvider(Provider):
         from imagegen_cli.files.masks import openai_mask
 
         body = self.body(req)
-        body["images"] = [{"image_url": im.url or _data_url(im.data)} for im in req.images]
+        body["images"] = [{"image_url": im.url or data_url(im.data)} for im in req.images]
         if req.mask is not None:
-            body["mask"] = {"image_url": _data_url(openai_mask(req.mask))}
+            body["mask"] = {"image_url": data_url(openai_mask(req.mask))}
         return HttpCall("POST", f"{self.base()}/images/edits",
                         self.headers(key, stream=req.stream), json=body)
 
@@ -278,13 +283,13 @@ class OpenAIProvider(Provider):
                 pk = frame.get("partial_image_index")
                 k = (pk if isinstance(pk, int) and not isinstance(pk, bool) else 0) + 1
                 reporter.status(f"partial image {k} received")
-                yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"), self.name),
+                yield GeneratedImage(index=done, data=decode_b64(frame.get("b64_json"), self.name),
                                      partial=k, resolved=resolved_fields(frame)), info
             elif kind.endswith(".completed"):
                 if isinstance(frame.get("usage"), dict):
                     # One completed event per image: n>1 sums, never overwrites.
                     info.usage = add_usage(info.usage, frame["usage"])
-                yield GeneratedImage(index=done, data=_b64(frame.get("b64_json"), self.name),
+                yield GeneratedImage(index=done, data=decode_b64(frame.get("b64_json"), self.name),
                                      resolved=resolved_fields(frame)), info
                 done += 1
 

@@ -1,7 +1,7 @@
 """Reading an OpenAI-shaped answer: images, what the provider chose, usage.
 
 Owns `parse_images` (b64_json or url items, spooled base64, explicit nulls,
-an error object inside a 200), decoding one base64 frame (`_b64`), the fields
+an error object inside a 200), decoding one base64 frame (`decode_b64`), the fields
 a provider reports it chose (`resolved_fields`), and summing usage across
 stream events (`add_usage`). The Distribute and Nebula dialects read their
 OpenAI-shaped answers with these too.
@@ -35,7 +35,7 @@ def spool_loader(spool: Spool, who: str) -> Callable[[], bytes]:
     return load
 
 
-def _b64(value: Any, who: str) -> bytes:
+def decode_b64(value: Any, who: str) -> bytes:
     from imagegen_cli.transport.jsonstream import Spool
 
     if isinstance(value, Spool):
@@ -81,7 +81,7 @@ def parse_images(
             yield GeneratedImage(index=i, loader=spool_loader(b64, who), revised_prompt=revised,
                                  resolved=got), info
         elif b64:
-            yield GeneratedImage(index=i, data=_b64(b64, who), revised_prompt=revised,
+            yield GeneratedImage(index=i, data=decode_b64(b64, who), revised_prompt=revised,
                                  resolved=got), info
         elif url:
             yield GeneratedImage(index=i, url=str(url), revised_prompt=revised,

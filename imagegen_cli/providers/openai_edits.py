@@ -15,13 +15,13 @@ from imagegen_cli.transport import b64
 from imagegen_cli.types import ImageRequest
 
 
-def _data_url(data: bytes) -> str:
+def data_url(data: bytes) -> str:
     from imagegen_cli.files.images import sniff
 
     return f"data:image/{sniff(data) or 'png'};base64," + b64.encode(data)
 
 
-def _form_value(value: Any) -> str:
+def form_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
@@ -32,7 +32,7 @@ def _form_value(value: Any) -> str:
 DALLE2_EDIT_MAX = 4 * 1024 * 1024
 
 
-def _dalle2_edit_inputs(req: ImageRequest) -> ImageRequest:
+def dalle2_edit_inputs(req: ImageRequest) -> ImageRequest:
     """dall-e-2 edits take one square PNG under 4 MB: shrink when that is enough."""
     import io
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from imagegen_cli.errors import ConfigError
 from imagegen_cli.settings.precedence import Picked, Source, env_source, pick_from
-from imagegen_cli.settings.provider import ProviderConfig, _preset_table
+from imagegen_cli.settings.provider import ProviderConfig, preset_table
 from imagegen_cli.settings.schema import Config, parse
 
 ENV_CONFIG = "IMAGEGEN_CONFIG"
@@ -48,7 +48,7 @@ def load(env: Mapping[str, str] | None = None, *, missing_ok: bool = False) -> C
                 f"Config file {path} (from {ENV_CONFIG}) does not exist: create it or "
                 f"unset {ENV_CONFIG}"
             ) from None
-        return Config(path, False, {}, _preset_table(env), {}, None)
+        return Config(path, False, {}, preset_table(env), {}, None)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc}") from None
     cfg = parse(text, path, env)

@@ -4,7 +4,7 @@ Owns `ProviderConfig` (type, base URL, where its key comes from, model, prices,
 fallback, limits) with the rules for its API key: the environment variable wins
 over a stored key, a key that cannot be sent in a header is refused naming where
 it came from (never showing it), and where a key came from is said in words.
-`_preset_table` holds the providers known without a config file.
+`preset_table` holds the providers known without a config file.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _checked_key(key: str, where: str, fix: str) -> str:
     return key
 
 
-def _preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
+def preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     tfy_base = env.get("TFY_BASE_URL") or "https://gateway.truefoundry.ai"
     from imagegen_cli.secrets import register_url
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from imagegen_cli.errors import ConfigError
 from imagegen_cli.settings.precedence import Picked, Source
-from imagegen_cli.settings.provider import ProviderConfig, _preset_table
+from imagegen_cli.settings.provider import ProviderConfig, preset_table
 
 
 @dataclass
@@ -173,7 +173,7 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
     defaults = _check_defaults(data.get("defaults", {}), "defaults", path, text, warnings)
     provider_defaults: dict[str, dict[str, Any]] = {}
 
-    providers = _preset_table(env)
+    providers = preset_table(env)
     tables = data.get("providers", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"Bad config file {path}: [providers] must hold tables")

@@ -1,7 +1,7 @@
 """One HTTP request as data (`HttpCall`), and how requests and answers are shown.
 
 `HttpCall` is what a provider builds and the Transport sends; `describe` prints it
-for --dry-run with secrets redacted. `_summarise`, `_short` and `_body_summary`
+for --dry-run with secrets redacted. `summarise`, `short_value` and `body_summary`
 shorten bodies for --dry-run and --debug (base64 images shown by size, secrets
 redacted). Nothing here imports httpx at run time.
 """
@@ -44,7 +44,7 @@ class HttpCall:
             "headers": redact_headers(self.headers),
         }
         if self.json is not None:
-            out["body"] = _summarise(redact_data(self.json))
+            out["body"] = summarise(redact_data(self.json))
         if self.files is not None or self.data is not None:
             out["multipart"] = {
                 "fields": redact_data(dict(self.data or {})),
@@ -53,32 +53,32 @@ class HttpCall:
                     for name, f in (self.files or [])
                 ],
             }
-        redacted: dict[str, Any] = json.loads(redact(json.dumps(out, default=_short)))
+        redacted: dict[str, Any] = json.loads(redact(json.dumps(out, default=short_value)))
         return redacted
 
 
-def _summarise(value: Any) -> Any:
+def summarise(value: Any) -> Any:
     """The body as sent, but with long strings (base64 images) shown by size."""
     if isinstance(value, str) and len(value) > 512:
         return f"<{len(value)} characters>"
     if type(value).__name__ == "Spool":  # base64 decoded to disk as it arrived
         return f"<{getattr(value, 'size', 0)} bytes decoded from base64>"
     if isinstance(value, dict):
-        return {k: _summarise(v) for k, v in value.items()}
+        return {k: summarise(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_summarise(v) for v in value]
+        return [summarise(v) for v in value]
     return value
 
 
-def _body_summary(resp: httpx.Response) -> str:
+def body_summary(resp: httpx.Response) -> str:
     """A response body for --debug: JSON with long strings (base64) shown by size,
     anything else cut short; secrets redacted."""
     try:
-        text = json.dumps(_summarise(resp.json()), ensure_ascii=False)
+        text = json.dumps(summarise(resp.json()), ensure_ascii=False)
     except ValueError:
         text = resp.text[:1000] if resp.content else "(empty)"
     return redact(text)
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
     return f"<{type(value).__name__}>"

@@ -3,9 +3,9 @@
 Owns reading an error body (JSON, HTML or text) into a message and code, the
 request id, Retry-After, mapping a status to the exception tree (`classify`:
 401/403 auth, 408/409/429/5xx unavailable, else refused), the retry decision
-(`_should_retry`, x-should-retry), turning a broken or stalled body read into
+(`should_retry`, x-should-retry), turning a broken or stalled body read into
 an UnavailableError (`body_errors`), and the short, secret-free words used in
-these messages (`_host`, `_reason`, `_secs`). httpx is imported only where a
+these messages (`host_of`, `reason`, `secs`). httpx is imported only where a
 body is being read.
 """
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 RETRY_STATUSES = {408, 409, 429}
 
 
-def _secs(wait: float) -> str:
+def secs(wait: float) -> str:
     return f"{wait:.0f}" if wait >= 1 else f"{wait:.1f}"
 
 
@@ -112,7 +112,7 @@ def classify(resp: httpx.Response, who: str) -> ProviderError:
     return RefusedError(f"{who} refused the request: {msg}", **kw)
 
 
-def _should_retry(resp: httpx.Response, err: ProviderError) -> bool:
+def should_retry(resp: httpx.Response, err: ProviderError) -> bool:
     explicit = resp.headers.get("x-should-retry")
     if explicit == "true":
         return True
@@ -135,11 +135,11 @@ def body_errors(who: str, request_id: str | None = None,
         raise UnavailableError(f"{who} did not finish its answer{limit}",
                                request_id=request_id) from None
     except httpx.TransportError as exc:
-        raise UnavailableError(f"{who}'s answer broke off: {_reason(exc)}",
+        raise UnavailableError(f"{who}'s answer broke off: {reason(exc)}",
                                request_id=request_id) from None
 
 
-def _host(url: str) -> str:
+def host_of(url: str) -> str:
     """HOST[:PORT] of URL: never its userinfo or query, which may hold a key."""
     try:
         parts = urlsplit(url)
@@ -151,6 +151,6 @@ def _host(url: str) -> str:
     return f"{host}:{port}" if port else host
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return redact(text.split("\n")[0])

@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ProviderError, UnavailableError
 from imagegen_cli.secrets import redact, redact_headers
-from imagegen_cli.transport.call import HttpCall, _body_summary, _short, _summarise
+from imagegen_cli.transport.call import HttpCall, body_summary, short_value, summarise
 from imagegen_cli.transport.classify import (
-    _host,
-    _reason,
-    _secs,
-    _should_retry,
     body_errors,
     classify,
+    host_of,
+    reason,
     request_id_of,
     retry_after,
+    secs,
+    should_retry,
 )
 
 # `NAME`: re-exported, callers have always found these here.
@@ -157,7 +157,7 @@ class Transport:
                 )
                 wait = self._backoff(attempt)
             except httpx.TransportError as exc:
-                err = UnavailableError(f"Cannot reach {_host(call.url)}: {_reason(exc)}")
+                err = UnavailableError(f"Cannot reach {host_of(call.url)}: {reason(exc)}")
                 wait = self._backoff(attempt)
             else:
                 if self.log:
@@ -166,7 +166,7 @@ class Transport:
                     self.gate.observe(resp.headers)  # x-ratelimit-*: the provider's limit
                 if resp.status_code < 400:
                     if self.log and not stream:
-                        self.log(f"< body {_body_summary(resp)}")
+                        self.log(f"< body {body_summary(resp)}")
                     if self.gate is not None:
                         self.gate.succeeded()
                     return resp
@@ -174,9 +174,9 @@ class Transport:
                     resp.read()
                     resp.close()
                 if self.log:
-                    self.log(f"< body {_body_summary(resp)}")
+                    self.log(f"< body {body_summary(resp)}")
                 err = classify(resp, self.who)
-                if not _should_retry(resp, err):
+                if not should_retry(resp, err):
                     raise err
                 after = retry_after(resp)
                 if after is not None and after > MAX_RETRY_AFTER:
@@ -190,7 +190,7 @@ class Transport:
                     if self.log:
                         self.log(f"rate limited: every call to {self.who} waits {wait:.1f} s")
                     if self.on_retry:
-                        self.on_retry(f"429 from {self.who}, retrying in {_secs(wait)} s (rate "
+                        self.on_retry(f"429 from {self.who}, retrying in {secs(wait)} s (rate "
                                       f"limited: this wait does not use up --retries)")
                     continue
             if attempt >= self.retries:
@@ -204,7 +204,7 @@ class Transport:
                 what = (f"{err.status} from {self.who}" if err.status
                         else f"no answer from {self.who}" if "did not answer" in err.message
                         else f"cannot reach {self.who}")
-                self.on_retry(f"{what}, retrying in {_secs(wait)} s "
+                self.on_retry(f"{what}, retrying in {secs(wait)} s "
                               f"(attempt {attempt + 1} of {self.retries + 1})")
             self._pause(wait)
 
@@ -225,8 +225,8 @@ class Transport:
         try:
             payload = json.loads(bytes(body))
             if self.log:
-                self.log("< body " + redact(json.dumps(_summarise(payload),
-                                                       ensure_ascii=False, default=_short)))
+                self.log("< body " + redact(json.dumps(summarise(payload),
+                                                       ensure_ascii=False, default=short_value)))
             return payload, resp
         except (ValueError, RecursionError):
             raise UnavailableError(
@@ -244,8 +244,9 @@ class Transport:
             with body_errors(self.who, request_id_of(resp), self.timeout):
                 payload = jsonstream.load(resp.iter_bytes())
                 if self.log:
-                    self.log("< body " + redact(json.dumps(_summarise(payload),
-                                                           ensure_ascii=False, default=_short)))
+                    shown = json.dumps(summarise(payload), ensure_ascii=False,
+                                       default=short_value)
+                    self.log("< body " + redact(shown))
                 return payload, resp
         except ValueError as exc:
             raise UnavailableError(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from imagegen_cli.errors import UnavailableError
-from imagegen_cli.transport.classify import _host, _reason, _secs, body_errors, classify
+from imagegen_cli.transport.classify import body_errors, classify, host_of, reason, secs
 
 if TYPE_CHECKING:
     from imagegen_cli.transport.client import Transport
@@ -40,10 +40,10 @@ def download_spooled(tr: Transport, url: str, *, cap: int | None = None,
         try:
             return _download_once(tr, url, cap, on_bytes)
         except httpx.TimeoutException:
-            err = UnavailableError(f"Downloading the image from {_host(url)} took longer "
+            err = UnavailableError(f"Downloading the image from {host_of(url)} took longer "
                                    f"than {tr.timeout:g} s (raise --timeout)")
         except httpx.TransportError as exc:
-            err = UnavailableError(f"Cannot download from {_host(url)}: {_reason(exc)}")
+            err = UnavailableError(f"Cannot download from {host_of(url)}: {reason(exc)}")
         except UnavailableError as exc:
             if exc.status is None:  # over the cap, bad redirect: retrying cannot help
                 raise
@@ -52,7 +52,7 @@ def download_spooled(tr: Transport, url: str, *, cap: int | None = None,
             raise err from None
         wait = tr._backoff(attempt)
         if tr.on_retry:
-            tr.on_retry(f"download from {_host(url)} failed, retrying in {_secs(wait)} s "
+            tr.on_retry(f"download from {host_of(url)} failed, retrying in {secs(wait)} s "
                         f"(attempt {attempt + 2} of {tr.retries + 1})")
         tr._pause(wait)
         attempt += 1
@@ -68,19 +68,19 @@ def _download_once(tr: Transport, url: str, cap: int,
         with tr.client.stream("GET", url) as resp:
             if resp.is_redirect:
                 target = str(resp.url.join(resp.headers.get("location", "")))
-                _check_scheme(target, f"The image URL at {_host(url)} redirects")
+                _check_scheme(target, f"The image URL at {host_of(url)} redirects")
                 url = target
                 continue
             if resp.status_code >= 400:
-                with body_errors(f"The image host {_host(url)}"):
+                with body_errors(f"The image host {host_of(url)}"):
                     resp.read()
-                raise classify(resp, f"The image host {_host(url)}")
+                raise classify(resp, f"The image host {host_of(url)}")
             try:
                 total = int(resp.headers.get("content-length") or 0)
             except ValueError:
                 total = 0
             if total > cap:
-                raise UnavailableError(f"Image at {_host(url)} is {total} bytes, over the "
+                raise UnavailableError(f"Image at {host_of(url)} is {total} bytes, over the "
                                        f"{cap} byte limit")
             spool = Spool()
             got = 0
@@ -89,7 +89,7 @@ def _download_once(tr: Transport, url: str, cap: int,
                     got += len(chunk)
                     if got > cap:
                         raise UnavailableError(
-                            f"Image at {_host(url)} is over the {cap} byte limit")
+                            f"Image at {host_of(url)} is over the {cap} byte limit")
                     spool.file.write(chunk)
                     if on_bytes:
                         on_bytes(got, total)
@@ -98,7 +98,7 @@ def _download_once(tr: Transport, url: str, cap: int,
                 raise
             spool.size = got
             return spool
-    raise UnavailableError(f"The image URL at {_host(url)} redirects more than "
+    raise UnavailableError(f"The image URL at {host_of(url)} redirects more than "
                            f"{MAX_REDIRECTS} times")
 
 

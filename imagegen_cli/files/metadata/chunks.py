@@ -1,7 +1,7 @@
 """The byte layout of the three containers metadata is spliced into.
 
 Owns building and walking PNG chunks, JPEG marker segments (up to the scan
-data), RIFF chunks (WebP) and big-endian TIFF IFDs (EXIF); `_TYPE_SIZE` gives
+data), RIFF chunks (WebP) and big-endian TIFF IFDs (EXIF); `TYPE_SIZE` gives
 each TIFF field type's size. No meaning here, only layout: metadata.py writes
 with these and metaread.py reads with them.
 """
@@ -12,12 +12,12 @@ import struct
 import zlib
 
 
-def _png_chunk(ctype: bytes, body: bytes) -> bytes:
+def png_chunk(ctype: bytes, body: bytes) -> bytes:
     crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
 
 
-def _png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+def png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
     """(type, start, end) of every chunk after the signature."""
     out = []
     i = 8
@@ -31,10 +31,10 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
     return out
 
 
-_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 7: 1}
+TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 7: 1}
 
 
-def _ifd(entries: list[tuple[int, int, int, bytes]], data_at: int) -> tuple[bytes, bytes]:
+def ifd(entries: list[tuple[int, int, int, bytes]], data_at: int) -> tuple[bytes, bytes]:
     """An IFD table and its out-of-line data (placed at DATA_AT): (tag, type, count, value).
 
     A value of 4 bytes or fewer lives in the entry itself (TIFF 6.0, section 2):
@@ -51,7 +51,7 @@ def _ifd(entries: list[tuple[int, int, int, bytes]], data_at: int) -> tuple[byte
     return table + struct.pack(">I", 0), extra
 
 
-def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
     """(marker, start, end) of the segments before the scan data."""
     out = []
     i = 2
@@ -68,11 +68,11 @@ def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
-def _riff_chunk(ctype: bytes, body: bytes) -> bytes:
+def riff_chunk(ctype: bytes, body: bytes) -> bytes:
     return ctype + struct.pack("<I", len(body)) + body + (b"\0" if len(body) % 2 else b"")
 
 
-def _riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+def riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     out = []
     i = 12
     while i + 8 <= len(data):

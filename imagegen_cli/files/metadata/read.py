@@ -15,13 +15,13 @@ import zlib
 from typing import Any
 
 from imagegen_cli.files.metadata.chunks import (
-    _TYPE_SIZE,
-    _jpeg_segments,
-    _png_chunks,
-    _riff_chunks,
+    TYPE_SIZE,
+    jpeg_segments,
+    png_chunks,
+    riff_chunks,
 )
 from imagegen_cli.files.metadata.infotext import from_infotext
-from imagegen_cli.files.metadata.xmp import _parse_xmp
+from imagegen_cli.files.metadata.xmp import parse_xmp
 
 
 def read(data: bytes) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def read(data: bytes) -> dict[str, Any]:
     xmp: bytes | None = None
     comment: str | None = None
     if fmt == "png":
-        for t, s, e in _png_chunks(data):
+        for t, s, e in png_chunks(data):
             body = data[s + 8 : e - 4]
             if t in (b"tEXt", b"iTXt", b"zTXt"):
                 key, value = _png_text_value(t, body)
@@ -45,19 +45,19 @@ def read(data: bytes) -> dict[str, Any]:
                 elif key:
                     texts[key] = value
     elif fmt == "jpeg":
-        for m, s, e in _jpeg_segments(data):
+        for m, s, e in jpeg_segments(data):
             body = data[s + 4 : e]
             if m == 0xE1 and body.startswith(b"Exif\0\0"):
                 comment = _exif_user_comment(body[6:])
             elif m == 0xE1 and body.startswith(b"http://ns.adobe.com/xap/1.0/\0"):
                 xmp = body[29:]
     elif fmt == "webp":
-        for t, b in _riff_chunks(data):
+        for t, b in riff_chunks(data):
             if t == b"EXIF":
                 comment = _exif_user_comment(b[6:] if b.startswith(b"Exif\0\0") else b)
             elif t == b"XMP ":
                 xmp = b
-    xmp_fields, ai = _parse_xmp(xmp) if xmp else ({}, False)
+    xmp_fields, ai = parse_xmp(xmp) if xmp else ({}, False)
     fields: dict[str, Any] = {}
     source = None
     if "imagegen" in texts:
@@ -105,7 +105,7 @@ def _exif_user_comment(tiff: bytes) -> str | None:
             for i in range(n):
                 pos = at + 2 + 12 * i
                 tag, typ, count = struct.unpack(order + "HHI", tiff[pos : pos + 8])
-                size = count * _TYPE_SIZE.get(typ, 1)
+                size = count * TYPE_SIZE.get(typ, 1)
                 (off,) = struct.unpack(order + "I", tiff[pos + 8 : pos + 12])
                 out[tag] = (typ, count, pos + 8 if size <= 4 else off)
             return out

@@ -28,17 +28,17 @@ from collections.abc import Callable
 from typing import Any
 
 from imagegen_cli.files.metadata.chunks import (
-    _ifd,
-    _jpeg_segments,
-    _png_chunk,
-    _png_chunks,
-    _riff_chunk,
-    _riff_chunks,
+    ifd,
+    jpeg_segments,
+    png_chunk,
+    png_chunks,
+    riff_chunk,
+    riff_chunks,
 )
 
 # `NAME`: re-exported, callers have always found these here.
 from imagegen_cli.files.metadata.infotext import SOFTWARE, infotext
-from imagegen_cli.files.metadata.xmp import _xmp
+from imagegen_cli.files.metadata.xmp import xmp_packet
 
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # APP1 payload limit: the 16-bit length counts itself.
@@ -55,7 +55,7 @@ def embed(data: bytes, fmt: str, meta: dict[str, Any],
         return _jpeg(data, meta, warn)
     if fmt == "webp":
         exif = _exif(meta, str(meta.get("prompt", "")))
-        return _webp(data, exif, _xmp(meta)), False
+        return _webp(data, exif, xmp_packet(meta)), False
     return data, False
 
 
@@ -63,11 +63,11 @@ def embed(data: bytes, fmt: str, meta: dict[str, Any],
 
 def _png_text(key: str, value: str) -> bytes:
     try:
-        return _png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+        return png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
     except UnicodeEncodeError:
         # iTXt: keyword, no compression, empty language and translated keyword.
         body = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
-        return _png_chunk(b"iTXt", body)
+        return png_chunk(b"iTXt", body)
 
 
 def _png(data: bytes, meta: dict[str, Any]) -> bytes:
@@ -76,8 +76,8 @@ def _png(data: bytes, meta: dict[str, Any]) -> bytes:
         if meta.get(key) is not None:
             chunks.append(_png_text(key, str(meta[key])))
     chunks.append(_png_text("imagegen", json.dumps(meta, ensure_ascii=False, sort_keys=True)))
-    xmp = _xmp(meta).decode("utf-8")
-    chunks.append(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp.encode("utf-8")))
+    xmp = xmp_packet(meta).decode("utf-8")
+    chunks.append(png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp.encode("utf-8")))
     ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
     return b"".join([data[:ihdr_end], *chunks, memoryview(data)[ihdr_end:]])  # one copy
 
@@ -92,10 +92,10 @@ def _exif(meta: dict[str, Any], prompt: str) -> bytes:
     ifd0_at, n0, n1 = 8, 3, 1
     exif_at = ifd0_at + 2 + 12 * n0 + 4
     data_at = exif_at + 2 + 12 * n1 + 4
-    ifd0, extra0 = _ifd([(0x010E, 2, len(desc), desc),
+    ifd0, extra0 = ifd([(0x010E, 2, len(desc), desc),
                          (0x0131, 2, len(software), software),
                          (0x8769, 4, 1, struct.pack(">I", exif_at))], data_at)
-    exif, extra1 = _ifd([(0x9286, 7, len(comment), comment)], data_at + len(extra0))
+    exif, extra1 = ifd([(0x9286, 7, len(comment), comment)], data_at + len(extra0))
     return b"MM\x00\x2a" + struct.pack(">I", ifd0_at) + ifd0 + exif + extra0 + extra1
 
 
@@ -121,7 +121,7 @@ def _jpeg(data: bytes, meta: dict[str, Any],
     prompt = str(meta.get("prompt", ""))
     exif_head, xmp_head = b"Exif\0\0", b"http://ns.adobe.com/xap/1.0/\0"
     exif, kept_e = _fit(lambda p: exif_head + _exif(meta, p), prompt, JPEG_SEGMENT_MAX)
-    xmp, kept_x = _fit(lambda p: xmp_head + _xmp(meta, p), prompt, JPEG_SEGMENT_MAX)
+    xmp, kept_x = _fit(lambda p: xmp_head + xmp_packet(meta, p), prompt, JPEG_SEGMENT_MAX)
     cut = min(len(kept_e), len(kept_x)) < len(prompt)
     if cut and warn is not None:
         warn(f"the prompt ({len(prompt)} characters) is longer than a JPEG metadata segment "
@@ -137,10 +137,10 @@ def _jpeg(data: bytes, meta: dict[str, Any],
 # --- WebP
 
 def _webp(data: bytes, exif: bytes, xmp: bytes) -> bytes:
-    from imagegen_cli.files.images import _webp_info
+    from imagegen_cli.files.images import webp_info
 
-    w, h, alpha = _webp_info(data)
-    chunks = _riff_chunks(data)
+    w, h, alpha = webp_info(data)
+    chunks = riff_chunks(data)
     if chunks and chunks[0][0] == b"VP8X":
         head = bytearray(chunks[0][1])
         head[0] |= 0x08 | 0x04
@@ -151,7 +151,7 @@ def _webp(data: bytes, exif: bytes, xmp: bytes) -> bytes:
             + (h - 1).to_bytes(3, "little")
         chunks.insert(0, (b"VP8X", vp8x))
     chunks += [(b"EXIF", exif), (b"XMP ", xmp)]
-    body = b"".join(_riff_chunk(t, b) for t, b in chunks)
+    body = b"".join(riff_chunk(t, b) for t, b in chunks)
     return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
 
 
@@ -163,14 +163,14 @@ _PNG_META = {b"tEXt", b"iTXt", b"zTXt", b"eXIf"}
 def strip(data: bytes, fmt: str) -> bytes:
     """DATA without text, EXIF or XMP metadata (what --no-metadata promises)."""
     if fmt == "png":
-        spans = _png_chunks(data)
+        spans = png_chunks(data)
         if spans and spans[-1][2] == len(data) and not any(
                 t in _PNG_META for t, _, _ in spans):
             return data  # nothing to take out: no copy of a big image
         view = memoryview(data)
         return b"".join([data[:8], *(view[s:e] for t, s, e in spans if t not in _PNG_META)])
     if fmt == "jpeg":
-        segs = _jpeg_segments(data)
+        segs = jpeg_segments(data)
         if not segs:
             return data
         body_at = segs[-1][2]
@@ -178,7 +178,7 @@ def strip(data: bytes, fmt: str) -> bytes:
                 if not (m == 0xE1 or (m == 0xFE))]  # APP1 (Exif, XMP) and COM
         return data[:2] + b"".join(keep) + data[body_at:]
     if fmt == "webp":
-        chunks = _riff_chunks(data)
+        chunks = riff_chunks(data)
         kept = [(t, b) for t, b in chunks if t not in (b"EXIF", b"XMP ")]
         if len(kept) == len(chunks):
             return data
@@ -186,6 +186,6 @@ def strip(data: bytes, fmt: str) -> bytes:
             head = bytearray(kept[0][1])
             head[0] &= ~(0x08 | 0x04) & 0xFF
             kept[0] = (b"VP8X", bytes(head))
-        out = b"".join(_riff_chunk(t, b) for t, b in kept)
+        out = b"".join(riff_chunk(t, b) for t, b in kept)
         return b"RIFF" + struct.pack("<I", 4 + len(out)) + b"WEBP" + out
     return data

@@ -3,7 +3,7 @@
 Owns the XMP namespaces, the packet we write (dc:description, xmp:CreatorTool,
 our imagegen:* fields and IPTC DigitalSourceType = trainedAlgorithmicMedia, the
 mark the industry reads as "AI-generated"; control characters XML forbids are
-dropped) and `_parse_xmp`, which finds our fields and that mark in any packet.
+dropped) and `parse_xmp`, which finds our fields and that mark in any packet.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _xml_text(text: str) -> str:
     return re.sub("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", "", text)
 
 
-def _xmp(meta: dict[str, Any], prompt: str | None = None) -> bytes:
+def xmp_packet(meta: dict[str, Any], prompt: str | None = None) -> bytes:
     prompt = str(meta.get("prompt", "")) if prompt is None else prompt
     fields: dict[str, str] = {"prompt": prompt}
     for key in ("negative_prompt", "revised_prompt", "provider", "model", "size", "seed",
@@ -62,7 +62,7 @@ def _xmp(meta: dict[str, Any], prompt: str | None = None) -> bytes:
     return xml.encode("utf-8")
 
 
-def _parse_xmp(xmp: bytes) -> tuple[dict[str, str], bool]:
+def parse_xmp(xmp: bytes) -> tuple[dict[str, str], bool]:
     import xml.etree.ElementTree as ET
 
     try:
