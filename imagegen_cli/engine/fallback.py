@@ -14,8 +14,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from imagegen_cli.engine.budget import BatchBudget
+from imagegen_cli.engine.save import batches
+from imagegen_cli.engine.settle import settle
 from imagegen_cli.errors import ConfigError, UnavailableError, UsageError
+from imagegen_cli.pricing.costs import check_cap, estimate, image_cost, money
+from imagegen_cli.pricing.lookup import lookup
 from imagegen_cli.providers.base import Capabilities, Provider
+from imagegen_cli.transport.client import Transport
 from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
@@ -103,7 +109,6 @@ class Chain(Provider):
             return base
         with self._lock:  # worker threads share the chain
             if i not in self._transports:
-                from imagegen_cli.transport.client import Transport
 
                 member = self.members[i].provider
                 self._transports[i] = Transport(
@@ -160,8 +165,6 @@ def settle_chain(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
     A model set for the run names the first provider's; a fallback uses its own default.
     The job carries its members, their prices and a per-image cost function; its
     provider is a Chain when there is more than one."""
-    from imagegen_cli.engine.settle import settle
-    from imagegen_cli.pricing.lookup import lookup
 
     names = split_flag(opts.provider)
     job = settle(opts.with_(provider=names[0] if names else None), ctx, inpaint=inpaint,
@@ -195,8 +198,6 @@ def require_keys(job: Job, env: Mapping[str, str]) -> None:
 
 def estimates(job: Job) -> list[Estimate]:
     """The estimated cost of JOB on each provider of its chain."""
-    from imagegen_cli.engine.save import batches
-    from imagegen_cli.pricing.costs import estimate
 
     return [estimate(m.pricing, m.req,
                      batches(m.req.n, m.provider.capabilities(m.req.model).max_n))
@@ -207,7 +208,6 @@ def cost_function(members: list[Member]
                   ) -> Callable[[CallInfo | None, int, int], tuple[float | None, str | None]]:
     """Per image written: USD from the call's `usage` where the provider reported one,
     else from the price table; (None, None) when unknown."""
-    from imagegen_cli.pricing.costs import image_cost
 
     by_name = {m.provider.name: m for m in members}
 
@@ -235,8 +235,6 @@ def batch_budget(jobs: Sequence[Job], cap: float, where: str) -> Any:
     """The batch-wide cap: every job's price must be known (exit 2 naming the record),
     and at least one job must fit (else exit 2: nothing would be made). Returns the
     BatchBudget for the scheduler (`admit`) and the event stream."""
-    from imagegen_cli.engine.budget import BatchBudget
-    from imagegen_cli.pricing.costs import check_cap, money
 
     highs: dict[int, float] = {}
     for job in jobs:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from imagegen_cli.engine.save import split
 from imagegen_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ class Job:
 
     def describe(self, shown_key: str | None) -> dict[str, Any]:
         """The exact calls this job would make (for --dry-run; secrets as SHOWN_KEY)."""
-        from imagegen_cli.engine.save import split
 
         calls: list[dict[str, Any]] = []
         req = self.request

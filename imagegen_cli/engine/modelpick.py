@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import ImagegenError
+from imagegen_cli.errors import ConfigError, ImagegenError
+from imagegen_cli.registry import create
+from imagegen_cli.settings import config as cfgmod
+from imagegen_cli.settings import precedence
+from imagegen_cli.settings.precedence import Picked
 
 if TYPE_CHECKING:
     from imagegen_cli.engine.options import Context, ImageOptions
@@ -22,10 +26,6 @@ def pick_model(opts: ImageOptions, ctx: Context, name: str) -> Any:
     """-m, else the provider's own defaults.model, else IMAGEGEN_MODEL and the global
     defaults.model, which name a model of the default provider and so apply only
     when that provider is the one in use (a note says when they are passed over)."""
-    from imagegen_cli.errors import ConfigError
-    from imagegen_cli.settings import config as cfgmod
-    from imagegen_cli.settings import precedence
-    from imagegen_cli.settings.precedence import Picked
 
     cfg, env = ctx.cfg, ctx.env
     if opts.model:
@@ -58,7 +58,6 @@ def cannot_inpaint(name: str, cfg: Config, env: Mapping[str, str]) -> str:
 
 def cannot(what: str, name: str, cfg: Config, env: Mapping[str, str]) -> str:
     """Which providers can WHAT ('inpaint' or 'edit'), preferring those with a key set."""
-    from imagegen_cli.registry import create
 
     able = []
     for p in cfg.providers.values():

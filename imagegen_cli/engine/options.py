@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.registry import create
+from imagegen_cli.secrets import register_params
+from imagegen_cli.settings import config as cfgmod
 
 if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
@@ -97,8 +100,6 @@ class Context:
 
     def provider(self, name: str | None) -> tuple[Provider, ProviderConfig]:
         if name not in self.providers:
-            from imagegen_cli.registry import create
-            from imagegen_cli.settings import config as cfgmod
 
             pcfg, auto_note = cfgmod.resolve_provider(self.cfg, name, self.env)
             if auto_note:
@@ -122,7 +123,6 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         if isinstance(value, float) and not math.isfinite(value):
             value = raw
         out[key.strip()] = value
-    from imagegen_cli.secrets import register_params
 
     register_params(out)  # --param api_key=... is never printed
     return out

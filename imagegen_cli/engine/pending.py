@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imagegen_cli.errors import OutputError
+from imagegen_cli.files.atomic import write_atomic
 from imagegen_cli.types import ImageRequest
 
 # The ImageRequest fields that shape a job's images and their metadata.
@@ -53,8 +55,6 @@ def _path(provider: str, job_id: str) -> Path:
 
 def save(record: JobRecord) -> None:
     """Best effort: a job must never fail because its note could not be written."""
-    from imagegen_cli.errors import OutputError
-    from imagegen_cli.files.atomic import write_atomic
 
     data = json.dumps(record.__dict__, ensure_ascii=False, default=str).encode()
     with contextlib.suppress(OutputError, OSError):

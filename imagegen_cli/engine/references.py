@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from imagegen_cli.errors import ProviderError, UsageError
 from imagegen_cli.files.images import read_image_file, sniff
+from imagegen_cli.files.masks import load_mask
+from imagegen_cli.transport.client import Transport
 from imagegen_cli.types import ImageRequest, InputImage
 
 SENT_AS_IS = ("png", "jpeg", "webp")  # what OpenAI's edits take (image_edit_params.py)
@@ -47,7 +49,6 @@ def attach_references(
             images.append(_decoded(path, read_image_file(path), str(path)))
     mask = None
     if mask_path is not None:
-        from imagegen_cli.files.masks import load_mask
 
         first = images[0]
         size = None if first.url else (first.width, first.height)
@@ -75,7 +76,6 @@ def _decoded(path: Path, data: bytes, shown: str) -> InputImage:
 
 
 def _download(url: str, timeout: float, retries: int) -> bytes:
-    from imagegen_cli.transport.client import Transport
 
     host = urlsplit(url).hostname or url
     try:

@@ -17,9 +17,10 @@ from typing import IO, Any
 from imagegen_cli import clock
 from imagegen_cli.errors import ImagegenError, OutputError
 from imagegen_cli.files import images
-from imagegen_cli.files.atomic import write_atomic
+from imagegen_cli.files.atomic import clean_once, write_atomic
 from imagegen_cli.files.metadata import write as metadata
 from imagegen_cli.files.naming import EXTENSIONS, OutputPlan
+from imagegen_cli.secrets import redact_data
 from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest
 
 # Called with the SavedImage-to-be (path set) and the stat of its bytes on disk,
@@ -131,7 +132,6 @@ class Saver:
             out["resolved"] = img.resolved
         if img.timings:
             out["timings"] = img.timings
-        from imagegen_cli.secrets import redact_data
 
         # Embedded and sidecar metadata never carry a key (a --param api_key=..., a
         # key pasted into a prompt).
@@ -186,7 +186,6 @@ class Saver:
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
             if self.claim is not None:  # a batch with a journal: it may resume a killed run
-                from imagegen_cli.files.atomic import clean_once
 
                 clean_once(path.parent)
             # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF

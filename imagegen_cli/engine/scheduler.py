@@ -28,6 +28,7 @@ from imagegen_cli.engine.save import Claim, Outcome, SavedImage, warm_up
 from imagegen_cli.engine.tally import Tally
 from imagegen_cli.engine.writer import FATAL, JobState, JobWriter
 from imagegen_cli.errors import ImagegenError, Interrupted, OutputError
+from imagegen_cli.transport.client import Transport
 from imagegen_cli.transport.limits import Gate
 from imagegen_cli.types import GeneratedImage, Reporter
 
@@ -99,7 +100,6 @@ class Scheduler(JobWriter):
             return self.gates[name]
 
     def transport(self, job: Job) -> Transport:
-        from imagegen_cli.transport.client import Transport
 
         k = (job.provider.name, job.timeout, job.retries)
         if k not in self.transports:

@@ -17,8 +17,16 @@ from imagegen_cli.engine.modelpick import cannot, cannot_inpaint, pick_model
 
 # Re-exported: callers have always found these here.
 from imagegen_cli.engine.options import Context, ImageOptions
+from imagegen_cli.engine.provenance import blame, origins, settle_global_defaults
+from imagegen_cli.engine.references import attach_references
 from imagegen_cli.errors import UsageError
-from imagegen_cli.settings.rules import parse_aspect, parse_size
+from imagegen_cli.files.masks import attach
+from imagegen_cli.files.naming import OutputPlan
+from imagegen_cli.settings import config as cfgmod
+from imagegen_cli.settings import precedence
+from imagegen_cli.settings.precedence import Picked, flag
+from imagegen_cli.settings.rules import parse_aspect, parse_format, parse_size
+from imagegen_cli.types import ImageRequest
 
 AS_RECEIVED = ("gif", "svg")  # drawn by the model itself, written as received
 
@@ -31,13 +39,6 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
     Every value keeps where it came from (`config.Picked`): errors about a value not
     typed as a flag name its environment variable or config file and key, and a
     [defaults] value the provider cannot honour is dropped with a note."""
-    from imagegen_cli.engine.provenance import blame, origins, settle_global_defaults
-    from imagegen_cli.files.naming import OutputPlan
-    from imagegen_cli.settings import config as cfgmod
-    from imagegen_cli.settings import precedence
-    from imagegen_cli.settings.precedence import Picked, flag
-    from imagegen_cli.settings.rules import parse_format
-    from imagegen_cli.types import ImageRequest
 
     cfg, env = ctx.cfg, ctx.env
     provider, pcfg = ctx.provider(opts.provider)
@@ -171,11 +172,9 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
                                          f"{aspect.source.describe()}")
             ctx.notice(f"--aspect {aspect.value}: using size {req.size}")
     if inpaint:
-        from imagegen_cli.files.masks import attach
 
         req = attach(req, [Path(p) for p in opts.image], opts.mask, opts.invert_mask)
     if edit:
-        from imagegen_cli.engine.references import attach_references
 
         req = attach_references(req, [str(p) for p in opts.image], opts.mask,
                                 opts.invert_mask,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagegen_cli.errors import UsageError
-from imagegen_cli.files.images import read_image_file
+from imagegen_cli.files.images import open_checked, read_image_file
 from imagegen_cli.types import ImageRequest, InputImage
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ THRESHOLD = 128
 
 
 def _open(path: Path) -> Image.Image:
-    from imagegen_cli.files.images import open_checked
 
     data = read_image_file(path)
     try:

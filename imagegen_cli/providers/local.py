@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.files.masks import load_area
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt
 
 # `NAME`: re-exported, callers have always found these here.
@@ -224,7 +225,6 @@ def _used_settings(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
 def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
     from PIL import Image
 
-    from imagegen_cli.files.masks import load_area
 
     first = req.images[0]
     image = Image.open(io.BytesIO(first.data)).convert("RGB")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError, UsageError
+from imagegen_cli.settings.config import install_local
 
 
 def require_libraries() -> Any:
@@ -24,7 +25,6 @@ def require_libraries() -> Any:
         import diffusers  # noqa: F401
         import torch
     except ImportError:
-        from imagegen_cli.settings.config import install_local
 
         raise ConfigError(
             f"The local provider needs the 'local' extra: {install_local()}") from None

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import RefusedError, UnavailableError
+from imagegen_cli.errors import RefusedError, UnavailableError, UsageError
 from imagegen_cli.files.images import resize
+from imagegen_cli.files.masks import white_mask
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.providers.openai_answers import decode_b64, spool_loader
 from imagegen_cli.settings.rules import check_base_url
 from imagegen_cli.transport import b64
 from imagegen_cli.transport.call import HttpCall
@@ -81,7 +83,6 @@ class NebulaProvider(Provider):
     def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
         req = self.resolve_model(req, inpaint=inpaint)
         if req.model == FILL and not inpaint:
-            from imagegen_cli.errors import UsageError
 
             raise UsageError(f"{FILL} only repaints: use `imagegen inpaint` with it")
         if inpaint and req.images and not req.size:
@@ -116,7 +117,6 @@ class NebulaProvider(Provider):
         return param_merge(body, req.params)
 
     def _inpaint_fields(self, req: ImageRequest, w: int, h: int) -> dict[str, str]:
-        from imagegen_cli.files.masks import white_mask
 
         image = req.images[0]
         return {"image": b64.encode(resize(image.data, (w, h))),
@@ -156,7 +156,6 @@ class NebulaProvider(Provider):
             if isinstance(raw, dict) and isinstance(raw.get("inference"), (int, float)):
                 timings["inference_s"] = round(float(raw["inference"]), 3)
             img = GeneratedImage(index=i, timings=timings)
-            from imagegen_cli.providers.openai_answers import decode_b64, spool_loader
 
             if isinstance(b64, Spool):
                 img.loader = spool_loader(b64, self.name)

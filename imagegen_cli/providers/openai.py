@@ -14,7 +14,10 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import RefusedError, UnavailableError
+from imagegen_cli.errors import RefusedError, UnavailableError, UsageError
+from imagegen_cli.files.images import sniff
+from imagegen_cli.files.masks import openai_mask
+from imagegen_cli.providers import openai_lifecycle as lifecycle
 from imagegen_cli.providers.base import Capabilities, Provider, param_merge
 
 # `NAME`: re-exported, callers have always found these here.
@@ -67,25 +70,21 @@ class OpenAIProvider(Provider):
             return ["flux-pro", "dall-e-3"]
         if self.cfg.name == "truefoundry":
             return [self.cfg.model] if self.cfg.model else []
-        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         # What one can still call: shut-down models are left out.
         return lifecycle.current()
 
     def model_status(self, model: str) -> str | None:
-        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         entry = lifecycle.lookup(model)
         return entry.describe() if entry else None
 
     def model_lifecycle(self, model: str) -> dict[str, Any] | None:
-        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         entry = lifecycle.lookup(model)
         return entry.as_json() if entry else None
 
     def model_table_read(self) -> str | None:
-        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         return lifecycle.read_on()
 
@@ -124,8 +123,6 @@ class OpenAIProvider(Provider):
         return param_merge(body, req.params)
 
     def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
-        from imagegen_cli.errors import UsageError
-        from imagegen_cli.providers import openai_lifecycle as lifecycle
 
         if "stream" in req.params:
             # The answer would be events parsed as JSON: --stream reads them.
@@ -178,8 +175,6 @@ class OpenAIProvider(Provider):
     def _edit_call(self, req: ImageRequest, key: str | None) -> HttpCall:
         """POST /images/edits as multipart: image(s), an RGBA mask (alpha 0 = repaint)
         and the other fields as text parts."""
-        from imagegen_cli.files.images import sniff
-        from imagegen_cli.files.masks import openai_mask
 
         headers = self.headers(key, stream=req.stream)
         del headers["content-type"]  # httpx sets multipart/form-data with its boundary
@@ -199,7 +194,6 @@ class OpenAIProvider(Provider):
         """POST /images/edits as JSON (the spec's EditImageBodyJsonParam): `images` is a
         list of {"image_url": ...}, URLs as given and local files as data URLs. Used when
         any input is a URL; GPT image models only (dall-e-2 edits stay multipart)."""
-        from imagegen_cli.files.masks import openai_mask
 
         body = self.body(req)
         body["images"] = [{"image_url": im.url or data_url(im.data)} for im in req.images]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import RefusedError, UnavailableError
 from imagegen_cli.transport import b64
+from imagegen_cli.transport.jsonstream import Malformed, Spool
 from imagegen_cli.types import CallInfo, GeneratedImage
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ def spool_loader(spool: Spool, who: str) -> Callable[[], bytes]:
     unavailable answer (exit 6), like any malformed body."""
 
     def load() -> bytes:
-        from imagegen_cli.transport.jsonstream import Malformed
 
         try:
             return spool.read()
@@ -36,7 +36,6 @@ def spool_loader(spool: Spool, who: str) -> Callable[[], bytes]:
 
 
 def decode_b64(value: Any, who: str) -> bytes:
-    from imagegen_cli.transport.jsonstream import Spool
 
     if isinstance(value, Spool):
         return spool_loader(value, who)()
@@ -53,7 +52,6 @@ def parse_images(
 ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
     """Images from an OpenAI-shaped answer (or a bare list): b64_json or url items,
     with explicit nulls or empty strings standing for absent fields."""
-    from imagegen_cli.transport.jsonstream import Spool
 
     if isinstance(payload, dict):
         if payload.get("error"):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from imagegen_cli.errors import UsageError
+from imagegen_cli.files.images import sniff
+from imagegen_cli.files.masks import load_area
 from imagegen_cli.transport import b64
-from imagegen_cli.types import ImageRequest
+from imagegen_cli.types import ImageRequest, InputImage
 
 
 def data_url(data: bytes) -> str:
-    from imagegen_cli.files.images import sniff
 
     return f"data:image/{sniff(data) or 'png'};base64," + b64.encode(data)
 
@@ -38,8 +40,6 @@ def dalle2_edit_inputs(req: ImageRequest) -> ImageRequest:
 
     from PIL import Image
 
-    from imagegen_cli.errors import UsageError
-    from imagegen_cli.types import InputImage
 
     im = req.images[0]
     if im.width != im.height:
@@ -59,7 +59,6 @@ def dalle2_edit_inputs(req: ImageRequest) -> ImageRequest:
             raise UsageError(f"{im.path} stays over dall-e-2's 4 MB limit even at 256x256")
         side //= 2
     assert req.mask is not None
-    from imagegen_cli.files.masks import load_area
 
     area = load_area(req.mask).resize((side, side), Image.Resampling.NEAREST)
     mbuf = io.BytesIO()

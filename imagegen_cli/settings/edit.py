@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError, OutputError, UsageError
+from imagegen_cli.files.atomic import write_atomic
+from imagegen_cli.registry import dialect_names
+from imagegen_cli.secrets import redact
 from imagegen_cli.settings import config, schema
+from imagegen_cli.settings.rules import check_base_url, check_default
 from imagegen_cli.settings.schema import Config
 
 STARTER = """\
@@ -169,7 +173,6 @@ def check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
 
 
 def _check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
-    from imagegen_cli.settings.rules import check_default
 
     if parts[0] == "defaults":
         check_default(parts[1], value, config.load(env, missing_ok=True))
@@ -180,7 +183,6 @@ def _check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
     elif parts[-1] == "mode" and value not in ("sync", "async"):
         raise UsageError(f"{'.'.join(parts)} takes \"sync\" or \"async\", not '{value}'")
     elif parts[-1] == "base_url":
-        from imagegen_cli.settings.rules import check_base_url
 
         try:
             check_base_url(str(value), parts[1])
@@ -190,7 +192,6 @@ def _check_value(parts: list[str], value: Any, env: Mapping[str, str]) -> None:
 
 def validate_text(text: str, path: Path, env: Mapping[str, str]) -> Config:
     cfg = schema.parse(text, path, env)
-    from imagegen_cli.registry import dialect_names
 
     for p in cfg.providers.values():
         if p.type not in dialect_names():
@@ -223,7 +224,6 @@ def save(doc: Any, path: Path, env: Mapping[str, str], changed: str | None = Non
 def write_private(path: Path, text: str) -> None:
     """Write a file that may hold keys: mode 0600, in a folder made 0700 when we
     create it (a folder the user chose keeps its mode)."""
-    from imagegen_cli.files.atomic import write_atomic
 
     try:
         if not path.parent.exists():
@@ -247,7 +247,6 @@ def redacted(doc: Any) -> str:
             for k in SECRET_KEYS:
                 if k in table:
                     table[k] = "***"
-    from imagegen_cli.secrets import redact
 
     return redact(str(tomlkit.dumps(copy)))  # and keys inside URLs (base_url userinfo)
 
@@ -264,7 +263,6 @@ def plain(doc: Any) -> Any:
 
 
 def _redact_strings(value: Any) -> Any:
-    from imagegen_cli.secrets import redact
 
     if isinstance(value, dict):
         return {k: _redact_strings(v) for k, v in value.items()}

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from imagegen_cli.errors import ConfigError
+from imagegen_cli.registry import dialect
+from imagegen_cli.secrets import register_secret, register_url
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,6 @@ class ProviderConfig:
     @property
     def needs_key(self) -> bool:
         """Declared by the dialect (Provider.needs_key), not guessed here."""
-        from imagegen_cli.registry import dialect
 
         try:
             return dialect(self.type).needs_key
@@ -94,7 +95,6 @@ class ProviderConfig:
 
 
 def _checked_key(key: str, where: str, fix: str) -> str:
-    from imagegen_cli.secrets import register_secret
 
     register_secret(key)
     if "\n" in key or "\r" in key:
@@ -113,7 +113,6 @@ def _checked_key(key: str, where: str, fix: str) -> str:
 
 def preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     tfy_base = env.get("TFY_BASE_URL") or "https://gateway.truefoundry.ai"
-    from imagegen_cli.secrets import register_url
 
     register_url(tfy_base)
     presets = [

@@ -11,6 +11,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
+from imagegen_cli.files.naming import OutputPlan
+from imagegen_cli.registry import create
 
 if TYPE_CHECKING:
     from imagegen_cli.settings.schema import Config
@@ -70,7 +72,6 @@ def parse_format(value: str) -> str:
 def _accepted_values(flag: str, cfg: Config, provider: str | None) -> set[str] | None:
     """Every value some model of PROVIDER (or of any provider) accepts for FLAG;
     None when one of them takes any value."""
-    from imagegen_cli.registry import create
 
     names = [provider] if provider else list(cfg.providers)
     out: set[str] = set()
@@ -109,7 +110,6 @@ def check_default(key: str, value: Any, cfg: Config, provider: str | None = None
     elif key == "format":
         parse_format(str(value))
     elif key == "output":
-        from imagegen_cli.files.naming import OutputPlan
 
         plan = OutputPlan.from_option(str(value))
         if plan.stdout:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError
+from imagegen_cli.pricing.table import check_config_prices
+from imagegen_cli.secrets import register_url
 from imagegen_cli.settings.precedence import Picked, Source
 from imagegen_cli.settings.provider import ProviderConfig, preset_table
 
@@ -223,7 +225,6 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                                   f": providers.{name}.{key} must be more than 0")
         providers[name] = merged
 
-    from imagegen_cli.secrets import register_url
 
     for p in providers.values():
         register_url(p.base_url)  # a key in userinfo or the query is a secret too
@@ -243,7 +244,6 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
 def _check_cost_keys(name: str, fields: dict[str, Any], path: Path, text: str) -> None:
     """providers.NAME.prices (checked here, so a bad table fails at load) and .fallback."""
     if "prices" in fields:
-        from imagegen_cli.pricing.table import check_config_prices
 
         raw = fields["prices"]
         for model in raw:

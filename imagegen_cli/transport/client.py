@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from imagegen_cli import __version__
 from imagegen_cli.errors import ProviderError, UnavailableError
 from imagegen_cli.secrets import redact, redact_headers
+from imagegen_cli.transport import deadline, jsonstream
 from imagegen_cli.transport.call import HttpCall, body_summary, short_value, summarise
 from imagegen_cli.transport.classify import (
     body_errors,
@@ -31,6 +33,7 @@ from imagegen_cli.transport.classify import (
     secs,
     should_retry,
 )
+from imagegen_cli.transport.downloads import download_spooled
 
 # `NAME`: re-exported, callers have always found these here.
 
@@ -84,7 +87,6 @@ class Transport:
     def _build_client(self) -> httpx.Client:
         import httpx
 
-        from imagegen_cli.transport import deadline
 
         client = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
@@ -129,7 +131,6 @@ class Transport:
         once their body has started: the caller owns a streamed response."""
         import httpx
 
-        from imagegen_cli.transport import deadline
 
         attempt = throttled = 0
         sent_at = None
@@ -237,7 +238,6 @@ class Transport:
 
     def json_spooled(self, call: HttpCall) -> tuple[Any, httpx.Response]:
         """Like `json`, but b64_json strings arrive as jsonstream.Spool objects on disk."""
-        from imagegen_cli.transport import jsonstream
 
         resp = self.send(call, stream=True)
         try:
@@ -259,7 +259,6 @@ class Transport:
                          on_bytes: Callable[[int, int], None] | None = None) -> Spool:
         """Fetch an image URL into a temporary file (read it once with .read()): see
         downloads.py."""
-        from imagegen_cli.transport.downloads import download_spooled
 
         return download_spooled(self, url, cap=cap, on_bytes=on_bytes)
 
@@ -269,6 +268,5 @@ def _sleep(seconds: float) -> None:
 
 
 def _user_agent() -> str:
-    from imagegen_cli import __version__
 
     return f"imagegen-cli/{__version__}"

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from imagegen_cli.errors import UnavailableError
+from imagegen_cli.transport import deadline
 from imagegen_cli.transport.classify import body_errors, classify, host_of, reason, secs
+from imagegen_cli.transport.jsonstream import Spool
 
 if TYPE_CHECKING:
     from imagegen_cli.transport.client import Transport
@@ -30,7 +32,6 @@ def download_spooled(tr: Transport, url: str, *, cap: int | None = None,
     within --timeout."""
     import httpx
 
-    from imagegen_cli.transport import deadline
 
     cap = cap or DOWNLOAD_CAP
     _check_scheme(url, f"{tr.who} returned an image URL")
@@ -60,7 +61,6 @@ def download_spooled(tr: Transport, url: str, *, cap: int | None = None,
 
 def _download_once(tr: Transport, url: str, cap: int,
                    on_bytes: Callable[[int, int], None] | None) -> Spool:
-    from imagegen_cli.transport.jsonstream import Spool
 
     # Redirects are followed by hand: each hop must be http(s), and no header of
     # ours (there is no key on a download) is ever added.

@@ -14,6 +14,8 @@ import struct
 import zlib
 from typing import Any
 
+from imagegen_cli.errors import UsageError
+from imagegen_cli.files.images import sniff
 from imagegen_cli.files.metadata.chunks import (
     TYPE_SIZE,
     jpeg_segments,
@@ -29,7 +31,6 @@ def read(data: bytes) -> dict[str, Any]:
 
     imagegen's own JSON wins; else an A1111 `parameters` text; else nothing.
     """
-    from imagegen_cli.files.images import sniff
 
     fmt = sniff(data)
     texts: dict[str, str] = {}
@@ -138,8 +139,6 @@ def settings_from(path: Any) -> dict[str, Any]:
 
     UsageError (exit 2) when the file cannot be read or carries no prompt.
     """
-    from imagegen_cli.errors import UsageError
-    from imagegen_cli.files.images import sniff
 
     try:
         with open(path, "rb") as fh:

@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from imagegen_cli.files.images import webp_info
 from imagegen_cli.files.metadata.chunks import (
     ifd,
     jpeg_segments,
@@ -137,7 +138,6 @@ def _jpeg(data: bytes, meta: dict[str, Any],
 # --- WebP
 
 def _webp(data: bytes, exif: bytes, xmp: bytes) -> bytes:
-    from imagegen_cli.files.images import webp_info
 
     w, h, alpha = webp_info(data)
     chunks = riff_chunks(data)
