@@ -56,6 +56,9 @@ class ConfigError(ImagegenError):
 
 
 class ProviderError(ImagegenError):
+    """What a provider answered or failed with: its HTTP status, error code and request
+    id are shown with the message. Raise one of the subclasses."""
+
     exit_code = ExitCode.UNAVAILABLE
 
     def __init__(

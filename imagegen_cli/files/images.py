@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Callable
 from typing import Any
 
-from imagegen_cli.errors import UnavailableError, UsageError
+from imagegen_cli.errors import ImagegenError, UnavailableError, UsageError
 
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # The most pixels an image may declare: above 8K UHD (33 MP) and every provider's
@@ -108,13 +109,8 @@ def verify(data: bytes, expect: str | None = None) -> tuple[str, int, int]:
                                f"{fmt.upper() if fmt else 'something else'}")
     if fmt is None:
         raise UnavailableError("The provider answered with data that is not an image")
-    try:
-        w, h = dimensions(data)
-    except ValueError:
-        raise UnavailableError(f"The provider's {fmt.upper()} image is damaged") from None
-    too_big = pixel_problem(w, h)
-    if too_big:
-        raise UnavailableError(f"The provider's {fmt.upper()} image {too_big}")
+    whose = f"The provider's {fmt.upper()} image"
+    measured(data, UnavailableError, f"{whose} is damaged", lambda why: f"{whose} {why}")
     if not _complete(data, fmt):
         raise UnavailableError(f"The provider's {fmt.upper()} image is truncated")
     try:
@@ -288,11 +284,21 @@ def read_image_file(path: Any) -> bytes:
         raise UsageError(f"Cannot read {path}: {exc.strerror or exc}") from None
     if sniff(data) is None:
         raise UsageError(f"{path} is not an image (PNG, JPEG, WebP or GIF expected)")
+    measured(data, UsageError, f"{path} is not a readable image: its header is damaged",
+             lambda why: f"{path} {why}: pass a smaller image")
+    return data
+
+
+def measured(data: bytes, error: type[ImagegenError], damaged: str,
+             too_big: Callable[[str], str]) -> tuple[int, int]:
+    """WIDTH, HEIGHT from the header of an image already sniffed; ERROR(DAMAGED) for a
+    header that cannot be read, ERROR(TOO_BIG(problem)) for one we refuse to
+    decode (a decompression bomb)."""
     try:
         w, h = dimensions(data)
     except ValueError:
-        raise UsageError(f"{path} is not a readable image: its header is damaged") from None
-    too_big = pixel_problem(w, h)
-    if too_big:
-        raise UsageError(f"{path} {too_big}: pass a smaller image")
-    return data
+        raise error(damaged) from None
+    problem = pixel_problem(w, h)
+    if problem:
+        raise error(too_big(problem))
+    return w, h
