@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from xml.sax.saxutils import escape
 
 from imagegen_cli.files.metadata.infotext import SOFTWARE, infotext
 
@@ -20,6 +19,18 @@ NS_IMAGEGEN = "https://github.com/imagegen-cli/ns/1.0/"
 NS_IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 NS_DC = "http://purl.org/dc/elements/1.1/"
 NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+
+# xml.sax.saxutils.escape does the same, but importing it imports urllib.request,
+# http.client and email: a cost every image would pay for three replacements.
+_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTRIBUTE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
+                            "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
+def escape(text: str, *, attribute: bool = False) -> str:
+    """TEXT for XML character data, or (ATTRIBUTE) for a double-quoted attribute value,
+    whose newlines and tabs must survive attribute-value normalisation."""
+    return text.translate(_ATTRIBUTE if attribute else _TEXT)
 
 
 def _xml_text(text: str) -> str:
@@ -39,7 +50,7 @@ def xmp_packet(meta: dict[str, Any], prompt: str | None = None) -> bytes:
     fields["json"] = json.dumps(shown, ensure_ascii=False, sort_keys=True)
 
     def attr(v: str) -> str:
-        return escape(_xml_text(v), {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+        return escape(_xml_text(v), attribute=True)
 
     attrs = "".join(f'\n   imagegen:{k}="{attr(v)}"' for k, v in fields.items())
     xml = (
