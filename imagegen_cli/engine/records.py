@@ -218,7 +218,7 @@ def _value(row: options.Option, key: str, value: Any, base: ImageOptions, from_c
                 raise bad(key, "a JSON object") from None
         if not isinstance(value, dict):
             raise bad(key, "an object")
-        return {**base.params, **value}
+        return {**getattr(base, row.name), **value}  # over the --param items
     if row.many:
         paths = [value] if isinstance(value, str) else value
         if not isinstance(paths, list) or not paths or not all(

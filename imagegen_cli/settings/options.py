@@ -4,12 +4,13 @@ One row per option: its flags, value type, help, the commands that take it, its
 `[defaults]` config key, its batch record field and the capability name
 providers declare it by. The Typer parameters (cli/options.py), the config keys
 and their checks (schema.py, rules.py), the batch record fields (records.py),
-the flags messages name (provenance.py) and the shell completions are all built
-from `OPTIONS`; adding an option is adding a row (and the provider code that
-honours it).
+the flags messages name (provenance.py), the built-in defaults `config get
+--effective` reports (effective.py) and the shell completions are all built from
+`OPTIONS`; adding an option is adding a row, its `ImageOptions` and
+`ImageRequest` fields, and the code that honours it (settle, a provider).
 
-Plain data, nothing imported: `imagegen --help` builds this table, so it must
-stay cheap. Readers look rows up at the time they need them (never a copy made
+Plain data that imports nothing of ours: `imagegen --help` builds this table, so
+it must stay cheap. Readers look rows up at the time they need them (never a copy made
 at import), so a test may swap `OPTIONS` for a longer table and see the extra
 row everywhere.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 GENERATE, INPAINT, EDIT, BATCH = "generate", "inpaint", "edit", "batch"
 
-# Help panels (the click help shows them in signature order, rich would group them).
+# Help panels (Typer's rich_help_panel).
 PROVIDER_HELP = "Provider"
 IMAGE_HELP = "Image"
 OUTPUT_HELP = "Output"
@@ -31,7 +32,8 @@ RUN_HELP = "Run"
 # A config value's type when its flag's is float: TOML writes 300 for 300.0.
 NUMBER = (int, float)
 
-# Named value checks, applied by settings/rules.py to a [defaults] value:
+# Named checks of a [defaults] value (settings/rules.py applies them, as `config set`
+# does before it writes):
 ONE_OF = "one-of"  # one of the row's `values`
 ACCEPTED = "accepted"  # accepted by some model of some provider (or of the one named)
 NOT_EMPTY = "not-empty"
