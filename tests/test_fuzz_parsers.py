@@ -212,7 +212,7 @@ provider_tables = st.dictionaries(
 documents = st.fixed_dictionaries({}, optional={
     "default_provider": st.one_of(toml_values, st.sampled_from(["openai", "mine"])),
     "defaults": st.one_of(toml_values, st.dictionaries(
-        st.sampled_from([*schema.DEFAULT_KEYS, "bogus"]), toml_values, max_size=6)),
+        st.sampled_from([*schema.default_keys(), "bogus"]), toml_values, max_size=6)),
     "providers": st.one_of(toml_values, st.dictionaries(
         st.sampled_from(["openai", "mine", "nebula", "local"]),
         st.one_of(provider_tables, toml_values), max_size=3)),

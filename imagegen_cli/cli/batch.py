@@ -15,8 +15,10 @@ from typing import Annotated, Any
 
 import typer
 
-from imagegen_cli.cli.options import COMMON, IMAGE_HELP, OUTPUT_HELP, RUN_HELP, option_param
+from imagegen_cli.cli.options import option_param, params_for
 from imagegen_cli.errors import ConfigError, ImagegenError, Interrupted, PartialError, UsageError
+from imagegen_cli.settings.options import BATCH as BATCH_COMMAND
+from imagegen_cli.settings.options import RUN_HELP
 
 Opt = typer.Option
 BATCH_HELP = "Batch"
@@ -37,12 +39,7 @@ BATCH: list[inspect.Parameter] = [
     option_param("shard", Annotated[str | None, Opt("--shard", metavar="I/N", help="Run only shard I of N (1-based; default: from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or CI_NODE_INDEX).", rich_help_panel=BATCH_HELP)]),
     option_param("shard_count", Annotated[int | None, Opt("--shard-count", metavar="N", help="N for JOB_COMPLETION_INDEX (or IMAGEGEN_SHARD_COUNT).", rich_help_panel=BATCH_HELP)]),
     option_param("merge", Annotated[bool, Opt("--merge", help="Join the NDJSON files given (shards' --json output) into one manifest on stdout.", rich_help_panel=BATCH_HELP)], False),
-    option_param("image", Annotated[list[Path] | None, Opt("-i", "--image", metavar="IMG", help="Inpaint every record's image IMG (a record's 'image' wins).", rich_help_panel=IMAGE_HELP)]),
-    option_param("mask", Annotated[Path | None, Opt("--mask", metavar="MASK", help="Mask for --image.", rich_help_panel=IMAGE_HELP)]),
-    option_param("invert_mask", Annotated[bool, Opt("--invert-mask", help="Repaint the black (or opaque) area instead.", rich_help_panel=IMAGE_HELP)], False),
 ]
-JSON = option_param("json_out", Annotated[bool, Opt("--json", help="Print one JSON object per line per image and per failed job (NDJSON) instead of paths.", rich_help_panel=OUTPUT_HELP)], False)
-JSONL = option_param("jsonl", Annotated[bool, Opt("--jsonl", help="Same as --json (as `generate --jsonl`).", rich_help_panel=OUTPUT_HELP)], False)
 
 
 def batch(**opts: Any) -> None:
@@ -330,8 +327,8 @@ def _exit(tally: Any) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    skip = {"json_out", "jsonl"}
-    params = [FILES, *BATCH, *[p for p in COMMON if p.name not in skip], JSON, JSONL]
+    # The batch's own options first, then the image options every record defaults to.
+    params = [FILES, *BATCH, *params_for(BATCH_COMMAND)]
     batch.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     batch.__annotations__ = {p.name: p.annotation for p in params}
     app.command("batch")(batch)

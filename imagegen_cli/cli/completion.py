@@ -25,30 +25,22 @@ from typing import Annotated, Any
 
 import typer
 
+from imagegen_cli.settings import options as option_table
+
 SHELLS = {"bash": "imagegen.bash", "zsh": "_imagegen", "fish": "imagegen.fish",
           "powershell": "imagegen.ps1"}
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "completions"
 
-# Values of the options that take one of a few words (also `config set defaults.KEY`).
-VALUES: dict[str, tuple[str, ...]] = {
-    "format": ("png", "jpeg", "webp", "gif", "svg"),
-    "quality": ("low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"),
-    "background": ("transparent", "opaque", "auto"),
-    "moderation": ("low", "auto"),
-    "style": ("vivid", "natural"),
-    "complexity": ("low", "medium", "high"),
-    "input_fidelity": ("high", "low"),
-    "device": ("auto", "cpu", "cuda", "mps"),
-    "dtype": ("float32", "float16", "bfloat16"),
-    "mode": ("sync", "async"),
-}
+# Provider keys that take one of a few words (the image options' words are in
+# settings/options.py).
+PROVIDER_VALUES: dict[str, tuple[str, ...]] = {"mode": ("sync", "async")}
 
 
 def values(name: str) -> Callable[[str], list[str]]:
-    """A completer offering VALUES[name]."""
+    """A completer offering the words option NAME takes."""
 
     def complete(incomplete: str) -> list[str]:
-        return [v for v in VALUES[name] if v.startswith(incomplete)]
+        return [v for v in option_table.option(name).values if v.startswith(incomplete)]
 
     return complete
 
@@ -95,11 +87,11 @@ def complete_config_key(incomplete: str) -> list[str]:
         names = list(config.load().providers)
     except ImagegenError:
         names = []
-    keys = ["default_provider", *(f"defaults.{k}" for k in sorted(schema.DEFAULT_KEYS))]
+    keys = ["default_provider", *(f"defaults.{k}" for k in sorted(schema.default_keys()))]
     keys += [f"providers.{n}.{k}" for n in names for k in sorted(schema.PROVIDER_KEYS)
              if k != "defaults"]
     keys += [f"providers.{n}.defaults.{k}" for n in names
-             for k in sorted(schema.PROVIDER_DEFAULT_KEYS)]
+             for k in sorted(schema.default_keys(per_provider=True))]
     return [k for k in keys if k.startswith(incomplete)]
 
 
@@ -115,14 +107,20 @@ def complete_config_value(ctx: Any, incomplete: str) -> list[str]:
         from imagegen_cli.registry import dialect_names
 
         options: list[str] = list(dialect_names())
-    elif last in VALUES:
-        options = list(VALUES[last])
+    elif words_of(last):
+        options = list(words_of(last))
     elif (key.startswith("defaults.") or ".defaults." in key) \
-            and schema.DEFAULT_KEYS.get(last) is bool:
+            and schema.default_keys().get(last) is bool:
         options = ["true", "false"]
     else:
         return []
     return [o for o in options if o.startswith(incomplete)]
+
+
+def words_of(key: str) -> tuple[str, ...]:
+    """The words config KEY (the last part of a dotted key) takes, if a few."""
+    row = option_table.by_config(key) or option_table.by_name(key)
+    return row.values if row is not None and row.values else PROVIDER_VALUES.get(key, ())
 
 
 # ------------------------------------------------------- the shell protocol

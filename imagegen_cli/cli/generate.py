@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from, with_settings_from
-from imagegen_cli.cli.options import EDIT, FROM, INPAINT, image_command
+from imagegen_cli.cli.options import image_command
 from imagegen_cli.cli.summary import cost_line, print_dry_run, print_report, raise_failures
 from imagegen_cli.errors import AuthError, Interrupted, UsageError
 
@@ -162,7 +162,7 @@ def _job_recorder(job: Any, reporter: Any) -> Any:
     return record
 
 
-@image_command(FROM)
+@image_command("generate")
 def generate(**opts: Any) -> None:
     """Generate images from a prompt.
 
@@ -172,7 +172,7 @@ def generate(**opts: Any) -> None:
     run_images(opts)
 
 
-@image_command(INPAINT)
+@image_command("inpaint")
 def inpaint(**opts: Any) -> None:
     """Repaint part of an image: white (or transparent) mask pixels mark the area.
 
@@ -182,7 +182,7 @@ def inpaint(**opts: Any) -> None:
     run_images(opts, inpaint=True)
 
 
-@image_command(EDIT)
+@image_command("edit")
 def edit(**opts: Any) -> None:
     """Make a new image from reference images and a prompt; no mask needed.
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from imagegen_cli.engine.options import ImageOptions, parse_params
 from imagegen_cli.errors import UsageError
+from imagegen_cli.settings import options as table
 
 
 def read_prompt(value: str) -> str:
@@ -49,12 +50,20 @@ def read_prompt(value: str) -> str:
 
 def options_from(opts: dict[str, Any]) -> ImageOptions:
     """Typer's keyword arguments -> the core's typed options (the only place this
-    dict is read for image options)."""
+    dict is read for image options): each option of the table the options carry,
+    typed as they hold it."""
     fields = {f.name for f in dataclasses.fields(ImageOptions)}
-    given = {k: v for k, v in opts.items() if k in fields}
+    given: dict[str, Any] = {}
+    for row in table.OPTIONS:
+        if row.name not in fields or row.name not in opts:
+            continue
+        value = opts[row.name]
+        if row.pairs:
+            value = parse_params(value)
+        elif row.many:
+            value = tuple(value or ())
+        given[row.name] = value
     given["prompt"] = read_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
-    given["params"] = parse_params(opts.get("param"))
-    given["image"] = tuple(opts.get("image") or ())
     return ImageOptions(**given)
 
 
@@ -78,13 +87,14 @@ def with_settings_from(opts: dict[str, Any], cfg: Any,
         if pcfg.type == "local" and "/" not in model:
             found.pop("model")
     params = found.pop("params", None)
-    if params and not opts["param"]:
+    if params and not opts["params"]:
         import json
 
-        opts["param"] = [f"{k}={json.dumps(v)}" for k, v in params.items()]
+        opts["params"] = [f"{k}={json.dumps(v)}" for k, v in params.items()]
     prompt = found.pop("prompt")
     for key, value in found.items():
-        if key in opts and opts[key] is None:
+        row = table.by_name(key)
+        if row is not None and row.from_file and key in opts and opts[key] is None:
             opts[key] = value
     if opts["aspect"] is not None and "size" in found and opts["size"] == found["size"]:
         opts["size"] = None  # --aspect given beside --from replaces the recorded size

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ImageOptions:
-    """One image command's options, as given (None: not given)."""
+    """One image command's options, as given (None: not given).
+
+    Written out, not built from the option table (settings/options.py), so that it
+    stays typed; tests/test_option_table.py holds the two together."""
 
     prompt: str | None = None
     provider: str | None = None

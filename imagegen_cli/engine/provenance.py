@@ -12,18 +12,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.settings import options
 from imagegen_cli.settings.precedence import Picked, Source
 
 if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
     from imagegen_cli.types import ImageRequest
 
-# ImageRequest field -> the flag it stands for.
-FIELD_FLAGS = {
-    "model": "-m", "n": "-n", "size": "--size", "quality": "--quality", "style": "--style",
-    "background": "--background", "moderation": "--moderation", "seed": "--seed",
-    "steps": "--steps", "guidance": "--guidance", "negative_prompt": "--negative-prompt",
-}
+def flag_of(field: str) -> str:
+    """The flag an `ImageRequest` FIELD stands for, as messages name it (the option
+    table's `said`, else its long flag); FIELD itself when no option sets it."""
+    row = options.by_request(field)
+    return row.flag if row is not None else field
 
 
 def origins(picked: Mapping[str, Picked]) -> dict[str, str]:
@@ -31,7 +31,7 @@ def origins(picked: Mapping[str, Picked]) -> dict[str, str]:
     out = {}
     for name, p in picked.items():
         if p.source is not None and p.source.kind in ("env", "config") and p.value is not None:
-            out[FIELD_FLAGS.get(name, name)] = p.source.describe()
+            out[flag_of(name)] = p.source.describe()
     return out
 
 

@@ -19,15 +19,16 @@ from typing import Any
 
 from imagegen_cli.engine.options import ImageOptions
 from imagegen_cli.errors import UsageError
+from imagegen_cli.settings import options
 
 FORMATS = ("text", "jsonl", "csv")
-_STR = {"provider", "model", "size", "aspect", "quality", "style", "background",
-        "moderation", "negative_prompt", "output", "format", "device", "dtype", "mask",
-        "complexity", "input_fidelity", "user"}
-_INT = {"n", "count", "seed", "steps", "partial_images", "retries", "output_compression"}
-_FLOAT = {"guidance", "timeout", "strength"}
-_BOOL = {"overwrite", "no_metadata", "sidecar", "stream", "keep_partials", "invert_mask"}
-KNOWN = _STR | _INT | _FLOAT | _BOOL | {"prompt", "id", "params", "image", "fallback"}
+# The fields that are no option of the image commands (the rest: settings/options.py).
+RECORD_ONLY = ("prompt", "id", "fallback")
+
+
+def known() -> set[str]:
+    """Every field a record may hold."""
+    return options.record_fields() | set(RECORD_ONLY)
 
 
 @dataclass
@@ -40,8 +41,12 @@ class Record:
     def field_in(self, message: str) -> str | None:
         """The record's own field that MESSAGE (about an option, by its flag) is about."""
         for key in sorted(self.given):
-            flags = ("-n ", "--count") if key in ("n", "count") else (
-                f"--{key.replace('_', '-')}",)
+            row = options.by_record(key)
+            if row is None:
+                continue
+            # Only -n of the short flags: the core names the count by it, while
+            # "-m", "-o" or "-f" in a message are hints ("pass -m MODEL").
+            flags = (f"{row.said} ", row.long) if row.said == "-n" else (row.long,)
             if any(f in message for f in flags):
                 return key
         return None
@@ -128,10 +133,11 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
         return []
     except csv.Error as exc:
         raise UsageError(f"{name}, line 1: bad CSV header ({exc})") from None
+    fields = known()
     for h in header:
-        if h not in KNOWN:
+        if h not in fields:
             raise UsageError(f"{name}, line 1: unknown column '{h}'{_did_you_mean(h)}; "
-                             "known: " + ", ".join(sorted(KNOWN)))
+                             "known: " + ", ".join(sorted(fields)))
     if "prompt" not in header:
         raise UsageError(f"{name}, line 1: no 'prompt' column in the header row")
     rows: list[tuple[int, Any]] = []
@@ -166,61 +172,29 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
     changes: dict[str, Any] = {}
     rid: str | None = None
     for key, value in fields.items():
-        if key not in KNOWN:
+        row = options.by_record(key)
+        if row is None and key not in RECORD_ONLY:
             return _raise(UsageError(f"{name}, line {line}: unknown field '{key}'"
                                      f"{_did_you_mean(key)}; known: "
-                                     + ", ".join(sorted(KNOWN))))
+                                     + ", ".join(sorted(known()))))
         if value is None:
             continue
         if key == "id":
             if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value):
                 raise bad(key, "a string or an integer")
             rid = str(value)
-        elif key in _STR or key == "prompt":
+        elif key == "prompt":
             if not isinstance(value, str):
                 raise bad(key, "a string")
-            changes[key] = Path(value) if key == "mask" else value
-        elif key in _INT:
-            if from_csv:
-                value = _csv_number(value, int, bad(key, "an integer"))
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise bad(key, "an integer")
-            changes["count" if key == "n" else key] = value
-        elif key in _FLOAT:
-            if from_csv:
-                value = _csv_number(value, float, bad(key, "a number"))
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise bad(key, "a number")
-            changes[key] = float(value)
-        elif key in _BOOL:
-            if from_csv:
-                low = value.strip().lower()
-                value = {"true": True, "1": True, "yes": True, "false": False, "0": False,
-                         "no": False}.get(low, value)
-            if not isinstance(value, bool):
-                raise bad(key, "true or false")
             changes[key] = value
-        elif key == "params":
-            if from_csv:
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    raise bad(key, "a JSON object") from None
-            if not isinstance(value, dict):
-                raise bad(key, "an object")
-            changes["params"] = {**base.params, **value}
         elif key == "fallback":  # ["b", "c"], or "b,c" (CSV)
             names = ([x.strip() for x in value.split(",") if x.strip()]
                      if isinstance(value, str) else value)
             if not isinstance(names, list) or not all(isinstance(x, str) and x for x in names):
                 raise bad(key, "a list of provider names (or \"b,c\")")
             changes["fallback"] = tuple(names)
-        elif key == "image":
-            paths = [value] if isinstance(value, str) else value
-            if not isinstance(paths, list) or not paths or not all(
-                    isinstance(p, str) and p for p in paths):
-                raise bad(key, "a path or a list of paths")
-            changes["image"] = tuple(Path(p) for p in paths)
+        elif row is not None:
+            changes[row.name] = _value(row, key, value, base, from_csv, bad)
     prompt = changes.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise UsageError(f"{name}, line {line}: no prompt (every record needs a non-empty "
@@ -231,6 +205,49 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
         raise UsageError(f"{name}, line {line}: {where} needs an image to repaint: add an "
                          "'image' field (or pass --image)")
     return Record(line, rid, opts, frozenset(k for k, v in fields.items() if v is not None))
+
+
+def _value(row: options.Option, key: str, value: Any, base: ImageOptions, from_csv: bool,
+           bad: Callable[[str, str], UsageError]) -> Any:
+    """A record's VALUE for ROW's field KEY, typed as the options hold it."""
+    if row.pairs:
+        if from_csv:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise bad(key, "a JSON object") from None
+        if not isinstance(value, dict):
+            raise bad(key, "an object")
+        return {**getattr(base, row.name), **value}  # over the --param items
+    if row.many:
+        paths = [value] if isinstance(value, str) else value
+        if not isinstance(paths, list) or not paths or not all(
+                isinstance(p, str) and p for p in paths):
+            raise bad(key, "a path or a list of paths")
+        return tuple(row.value(p) for p in paths)
+    if row.value is bool:
+        if from_csv:
+            low = value.strip().lower()
+            value = {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                     "no": False}.get(low, value)
+        if not isinstance(value, bool):
+            raise bad(key, "true or false")
+        return value
+    if row.value is int:
+        if from_csv:
+            value = _csv_number(value, int, bad(key, "an integer"))
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(key, "an integer")
+        return value
+    if row.value is float:
+        if from_csv:
+            value = _csv_number(value, float, bad(key, "a number"))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(key, "a number")
+        return float(value)
+    if not isinstance(value, str):
+        raise bad(key, "a string")
+    return row.value(value)  # a str, or a Path (mask)
 
 
 def _csv_number(text: str, kind: type, err: UsageError) -> Any:
@@ -249,8 +266,9 @@ def _did_you_mean(field: str) -> str:
     import difflib
 
     text = str(field)
+    fields = known()
     guess = text.strip().lstrip("-").replace("-", "_").lower()
-    if guess in KNOWN:
+    if guess in fields:
         return f" (write '{guess}')"
-    close = difflib.get_close_matches(guess, sorted(KNOWN), n=1, cutoff=0.75)
+    close = difflib.get_close_matches(guess, sorted(fields), n=1, cutoff=0.75)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -70,20 +70,22 @@ def split_key(key: str) -> list[str]:
     return parts
 
 
-def schema_type(parts: list[str]) -> type | tuple[type, ...]:
+def schema_type(parts: list[str]) -> schema.ConfigType:
     """The type a dotted key holds, or UsageError naming the known keys."""
     if parts == ["default_provider"]:
         return str
     if len(parts) == 2 and parts[0] == "defaults":
-        if parts[1] in schema.DEFAULT_KEYS:
-            return schema.DEFAULT_KEYS[parts[1]]
+        keys = schema.default_keys()
+        if parts[1] in keys:
+            return keys[parts[1]]
         raise UsageError(f"Unknown key 'defaults.{parts[1]}'; known: "
-                         + ", ".join(sorted(schema.DEFAULT_KEYS)))
+                         + ", ".join(sorted(keys)))
     if len(parts) == 4 and parts[0] == "providers" and parts[2] == "defaults":
-        if parts[3] in schema.PROVIDER_DEFAULT_KEYS:
-            return schema.PROVIDER_DEFAULT_KEYS[parts[3]]
+        keys = schema.default_keys(per_provider=True)
+        if parts[3] in keys:
+            return keys[parts[3]]
         raise UsageError(f"Unknown key '{'.'.join(parts)}'; known: "
-                         + ", ".join(sorted(schema.PROVIDER_DEFAULT_KEYS)))
+                         + ", ".join(sorted(keys)))
     if len(parts) == 3 and parts[0] == "providers":
         if parts[2] in schema.PROVIDER_KEYS:
             return schema.PROVIDER_KEYS[parts[2]]

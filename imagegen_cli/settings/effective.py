@@ -7,21 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from imagegen_cli.errors import ConfigError
-from imagegen_cli.settings import config
+from imagegen_cli.settings import config, options
 from imagegen_cli.settings.precedence import Picked, Source, env_source, pick_from
 from imagegen_cli.settings.schema import Config
 
-# Built-in defaults of the [defaults] keys (None: decided elsewhere, said in words).
-BUILT_IN: dict[str, Any] = {
-    "count": 1, "timeout": 300.0, "retries": 2, "metadata": True, "sidecar": False,
-}
-DECIDED_ELSEWHERE = {
-    "provider": "the first preset whose key is set, else local",
-    "model": "the provider's default model",
-    "size": "the provider's default size",
-    "format": "the output name's extension, else what the provider sends",
-    "output": "{date}-{time}-{prompt}-{index}.{ext} in the current folder",
-}
 ENV_OF = {"provider": config.ENV_PROVIDER, "model": config.ENV_MODEL,
           "output": config.ENV_OUTPUT}
 
@@ -36,14 +25,15 @@ def effective_value(parts: list[str], env: Mapping[str, str],
         key = parts[-1]
         scope = parts[1] if len(parts) == 4 else provider
         env_var = ENV_OF.get(key) if len(parts) == 2 else None
+        row = options.by_config(key)
         picked = pick_from(
             Picked(env.get(env_var) if env_var else None,
                    env_source(env_var) if env_var else None),
             cfg.default(key, scope) if len(parts) == 2 else _only_provider(cfg, key, scope),
-            default=BUILT_IN.get(key),
+            default=row.builtin if row else None,
         )
         if picked.source is None:
-            return None, f"not set: {DECIDED_ELSEWHERE.get(key, 'the provider decides')}"
+            return None, f"not set: {row.unset if row else 'the provider decides'}"
         return picked.value, _describe(picked.source)
     name, key = parts[1], parts[2]
     if name not in cfg.providers:

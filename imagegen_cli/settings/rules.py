@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
 from imagegen_cli.files.naming import OutputPlan
 from imagegen_cli.registry import create
+from imagegen_cli.settings import options
 
 if TYPE_CHECKING:
     from imagegen_cli.settings.schema import Config
@@ -20,18 +21,6 @@ if TYPE_CHECKING:
 # gif and svg: as drawn by the models that make them (gpt-image-2.6), never converted to.
 FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp", "gif": "gif",
            "svg": "svg"}
-
-# [defaults] key -> the flag it stands for (messages name both).
-FLAG_OF = {
-    "provider": "-p", "model": "-m", "size": "--size", "aspect": "--aspect",
-    "output": "-o", "count": "-n", "quality": "--quality", "style": "--style",
-    "background": "--background", "moderation": "--moderation", "format": "-f",
-    "steps": "--steps", "guidance": "--guidance", "negative_prompt": "--negative-prompt",
-    "timeout": "--timeout", "retries": "--retries", "metadata": "--no-metadata",
-    "sidecar": "--sidecar", "complexity": "--complexity",
-    "output_compression": "--output-compression", "user": "--user",
-    "input_fidelity": "--input-fidelity",
-}
 
 
 def parse_size(size: str | None) -> str | None:
@@ -100,42 +89,38 @@ def _accepted_values(flag: str, cfg: Config, provider: str | None) -> set[str] |
 
 def check_default(key: str, value: Any, cfg: Config, provider: str | None = None) -> None:
     """UsageError (exit 2) when VALUE for defaults KEY would be refused as its flag
-    would: the same parsers, and for enumerated options the values some provider
-    (PROVIDER when given) accepts."""
-    flag = FLAG_OF.get(key, key)
-    if key == "size":
+    would: the option's bounds and rule (settings/options.py), with the same parsers,
+    and for enumerated options the values some provider (PROVIDER when given)
+    accepts."""
+    row = options.by_config(key)
+    if row is None:
+        return
+    flag = row.flag
+    if row.bounds is not None and not row.bounds.holds(value):
+        raise UsageError(f"{flag} must be {row.bounds}, not {value}")
+    check = row.check
+    if check == options.SIZE:
         parse_size(str(value))
-    elif key == "aspect":
+    elif check == options.ASPECT:
         parse_aspect(str(value))
-    elif key == "format":
+    elif check == options.FORMAT:
         parse_format(str(value))
-    elif key == "output":
-
+    elif check == options.OUTPUT:
         plan = OutputPlan.from_option(str(value))
         if plan.stdout:
-            raise UsageError("defaults.output cannot be '-': stdout is for one command, "
+            raise UsageError(f"defaults.{key} cannot be '-': stdout is for one command, "
                              "pass -o - there")
         plan.check_extension()
-    elif key == "provider":
+    elif check == options.PROVIDER:
         if value not in cfg.providers:
             raise UsageError(f"No provider '{value}': known providers are "
                              + ", ".join(sorted(cfg.providers)))
-    elif key in ("count", "steps") and value < 1:
-        raise UsageError(f"{flag} must be 1 or more, not {value}")
-    elif key == "timeout" and value <= 0:
-        raise UsageError(f"{flag} must be more than 0 seconds, not {value}")
-    elif key in ("retries", "guidance") and value < 0:
-        raise UsageError(f"{flag} must be 0 or more, not {value}")
-    elif key == "complexity" and value not in ("low", "medium", "high"):
-        raise UsageError(f"{flag} {value} is not one of low, medium, high")
-    elif key == "input_fidelity" and value not in ("high", "low"):
-        raise UsageError(f"{flag} {value} is not one of high, low")
-    elif key == "output_compression" and not 0 <= value <= 100:
-        raise UsageError(f"{flag} must be 0 to 100, not {value}")
-    elif key == "user" and not str(value).strip():
+    elif check == options.ONE_OF and value not in row.values:
+        raise UsageError(f"{flag} {value} is not one of {', '.join(row.values)}")
+    elif check == options.NOT_EMPTY and not str(value).strip():
         raise UsageError(f"{flag} must not be empty")
-    elif key in ("quality", "style", "background", "moderation"):
-        allowed = _accepted_values(flag, cfg, provider)
+    elif check == options.ACCEPTED:
+        allowed = _accepted_values(row.long, cfg, provider)
         if allowed is not None and str(value) not in allowed:
             who = f"provider {provider}" if provider else "any provider"
             hint = f": use one of {', '.join(sorted(allowed))}" if allowed else ""

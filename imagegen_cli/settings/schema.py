@@ -19,6 +19,7 @@ from typing import Any
 from imagegen_cli.errors import ConfigError
 from imagegen_cli.pricing.table import check_config_prices
 from imagegen_cli.secrets import register_url
+from imagegen_cli.settings import options
 from imagegen_cli.settings.precedence import Picked, Source
 from imagegen_cli.settings.provider import ProviderConfig, preset_table
 
@@ -54,8 +55,9 @@ class Config:
         return Picked(None)
 
 
+ConfigType = type | tuple[type, ...]
 
-PROVIDER_KEYS: dict[str, type | tuple[type, ...]] = {
+PROVIDER_KEYS: dict[str, ConfigType] = {
     "type": str,
     "base_url": str,
     "api_key_env": str,
@@ -68,38 +70,15 @@ PROVIDER_KEYS: dict[str, type | tuple[type, ...]] = {
     "rpm": (int, float),
 }
 
-# [defaults] keys and their types: the default values of generate options.
-DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
-    "provider": str,
-    "model": str,
-    "size": str,
-    "aspect": str,
-    "output": str,
-    "count": int,
-    "quality": str,
-    "style": str,
-    "background": str,
-    "moderation": str,
-    "format": str,
-    "steps": int,
-    "guidance": (int, float),
-    "negative_prompt": str,
-    "timeout": (int, float),
-    "retries": int,
-    "metadata": bool,
-    "sidecar": bool,
-    "max_cost": (int, float),
-    "preview": bool,
-    "complexity": str,
-    "output_compression": int,
-    "user": str,
-    "input_fidelity": str,  # edit and inpaint only
-}
 
-# [providers.NAME.defaults]: the same keys, less the provider (it is NAME).
-# max_cost caps a whole run, whichever providers serve it: not per provider.
-PROVIDER_DEFAULT_KEYS = {k: v for k, v in DEFAULT_KEYS.items()
-                         if k not in ("provider", "max_cost")}
+def default_keys(*, per_provider: bool = False) -> dict[str, ConfigType]:
+    """[defaults] keys and their types: the default values of the image commands'
+    options (settings/options.py). With PER_PROVIDER, those
+    [providers.NAME.defaults] may hold: not the provider (it is NAME), nor what caps
+    a whole run whichever providers serve it (max_cost)."""
+    return {o.config: o.config_type for o in options.config_keys(per_provider=per_provider)
+            if o.config}
+
 
 TOP_KEYS = {"default_provider", "defaults", "providers"}
 KNOWN_TYPES = ("openai", "distribute", "nebula", "local")
@@ -269,7 +248,7 @@ def _check_defaults(table: Any, prefix: str, path: Path, text: str,
     if not isinstance(table, dict):
         raise ConfigError(f"Bad config file {path}: [{prefix}] must be a table")
     out: dict[str, Any] = {}
-    keys = DEFAULT_KEYS if prefix == "defaults" else PROVIDER_DEFAULT_KEYS
+    keys = default_keys(per_provider=prefix != "defaults")
     for key, value in table.items():
         line = _line_in_table(text, prefix, key)
         where = f"{path}, line {line}" if line else str(path)
