@@ -65,7 +65,8 @@ def run_batch(opts: dict[str, Any]) -> None:
     from imagegen_cli.cli.console import note, warn
     from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from
     from imagegen_cli.engine import records
-    from imagegen_cli.engine.fallback import batch_budget, settle_chain
+    from imagegen_cli.engine.budget import batch_budget
+    from imagegen_cli.engine.fallback import settle_chain
     from imagegen_cli.engine.jobs import assign_keys, parse_shard, shard_from_env
     from imagegen_cli.engine.options import Context
     from imagegen_cli.files.naming import BATCH_TEMPLATE
@@ -112,7 +113,7 @@ def run_batch(opts: dict[str, Any]) -> None:
     explicit: set[int] = set()
     for rec in recs:
         try:
-            job = settle_chain(rec.options, ctx, inpaint=rec.inpaint, warn=warn)
+            job = settle_chain(rec.options, ctx, inpaint=rec.inpaint)
         except (UsageError, ConfigError) as exc:
             field = rec.field_in(exc.message)
             where = f", field '{field}'" if field else ""
@@ -209,10 +210,10 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
          max_failures: int | None, quiet: bool, shard: str | None,
          budget: Any = None, invalid: list[str] | None = None) -> None:
     from imagegen_cli.cli import report
-    from imagegen_cli.cli.console import StderrReporter, err
+    from imagegen_cli.cli.console import StderrReporter, err, warn
     from imagegen_cli.cli.state import debug_enabled
-    from imagegen_cli.engine.events import ImageWritten
-    from imagegen_cli.engine.fallback import close_chains, require_keys
+    from imagegen_cli.engine.events import FellBack, ImageWritten
+    from imagegen_cli.engine.fallback import require_keys
     from imagegen_cli.engine.journal import DEFAULT_NAME, Journal, static_dir
     from imagegen_cli.engine.scheduler import Scheduler
     from imagegen_cli.files.atomic import clean_stale_parts
@@ -253,6 +254,7 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
     if opts.get("preview") and not json_out:  # after the run, stdout a terminal only
         sinks.append(lambda ev: shown.append(ev.image.path)
                      if isinstance(ev, ImageWritten) else None)
+    sinks.append(lambda ev: warn(ev.text()) if isinstance(ev, FellBack) else None)
     per_provider = report.ProviderUsage()
     sinks.append(per_provider)
     if budget is not None:
@@ -285,7 +287,6 @@ def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
         raise
     finally:
         journal.close()
-        close_chains(jobs)
     if shown:
         from imagegen_cli.cli.preview import show
 

@@ -43,7 +43,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
     options = options_from(opts)
     if literal_prompt is not None:
         options = options.with_(prompt=literal_prompt)  # as recorded: no -, no @FILE
-    job = settle_chain(options, ctx, inpaint=inpaint, edit=edit, warn=warn)
+    job = settle_chain(options, ctx, inpaint=inpaint, edit=edit)
     if job.plan.stdout and sys.stdout.isatty():
         # As curl and httpie do: image bytes on a terminal are garbage and can upset it.
         raise UsageError("refusing to write image bytes to a terminal; redirect to a file "
@@ -70,12 +70,12 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
         if clash and not quiet:
             note(clash)
     job.plan.check_writable()  # before anything is paid for
-    outcome = _execute(opts, job, quiet, jsonl)
+    outcome, fallbacks = _execute(opts, job, quiet, jsonl)
     for failure in outcome.failures:
         if isinstance(failure, AuthError) and job.pcfg.needs_key:
             failure.message += f" (the key came from {job.pcfg.key_origin(env)})"
     if opts["json_out"]:
-        print_report(job, outcome)
+        print_report(job, outcome, fallbacks)
     elif (opts["preview"] or cfg.defaults.get("preview")) and not (jsonl or job.plan.stdout):
         from imagegen_cli.cli.preview import show
 
@@ -91,14 +91,15 @@ def _interactive() -> bool:
     return stderr_is_terminal()
 
 
-def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
+def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> tuple[Any, Any]:
     from imagegen_cli.cli import report
     from imagegen_cli.cli.console import err, make_reporter, warn
     from imagegen_cli.cli.state import debug_enabled
-    from imagegen_cli.engine.events import Event, ImageWritten, JobFinished
+    from imagegen_cli.engine.events import Event, FellBack, ImageWritten, JobFinished
     from imagegen_cli.engine.scheduler import Scheduler
 
     finished: list[Any] = []
+    fallbacks: list[Any] = []
 
     reporter = make_reporter(quiet)
     written = [0]
@@ -109,6 +110,9 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
         elif isinstance(ev, ImageWritten):
             written[0] += 1
             reporter.written(written[0], job.n)
+        elif isinstance(ev, FellBack):
+            warn(ev.text())
+            fallbacks.append(ev.as_json())
 
     paths = report.PathsInOrder()
     sinks: list[Any] = [keep]
@@ -132,15 +136,12 @@ def _execute(opts: dict[str, Any], job: Any, quiet: bool, jsonl: bool) -> Any:
         raise
     finally:
         paths.flush()  # whatever happened, every file written is listed
-        from imagegen_cli.engine.fallback import close_chains
-
-        close_chains([job])
     from imagegen_cli.engine import pending as jobrecords
 
     for info in finished[0].infos:
         if info.job_id:  # finished: nothing left to fetch later
             jobrecords.drop(job.provider.name, info.job_id)
-    return finished[0]
+    return finished[0], fallbacks
 
 
 def _job_recorder(job: Any, reporter: Any) -> Any:

@@ -27,7 +27,7 @@ def print_dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
         key = pc.key(os.environ) if m.provider.needs_key else None
         shown_key = key or (f"${pc.api_key_env}" if pc.api_key_env else None)
         one: dict[str, Any] = dataclasses.replace(job, provider=m.provider,
-                                                  request=m.req).describe(shown_key)
+                                                  request=m.request).describe(shown_key)
         return one
 
     report = shown(job.members[0])
@@ -78,7 +78,7 @@ def cost_line(job: Any, outcome: Any) -> None:
             + (" (from the price table)" if c["cost_source"] == "table" else ""))
 
 
-def print_report(job: Any, outcome: Any) -> None:
+def print_report(job: Any, outcome: Any, fallbacks: list[dict[str, Any]]) -> None:
     import json
 
     from imagegen_cli.cli.console import out
@@ -89,9 +89,8 @@ def print_report(job: Any, outcome: Any) -> None:
     provider, model = makers[0] if len(makers) == 1 else (job.provider.name,
                                                           job.request.model)
     report = report_of(provider, model, outcome)
-    events = getattr(job.provider, "events", None)
-    if events:
-        report["fallbacks"] = events
+    if fallbacks:
+        report["fallbacks"] = fallbacks
     out(json.dumps(report, indent=2, ensure_ascii=False))
 
 
