@@ -199,7 +199,8 @@ def _run(opts: dict[str, Any], plan: Plan, frontend: Frontend, quiet: bool) -> N
     plain = StderrReporter(quiet)
     tally = run.run(plan, dataclasses.replace(
         frontend, sinks=sinks, reporter_for=display.for_job if display else lambda job: plain,
-        live=display if display is not None else contextlib.nullcontext()))
+        live=display if display is not None else contextlib.nullcontext(),
+        stdout=None))  # stdout is for paths or NDJSON: a batch writes no image bytes there
     if shown:
         from imagegen_cli.cli.preview import show
 

@@ -32,14 +32,11 @@ class Call:
     n: int
     offset: int
 
-    def request(self) -> ImageRequest:
-        """This call's share of the job. With a seed, each call starts where the one
+    def request_of(self, req: ImageRequest, n: int, offset: int) -> ImageRequest:
+        """N images of REQ (the job's request as one provider of its chain settled it),
+        OFFSET images into this call. With a seed, each request starts where the one
         before ended: -n 3 --seed 42 at one image per call sends 42, 43, 44 (as the
         local provider does within one call), never three paid copies of one image."""
-        return self.request_of(self.job.request, self.n, 0)
-
-    def request_of(self, req: ImageRequest, n: int, offset: int) -> ImageRequest:
-        """N images of REQ (a member's own request), starting OFFSET into this call."""
         seed = req.seed + self.offset + offset if req.seed is not None else None
         return req.with_(n=n, seed=seed)
 

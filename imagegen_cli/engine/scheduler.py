@@ -2,9 +2,11 @@
 
 Each job is split into calls of at most the model's per-request n. Worker
 threads (-j of them) take calls in job order, each holding a slot of its
-provider's `Gate` while the call runs; images come back to this thread,
-which writes them one at a time (writer.py; a bounded queue of images: memory
-stays flat) and emits the event stream (events.py) to every sink.
+provider's `Gate` while the call runs; a call whose provider is unavailable
+goes to the next provider of its job's fallback chain (calls.run_chain), under
+that provider's own limits. Images come back to this thread, which writes them
+one at a time (writer.py; a bounded queue of images: memory stays flat) and
+emits the event stream (events.py) to every sink.
 
 Hooks for what builds on it: `admit(job)` may refuse a job before its first
 call (a cost cap), and `done_before(job)` returns the images a journal holds: all of
@@ -237,14 +239,14 @@ class Scheduler(JobWriter):
                     finally:
                         inbox.put(("done", call, None, None))
 
-        # A fixed pool of daemon threads, not one per call: memory stays flat as the
-        # batch grows, and Ctrl-C or a write error never waits for slow calls.
         # Not when any provider of any chain runs a model in this process: torch allocates
         # many mid-size tensors per step, and a fixed, low mmap threshold makes each one a
         # fresh mmap (a local batch's images took 1.3-3x as long as one `generate`'s). Its
         # calls run one at a time: there is no per-thread growth to tame.
         if not any(m.provider.in_process for c in calls for m in c.job.members):
             malloc.tame()
+        # A fixed pool of daemon threads, not one per call: memory stays flat as the
+        # batch grows, and Ctrl-C or a write error never waits for slow calls.
         for _ in range(min(self.concurrency, len(calls))):
             threading.Thread(target=work, daemon=True).start()
         pending = len(calls)
