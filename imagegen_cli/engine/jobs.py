@@ -1,4 +1,6 @@
-"""A job: one settled request plus where its images go, and its stable key.
+"""A job: one settled request plus where its images go, the providers to try in
+turn (its fallback chain, each with its own settled request and key), and its
+stable key.
 
 `generate` is a batch of one job; `batch` makes one job per input record.
 The key hashes everything that decides a job's output, so a journal can
