@@ -7,18 +7,25 @@ scheduler runs the rest, and the reporters print what the event stream says.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from imagegen_cli.cli.options import option_param, params_for
-from imagegen_cli.errors import ConfigError, ImagegenError, Interrupted, PartialError, UsageError
+from imagegen_cli.errors import ImagegenError, PartialError, UsageError
 from imagegen_cli.settings.options import BATCH as BATCH_COMMAND
 from imagegen_cli.settings.options import RUN_HELP
+
+if TYPE_CHECKING:
+    from imagegen_cli.engine.jobs import Job
+    from imagegen_cli.engine.run import Frontend, Plan
+    from imagegen_cli.engine.tally import Tally
 
 Opt = typer.Option
 BATCH_HELP = "Batch"
@@ -59,14 +66,11 @@ def batch(**opts: Any) -> None:
 
 
 def run_batch(opts: dict[str, Any]) -> None:
-    from imagegen_cli.cli.console import note, warn
+    from imagegen_cli.cli import report
     from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from
-    from imagegen_cli.engine import records
-    from imagegen_cli.engine.fallback import batch_budget, settle_chain
-    from imagegen_cli.engine.jobs import assign_keys, parse_shard, shard_from_env
-    from imagegen_cli.engine.options import Context
+    from imagegen_cli.engine import records, run
+    from imagegen_cli.engine.jobs import parse_shard, shard_from_env
     from imagegen_cli.files.naming import BATCH_TEMPLATE
-    from imagegen_cli.settings import config as cfgmod
 
     quiet = bool(opts["quiet"])
     concurrency = concurrency_of(opts["concurrency"])
@@ -83,60 +87,27 @@ def run_batch(opts: dict[str, Any]) -> None:
         # `-o out`: a batch's many images go into a folder, made if need be (a name
         # with an extension, or a template, is still a file name).
         opts = {**opts, "output": out + "/"}
+    frontend = report.frontend(quiet)
     shard = parse_shard(opts["shard"]) if opts["shard"] else shard_from_env(
         os.environ, opts["shard_count"])
-    if shard is not None and shard.source != "--shard" and not quiet:
-        note(f"running shard {shard} (from {shard.source})")
+    if shard is not None and shard.source != "--shard":
+        frontend.note(f"running shard {shard} (from {shard.source})")
     name, text = _read_input(opts["files"][0])
     fmt = records.detect_format(name, text, opts["input_format"])
     base = options_from({**opts, "prompt": None})
-
-    skipped: list[UsageError] = []
-
-    def invalid(exc: UsageError) -> None:
-        skipped.append(exc)
-        warn(f"skipped: {exc}")
-
-    recs = records.parse(text, name, fmt, base, invalid if opts["skip_invalid"] else None)
-    env = os.environ
-    cfg = cfgmod.load(env)
-    for w in cfg.warnings:
-        warn(w)
-    ctx = Context(cfg, env, note=(lambda t: None) if quiet else note, warn=warn,
-                  default_template=BATCH_TEMPLATE)
-    width = len(str(recs[-1].line)) if recs else 1
-    jobs: list[Any] = []
-    explicit: set[int] = set()
-    for rec in recs:
-        try:
-            job = settle_chain(rec.options, ctx, inpaint=rec.inpaint, warn=warn)
-        except (UsageError, ConfigError) as exc:
-            field = rec.field_in(exc.message)
-            where = f", field '{field}'" if field else ""
-            exc.message = f"{name}, line {rec.line}{where}: {exc.message}"
-            if not opts["skip_invalid"] or isinstance(exc, ConfigError):
-                raise
-            invalid(exc)
-            continue
-        job.id, job.line = rec.id or str(rec.line).zfill(width), rec.line
-        if rec.id is not None:
-            explicit.add(len(jobs))
-        jobs.append(job)
-    if skipped and not jobs:
-        raise UsageError(f"{name}: no valid record ({len(skipped)} skipped); fix them and "
-                         "run again")
-    if not recs and not skipped and not quiet:
-        note(f"{name} holds no records (only blank or comment lines): nothing to do")
-    assign_keys(jobs, explicit)
-    if shard is not None:
-        jobs = [j for j in jobs if shard.holds(j.shard_key)]
-    cap = max_cost_of(opts, cfg, env)
-    budget = batch_budget(jobs, *cap) if cap is not None else None
+    invalid = run.Invalid(frontend.warn) if opts["skip_invalid"] else None
+    recs = records.parse(text, name, fmt, base, invalid)
+    ctx = run.session(frontend, os.environ, default_template=BATCH_TEMPLATE)
+    batch = run.Batch(output=opts["output"], state=Path(opts["state"]) if opts["state"]
+                      else None, force=opts["force"], shard=shard,
+                      summary=Path(opts["summary"]) if opts["summary"] else None)
+    plan = run.plan_batch(recs, ctx, source=name, invalid=invalid, batch=batch,
+                          concurrency=concurrency, rpm=opts["rpm"], max_failures=max_failures)
+    run.cap_cost(plan, max_cost_of(opts, ctx.cfg, os.environ))
     if opts["dry_run"]:
-        _dry_run(jobs, quiet)
+        _dry_run(plan.jobs, quiet)
         return
-    _run(opts, jobs, ctx, concurrency, max_failures, quiet, str(shard) if shard else None,
-         budget, [str(exc) for exc in skipped])
+    _run(opts, plan, frontend, quiet)
 
 
 def _read_input(arg: str) -> tuple[str, str]:
@@ -169,8 +140,9 @@ def _read_input(arg: str) -> tuple[str, str]:
         raise UsageError(f"Cannot read batch file {path}: {exc.strerror or exc}") from None
 
 
-def _dry_run(jobs: list[Any], quiet: bool = False) -> None:
-    import dataclasses
+def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
+    """Each job's exact calls (secrets redacted) as a JSON line, its fallbacks and
+    estimated cost; the batch's estimate on stderr."""
     import json
 
     from imagegen_cli.cli.console import note, out
@@ -184,10 +156,7 @@ def _dry_run(jobs: list[Any], quiet: bool = False) -> None:
         register_secret(job.api_key)
         shown = job.api_key or (f"${job.pcfg.api_key_env}" if job.pcfg.api_key_env else None)
         ests = estimates(job)
-        first = job.members[0] if job.members else None
-        line = {"id": job.id, "line": job.line, "key": job.key,
-                **(dataclasses.replace(job, provider=first.provider).describe(shown)
-                   if first else job.describe(shown)),
+        line = {"id": job.id, "line": job.line, "key": job.key, **job.describe(shown),
                 "estimated_cost": ests[0].as_json()}
         if len(job.members) > 1:
             line["fallback"] = [m.provider.name for m in job.members[1:]]
@@ -202,115 +171,45 @@ def _dry_run(jobs: list[Any], quiet: bool = False) -> None:
              + (f", plus {unknown} at an unknown price" if unknown else ""))
 
 
-def _run(opts: dict[str, Any], jobs: list[Any], ctx: Any, concurrency: int,
-         max_failures: int | None, quiet: bool, shard: str | None,
-         budget: Any = None, invalid: list[str] | None = None) -> None:
+def _run(opts: dict[str, Any], plan: Plan, frontend: Frontend, quiet: bool) -> None:
+    """The batch through the engine: paths (or NDJSON) on stdout as images are
+    written, the progress display on a terminal, then one summary line."""
     from imagegen_cli.cli import report
     from imagegen_cli.cli.console import StderrReporter, err
-    from imagegen_cli.cli.state import debug_enabled
-    from imagegen_cli.engine.events import ImageWritten
-    from imagegen_cli.engine.fallback import close_chains, require_keys
-    from imagegen_cli.engine.journal import DEFAULT_NAME, Journal, static_dir
-    from imagegen_cli.engine.scheduler import Scheduler
-    from imagegen_cli.files.atomic import clean_stale_parts
-    from imagegen_cli.files.naming import OutputPlan
-    from imagegen_cli.secrets import register_secret
+    from imagegen_cli.engine import run
+    from imagegen_cli.engine.events import Event, ImageWritten
 
-    clashes = set()
-    for job in jobs:
-        register_secret(job.api_key)
-        require_keys(job, ctx.env)  # every provider of its fallback chain too
-        for m in job.members:
-            register_secret(m.key)
-        if job.provider.needs_key:
-            clashes.add(job.pcfg.key_clash(ctx.env))
-    for clash in clashes:
-        if clash and not quiet:
-            ctx.note(clash)
-    for plan in {j.plan.template: j.plan for j in jobs}.values():
-        plan.check_writable()  # before anything is paid for
-    if opts["summary"]:
-        _check_summary(Path(opts["summary"]))
-    folder = static_dir(OutputPlan.from_option(
-        opts["output"] or ctx.env.get("IMAGEGEN_OUTPUT") or ctx.cfg.defaults.get("output"),
-        default=ctx.default_template).template)
-    journal = Journal(Path(opts["state"]) if opts["state"] else folder / DEFAULT_NAME,
-                      force=opts["force"])
-    if jobs:
-        journal.open()
-    # What a killed run left mid-write: in the output folders, and wherever the journal
-    # says earlier runs wrote (templates with {fields} in folder names).
-    folders = {static_dir(j.plan.template) for j in jobs}
-    folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
-    for d in folders:
-        clean_stale_parts(d)
     json_out = opts["json_out"] or opts.get("jsonl")
-    sinks: list[Any] = [report.ndjson if json_out else report.paths]
+    sinks: list[run.Sink] = [report.ndjson if json_out else report.paths]
     shown: list[str] = []
+
+    def preview(ev: Event) -> None:
+        if isinstance(ev, ImageWritten):
+            shown.append(ev.image.path)
+
     if opts.get("preview") and not json_out:  # after the run, stdout a terminal only
-        sinks.append(lambda ev: shown.append(ev.image.path)
-                     if isinstance(ev, ImageWritten) else None)
-    per_provider = report.ProviderUsage()
-    sinks.append(per_provider)
-    if budget is not None:
-        sinks.append(budget)  # a finished job's real cost frees what it did not spend
+        sinks.append(preview)
     display = None
-    if not quiet and report.stderr_is_terminal() and jobs:
-        display = report.BatchProgress(len(jobs))
+    if not quiet and report.stderr_is_terminal() and plan.jobs:
+        display = report.BatchProgress(len(plan.jobs))
         sinks.append(display)
     plain = StderrReporter(quiet)
-    log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
-    sched = Scheduler(
-        concurrency=concurrency, rpm=opts["rpm"], max_failures=max_failures, sinks=sinks,
-        reporter_for=display.for_job if display else (lambda job: plain),
-        done_before=None if opts["force"] else journal.finished,
-        claim_for=journal.claim_for, log=log,
-        admit=budget.admit if budget is not None else None)
-    try:
-        if display is not None:
-            with display:
-                tally = sched.run(jobs)
-        else:
-            tally = sched.run(jobs)
-    except Interrupted as exc:
-        t = sched.tally
-        exc.message += (f" ({t.done + t.skipped} of {len(jobs)} jobs finished; run the same "
-                        "command again to do the rest: finished jobs are skipped)")
-        if opts["summary"]:  # a cancelled CI job still gets its artifact
-            report.write_summary(opts["summary"], t, shard, per_provider, invalid or [],
-                                 interrupted=True)
-        raise
-    finally:
-        journal.close()
-        close_chains(jobs)
+    tally = run.run(plan, dataclasses.replace(
+        frontend, sinks=sinks, reporter_for=display.for_job if display else lambda job: plain,
+        live=display if display is not None else contextlib.nullcontext(),
+        stdout=None))  # stdout is for paths or NDJSON: a batch writes no image bytes there
     if shown:
         from imagegen_cli.cli.preview import show
 
         show(shown)
-    if opts["summary"]:
-        report.write_summary(opts["summary"], tally, shard, per_provider, invalid or [])
-    if not quiet:
-        err(report.summary_line(tally, shard, len(invalid or [])))
+    batch = plan.batch
+    if not quiet and batch is not None:
+        err(report.summary_line(tally, str(batch.shard) if batch.shard else None,
+                                len(batch.invalid)))
     _exit(tally)
 
 
-def _check_summary(path: Path) -> None:
-    """OutputError (exit 7) now, not after the batch ran, for a --summary FILE that
-    cannot be written (its folder is made here, as the writing would)."""
-    from imagegen_cli.errors import OutputError
-
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "it is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(path.parent, os.W_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as exc:
-        raise OutputError(f"Cannot write --summary {path}: {exc.strerror or exc} (pass "
-                          "another FILE)") from None
-
-
-def _exit(tally: Any) -> None:
+def _exit(tally: Tally) -> None:
     if not tally.failed and not tally.not_run:
         return
     job, first = tally.failures[0] if tally.failures else (None, None)

@@ -1,4 +1,5 @@
-"""Reporters: sinks of the one event stream (imagegen_cli.engine.events).
+"""Reporters: sinks of the one event stream (imagegen_cli.engine.events), and the
+frontend a command hands the engine to print with.
 
 stdout gets results only (paths, or NDJSON records); stderr gets the
 progress display on a terminal, else one summary line at the end.
@@ -12,7 +13,8 @@ import threading
 import time
 from typing import Any
 
-from imagegen_cli.cli.console import is_terminal
+from imagegen_cli.cli.console import err, is_terminal, note, warn
+from imagegen_cli.cli.state import debug_enabled
 from imagegen_cli.engine.events import (
     Event,
     ImageWritten,
@@ -22,7 +24,25 @@ from imagegen_cli.engine.events import (
     failure_record,
     image_record,
 )
+from imagegen_cli.engine.run import Frontend
 from imagegen_cli.types import Reporter
+
+
+def frontend(quiet: bool) -> Frontend:
+    """The console as the engine's frontend: notices (none with -q) and warnings on
+    stderr, --debug's log, and stdout's bytes for `-o -`. A command adds its sinks
+    and reporters once it knows what it prints."""
+    return Frontend(note=_quiet if quiet else note, warn=warn,
+                    log=_debug if debug_enabled() else None,
+                    stdout=getattr(sys.stdout, "buffer", None))
+
+
+def _quiet(text: str) -> None:
+    """-q: no notices."""
+
+
+def _debug(line: str) -> None:
+    err(line, prefix="debug")
 
 
 def _out(line: str) -> None:
@@ -188,54 +208,6 @@ def summary_line(tally: Any, shard: str | None = None, invalid: int = 0) -> str:
     images = f"{tally.images} image{'' if tally.images == 1 else 's'}"
     return (f"batch{where}: {jobs}: " + ", ".join(parts)
             + f"; {images} in {tally.elapsed:.1f} s, {spent}")
-
-
-class ProviderUsage:
-    """Per provider, what this run used: jobs run (done or failed), images made and
-    their cost (the provider that made each image, a fallback's included), with
-    the token counts the provider reported merged in by `write_summary`."""
-
-    def __init__(self) -> None:
-        self.by: dict[str, dict[str, Any]] = {}
-
-    def _of(self, name: str) -> dict[str, Any]:
-        return self.by.setdefault(name, {"jobs": 0, "images": 0, "cost_usd": 0.0})
-
-    def __call__(self, ev: Event) -> None:
-        if isinstance(ev, ImageWritten) and not ev.skipped:
-            mine = self._of(ev.image.provider or ev.job.provider.name)
-            mine["images"] += 1
-            if ev.image.cost_usd is None or mine["cost_usd"] is None:
-                mine["cost_usd"] = None  # some image's price is unknown
-            else:
-                mine["cost_usd"] = round(mine["cost_usd"] + ev.image.cost_usd, 6)
-        elif isinstance(ev, JobFinished) and not ev.skipped and not ev.not_run:
-            self._of(ev.job.provider.name)["jobs"] += 1
-
-
-def write_summary(path: str, tally: Any, shard: str | None,
-                  per_provider: ProviderUsage | None = None,
-                  invalid: list[str] | None = None, interrupted: bool = False) -> None:
-    from pathlib import Path
-
-    from imagegen_cli.files.atomic import write_atomic
-
-    usage = {name: dict(counts) for name, counts in (per_provider.by if per_provider
-                                                       else {}).items()}
-    for name, tokens in tally.usage.items():
-        usage.setdefault(name, {}).update(tokens)
-    data = {
-        "jobs": tally.jobs, "done": tally.done, "skipped": tally.skipped,
-        "failed": tally.failed, "not_run": tally.not_run, "images": tally.images,
-        "total_s": round(tally.elapsed, 3), "shard": shard,
-        "usage": usage,
-        "cost_usd": tally.cost()[0], "cost_source": tally.cost()[1],
-        "failures": [failure_record(job, exc) for job, exc in tally.failures],
-        "invalid": invalid or [],  # --skip-invalid: each record left out, and why
-        **({"interrupted": True} if interrupted else {}),  # Ctrl-C or SIGTERM
-    }
-    write_atomic(Path(path), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(),
-                 overwrite=True)
 
 
 def stderr_is_terminal() -> bool:

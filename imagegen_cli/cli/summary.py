@@ -9,12 +9,17 @@ job's failures into the error that sets the exit code.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ImagegenError, PartialError
 
+if TYPE_CHECKING:
+    from imagegen_cli.engine.jobs import Job, Member
+    from imagegen_cli.engine.save import Outcome
+    from imagegen_cli.pricing.costs import Estimate
 
-def print_dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
+
+def print_dry_run(job: Job, ests: list[Estimate], quiet: bool) -> None:
     """The exact calls of each provider of the chain (secrets redacted), and what each
     would cost."""
     import dataclasses
@@ -22,12 +27,12 @@ def print_dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
 
     from imagegen_cli.cli.console import note, out
 
-    def shown(m: Any) -> dict[str, Any]:
-        pc = m.provider.cfg
+    def shown(m: Member) -> dict[str, Any]:
+        pc = m.pcfg
         key = pc.key(os.environ) if m.provider.needs_key else None
         shown_key = key or (f"${pc.api_key_env}" if pc.api_key_env else None)
         one: dict[str, Any] = dataclasses.replace(job, provider=m.provider,
-                                                  request=m.req).describe(shown_key)
+                                                  request=m.request).describe(shown_key)
         return one
 
     report = shown(job.members[0])
@@ -41,7 +46,7 @@ def print_dry_run(job: Any, ests: list[Any], quiet: bool) -> None:
             note(f"estimated cost ({e.provider}): {e.text()} ({e.reason or e.how})")
 
 
-def _run_cost(outcome: Any) -> dict[str, Any]:
+def _run_cost(outcome: Outcome) -> dict[str, Any]:
     """cost_usd / cost_source for the whole run (and compute seconds where local)."""
     from imagegen_cli.pricing.costs import total_cost
 
@@ -53,7 +58,7 @@ def _run_cost(outcome: Any) -> dict[str, Any]:
     return out
 
 
-def cost_line(job: Any, outcome: Any) -> None:
+def cost_line(job: Job, outcome: Outcome) -> None:
     """The one line at the end of an interactive run: '3 images, $0.126'."""
     from imagegen_cli.cli.console import err
     from imagegen_cli.pricing.costs import money
@@ -78,7 +83,7 @@ def cost_line(job: Any, outcome: Any) -> None:
             + (" (from the price table)" if c["cost_source"] == "table" else ""))
 
 
-def print_report(job: Any, outcome: Any) -> None:
+def print_report(job: Job, outcome: Outcome, fallbacks: list[dict[str, Any]]) -> None:
     import json
 
     from imagegen_cli.cli.console import out
@@ -89,13 +94,12 @@ def print_report(job: Any, outcome: Any) -> None:
     provider, model = makers[0] if len(makers) == 1 else (job.provider.name,
                                                           job.request.model)
     report = report_of(provider, model, outcome)
-    events = getattr(job.provider, "events", None)
-    if events:
-        report["fallbacks"] = events
+    if fallbacks:
+        report["fallbacks"] = fallbacks
     out(json.dumps(report, indent=2, ensure_ascii=False))
 
 
-def report_of(provider: str, model: str | None, outcome: Any) -> dict[str, Any]:
+def report_of(provider: str, model: str | None, outcome: Outcome) -> dict[str, Any]:
     """The --json object: images, kept partial frames, and failures as objects."""
     # A failed call has no CallInfo, but its error kept the server's x-request-id.
     ids = list(outcome.request_ids)
@@ -122,7 +126,7 @@ def report_of(provider: str, model: str | None, outcome: Any) -> dict[str, Any]:
     return report
 
 
-def raise_failures(job: Any, outcome: Any) -> None:
+def raise_failures(job: Job, outcome: Outcome) -> None:
     if not outcome.failures:
         return
     first = outcome.failures[0]

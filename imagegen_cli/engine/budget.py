@@ -3,11 +3,16 @@ each finished job's estimate replaced by what it actually cost."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.engine.events import JobFinished
-from imagegen_cli.errors import OverBudget
-from imagegen_cli.pricing.costs import money, total_cost
+from imagegen_cli.engine.fallback import estimates
+from imagegen_cli.errors import OverBudget, UsageError
+from imagegen_cli.pricing.costs import check_cap, money, total_cost
+
+if TYPE_CHECKING:
+    from imagegen_cli.engine.jobs import Job
 
 
 class BatchBudget:
@@ -49,3 +54,24 @@ class BatchBudget:
             actual, _ = total_cost([(s.cost_usd, s.cost_source) for s in ev.outcome.saved])
             if actual is not None:
                 self.committed += actual - est
+
+
+def batch_budget(jobs: Sequence[Job], cap: float, where: str) -> BatchBudget:
+    """The batch-wide cap: every job's price must be known (exit 2 naming the record),
+    and at least one job must fit (else exit 2: nothing would be made). Returns the
+    BatchBudget for the scheduler (`admit`) and the event stream."""
+
+    highs: dict[int, float] = {}
+    for job in jobs:
+        ests = estimates(job)
+        try:
+            check_cap(ests, cap, where, known_only=True)
+        except UsageError as exc:
+            exc.message = f"line {job.line} (id {job.id}): {exc.message}"
+            raise
+        highs[id(job)] = max(e.high for e in ests)
+    if highs and min(highs.values()) > cap + 1e-12:
+        raise UsageError(
+            f"Every job's estimated cost is over {where} {money(cap)} (the cheapest is "
+            f"{money(min(highs.values()))}): nothing was sent; raise the cap")
+    return BatchBudget(cap, where, lambda job: highs[id(job)])

@@ -1,17 +1,27 @@
-"""A job's calls: its share of images per request, and the loop that asks again
-when a provider sends fewer images than asked for."""
+"""A job's calls: its share of images per request, the loop that asks again when a
+provider sends fewer images than asked for, and the fallback chain: a call whose
+provider is unavailable goes to the next provider of its job.
+
+Only "unavailable" falls back (UnavailableError, exit 6: 429/5xx after retries,
+timeouts, connection errors, broken answers), and only before the provider sent
+any final image of the call. A refusal (exit 5) or a key error (exit 3/4) would
+fail the same way elsewhere, or spend money twice: it is raised as it is. Every
+provider of the chain validated its own copy of the request, and has its key,
+before anything was sent to anyone (fallback.settle_chain, require_keys).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from imagegen_cli.errors import ProviderError, ShortfallError
+from imagegen_cli.engine.events import FellBack
+from imagegen_cli.errors import ProviderError, ShortfallError, UnavailableError
 from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
 
 if TYPE_CHECKING:
-    from imagegen_cli.engine.jobs import Job
+    from imagegen_cli.engine.jobs import Job, Member
     from imagegen_cli.providers.base import Provider
     from imagegen_cli.transport.client import Transport
 
@@ -22,13 +32,49 @@ class Call:
     n: int
     offset: int
 
-    def request(self) -> ImageRequest:
-        """This call's share of the job. With a seed, each call starts where the one
+    def request_of(self, req: ImageRequest, n: int, offset: int) -> ImageRequest:
+        """N images of REQ (the job's request as one provider of its chain settled it),
+        OFFSET images into this call. With a seed, each request starts where the one
         before ended: -n 3 --seed 42 at one image per call sends 42, 43, 44 (as the
         local provider does within one call), never three paid copies of one image."""
-        req = self.job.request
-        seed = req.seed + self.offset if req.seed is not None else None
-        return req.with_(n=self.n, seed=seed)
+        seed = req.seed + self.offset + offset if req.seed is not None else None
+        return req.with_(n=n, seed=seed)
+
+
+def run_chain(
+    call: Call, transport_for: Callable[[Job, Member], Transport], reporter: Reporter,
+    fell_back: Callable[[FellBack], None],
+) -> Iterator[tuple[GeneratedImage, CallInfo, Transport]]:
+    """The images of CALL from the first provider of its job's chain that is available,
+    each with its call info (who made it) and the transport that reached that provider
+    (a URL answer is downloaded through it). FELL_BACK is told before the same request
+    goes to the next provider; a fallback asks for the call's images in requests of its
+    own model's size."""
+    members = call.job.members
+    for i, m in enumerate(members):
+        transport = transport_for(call.job, m)
+        finals = 0
+        try:
+            max_n = max(1, m.provider.capabilities(m.request.model).max_n)
+            for offset in range(0, call.n, max_n):
+                count = min(max_n, call.n - offset)
+                sub = call.request_of(m.request, count, offset)
+                for img, info in run_complete(m.provider, sub, m.key, transport, reporter):
+                    if len(members) > 1:  # who made it, for the file, the cost and --json
+                        info.provider, info.model = m.provider.name, m.request.model
+                        info.images = count
+                        if i:
+                            info.fallback_from = members[0].provider.name
+                    img.index += offset
+                    if img.partial is None:
+                        finals += 1
+                    yield img, info, transport
+            return
+        except UnavailableError as exc:
+            if finals or i == len(members) - 1:
+                raise
+            fell_back(FellBack(call.job, m.provider.name, members[i + 1].provider.name,
+                               str(exc)))
 
 
 def run_complete(

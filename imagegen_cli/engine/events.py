@@ -54,7 +54,25 @@ class PartialWritten:
     image: SavedImage
 
 
-Event = JobStarted | ImageWritten | PartialWritten | JobFinished
+@dataclass(frozen=True)
+class FellBack:
+    """A call's provider was unavailable (REASON), so the same request went to the next
+    provider of its job's chain, TO."""
+
+    job: Job
+    provider: str
+    to: str
+    reason: str
+
+    def text(self) -> str:
+        return (f"{self.provider} is unavailable ({self.reason}); sending the same request "
+                f"to {self.to}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"from": self.provider, "to": self.to, "reason": self.reason}
+
+
+Event = JobStarted | ImageWritten | PartialWritten | FellBack | JobFinished
 
 
 def image_record(ev: ImageWritten) -> dict[str, Any]:

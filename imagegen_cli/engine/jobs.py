@@ -1,4 +1,6 @@
-"""A job: one settled request plus where its images go, and its stable key.
+"""A job: one settled request plus where its images go, the providers to try in
+turn (its fallback chain, each with its own settled request and key), and its
+stable key.
 
 `generate` is a batch of one job; `batch` makes one job per input record.
 The key hashes everything that decides a job's output, so a journal can
@@ -17,11 +19,24 @@ from imagegen_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from imagegen_cli.files.naming import OutputPlan
+    from imagegen_cli.pricing.lookup import Pricing
     from imagegen_cli.providers.base import Provider
     from imagegen_cli.settings.provider import ProviderConfig
     from imagegen_cli.types import CallInfo, ImageRequest
 
 KEY_VERSION = 1
+
+
+@dataclass
+class Member:
+    """One provider of a job's fallback chain, with the request as that provider
+    settled and validated it, its key and its prices."""
+
+    provider: Provider
+    pcfg: ProviderConfig
+    request: ImageRequest
+    pricing: Pricing
+    key: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -37,7 +52,6 @@ class Job:
     timeout: float = 300.0
     retries: int = 2
     inpaint: bool = False
-    api_key: str | None = field(default=None, repr=False)
     # Where the job came from: the record's id (else its line number) and line.
     id: str = "1"
     line: int | None = None
@@ -45,15 +59,22 @@ class Job:
     # What --shard splits on: the key without the output template, so shards that
     # write into folders of their own (-o out-$CI_NODE_INDEX/) still partition.
     shard_key: str = ""
-    # fallback.settle_chain: the providers to try in turn (with their requests and
-    # prices), and the cost of one image written (call info, width, height).
-    members: list[Any] = field(default_factory=list)
+    # The providers the scheduler tries in turn, each only when the one before is
+    # unavailable: the first is this job's own (provider, pcfg, request); settle
+    # puts it there, fallback.settle_chain adds the others.
+    members: list[Member] = field(default_factory=list)
+    # The cost of one image written (call info, width, height).
     cost_of: Callable[[CallInfo | None, int, int], tuple[float | None, str | None]] | None \
         = None
 
     @property
     def n(self) -> int:
         return self.request.n
+
+    @property
+    def api_key(self) -> str | None:
+        """The key of the job's own provider (each member holds its own)."""
+        return self.members[0].key if self.members else None
 
     def describe(self, shown_key: str | None) -> dict[str, Any]:
         """The exact calls this job would make (for --dry-run; secrets as SHOWN_KEY)."""

@@ -3,28 +3,12 @@ otherwise grow with -j)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from imagegen_cli.providers.base import Provider
-
-
 # Buffers of this size and up are mmapped and given back when freed: the 64 KiB socket
 # reads in each worker, the images in the writer. Measured (bench_batch, 200 images
 # at -j 16, 3 runs each): 64 KiB peaks at 54-55 MiB in 7.11-7.15 s; 32 KiB at 51-52
 # MiB but in 7.24-7.44 s (each worker's 48 KiB pieces of decoded base64 then cost an
 # mmap and a dozen page faults: +0.4 s of system time); 128 KiB at 62-65 MiB.
 MMAP_THRESHOLD = 64 * 1024
-
-
-def in_process(provider: Provider) -> bool:
-    """Whether PROVIDER (or a member of its fallback chain) runs a model in this
-    process: torch allocates many mid-size tensors per step, and a fixed, low mmap
-    threshold makes each one a fresh mmap (a local batch's images took 1.3-3x as long
-    as one `generate`'s). Its calls run one at a time: there is no per-thread growth
-    to tame."""
-    members = getattr(provider, "members", None) or []
-    return provider.in_process or any(m.provider.in_process for m in members)
 
 
 def tame() -> None:

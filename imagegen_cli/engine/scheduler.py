@@ -2,9 +2,11 @@
 
 Each job is split into calls of at most the model's per-request n. Worker
 threads (-j of them) take calls in job order, each holding a slot of its
-provider's `Gate` while the call runs; images come back to this thread,
-which writes them one at a time (writer.py; a bounded queue of images: memory
-stays flat) and emits the event stream (events.py) to every sink.
+provider's `Gate` while the call runs; a call whose provider is unavailable
+goes to the next provider of its job's fallback chain (calls.run_chain), under
+that provider's own limits. Images come back to this thread, which writes them
+one at a time (writer.py; a bounded queue of images: memory stays flat) and
+emits the event stream (events.py) to every sink.
 
 Hooks for what builds on it: `admit(job)` may refuse a job before its first
 call (a cost cap), and `done_before(job)` returns the images a journal holds: all of
@@ -21,8 +23,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import clock
 from imagegen_cli.engine import malloc
-from imagegen_cli.engine.calls import Call, run_complete
-from imagegen_cli.engine.events import Event, ImageWritten, JobFinished
+from imagegen_cli.engine.calls import Call, run_chain, run_complete
+from imagegen_cli.engine.events import Event, FellBack, ImageWritten, JobFinished
 from imagegen_cli.engine.jobs import missing_spans
 from imagegen_cli.engine.save import Claim, Outcome, SavedImage, warm_up
 from imagegen_cli.engine.tally import Tally
@@ -33,7 +35,7 @@ from imagegen_cli.transport.limits import Gate
 from imagegen_cli.types import GeneratedImage, Reporter
 
 if TYPE_CHECKING:
-    from imagegen_cli.engine.jobs import Job
+    from imagegen_cli.engine.jobs import Job, Member
     from imagegen_cli.providers.base import Provider
     from imagegen_cli.transport.client import Transport
 
@@ -81,10 +83,11 @@ class Scheduler(JobWriter):
 
     # -- per-provider plumbing -------------------------------------------
     def gate(self, job: Job) -> Gate:
-        if getattr(job.provider, "members", None):
-            # A fallback chain's other providers keep their own limits (--rpm, rpm,
-            # the shared 429 pause), in one Gate per provider across the whole run.
-            job.provider.gate_for = self.provider_gate  # type: ignore[attr-defined]
+        """The Gate of JOB's own provider; each fallback provider of its chain keeps its
+        own limits (--rpm, rpm, the shared 429 pause) in its own Gate, one per provider
+        across the whole run."""
+        for m in job.members[1:]:
+            self.provider_gate(m.provider, m.pcfg.concurrency, m.pcfg.rpm)
         return self.provider_gate(job.provider, job.pcfg.concurrency, job.pcfg.rpm)
 
     def provider_gate(self, provider: Provider, concurrency: int | None = None,
@@ -99,13 +102,14 @@ class Scheduler(JobWriter):
                                         self.rpm or rpm or cfg.rpm)
             return self.gates[name]
 
-    def transport(self, job: Job) -> Transport:
-
-        k = (job.provider.name, job.timeout, job.retries)
+    def transport(self, job: Job, member: Member) -> Transport:
+        """The transport to MEMBER's provider at JOB's timeout and retries, under that
+        provider's Gate: made once, shared by every job that reaches that provider."""
+        name = member.provider.name
+        k = (name, job.timeout, job.retries)
         if k not in self.transports:
             self.transports[k] = Transport(timeout=job.timeout, retries=job.retries,
-                                           who=job.provider.name, log=self.log,
-                                           gate=self.gate(job),
+                                           who=name, log=self.log, gate=self.gates[name],
                                            on_retry=lambda text: self._reporter(job).retry(text))
         return self.transports[k]
 
@@ -126,7 +130,9 @@ class Scheduler(JobWriter):
                 continue
             st = self.states[id(job)] = JobState()
             with self.lock:
-                self.gate(job), self.transport(job)
+                self.gate(job)
+                for m in job.members:
+                    self.transport(job, m)
             # Images a killed run already wrote are kept: only the others are asked for.
             for img in before or ():
                 st.outcome.saved.append(img)
@@ -175,10 +181,10 @@ class Scheduler(JobWriter):
             return
         self._handle("start", call, None, None)
         rep = self._reporter(call.job)
-        tr = self.transports[(call.job.provider.name, call.job.timeout, call.job.retries)]
         try:
-            sub, t0 = call.request(), time.perf_counter()
-            for img, info in run_complete(call.job.provider, sub, call.job.api_key, tr, rep):
+            t0 = time.perf_counter()
+            for img, info, tr in run_chain(call, self.transport, rep,
+                                           lambda ev: self._handle("fallback", call, ev, None)):
                 self._handle("image", call, self._fetch(img, tr, rep, t0), info)
         except OutputError:
             raise
@@ -215,11 +221,14 @@ class Scheduler(JobWriter):
                         inbox.put(("cancel" if refusal is None else "done", call, None, None))
                         continue
                     inbox.put(("start", call, None, None))
-                    tr = self.transports[(job.provider.name, job.timeout, job.retries)]
                     rep = self._reporter(job)
+
+                    def fell_back(ev: FellBack, call: Call = call) -> None:
+                        inbox.put(("fallback", call, ev, None))
+
                     try:
-                        sub, t0 = call.request(), time.perf_counter()
-                        for img, info in run_complete(job.provider, sub, job.api_key, tr, rep):
+                        t0 = time.perf_counter()
+                        for img, info, tr in run_chain(call, self.transport, rep, fell_back):
                             room.acquire()
                             inbox.put(("image", call, self._fetch(img, tr, rep, t0), info))
                     except ImagegenError as exc:
@@ -230,10 +239,14 @@ class Scheduler(JobWriter):
                     finally:
                         inbox.put(("done", call, None, None))
 
+        # Not when any provider of any chain runs a model in this process: torch allocates
+        # many mid-size tensors per step, and a fixed, low mmap threshold makes each one a
+        # fresh mmap (a local batch's images took 1.3-3x as long as one `generate`'s). Its
+        # calls run one at a time: there is no per-thread growth to tame.
+        if not any(m.provider.in_process for c in calls for m in c.job.members):
+            malloc.tame()
         # A fixed pool of daemon threads, not one per call: memory stays flat as the
         # batch grows, and Ctrl-C or a write error never waits for slow calls.
-        if not any(malloc.in_process(c.job.provider) for c in calls):
-            malloc.tame()
         for _ in range(min(self.concurrency, len(calls))):
             threading.Thread(target=work, daemon=True).start()
         pending = len(calls)

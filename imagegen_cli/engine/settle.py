@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imagegen_cli.engine.jobs import Job
+from imagegen_cli.engine.jobs import Job, Member
 from imagegen_cli.engine.modelpick import cannot, cannot_inpaint, pick_model
 
 # Re-exported: callers have always found these here.
@@ -22,6 +22,7 @@ from imagegen_cli.engine.references import attach_references
 from imagegen_cli.errors import UsageError
 from imagegen_cli.files.masks import attach
 from imagegen_cli.files.naming import OutputPlan
+from imagegen_cli.pricing.lookup import lookup
 from imagegen_cli.settings import config as cfgmod
 from imagegen_cli.settings import precedence
 from imagegen_cli.settings.precedence import Picked, flag
@@ -217,6 +218,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         metadata=not (opts.no_metadata or metadata is False),
         sidecar=opts.sidecar or bool(sidecar), keep_partials=opts.keep_partials,
         timeout=float(timeout.value), retries=int(retries.value), inpaint=inpaint,
-        api_key=pcfg.key(env) if provider.needs_key else None,
+        members=[Member(provider, pcfg, req, lookup(pcfg, req.model),
+                        pcfg.key(env) if provider.needs_key else None)],
     )
 

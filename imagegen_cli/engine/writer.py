@@ -107,6 +107,8 @@ class JobWriter:
             if payload.exit_code in FATAL:
                 self.stopping = True
                 self.tally.fatal = self.tally.fatal or payload
+        elif kind == "fallback":
+            self.emit(payload)
         elif kind == "cancel":
             st.cancelled = True
         if kind in ("done", "cancel"):

@@ -1,0 +1,342 @@
+"""The one entry point of an image run: typed options -> settled jobs -> checks ->
+scheduler -> event stream.
+
+`generate`, `inpaint` and `edit` are a batch of one job; `batch` makes a job per
+record. Each command parses its flags into typed options; `session` reads the
+config, `plan_one` or `plan_batch` settles the options into a `Plan`, `cap_cost`
+applies --max-cost, and `run` carries out any plan the same way: every key
+present, every output writable, nothing sent before all checks pass; then the
+scheduler runs every job's calls (a job's fallback chain included) and its events
+go to the frontend's sinks. A batch adds its journal (finished images are
+skipped on a re-run), its budget and its --summary file; a one-off run notes each
+provider-side job so `imagegen job get` can fetch it later.
+
+What a run prints with comes in a `Frontend`: the CLI's console and reporters, a
+test's lists. Nothing here prints, and nothing here knows Typer or rich.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from imagegen_cli.engine import pending
+from imagegen_cli.engine.budget import BatchBudget, batch_budget
+from imagegen_cli.engine.events import Event, FellBack, JobFinished
+from imagegen_cli.engine.fallback import estimates, require_keys, settle_chain
+from imagegen_cli.engine.jobs import Job, Shard, assign_keys
+from imagegen_cli.engine.journal import DEFAULT_NAME, Journal, static_dir
+from imagegen_cli.engine.options import Context, ImageOptions
+from imagegen_cli.engine.records import Record
+from imagegen_cli.engine.scheduler import Scheduler
+from imagegen_cli.engine.tally import Tally
+from imagegen_cli.errors import ConfigError, Interrupted, OutputError, UsageError
+from imagegen_cli.files.atomic import clean_stale_parts, write_atomic
+from imagegen_cli.files.naming import OutputPlan
+from imagegen_cli.pricing.costs import check_cap
+from imagegen_cli.secrets import register_secret
+from imagegen_cli.settings import config as cfgmod
+from imagegen_cli.types import ImageRequest, Reporter
+
+Sink = Callable[[Event], None]
+
+
+def _silent(text: str) -> None:
+    """Says nothing: a frontend that does not listen."""
+
+
+def _no_reporter(job: Job) -> Reporter:
+    return Reporter()
+
+
+@dataclass
+class Frontend:
+    """What a run prints with, handed in by whoever started it."""
+
+    note: Callable[[str], None] = _silent  # notices (the CLI passes none with -q)
+    warn: Callable[[str], None] = _silent  # what must be seen even with -q
+    log: Callable[[str], None] | None = None  # --debug: each HTTP exchange
+    stdout: IO[bytes] | None = None  # where `-o -` writes image bytes
+    sinks: Sequence[Sink] = ()  # readers of the event stream: paths, NDJSON, progress
+    reporter_for: Callable[[Job], Reporter] = _no_reporter  # each job's progress
+    # A display held open while the calls run (a progress bar), closed however they end.
+    live: AbstractContextManager[object] = field(default_factory=contextlib.nullcontext)
+
+
+@dataclass
+class Batch:
+    """What makes a run a batch: a journal of finished images, so a re-run skips them
+    (at STATE, else in the folder of OUTPUT), and a --summary file."""
+
+    output: str | None = None
+    state: Path | None = None
+    force: bool = False  # redo every job, whatever the journal says
+    summary: Path | None = None
+    shard: Shard | None = None
+    invalid: list[str] = field(default_factory=list)  # records left out (--skip-invalid)
+
+
+@dataclass
+class Plan:
+    """Settled jobs, and how to run them."""
+
+    jobs: list[Job]
+    ctx: Context
+    concurrency: int = 4
+    rpm: float | None = None
+    max_failures: int | None = None
+    budget: BatchBudget | None = None
+    batch: Batch | None = None  # None: a one-off run (generate, inpaint, edit)
+
+
+@dataclass
+class Invalid:
+    """--skip-invalid: each bad record is said (as a warning) and left out."""
+
+    warn: Callable[[str], None]
+    errors: list[UsageError] = field(default_factory=list)
+
+    def __call__(self, exc: UsageError) -> None:
+        self.errors.append(exc)
+        self.warn(f"skipped: {exc}")
+
+
+# ---------------------------------------------------------------- planning
+
+def session(frontend: Frontend, env: Mapping[str, str], *,
+            default_template: str | None = None) -> Context:
+    """The config (its warnings said), the environment and where settling's notices
+    go: what every job of a run settles against."""
+    cfg = cfgmod.load(env)
+    for w in cfg.warnings:
+        frontend.warn(w)
+    return Context(cfg, env, note=frontend.note, warn=frontend.warn,
+                   default_template=default_template)
+
+
+def plan_one(options: ImageOptions, ctx: Context, *, inpaint: bool = False,
+             edit: bool = False, stdout: IO[bytes] | None = None) -> Plan:
+    """OPTIONS settled into a run of one job (its fallback chain included)."""
+    job = settle_chain(options, ctx, inpaint=inpaint, edit=edit)
+    if job.plan.stdout and stdout is not None and _is_terminal(stdout):
+        # As curl and httpie do: image bytes on a terminal are garbage and can upset it.
+        raise UsageError("refusing to write image bytes to a terminal; redirect to a file "
+                         "or pass -o FILE")
+    register_secret(job.api_key)
+    return Plan([job], ctx)
+
+
+def plan_batch(records: Sequence[Record], ctx: Context, *, source: str,
+               invalid: Invalid | None = None, batch: Batch | None = None,
+               concurrency: int = 4, rpm: float | None = None,
+               max_failures: int | None = None) -> Plan:
+    """One job per record of SOURCE: settled (a bad record is exit 2 naming its line
+    and field, or left out with INVALID), keyed for the journal, and only those of
+    BATCH's shard kept."""
+    batch = batch or Batch()
+    width = len(str(records[-1].line)) if records else 1
+    jobs: list[Job] = []
+    explicit: set[int] = set()
+    for rec in records:
+        try:
+            job = settle_chain(rec.options, ctx, inpaint=rec.inpaint)
+        except (UsageError, ConfigError) as exc:
+            where = f", field '{f}'" if (f := rec.field_in(exc.message)) else ""
+            exc.message = f"{source}, line {rec.line}{where}: {exc.message}"
+            if invalid is None or isinstance(exc, ConfigError):
+                raise
+            invalid(exc)
+            continue
+        job.id, job.line = rec.id or str(rec.line).zfill(width), rec.line
+        if rec.id is not None:
+            explicit.add(len(jobs))
+        jobs.append(job)
+    skipped = invalid.errors if invalid is not None else []
+    if skipped and not jobs:
+        raise UsageError(f"{source}: no valid record ({len(skipped)} skipped); fix them and "
+                         "run again")
+    if not records and not skipped:
+        ctx.note(f"{source} holds no records (only blank or comment lines): nothing to do")
+    assign_keys(jobs, explicit)
+    if batch.shard is not None:
+        jobs = [j for j in jobs if batch.shard.holds(j.shard_key)]
+    batch.invalid = [str(exc) for exc in skipped]
+    return Plan(jobs, ctx, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
+                batch=batch)
+
+
+def cap_cost(plan: Plan, cap: tuple[float, str] | None) -> None:
+    """--max-cost (amount, where it was set): a one-off run must fit whole, on any
+    provider of its chain; a batch gets a budget that admits jobs while they fit."""
+    if cap is None:
+        return
+    if plan.batch is not None:
+        plan.budget = batch_budget(plan.jobs, *cap)
+        return
+    for job in plan.jobs:
+        check_cap(estimates(job), *cap)
+
+
+# ---------------------------------------------------------------- running
+
+def run(plan: Plan, frontend: Frontend) -> Tally:
+    """Run PLAN: check it, then every job's calls through one scheduler, the events to
+    FRONTEND's sinks. Returns the tally; a job's failures are in it (and in its
+    JobFinished event), not raised. Ctrl-C ends in Interrupted, saying what is done."""
+    jobs, batch = plan.jobs, plan.batch
+    _check(plan, frontend)
+    journal = _journal(plan, batch) if batch is not None else None
+    sinks = [*frontend.sinks, _fallback_warner(frontend.warn)]
+    if plan.budget is not None:
+        sinks.append(plan.budget)  # a finished job's real cost frees what it did not spend
+    if batch is None:
+        for job in jobs:
+            rep = frontend.reporter_for(job)
+            rep.job_hooks.append(_job_recorder(job, rep))
+        sinks.append(_drop_job_records)
+    sched = Scheduler(
+        concurrency=plan.concurrency, rpm=plan.rpm, max_failures=plan.max_failures,
+        sinks=sinks, reporter_for=frontend.reporter_for, log=frontend.log,
+        admit=plan.budget.admit if plan.budget is not None else None,
+        done_before=(journal.finished if journal is not None and batch is not None
+                     and not batch.force else None),
+        claim_for=journal.claim_for if journal is not None else (lambda job: None),
+        stdout=frontend.stdout if any(j.plan.stdout for j in jobs) else None,
+        warn=frontend.warn)
+    try:
+        with frontend.live:
+            tally = sched.run(jobs)
+    except Interrupted as exc:
+        _interrupted(exc, plan, sched.tally)
+        raise
+    finally:
+        if journal is not None:
+            journal.close()
+    if batch is not None and batch.summary is not None:
+        _write_summary(batch, tally)
+    return tally
+
+
+def _check(plan: Plan, frontend: Frontend) -> None:
+    """Before anything is sent or paid for: every key of every chain (exit 3), a note
+    where two keys clash, every output writable, the --summary file too (exit 7)."""
+    env = plan.ctx.env
+    clashes: dict[str | None, None] = {}
+    for job in plan.jobs:
+        require_keys(job, env)
+        for m in job.members:
+            register_secret(m.key)
+        if job.provider.needs_key:
+            clashes[job.pcfg.key_clash(env)] = None
+    for clash in clashes:
+        if clash:
+            frontend.note(clash)
+    for out in {j.plan.template: j.plan for j in plan.jobs}.values():
+        out.check_writable()
+    if plan.batch is not None and plan.batch.summary is not None:
+        _check_summary(plan.batch.summary)
+
+
+def _check_summary(path: Path) -> None:
+    """OutputError (exit 7) now, not after the batch ran, for a --summary FILE that
+    cannot be written (its folder is made here, as the writing would)."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise OutputError(f"Cannot write --summary {path}: {exc.strerror or exc} (pass "
+                          "another FILE)") from None
+
+
+def _journal(plan: Plan, batch: Batch) -> Journal:
+    ctx = plan.ctx
+    folder = static_dir(OutputPlan.from_option(
+        batch.output or ctx.env.get(cfgmod.ENV_OUTPUT) or ctx.cfg.defaults.get("output"),
+        default=ctx.default_template).template)
+    journal = Journal(batch.state or folder / DEFAULT_NAME, force=batch.force)
+    if plan.jobs:
+        journal.open()
+    # What a killed run left mid-write: in the output folders, and wherever the journal
+    # says earlier runs wrote (templates with {fields} in folder names).
+    folders = {static_dir(j.plan.template) for j in plan.jobs}
+    folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
+    for d in folders:
+        clean_stale_parts(d)
+    return journal
+
+
+def _fallback_warner(warn: Callable[[str], None]) -> Sink:
+    def say(ev: Event) -> None:
+        if isinstance(ev, FellBack):
+            warn(ev.text())  # even with -q: the images come from another provider
+
+    return say
+
+
+def _interrupted(exc: Interrupted, plan: Plan, tally: Tally) -> None:
+    """What Ctrl-C left done, in the message: a batch's jobs (a re-run does the rest),
+    a one-off run's images."""
+    batch = plan.batch
+    if batch is not None:
+        exc.message += (f" ({tally.done + tally.skipped} of {len(plan.jobs)} jobs finished; "
+                        "run the same command again to do the rest: finished jobs are "
+                        "skipped)")
+        if batch.summary is not None:  # a cancelled CI job still gets its artifact
+            _write_summary(batch, tally, interrupted=True)
+        return
+    n, written = sum(j.n for j in plan.jobs), tally.images
+    listed = written and not any(j.plan.stdout for j in plan.jobs)
+    if n > 1 or written:
+        exc.message = exc.message.replace(
+            "interrupted;", f"interrupted; {written} of {n} images written"
+            + (" (listed on stdout)" if listed else "") + ",", 1)
+
+
+def _write_summary(batch: Batch, tally: Tally, interrupted: bool = False) -> None:
+    assert batch.summary is not None
+    data = tally.summary(str(batch.shard) if batch.shard else None, batch.invalid,
+                         interrupted)
+    write_atomic(batch.summary,
+                 (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(),
+                 overwrite=True)
+
+
+def _job_recorder(job: Job, reporter: Reporter) -> Callable[[str, ImageRequest], None]:
+    """Notes each submitted provider job's request, so `imagegen job get` can write
+    its images later with the names and metadata this run would have used."""
+    req, plan = job.request, job.plan
+
+    def record(job_id: str, sub: ImageRequest) -> None:
+        index = (sub.seed - req.seed + 1 if sub.seed is not None and req.seed is not None
+                 else len(reporter.jobs))
+        pending.save(pending.JobRecord(
+            provider=job.provider.name, job_id=job_id,
+            request=pending.request_fields(sub), index=index, count=req.n,
+            output=None if plan.stdout else plan.template, format=job.fmt,
+            metadata=job.metadata, sidecar=job.sidecar, extra={"exact": plan.exact}))
+
+    return record
+
+
+def _drop_job_records(ev: Event) -> None:
+    """A finished job's provider-side jobs have nothing left to fetch later."""
+    if isinstance(ev, JobFinished):
+        for info in ev.outcome.infos:
+            if info.job_id:
+                pending.drop(ev.job.provider.name, info.job_id)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
+        return False
