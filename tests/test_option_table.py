@@ -21,7 +21,7 @@ from imagegen_cli.cli.app import app
 from imagegen_cli.cli.options import image_command
 from imagegen_cli.engine import records
 from imagegen_cli.engine.options import ImageOptions
-from imagegen_cli.engine.provenance import flag_of
+from imagegen_cli.engine.settle import flag_of
 from imagegen_cli.files.metadata.read import FROM_KEYS
 from imagegen_cli.registry import create
 from imagegen_cli.settings import config, schema

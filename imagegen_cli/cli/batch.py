@@ -23,9 +23,9 @@ from imagegen_cli.settings.options import BATCH as BATCH_COMMAND
 from imagegen_cli.settings.options import RUN_HELP
 
 if TYPE_CHECKING:
+    from imagegen_cli.engine.events import Tally
     from imagegen_cli.engine.jobs import Job
     from imagegen_cli.engine.run import Frontend, Plan
-    from imagegen_cli.engine.tally import Tally
 
 Opt = typer.Option
 BATCH_HELP = "Batch"

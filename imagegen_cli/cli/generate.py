@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from, with_settings_from
+from imagegen_cli.cli.imageargs import (
+    concurrency_of,
+    max_cost_of,
+    options_from,
+    with_settings_from,
+)
 from imagegen_cli.cli.options import image_command
 from imagegen_cli.cli.summary import cost_line, print_dry_run, print_report, raise_failures
 from imagegen_cli.errors import AuthError, UsageError

@@ -28,14 +28,13 @@ from typing import IO, Any
 
 from imagegen_cli.engine import pending
 from imagegen_cli.engine.budget import BatchBudget, batch_budget
-from imagegen_cli.engine.events import Event, FellBack, JobFinished
+from imagegen_cli.engine.events import Event, FellBack, JobFinished, Tally
 from imagegen_cli.engine.fallback import estimates, require_keys, settle_chain
 from imagegen_cli.engine.jobs import Job, Shard, assign_keys
 from imagegen_cli.engine.journal import DEFAULT_NAME, Journal, static_dir
 from imagegen_cli.engine.options import Context, ImageOptions
 from imagegen_cli.engine.records import Record
 from imagegen_cli.engine.scheduler import Scheduler
-from imagegen_cli.engine.tally import Tally
 from imagegen_cli.errors import ConfigError, Interrupted, OutputError, UsageError
 from imagegen_cli.files.atomic import clean_stale_parts, write_atomic
 from imagegen_cli.files.naming import OutputPlan

@@ -24,10 +24,9 @@ from typing import IO, TYPE_CHECKING, Any
 from imagegen_cli import clock
 from imagegen_cli.engine import malloc
 from imagegen_cli.engine.calls import Call, run_chain, run_complete
-from imagegen_cli.engine.events import Event, FellBack, ImageWritten, JobFinished
+from imagegen_cli.engine.events import Event, FellBack, ImageWritten, JobFinished, Tally
 from imagegen_cli.engine.jobs import missing_spans
 from imagegen_cli.engine.save import Claim, Outcome, SavedImage, warm_up
-from imagegen_cli.engine.tally import Tally
 from imagegen_cli.engine.writer import FATAL, JobState, JobWriter
 from imagegen_cli.errors import ImagegenError, Interrupted, OutputError
 from imagegen_cli.transport.client import Transport

@@ -1,33 +1,38 @@
 """Typed options (from flags or a batch record) settled into jobs.
 
-`settle` takes an `ImageOptions` (imageoptions.py: what a user asked for,
+`settle` takes an `ImageOptions` (engine/options.py: what a user asked for,
 unresolved), applies precedence (flag > environment > config file > default),
-picks the model (modelpick.py), asks the provider to resolve and validate, and
-returns a `Job`: the request plus its output plan, ready for the scheduler.
-Nothing here prints or speaks HTTP; notices go to the `Context`'s `note` callback.
+picks the model (`pick_model`: the flag, the provider's own default, the
+environment), asks the provider to resolve and validate, and returns a `Job`: the
+request plus its output plan, ready for the scheduler. Every value keeps where it
+came from (`origins`, `blame`), and a [defaults] value the provider cannot honour is
+dropped with a note (`settle_global_defaults`), not refused. Nothing here prints or
+speaks HTTP; notices go to the `Context`'s `note` callback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.engine.jobs import Job, Member
-from imagegen_cli.engine.modelpick import cannot, cannot_inpaint, pick_model
-
-# Re-exported: callers have always found these here.
 from imagegen_cli.engine.options import Context, ImageOptions
-from imagegen_cli.engine.provenance import blame, origins, settle_global_defaults
 from imagegen_cli.engine.references import attach_references
-from imagegen_cli.errors import UsageError
+from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
 from imagegen_cli.files.masks import attach
 from imagegen_cli.files.naming import OutputPlan
 from imagegen_cli.pricing.lookup import lookup
+from imagegen_cli.registry import create
 from imagegen_cli.settings import config as cfgmod
-from imagegen_cli.settings import precedence
-from imagegen_cli.settings.precedence import Picked, flag
+from imagegen_cli.settings import options, precedence
+from imagegen_cli.settings.precedence import Picked, Source, flag
 from imagegen_cli.settings.rules import parse_aspect, parse_format, parse_size
 from imagegen_cli.types import ImageRequest
+
+if TYPE_CHECKING:
+    from imagegen_cli.providers.base import Provider
+    from imagegen_cli.settings.schema import Config
 
 AS_RECEIVED = ("gif", "svg")  # drawn by the model itself, written as received
 
@@ -222,3 +227,118 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
                         pcfg.key(env) if provider.needs_key else None)],
     )
 
+
+def pick_model(opts: ImageOptions, ctx: Context, name: str) -> Any:
+    """-m, else the provider's own defaults.model, else IMAGEGEN_MODEL and the global
+    defaults.model, which name a model of the default provider and so apply only
+    when that provider is the one in use (a note says when they are passed over)."""
+
+    cfg, env = ctx.cfg, ctx.env
+    if opts.model:
+        return Picked(opts.model, precedence.flag("-m"))
+    own = cfg.default("model", name)
+    if own.source is not None and own.source.name.startswith("providers."):
+        return own
+    default_name: str | None = name
+    if opts.provider is not None:
+        try:
+            default_name = cfgmod.resolve_provider(cfg, None, env)[0].name
+        except ConfigError:
+            default_name = None
+    env_model = Picked(env.get(cfgmod.ENV_MODEL), precedence.env_source(cfgmod.ENV_MODEL))
+    if default_name == name:
+        return precedence.pick_from(env_model, own)
+    for p in (env_model, own):
+        if p.value and p.source is not None:
+            of = f" ({default_name})" if default_name else ""
+            ctx.notice(f"{p.source.describe()} ({p.value}) names a model of the default "
+                       f"provider{of}, not of {name}: using {name}'s own model")
+            break
+    return Picked(None)
+
+
+def cannot_inpaint(name: str, cfg: Config, env: Mapping[str, str]) -> str:
+    """Which providers can inpaint, preferring the ones with a key set."""
+    return cannot("inpaint", name, cfg, env)
+
+
+def cannot(what: str, name: str, cfg: Config, env: Mapping[str, str]) -> str:
+    """Which providers can WHAT ('inpaint' or 'edit'), preferring those with a key set."""
+
+    able = []
+    for p in cfg.providers.values():
+        try:
+            prov = create(p, env)
+        except ImagegenError:
+            continue
+        if what == "inpaint":
+            model = prov.inpaint_model()
+        else:
+            model = prov.default_model()
+            model = model if model and prov.capabilities(model).edit else None
+        if model:
+            ready = not prov.needs_key or bool(p.key(env))
+            able.append((not ready, f"{p.name} ({model})"))
+    able.sort()
+    names = ", ".join(text for _, text in able) or "none configured"
+    return f"Provider {name} cannot {what}; providers that can: {names} (pass -p NAME)"
+
+
+def flag_of(field: str) -> str:
+    """The flag an `ImageRequest` FIELD stands for, as messages name it (the option
+    table's `said`, else its long flag); FIELD itself when no option sets it."""
+    row = options.by_request(field)
+    return row.flag if row is not None else field
+
+
+def origins(picked: Mapping[str, Picked]) -> dict[str, str]:
+    """flag -> where its value came from, for the values not typed as flags."""
+    out = {}
+    for name, p in picked.items():
+        if p.source is not None and p.source.kind in ("env", "config") and p.value is not None:
+            out[flag_of(name)] = p.source.describe()
+    return out
+
+
+def blame(exc: UsageError, source: Source | None) -> UsageError:
+    """EXC with where the offending value was set, when that was not a flag."""
+    if source is not None and source.kind in ("env", "config"):
+        return UsageError(f"{exc.message} (set by {source.describe()})")
+    return exc
+
+
+def settle_global_defaults(
+    provider: Provider,
+    req: ImageRequest,
+    skippable: Mapping[str, Source],
+    *,
+    inpaint: bool = False,
+) -> tuple[ImageRequest, list[str]]:
+    """REQ without the [defaults] values (fields in SKIPPABLE) that PROVIDER cannot
+    honour, and a note for each one dropped. Each value is tried on its own against
+    `provider.validate`, so the reasons are the provider's declared ones."""
+    base = req.with_(**{f: _unset(f) for f in skippable}, notices=[])
+    base = provider.validate(base, inpaint=inpaint)
+    notes: list[str] = []
+    kept: dict[str, Any] = {}
+    for field, source in skippable.items():
+        value = getattr(req, field)
+        trial = base.with_(**kept, **{field: value}, notices=[], origins={})
+        try:
+            provider.validate(trial, inpaint=inpaint)
+        except UsageError as exc:
+            reason = exc.message
+            notes.append(f"{source.name} = {_show(value)} (in {source.path}) is not used with "
+                         f"{provider.name}: {reason}; set it per provider in "
+                         f"[providers.{provider.name}.defaults] instead")
+            continue
+        kept[field] = value
+    return req.with_(**{f: (kept[f] if f in kept else _unset(f)) for f in skippable}), notes
+
+
+def _unset(field: str) -> Any:
+    return 1 if field == "n" else None
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)

@@ -16,8 +16,8 @@ from imagegen_cli.types import CallInfo
 
 if TYPE_CHECKING:
     from imagegen_cli.engine.calls import Call
+    from imagegen_cli.engine.events import Tally
     from imagegen_cli.engine.jobs import Job
-    from imagegen_cli.engine.tally import Tally
 
 # A failure with one of these codes fails every job alike (bad usage, config, key).
 FATAL = {ExitCode.USAGE, ExitCode.CONFIG, ExitCode.AUTH}

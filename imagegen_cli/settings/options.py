@@ -4,7 +4,7 @@ One row per option: its flags, value type, help, the commands that take it, its
 `[defaults]` config key, its batch record field and the capability name
 providers declare it by. The Typer parameters (cli/options.py), the config keys
 and their checks (schema.py, rules.py), the batch record fields (records.py),
-the flags messages name (provenance.py), the built-in defaults `config get
+the flags messages name (engine/settle.py `flag_of`), the built-in defaults `config get
 --effective` reports (effective.py) and the shell completions are all built from
 `OPTIONS`; adding an option is adding a row, its `ImageOptions` and
 `ImageRequest` fields, and the code that honours it (settle, a provider).

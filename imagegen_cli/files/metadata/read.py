@@ -16,12 +16,7 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.files.images import sniff
-from imagegen_cli.files.metadata.chunks import (
-    TYPE_SIZE,
-    jpeg_segments,
-    png_chunks,
-    riff_chunks,
-)
+from imagegen_cli.files.metadata.chunks import TYPE_SIZE, jpeg_segments, png_chunks, riff_chunks
 from imagegen_cli.files.metadata.infotext import from_infotext
 from imagegen_cli.files.metadata.xmp import parse_xmp
 
