@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import RefusedError, UnavailableError
+from imagegen_cli.providers import CallInfo, GeneratedImage, RefusedError, UnavailableError
 from imagegen_cli.transport import b64
 from imagegen_cli.transport.jsonstream import Malformed, Spool
-from imagegen_cli.types import CallInfo, GeneratedImage
 
 if TYPE_CHECKING:
     from imagegen_cli.transport.jsonstream import Spool
