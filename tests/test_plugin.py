@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -205,8 +206,9 @@ def test_plugin_generates_lists_and_answers_json(installed: Path, service: EchoS
     assert "set via ECHO_API_KEY" in row and KEY not in r.stdout
 
     r = imagegen(["generate", "x", "-p", "myecho", "-o", "out.png"], installed,
-                 ECHO_API_KEY=KEY)
+                 ECHO_API_KEY=KEY, IMAGEGEN_DEBUG="1")
     assert r.returncode == 0, r.stderr
+    assert f"POST {service.url}/render" in r.stderr and KEY not in r.stderr  # --debug log
     assert Path("out.png").read_bytes().startswith(b"\x89PNG")
     (call,) = service.server.calls("/render")
     assert call.json() == {"model": "echo-1", "prompt": "x", "n": 1, "size": "64x64"}
@@ -239,3 +241,18 @@ def test_plugin_generates_lists_and_answers_json(installed: Path, service: EchoS
     assert r.returncode == 2 and "--size 33x33" in r.stderr
     r = imagegen(["generate", "x", "-p", "myecho"], installed)
     assert r.returncode == 3 and "ECHO_API_KEY" in r.stderr
+
+
+def test_a_plugin_that_cannot_load_is_a_config_error(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path, cli: Any) -> None:
+    from imagegen_cli import registry
+
+    monkeypatch.setattr(registry, "_registry", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    registry.register("broken", "imagegen_no_such_plugin:BrokenProvider")
+    write_config('[providers.b]\ntype = "broken"\nbase_url = "http://127.0.0.1:9/v1"\n',
+                 monkeypatch, tmp_path)
+    r = cli(["generate", "x", "-p", "b"])
+    assert r.code == 3, r.err
+    assert "'broken'" in r.err and "imagegen_no_such_plugin" in r.err
+    assert "Traceback" not in r.err
