@@ -63,7 +63,15 @@ def dialect(type_name: str) -> type[Provider]:
         )
     if isinstance(target, str):
         module, _, attr = target.partition(":")
-        cls = getattr(importlib.import_module(module), attr)
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            # A plugin installed broken (or half uninstalled) is the user's setup to fix,
+            # not an internal error: say which entry point and why.
+            raise ConfigError(
+                f"Provider type '{type_name}' cannot be loaded from {target}: {exc} "
+                f"(reinstall the package that provides it, or use another type)"
+            ) from None
         _registry[type_name] = cls
         return cls  # type: ignore[no-any-return]
     return target

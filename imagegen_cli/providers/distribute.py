@@ -11,18 +11,27 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from imagegen_cli.errors import RefusedError, UnavailableError, UsageError
-from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.providers import (
+    CallInfo,
+    Capabilities,
+    GeneratedImage,
+    HttpCall,
+    ImageRequest,
+    Provider,
+    RefusedError,
+    Reporter,
+    SizeRule,
+    Transport,
+    UnavailableError,
+    UsageError,
+    check_base_url,
+    opt,
+    param_merge,
+    request_id_of,
+)
 from imagegen_cli.providers.openai_answers import parse_images
-from imagegen_cli.settings.rules import check_base_url
-from imagegen_cli.transport.call import HttpCall
-from imagegen_cli.transport.classify import request_id_of
-from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
-
-if TYPE_CHECKING:
-    from imagegen_cli.transport.client import Transport
 
 SIZE_RE = re.compile(r"^([1-9]\d{0,2}|1024)x([1-9]\d{0,2}|1024)$")
 ASYNC_ONLY = ("--seed", "--steps", "--guidance")

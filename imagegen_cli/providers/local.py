@@ -22,11 +22,22 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from imagegen_cli.errors import UsageError
 from imagegen_cli.files.masks import load_area
-from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt
+from imagegen_cli.providers import (
+    CallInfo,
+    Capabilities,
+    GeneratedImage,
+    HttpCall,
+    ImageRequest,
+    Provider,
+    Reporter,
+    SizeRule,
+    Transport,
+    UsageError,
+    opt,
+)
 
 # `NAME`: re-exported, callers have always found these here.
 from imagegen_cli.providers.local_load import (
@@ -36,11 +47,6 @@ from imagegen_cli.providers.local_load import (
     pick_dtype,
     require_libraries,
 )
-from imagegen_cli.transport.call import HttpCall
-from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
-
-if TYPE_CHECKING:
-    from imagegen_cli.transport.client import Transport
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 CAPS = Capabilities(

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from imagegen_cli.errors import ConfigError, UsageError
+from imagegen_cli.providers import ConfigError, UsageError
 from imagegen_cli.settings.config import install_local
 
 

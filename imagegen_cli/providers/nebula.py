@@ -8,22 +8,31 @@ FLUX.1-Fill-dev with base64 `image` and `mask` (white = repaint).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from imagegen_cli.errors import RefusedError, UnavailableError, UsageError
 from imagegen_cli.files.images import resize
 from imagegen_cli.files.masks import white_mask
-from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.providers import (
+    CallInfo,
+    Capabilities,
+    GeneratedImage,
+    HttpCall,
+    ImageRequest,
+    Provider,
+    RefusedError,
+    Reporter,
+    SizeRule,
+    Transport,
+    UnavailableError,
+    UsageError,
+    check_base_url,
+    opt,
+    param_merge,
+    request_id_of,
+)
 from imagegen_cli.providers.openai_answers import decode_b64, spool_loader
-from imagegen_cli.settings.rules import check_base_url
 from imagegen_cli.transport import b64
-from imagegen_cli.transport.call import HttpCall
-from imagegen_cli.transport.classify import request_id_of
 from imagegen_cli.transport.jsonstream import Spool
-from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
-
-if TYPE_CHECKING:
-    from imagegen_cli.transport.client import Transport
 
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 SCHNELL = "black-forest-labs/FLUX.1-schnell"

@@ -12,13 +12,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from imagegen_cli.errors import RefusedError, UnavailableError, UsageError
 from imagegen_cli.files.images import sniff
 from imagegen_cli.files.masks import openai_mask
+from imagegen_cli.providers import (
+    CallInfo,
+    Capabilities,
+    GeneratedImage,
+    HttpCall,
+    ImageRequest,
+    Provider,
+    RefusedError,
+    Reporter,
+    Transport,
+    UnavailableError,
+    UsageError,
+    check_base_url,
+    param_merge,
+    request_id_of,
+)
 from imagegen_cli.providers import openai_lifecycle as lifecycle
-from imagegen_cli.providers.base import Capabilities, Provider, param_merge
 
 # `NAME`: re-exported, callers have always found these here.
 from imagegen_cli.providers.openai_answers import (
@@ -37,14 +51,8 @@ from imagegen_cli.providers.openai_models import (
     family,
     is_gpt_image,
 )
-from imagegen_cli.settings.rules import check_base_url
-from imagegen_cli.transport.call import HttpCall
-from imagegen_cli.transport.classify import body_errors, request_id_of
+from imagegen_cli.transport.classify import body_errors
 from imagegen_cli.transport.sse import iter_sse
-from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest, Reporter
-
-if TYPE_CHECKING:
-    from imagegen_cli.transport.client import Transport
 
 # image_edit_params.py: each image "less than 50MB".
 MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024

@@ -10,15 +10,11 @@ OpenAI-shaped answers with these too.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from imagegen_cli.errors import RefusedError, UnavailableError
+from imagegen_cli.providers import CallInfo, GeneratedImage, RefusedError, UnavailableError
 from imagegen_cli.transport import b64
 from imagegen_cli.transport.jsonstream import Malformed, Spool
-from imagegen_cli.types import CallInfo, GeneratedImage
-
-if TYPE_CHECKING:
-    from imagegen_cli.transport.jsonstream import Spool
 
 
 def spool_loader(spool: Spool, who: str) -> Callable[[], bytes]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from imagegen_cli.errors import UsageError
 from imagegen_cli.files.images import sniff
 from imagegen_cli.files.masks import load_area
+from imagegen_cli.providers import ImageRequest, InputImage, UsageError
 from imagegen_cli.transport import b64
-from imagegen_cli.types import ImageRequest, InputImage
 
 
 def data_url(data: bytes) -> str:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from imagegen_cli import clock
-from imagegen_cli.errors import UsageError
+from imagegen_cli.providers import UsageError
 
 OPENAI_HOST = "api.openai.com"
 ACTIVE, DEPRECATED, SHUTDOWN = "active", "deprecated", "shut down"

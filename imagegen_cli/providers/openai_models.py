@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from imagegen_cli.providers.base import Capabilities, SizeRule, opt
+from imagegen_cli.providers import Capabilities, SizeRule, opt
 
 YESCALE_SIZES = (
     "1024x1024", "1024x576", "1024x768", "1024x512", "512x1024", "512x768", "1280x960",
