@@ -28,6 +28,38 @@ def test_help_imports_no_heavy_modules() -> None:
     assert r.stdout.strip() == "[]"
 
 
+def test_help_imports_only_what_it_shows() -> None:
+    """--help loads the command line and the option table: no engine, provider,
+    transport, config file, price or image code."""
+    allowed = {"imagegen_cli", "imagegen_cli.cli", "imagegen_cli.errors", "imagegen_cli.secrets",
+               "imagegen_cli.settings", "imagegen_cli.settings.options"}
+    for args in (["--help"], ["generate", "--help"], ["batch", "--help"],
+                 ["config", "--help"], ["providers", "list", "--help"]):
+        code = ("import sys, io, contextlib\n"
+                "from imagegen_cli.cli.app import main\n"
+                f"with contextlib.redirect_stdout(io.StringIO()): main({args!r})\n"
+                "print('\\n'.join(m for m, v in sys.modules.items() if v is not None and "
+                "m.startswith('imagegen_cli')))\n")
+        r = _run("-c", code)
+        assert r.returncode == 0, r.stderr
+        ours = set(r.stdout.split())
+        assert ours - allowed <= {m for m in ours if m.startswith("imagegen_cli.cli.")}, args
+        assert "imagegen_cli.cli.report" not in ours  # progress displays: the engine's events
+
+
+def test_a_request_never_imports_httpx_cli_or_rich(fake: object, tmp_path: object) -> None:
+    """httpx's own command-line client (click, rich, pygments) stays out of a run, and
+    rich with it when stderr is not a terminal."""
+    code = ("import sys\n"
+            "from imagegen_cli.cli.app import main\n"
+            "rc = main(['generate', 'x', '-q', '-o', sys.argv[1]])\n"
+            "print(rc, sorted({'rich', 'pygments'} & {m.split('.')[0] for m in sys.modules}),"
+            " sys.modules['httpx'].main.__module__)\n")
+    r = _run("-c", code, str(tmp_path) + "/x.png")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "0 [] httpx"
+
+
 def test_python_dash_m_and_version() -> None:
     r = _run("-m", "imagegen_cli", "--version")
     assert r.returncode == 0 and r.stdout.startswith("imagegen ")

@@ -266,7 +266,7 @@ def test_retries_are_one_plain_line_each_on_stderr(fake: Any) -> None:
 
 
 def test_terminal_progress_counts_written_jobs_and_download_speed() -> None:
-    from imagegen_cli.cli.console import RichReporter
+    from imagegen_cli.cli.report import RichReporter
 
     rep = RichReporter()
     task = rep.progress.tasks[0]

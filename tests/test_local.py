@@ -195,7 +195,7 @@ def test_cuda_refused_when_absent(tiny: tuple[Path, Path]) -> None:
 
 def test_ctrl_c_stops_at_next_step_and_writes_nothing(
         tiny: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import imagegen_cli.cli.console as console
+    import imagegen_cli.cli.report as report
     from imagegen_cli.types import Reporter
 
     class Interrupting(Reporter):
@@ -203,7 +203,7 @@ def test_ctrl_c_stops_at_next_step_and_writes_nothing(
             if done == 1:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(console, "make_reporter", lambda quiet: Interrupting())
+    monkeypatch.setattr(report, "make_reporter", lambda quiet: Interrupting())
     r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0]), "--steps", "5",
                  "--size", "32x32", "-o", "never.png"])
     assert r.code == 130, r.err

@@ -19,6 +19,7 @@ from imagegen_cli.cli import batch as batch_cmd
 from imagegen_cli.cli import completion, imageargs
 from imagegen_cli.cli.app import app
 from imagegen_cli.cli.options import image_command
+from imagegen_cli.engine import options as engine_options
 from imagegen_cli.engine import records
 from imagegen_cli.engine.options import ImageOptions
 from imagegen_cli.engine.settle import flag_of
@@ -228,7 +229,7 @@ def hue(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> type[ImageOptions]:
     monkeypatch.setenv("IMAGEGEN_CONFIG", str(tmp_path / "config.toml"))
     with_hue = dataclasses.make_dataclass("WithHue", [("hue", "str | None", None)],
                                           bases=(ImageOptions,), frozen=True)
-    monkeypatch.setattr(imageargs, "ImageOptions", with_hue)
+    monkeypatch.setattr(engine_options, "ImageOptions", with_hue)  # what options_from builds
     return with_hue
 
 

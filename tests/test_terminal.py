@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegen_cli.cli import console
+from imagegen_cli.cli import console, report
 from tests.conftest import run_cli
 from tests.fakes.openai_fake import OpenAIFake
 
@@ -111,7 +111,7 @@ def test_force_color_reaches_a_real_run(monkeypatch: pytest.MonkeyPatch) -> None
 def test_progress_shows_time_remaining_once_known(monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    rep = console.RichReporter()
+    rep = report.RichReporter()
     buf = io.StringIO()
     out = Console(file=buf, width=120, force_terminal=False)
 

@@ -18,6 +18,9 @@ from imagegen_cli.cli import generate as generate_cmd
 from imagegen_cli.cli import info as info_cmd
 from imagegen_cli.cli import job as job_cmd
 from imagegen_cli.cli import providers as providers_cmd
+from imagegen_cli.cli.completion import init
+from imagegen_cli.cli.console import err as _err
+from imagegen_cli.cli.console import silence_stdout
 from imagegen_cli.cli.state import COMPLETE_VAR, state
 from imagegen_cli.errors import ExitCode, ImagegenError
 
@@ -96,7 +99,6 @@ def _cli(argv: Sequence[str] | None) -> int:
     click_usage, click_abort = _click_errors()
 
     def err(text: str, prefix: str = "") -> None:
-        from imagegen_cli.cli.console import err as _err
 
         _err(text, prefix=prefix)
 
@@ -145,7 +147,6 @@ def _on_sigterm() -> Any:
 def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort: Any) -> int:
     if os.environ.get(COMPLETE_VAR):
         # A completion script is asking (see completions/): answer with typer's protocol.
-        from imagegen_cli.cli.completion import init
 
         init()
         command.main(args=args, prog_name="imagegen", complete_var=COMPLETE_VAR)
@@ -172,7 +173,6 @@ def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (`| head`) while a command printed: not our error.
-        from imagegen_cli.cli.console import silence_stdout
 
         silence_stdout()
         return 0

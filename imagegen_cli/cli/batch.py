@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from imagegen_cli.cli.console import err, note, out
+from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from
 from imagegen_cli.cli.options import option_param, params_for
 from imagegen_cli.errors import ImagegenError, PartialError, UsageError
 from imagegen_cli.settings.options import BATCH as BATCH_COMMAND
@@ -67,7 +69,6 @@ def batch(**opts: Any) -> None:
 
 def run_batch(opts: dict[str, Any]) -> None:
     from imagegen_cli.cli import report
-    from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from
     from imagegen_cli.engine import records, run
     from imagegen_cli.engine.jobs import parse_shard, shard_from_env
     from imagegen_cli.files.naming import BATCH_TEMPLATE
@@ -145,7 +146,6 @@ def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
     estimated cost; the batch's estimate on stderr."""
     import json
 
-    from imagegen_cli.cli.console import note, out
     from imagegen_cli.engine.fallback import estimates
     from imagegen_cli.pricing.costs import money_range
     from imagegen_cli.secrets import register_secret
@@ -175,7 +175,7 @@ def _run(opts: dict[str, Any], plan: Plan, frontend: Frontend, quiet: bool) -> N
     """The batch through the engine: paths (or NDJSON) on stdout as images are
     written, the progress display on a terminal, then one summary line."""
     from imagegen_cli.cli import report
-    from imagegen_cli.cli.console import StderrReporter, err
+    from imagegen_cli.cli.report import StderrReporter
     from imagegen_cli.engine import run
     from imagegen_cli.engine.events import Event, ImageWritten
 

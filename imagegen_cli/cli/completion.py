@@ -25,6 +25,9 @@ from typing import Annotated, Any
 
 import typer
 
+from imagegen_cli.cli.console import note, out
+from imagegen_cli.cli.state import COMPLETE_VAR
+from imagegen_cli.errors import ImagegenError, UsageError
 from imagegen_cli.settings import options as option_table
 
 SHELLS = {"bash": "imagegen.bash", "zsh": "_imagegen", "fish": "imagegen.fish",
@@ -53,7 +56,6 @@ def complete_path(incomplete: str) -> list[Any]:
 
 
 def complete_provider(incomplete: str) -> list[str]:
-    from imagegen_cli.errors import ImagegenError
     from imagegen_cli.settings import config
 
     try:
@@ -65,7 +67,6 @@ def complete_provider(incomplete: str) -> list[str]:
 
 def complete_model(ctx: Any, incomplete: str) -> list[str]:
     """Models of the provider named on the line (or the default one); no network."""
-    from imagegen_cli.errors import ImagegenError
     from imagegen_cli.registry import create
     from imagegen_cli.settings import config
 
@@ -80,7 +81,6 @@ def complete_model(ctx: Any, incomplete: str) -> list[str]:
 
 def complete_config_key(incomplete: str) -> list[str]:
     """Every dotted key `config set` takes, providers by their configured names."""
-    from imagegen_cli.errors import ImagegenError
     from imagegen_cli.settings import config, schema
 
     try:
@@ -217,7 +217,6 @@ fi"""
 def script(shell: str) -> str:
     from typer._completion_shared import get_completion_script
 
-    from imagegen_cli.cli.state import COMPLETE_VAR
 
     text = get_completion_script(prog_name="imagegen", complete_var=COMPLETE_VAR,
                                  shell=shell).strip("\n") + "\n"
@@ -241,7 +240,6 @@ def install_path(shell: str, env: Any) -> Path:
     if shell == "fish":
         conf = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
         return conf / "fish" / "completions" / "imagegen.fish"
-    from imagegen_cli.errors import UsageError
 
     raise UsageError(f"--install knows bash, zsh and fish; for {shell}, add "
                      "`imagegen completion powershell | Out-String | Invoke-Expression` "
@@ -281,8 +279,6 @@ def completion(
     = False,
 ) -> None:
     """Print the completion script for SHELL, or install it with --install."""
-    from imagegen_cli.cli.console import note, out
-    from imagegen_cli.errors import UsageError
 
     name = shell or _detect(os.environ)
     if name not in SHELLS:

@@ -13,6 +13,7 @@ from imagegen_cli.cli.completion import (
     complete_config_value,
     complete_provider,
 )
+from imagegen_cli.cli.console import note, out, warn
 from imagegen_cli.errors import ConfigError, UsageError
 
 app = typer.Typer(help="Show and change settings and keys (config.toml).",
@@ -28,7 +29,6 @@ def _path() -> os.PathLike[str]:
 @app.command("path")
 def path_cmd() -> None:
     """Print the config file's path (IMAGEGEN_CONFIG or the platform's config folder)."""
-    from imagegen_cli.cli.console import out
 
     out(str(_path()))
 
@@ -38,13 +38,11 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = Fa
     """Print the config file, stored keys redacted."""
     from pathlib import Path
 
-    from imagegen_cli.cli.console import note, out
     from imagegen_cli.settings import edit as configfile
 
     path = Path(_path())
     doc = configfile.read_document(path)
     if path.exists():
-        from imagegen_cli.cli.console import warn
         from imagegen_cli.settings import config
 
         for w in config.load(os.environ, missing_ok=True).warnings:
@@ -75,7 +73,6 @@ def get(
     """Print one value (stored keys are shown as ***); exit 2 when unset."""
     from pathlib import Path
 
-    from imagegen_cli.cli.console import out
     from imagegen_cli.settings import edit as configfile
 
     parts = configfile.split_key(key)
@@ -118,7 +115,6 @@ def set_cmd(
     """Set a value; the file keeps its comments and is written 0600."""
     from pathlib import Path
 
-    from imagegen_cli.cli.console import note
     from imagegen_cli.settings import edit as configfile
 
     parts = configfile.split_key(key)
@@ -174,7 +170,6 @@ def unset(key: Annotated[str, typer.Argument(help="Dotted key.",
     """Remove a value from the file."""
     from pathlib import Path
 
-    from imagegen_cli.cli.console import note
     from imagegen_cli.settings import edit as configfile
 
     parts = configfile.split_key(key)
@@ -195,7 +190,6 @@ def init(force: Annotated[bool, typer.Option("--force", help="Replace an existin
     """Write a commented starter config file."""
     from pathlib import Path
 
-    from imagegen_cli.cli.console import out
     from imagegen_cli.settings.edit import STARTER, write_private
 
     path = Path(_path())
@@ -212,7 +206,6 @@ def edit() -> None:
 
     import click
 
-    from imagegen_cli.cli.console import note
     from imagegen_cli.settings.edit import STARTER, validate_text, write_private
 
     path = Path(_path())

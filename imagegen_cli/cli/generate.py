@@ -88,12 +88,12 @@ def _execute(plan: Plan, frontend: Frontend, json_out: bool, jsonl: bool,
              quiet: bool) -> tuple[Outcome, list[dict[str, Any]]]:
     """The job's outcome, and the fallbacks it took (for --json); paths or NDJSON
     printed as images are written, progress on stderr."""
-    from imagegen_cli.cli import console, report
+    from imagegen_cli.cli import report
     from imagegen_cli.engine import run
     from imagegen_cli.engine.events import Event, FellBack, ImageWritten, JobFinished
 
     job = plan.jobs[0]
-    reporter = console.make_reporter(quiet)
+    reporter = report.make_reporter(quiet)
     finished: list[Outcome] = []
     fallbacks: list[dict[str, Any]] = []
     written = 0

@@ -13,11 +13,13 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.engine.options import ImageOptions, parse_params
 from imagegen_cli.errors import UsageError
 from imagegen_cli.settings import options as table
+
+if TYPE_CHECKING:
+    from imagegen_cli.engine.options import ImageOptions
 
 
 def read_prompt(value: str) -> str:
@@ -52,6 +54,8 @@ def options_from(opts: dict[str, Any]) -> ImageOptions:
     """Typer's keyword arguments -> the core's typed options (the only place this
     dict is read for image options): each option of the table the options carry,
     typed as they hold it."""
+    from imagegen_cli.engine.options import ImageOptions, parse_params
+
     fields = {f.name for f in dataclasses.fields(ImageOptions)}
     given: dict[str, Any] = {}
     for row in table.OPTIONS:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from imagegen_cli.cli.console import err, out
 from imagegen_cli.errors import UsageError
 
 # Shown in this order, with these labels.
@@ -66,7 +67,6 @@ def info(
     """Show the prompt and settings an image carries (imagegen's or AUTOMATIC1111's)."""
     import json
 
-    from imagegen_cli.cli.console import err, out
 
     reports: list[dict[str, Any]] = []
     failed: UsageError | None = None

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
+from imagegen_cli.cli.console import out, warn
+from imagegen_cli.errors import ConfigError, RefusedError, UsageError
 
 app = typer.Typer(help="Fetch the images of provider-side jobs (Distribute async jobs).",
                   no_args_is_help=True, rich_markup_mode=None)
@@ -33,11 +35,10 @@ def get(
 ) -> None:
     """Wait for job ID at PROVIDER to finish, then write its images with the names
     and metadata the command that submitted it would have used."""
-    from imagegen_cli.cli.console import make_reporter, out, warn
+    from imagegen_cli.cli.report import make_reporter
     from imagegen_cli.cli.summary import report_of
     from imagegen_cli.engine import pending as jobs
     from imagegen_cli.engine.save import Outcome, Saver
-    from imagegen_cli.errors import ConfigError, RefusedError, UsageError
     from imagegen_cli.files.naming import OutputPlan
     from imagegen_cli.registry import create
     from imagegen_cli.secrets import register_secret

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from imagegen_cli.cli.console import out
 from imagegen_cli.errors import UsageError
 
 
 def merge(files: list[str]) -> None:
-    from imagegen_cli.cli.console import out
 
     if not files:
         raise UsageError("--merge needs the NDJSON files to join")

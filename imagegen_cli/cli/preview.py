@@ -12,6 +12,8 @@ import base64
 import os
 import sys
 
+from imagegen_cli.cli.console import warn
+
 # Cells across: big enough to judge the image, small enough to leave the paths in view.
 WIDTH = 40
 ITERM2 = {"iTerm.app", "WezTerm"}
@@ -24,7 +26,6 @@ def show(paths: list[str]) -> None:
     try:
         _show(paths)
     except Exception as exc:  # noqa: BLE001 - the images are written; the preview is a bonus
-        from imagegen_cli.cli.console import warn
 
         warn(f"--preview: this terminal could not show the image ({type(exc).__name__}: "
              f"{exc})")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
+from imagegen_cli.cli.console import out, warn
 from imagegen_cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ NameArg = Annotated[str, typer.Argument(help="Provider name.",
 
 
 def load_config() -> Config:
-    from imagegen_cli.cli.console import warn
     from imagegen_cli.settings import config
 
     cfg = config.load(os.environ)
@@ -76,7 +76,6 @@ def _summary(p: ProviderConfig, prov: Provider) -> dict[str, Any]:
 @app.command("list")
 def list_cmd(json_out: JsonOpt = False) -> None:
     """Every provider, preset or configured: type, URL, key status, model."""
-    from imagegen_cli.cli.console import out
 
     cfg = load_config()
     rows = [_summary(*get(cfg, n)) for n in cfg.providers]
@@ -107,7 +106,6 @@ def list_cmd(json_out: JsonOpt = False) -> None:
 @app.command("show")
 def show(name: NameArg, json_out: JsonOpt = False) -> None:
     """Everything about one provider: sizes, options and models it accepts."""
-    from imagegen_cli.cli.console import out
 
     cfg = load_config()
     p, prov = get(cfg, name)

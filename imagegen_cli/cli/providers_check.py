@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
+from imagegen_cli.cli.console import err, note, out
 from imagegen_cli.cli.providers import JsonOpt, NameArg, get, load_config
-from imagegen_cli.errors import AuthError, ConfigError, ImagegenError, UsageError
+from imagegen_cli.cli.state import debug_enabled
+from imagegen_cli.errors import AuthError, ConfigError, ImagegenError, RefusedError, UsageError
 from imagegen_cli.secrets import redact
 
 if TYPE_CHECKING:
@@ -24,8 +26,6 @@ if TYPE_CHECKING:
 
 
 def _transport(prov: Provider, timeout: float = 30.0) -> Any:
-    from imagegen_cli.cli.console import err
-    from imagegen_cli.cli.state import debug_enabled
     from imagegen_cli.transport.client import Transport
 
     log = (lambda line: err(line, prefix="debug")) if debug_enabled() else None
@@ -44,15 +44,12 @@ def _key(p: ProviderConfig, prov: Provider) -> str | None:
 
 def models(name: NameArg, json_out: JsonOpt = False) -> None:
     """The models a provider knows; fetched live where the API lists them."""
-    from imagegen_cli.cli.console import out
 
     cfg = load_config()
     p, prov = get(cfg, name)
     live = prov.lists_models_live
     names: list[str] = []
     if live:
-        from imagegen_cli.cli.console import note
-        from imagegen_cli.errors import RefusedError
 
         key = _key(p, prov)
         with _transport(prov) as tr:
@@ -78,7 +75,6 @@ def models(name: NameArg, json_out: JsonOpt = False) -> None:
         return
     if read:
         from imagegen_cli import clock
-        from imagegen_cli.cli.console import note
 
         note(f"statuses from imagegen's model table, checked against {p.type}'s docs on "
              f"{read}, as of {clock.today().isoformat()}; a newer imagegen has a newer "
@@ -97,7 +93,6 @@ def check(
     json_out: JsonOpt = False,
 ) -> None:
     """Verify a key and reachability without generating an image."""
-    from imagegen_cli.cli.console import err, out
 
     if bool(name) == all_:
         raise UsageError("Pass a provider NAME or --all")

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from imagegen_cli.cli.console import note
 from imagegen_cli.cli.providers import NameArg, load_config
 from imagegen_cli.errors import ConfigError, UsageError
 
@@ -33,7 +34,6 @@ def add(
 
     import tomlkit
 
-    from imagegen_cli.cli.console import note
     from imagegen_cli.registry import dialect_names
     from imagegen_cli.settings import edit as configfile
     from imagegen_cli.settings.config import config_path
@@ -81,7 +81,6 @@ def remove(name: NameArg) -> None:
     """Remove a provider's table from the config file."""
     from pathlib import Path
 
-    from imagegen_cli.cli.console import note
     from imagegen_cli.settings import edit as configfile
     from imagegen_cli.settings.config import config_path
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from imagegen_cli.cli.console import err, note, out
 from imagegen_cli.errors import ImagegenError, PartialError
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ def print_dry_run(job: Job, ests: list[Estimate], quiet: bool) -> None:
     import dataclasses
     import json
 
-    from imagegen_cli.cli.console import note, out
 
     def shown(m: Member) -> dict[str, Any]:
         pc = m.pcfg
@@ -60,7 +60,6 @@ def _run_cost(outcome: Outcome) -> dict[str, Any]:
 
 def cost_line(job: Job, outcome: Outcome) -> None:
     """The one line at the end of an interactive run: '3 images, $0.126'."""
-    from imagegen_cli.cli.console import err
     from imagegen_cli.pricing.costs import money
 
     n = len(outcome.saved)
@@ -86,7 +85,6 @@ def cost_line(job: Job, outcome: Outcome) -> None:
 def print_report(job: Job, outcome: Outcome, fallbacks: list[dict[str, Any]]) -> None:
     import json
 
-    from imagegen_cli.cli.console import out
 
     # Who made the images: a fallback provider when every image came from it.
     makers = sorted({(s.provider or job.provider.name, s.model or job.request.model)
