@@ -107,3 +107,26 @@ def test_hosted_generate_never_imports_torch(fake: object, tmp_path: object) -> 
     r = _run("-c", code, str(tmp_path) + "/x.png")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def test_commands_built_on_demand_answer_as_typer_builds_them(monkeypatch: object) -> None:
+    """main builds only the command it runs (cli/lazy.py): help, errors and typo
+    suggestions must read as typer's full build of every command does."""
+    import pytest
+    import typer.main
+
+    from imagegen_cli.cli import app as root
+
+    argvs = [["--help"], ["generate", "--help"], ["batch", "--help"], ["providers"],
+             ["providers", "--help"], ["job", "--help"], ["job"], ["config", "set", "--help"],
+             ["generat", "x"], ["providers", "lis"], ["generate", "--nope"], ["nosuch"]]
+    lazy = [run_cli(a) for a in argvs]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(root, "command_for", lambda app, args: typer.main.get_command(app))
+    try:
+        eager = [run_cli(a) for a in argvs]
+    finally:
+        mp.undo()
+    for a, got, want in zip(argvs, lazy, eager, strict=True):
+        assert (got.code, got.stdout, got.err) == (want.code, want.stdout, want.err), a
+    assert "Commands:" in lazy[0].stdout and "Did you mean 'generate'?" in lazy[8].err

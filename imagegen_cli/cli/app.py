@@ -21,6 +21,7 @@ from imagegen_cli.cli import providers as providers_cmd
 from imagegen_cli.cli.completion import init
 from imagegen_cli.cli.console import err as _err
 from imagegen_cli.cli.console import silence_stdout
+from imagegen_cli.cli.lazy import command_for
 from imagegen_cli.cli.state import COMPLETE_VAR, state
 from imagegen_cli.errors import ExitCode, ImagegenError
 
@@ -94,12 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cli(argv: Sequence[str] | None) -> int:
-    from typer.main import get_command
-
     click_usage, click_abort = _click_errors()
 
     def err(text: str, prefix: str = "") -> None:
-
         _err(text, prefix=prefix)
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -110,7 +108,7 @@ def _cli(argv: Sequence[str] | None) -> int:
     if "--debug" in args[1:end]:
         args = [a for a in args[:end] if a != "--debug"] + args[end:]
         args.insert(0, "--debug")
-    command = get_command(app)
+    command = command_for(app, args)
     state["terminated"] = False
     previous = _on_sigterm()
     try:
