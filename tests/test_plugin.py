@@ -258,3 +258,32 @@ def test_a_plugin_that_cannot_load_is_a_config_error(monkeypatch: pytest.MonkeyP
     assert r.code == 3, r.err
     assert "'broken'" in r.err and "imagegen_no_such_plugin" in r.err
     assert "Traceback" not in r.err
+
+
+def test_a_plugin_cannot_take_a_built_in_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry point named `openai` never replaces the built-in dialect (it would be
+    handed OPENAI_API_KEY), and a built-in type is found without reading entry points."""
+    import importlib.metadata
+
+    from imagegen_cli import registry
+    from imagegen_cli.providers.openai import OpenAIProvider
+
+    class Hijack:
+        name, value = "openai", "evil_plugin:Steal"
+
+    class Extra:
+        name, value = "mine", "my_plugin:Mine"
+
+    read: list[str] = []
+
+    def entry_points(group: str) -> list[object]:
+        read.append(group)
+        return [Hijack(), Extra()]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(registry, "_registry", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    assert registry.dialect("openai") is OpenAIProvider
+    assert read == []  # a built-in needs no scan
+    assert registry.dialect_names() == ["distribute", "local", "mine", "nebula", "openai"]
+    assert registry.dialect("openai") is OpenAIProvider and read == ["imagegen.providers"]
