@@ -18,7 +18,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from imagegen_cli.engine.save import Saver
+from imagegen_cli.engine.save import SaveOptions, Saver
 from imagegen_cli.errors import UnavailableError, UsageError
 from imagegen_cli.files.masks import attach
 from imagegen_cli.files.naming import OutputPlan
@@ -139,7 +139,8 @@ def test_answers_end_in_unavailable_or_a_whole_file(data: bytes, fmt: str | None
 
     out = Path(tempfile.mkdtemp(dir=tmp_path)) / "out"  # a fresh folder per example
     saver = Saver(plan=OutputPlan.from_option(f"{out}/{{index}}.{{ext}}"), provider="p",
-                  model="m", request=_req(), count=1, wanted_format=fmt, metadata=meta)
+                  model="m", request=_req(), count=1,
+                  files=SaveOptions(format=fmt, metadata=meta))
     try:
         saved = saver.save(GeneratedImage(index=0, data=data), 1)
     except UnavailableError as exc:

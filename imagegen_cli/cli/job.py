@@ -38,7 +38,7 @@ def get(
     from imagegen_cli.cli.report import make_reporter
     from imagegen_cli.cli.summary import report_of
     from imagegen_cli.engine import pending as jobs
-    from imagegen_cli.engine.save import Outcome, Saver
+    from imagegen_cli.engine.save import Outcome, SaveOptions, Saver
     from imagegen_cli.files.naming import OutputPlan
     from imagegen_cli.registry import create
     from imagegen_cli.secrets import register_secret
@@ -73,8 +73,9 @@ def get(
     key = pcfg.require_key(env) if prov.needs_key else None
     register_secret(key)
     saver = Saver(plan=plan, provider=prov.name, model=str(req.model), request=req,
-                  count=record.count, wanted_format=record.format or plan.wanted_format(),
-                  metadata=record.metadata, sidecar=record.sidecar)
+                  count=record.count,
+                  files=SaveOptions(format=record.format or plan.wanted_format(),
+                                   metadata=record.metadata, sidecar=record.sidecar))
     outcome = Outcome()
     reporter = make_reporter(quiet)
     with reporter, Transport(timeout=timeout, retries=2, who=prov.name,

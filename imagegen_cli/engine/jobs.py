@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.engine.save import split
+from imagegen_cli.engine.save import SaveOptions, split
 from imagegen_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -45,10 +45,7 @@ class Job:
     provider: Provider
     pcfg: ProviderConfig
     plan: OutputPlan
-    fmt: str | None = None
-    metadata: bool = True
-    sidecar: bool = False
-    keep_partials: bool = False
+    files: SaveOptions = field(default_factory=SaveOptions)
     timeout: float = 300.0
     retries: int = 2
     inpaint: bool = False
@@ -96,7 +93,9 @@ class Job:
             "v": KEY_VERSION, "provider": self.provider.name, "type": self.pcfg.type,
             "base_url": self.pcfg.base_url,
             **({"template": self.plan.template} if output else {}),
-            "fmt": self.fmt, "metadata": self.metadata, "sidecar": self.sidecar,
+            # The same keys as before SaveOptions: a journal's keys must not change.
+            "fmt": self.files.format, "metadata": self.files.metadata,
+            "sidecar": self.files.sidecar,
         }
         for f in ("prompt", "model", "n", "size", "quality", "style", "background",
                   "moderation", "seed", "steps", "guidance", "negative_prompt",

@@ -320,8 +320,8 @@ def _job_recorder(job: Job, reporter: Reporter) -> Callable[[str, ImageRequest],
         pending.save(pending.JobRecord(
             provider=job.provider.name, job_id=job_id,
             request=pending.request_fields(sub), index=index, count=req.n,
-            output=None if plan.stdout else plan.template, format=job.fmt,
-            metadata=job.metadata, sidecar=job.sidecar, extra={"exact": plan.exact}))
+            output=None if plan.stdout else plan.template, format=job.files.format,
+            metadata=job.files.metadata, sidecar=job.files.sidecar, extra={"exact": plan.exact}))
 
     return record
 

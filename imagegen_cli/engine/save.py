@@ -78,6 +78,18 @@ class SavedImage:
                    resolved=dict(rec.get("resolved") or {}))
 
 
+@dataclass(frozen=True)
+class SaveOptions:
+    """What each image file of a job carries and what lands beside it: the format
+    asked for (None: as received, or from the name), embedded metadata, a `.json`
+    sidecar, streamed partial frames."""
+
+    format: str | None = None
+    metadata: bool = True
+    sidecar: bool = False
+    keep_partials: bool = False
+
+
 @dataclass
 class Saver:
     plan: OutputPlan
@@ -85,10 +97,7 @@ class Saver:
     model: str
     request: ImageRequest
     count: int
-    wanted_format: str | None = None
-    metadata: bool = True
-    sidecar: bool = False
-    keep_partials: bool = False
+    files: SaveOptions = field(default_factory=SaveOptions)
     stdout: IO[bytes] | None = None
     warn: Callable[[str], None] | None = None
     now: datetime = field(default_factory=clock.now)
@@ -142,10 +151,10 @@ class Saver:
              info: CallInfo | None = None) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
-        as_received = self.wanted_format if self.wanted_format in images.AS_RECEIVED else None
+        as_received = self.files.format if self.files.format in images.AS_RECEIVED else None
         fmt, width, height = images.verify(data, expect=as_received)
         if as_received is None:
-            target = self.wanted_format or (
+            target = self.files.format or (
                 fmt if fmt in EXTENSIONS and fmt not in images.AS_RECEIVED else "png")
             if fmt != target:
                 data = images.convert(data, target)
@@ -159,7 +168,7 @@ class Saver:
                "cost_source": cost_source, "fallback_from": meta.get("fallback_from"),
                "request_id": info.request_id if info else None}
         cut = False
-        if self.metadata and as_received is None:
+        if self.files.metadata and as_received is None:
             # Timings vary run to run: kept out of the file (the sidecar and --json have
             # them), so equal pixels and parameters give equal bytes.
             data, cut = metadata.embed(
@@ -168,7 +177,7 @@ class Saver:
             data = metadata.strip(data, fmt)
         seed = meta.get("seed")
         digest = hashlib.sha256(data).hexdigest()
-        if img.partial is not None and (not self.keep_partials or self.stdout is not None):
+        if img.partial is not None and (not self.files.keep_partials or self.stdout is not None):
             return None
         if self.stdout is not None:
             try:
@@ -190,7 +199,7 @@ class Saver:
                 clean_once(path.parent)
             # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF
             # and SVG are written as received, so their metadata goes there too.
-            sidecar = self.sidecar or cut or (self.metadata and as_received is not None)
+            sidecar = self.files.sidecar or cut or (self.files.metadata and as_received is not None)
             companions = (".json",) if sidecar and img.partial is None else ()
             saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
                                bytes=len(data), sha256=digest, seed=seed,

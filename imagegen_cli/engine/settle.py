@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from imagegen_cli.engine.jobs import Job, Member
 from imagegen_cli.engine.options import Context, ImageOptions
 from imagegen_cli.engine.references import attach_references
+from imagegen_cli.engine.save import SaveOptions
 from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
 from imagegen_cli.files.masks import attach
 from imagegen_cli.files.naming import OutputPlan
@@ -219,9 +220,11 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         ctx.notice(f"{final_fmt} files are written as received: prompt and settings go to "
                    "the .json sidecar beside each")
     return Job(
-        request=req, provider=provider, pcfg=pcfg, plan=plan, fmt=final_fmt,
-        metadata=not (opts.no_metadata or metadata is False),
-        sidecar=opts.sidecar or bool(sidecar), keep_partials=opts.keep_partials,
+        request=req, provider=provider, pcfg=pcfg, plan=plan,
+        files=SaveOptions(format=final_fmt,
+                          metadata=not (opts.no_metadata or metadata is False),
+                          sidecar=opts.sidecar or bool(sidecar),
+                          keep_partials=opts.keep_partials),
         timeout=float(timeout.value), retries=int(retries.value), inpaint=inpaint,
         members=[Member(provider, pcfg, req, lookup(pcfg, req.model),
                         pcfg.key(env) if provider.needs_key else None)],

@@ -53,8 +53,7 @@ class JobWriter:
             st.saver = Saver(
                 plan=job.plan, provider=job.provider.name,
                 model=job.provider.public_model(str(job.request.model)), warn=self.warn,
-                request=job.request, count=job.n, wanted_format=job.fmt,
-                metadata=job.metadata, sidecar=job.sidecar, keep_partials=job.keep_partials,
+                request=job.request, count=job.n, files=job.files,
                 stdout=self.stdout if job.plan.stdout else None, now=self.now, id=job.id,
                 claim=self.claim_for(job), cost_of=job.cost_of)
         return st.saver

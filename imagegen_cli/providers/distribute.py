@@ -13,37 +13,20 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from imagegen_cli.providers import (
-    CallInfo,
-    Capabilities,
-    GeneratedImage,
-    HttpCall,
-    ImageRequest,
-    Provider,
-    RefusedError,
-    Reporter,
-    SizeRule,
-    Transport,
-    UnavailableError,
-    UsageError,
-    check_base_url,
-    opt,
-    param_merge,
-    request_id_of,
-)
+from imagegen_cli import providers as api
 from imagegen_cli.providers.openai_answers import parse_images
 
 SIZE_RE = re.compile(r"^([1-9]\d{0,2}|1024)x([1-9]\d{0,2}|1024)$")
 ASYNC_ONLY = ("--seed", "--steps", "--guidance")
 POLL_START, POLL_FACTOR, POLL_CAP = 1.0, 1.5, 5.0
 
-_SIZES = SizeRule(min_side=1, max_side=1024)
-SYNC = Capabilities(
-    options=opt("--style"), sizes=_SIZES, max_n=1, max_count=10, prompt_max=1000,
+_SIZES = api.SizeRule(min_side=1, max_side=1024)
+SYNC = api.Capabilities(
+    options=api.opt("--style"), sizes=_SIZES, max_n=1, max_count=10, prompt_max=1000,
     notes=("sync API; --seed/--steps/--guidance need the async API",),
 )
-ASYNC = Capabilities(
-    options=opt("--style", "--seed", "--steps", "--guidance"),
+ASYNC = api.Capabilities(
+    options=api.opt("--style", "--seed", "--steps", "--guidance"),
     ranges={"--steps": (1, 50), "--guidance": (1, 10)},
     sizes=_SIZES, max_n=1, max_count=10, prompt_max=1000, async_jobs=True,
     notes=("async jobs are used when --seed, --steps or --guidance is given "
@@ -68,43 +51,43 @@ def parse_time(value: Any) -> float | None:
     return None
 
 
-class DistributeProvider(Provider):
+class DistributeProvider(api.Provider):
     type_name = "distribute"
     runs_jobs = True
 
-    def capabilities(self, model: str | None) -> Capabilities:
+    def capabilities(self, model: str | None) -> api.Capabilities:
         return SYNC if self.cfg.mode == "sync" else ASYNC
 
     def known_models(self) -> list[str]:
         return ["Flux.1 [dev]", "Flux.1 [schnell]"]
 
     def base(self) -> str:
-        return check_base_url(self.cfg.base_url or "https://api.distribute.ai", self.name)
+        return api.check_base_url(self.cfg.base_url or "https://api.distribute.ai", self.name)
 
-    def use_async(self, req: ImageRequest) -> bool:
+    def use_async(self, req: api.ImageRequest) -> bool:
         if self.cfg.mode == "sync":
             return False
         if self.cfg.mode == "async":
             return True
         return req.seed is not None or req.steps is not None or req.guidance is not None
 
-    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+    def validate(self, req: api.ImageRequest, *, inpaint: bool = False) -> api.ImageRequest:
         if self.cfg.mode == "sync":
             used = [f for f in ASYNC_ONLY if f in req.options_set()]
             if used:
-                raise UsageError(
+                raise api.UsageError(
                     f"{used[0]} needs Distribute's async API, but providers.{self.name}.mode "
                     "is \"sync\": drop the option or set mode = \"async\"")
         req = super().validate(req, inpaint=inpaint)
         if req.size and not SIZE_RE.match(req.size):
-            raise UsageError(f"--size {req.size} is not accepted by provider {self.name}: "
+            raise api.UsageError(f"--size {req.size} is not accepted by provider {self.name}: "
                              "sides must be 1..1024 (WIDTHxHEIGHT)")
         if req.guidance is not None and req.guidance != int(req.guidance):
-            raise UsageError(f"--guidance {req.guidance:g} is not accepted by provider "
+            raise api.UsageError(f"--guidance {req.guidance:g} is not accepted by provider "
                              f"{self.name}: a whole number 1..10")
         return req
 
-    def body(self, req: ImageRequest, *, asynchronous: bool) -> dict[str, Any]:
+    def body(self, req: api.ImageRequest, *, asynchronous: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": req.prompt, "model": req.model, "n": req.n,
                                 "response_format": "b64_json"}
         if req.size:
@@ -118,14 +101,14 @@ class DistributeProvider(Provider):
                 body["guidance_scale"] = int(req.guidance)
             if req.steps is not None:
                 body["num_inference_steps"] = req.steps
-        return param_merge(body, req.params)
+        return api.param_merge(body, req.params)
 
-    def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
+    def prepare(self, req: api.ImageRequest, key: str | None) -> list[api.HttpCall]:
         if self.use_async(req):
-            return [HttpCall("POST", f"{self.base()}/async/images/create",
+            return [api.HttpCall("POST", f"{self.base()}/async/images/create",
                              self._headers(key, bearer=False),
                              json=self.body(req, asynchronous=True))]
-        return [HttpCall("POST", f"{self.base()}/v1/images/generations",
+        return [api.HttpCall("POST", f"{self.base()}/v1/images/generations",
                          self._headers(key, bearer=True),
                          json=self.body(req, asynchronous=False))]
 
@@ -136,51 +119,52 @@ class DistributeProvider(Provider):
         return h
 
     def run(
-        self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, req: api.ImageRequest, key: str | None, transport: api.Transport,
+        reporter: api.Reporter,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         (call,) = self.prepare(req, key)
         if not self.use_async(req):
             reporter.status(f"waiting for {self.name}")
             payload, resp = transport.json_spooled(call)
-            yield from parse_images(payload, CallInfo(request_id=request_id_of(resp)),
+            yield from parse_images(payload, api.CallInfo(request_id=api.request_id_of(resp)),
                                     self.name)
             return
         yield from self._run_async(call, key, transport, reporter, req)
 
     def _run_async(
-        self, call: HttpCall, key: str | None, transport: Transport, reporter: Reporter,
-        req: ImageRequest,
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, call: api.HttpCall, key: str | None, transport: api.Transport, reporter: api.Reporter,
+        req: api.ImageRequest,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         reporter.status(f"submitting job to {self.name}")
         created, resp = transport.json(call)
         job_id = created.get("id") if isinstance(created, dict) else None
         if not isinstance(job_id, str) or not job_id:
-            raise UnavailableError(f"{self.name} accepted the job but sent no job id",
-                                   request_id=request_id_of(resp))
+            raise api.UnavailableError(f"{self.name} accepted the job but sent no job id",
+                                   request_id=api.request_id_of(resp))
         reporter.job(job_id)
         reporter.job_request(job_id, req)
-        info = CallInfo(request_id=request_id_of(resp), job_id=job_id)
+        info = api.CallInfo(request_id=api.request_id_of(resp), job_id=job_id)
         yield from self._poll(job_id, key, transport, reporter, info)
 
     def get_job(
-        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, job_id: str, key: str | None, transport: api.Transport, reporter: api.Reporter
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         try:
-            yield from self._poll(job_id, key, transport, reporter, CallInfo(job_id=job_id))
-        except UnavailableError as exc:
+            yield from self._poll(job_id, key, transport, reporter, api.CallInfo(job_id=job_id))
+        except api.UnavailableError as exc:
             if exc.status != 404:
                 raise
             # An id given by hand that the provider does not know: a refused request
             # (exit 5), not an outage worth retrying later.
-            raise RefusedError(f"{self.name} does not know job {job_id}: check the id "
+            raise api.RefusedError(f"{self.name} does not know job {job_id}: check the id "
                                "(the one `generate` printed when it stopped waiting)",
                                status=404, request_id=exc.request_id) from None
 
     def _poll(
-        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter,
-        info: CallInfo,
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
-        poll = HttpCall("POST", f"{self.base()}/async/images/result",
+        self, job_id: str, key: str | None, transport: api.Transport, reporter: api.Reporter,
+        info: api.CallInfo,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
+        poll = api.HttpCall("POST", f"{self.base()}/async/images/result",
                         self._headers(key, bearer=False), json={"id": job_id})
         started = time.monotonic()
         waited = 0.0
@@ -190,13 +174,13 @@ class DistributeProvider(Provider):
         while True:
             try:
                 answer, _ = transport.json(poll)
-            except RefusedError as exc:
+            except api.RefusedError as exc:
                 if exc.status == 404:
-                    raise UnavailableError(f"{self.name} does not know job {job_id}",
+                    raise api.UnavailableError(f"{self.name} does not know job {job_id}",
                                            status=404, request_id=exc.request_id) from None
                 raise
             if not isinstance(answer, dict):
-                raise UnavailableError(f"{self.name} sent a malformed job status for {job_id}")
+                raise api.UnavailableError(f"{self.name} sent a malformed job status for {job_id}")
             new = str(answer.get("status") or "").upper()
             if new != status:
                 status = new
@@ -206,7 +190,7 @@ class DistributeProvider(Provider):
                        or "no reason given")
                 if isinstance(msg, dict):
                     msg = msg.get("message") or str(msg)
-                raise RefusedError(f"{self.name} job {job_id} failed: {msg}")
+                raise api.RefusedError(f"{self.name} job {job_id} failed: {msg}")
             if status == "COMPLETED":
                 t0, t1 = parse_time(answer.get("created")), parse_time(answer.get("finished"))
                 timings = {"job_s": round(t1 - t0, 3)} if t0 is not None and t1 else {}
@@ -218,7 +202,7 @@ class DistributeProvider(Provider):
                 return
             elapsed = max(waited, time.monotonic() - started)
             if elapsed >= transport.timeout:
-                raise UnavailableError(
+                raise api.UnavailableError(
                     f"{self.name} job {job_id} is still {status or 'pending'} after "
                     f"{elapsed:.0f} s (raise --timeout, or fetch it later with "
                     f"`imagegen job get {self.name} {job_id}`)")
@@ -227,15 +211,15 @@ class DistributeProvider(Provider):
             waited += pause
             delay = min(delay * POLL_FACTOR, POLL_CAP)
 
-    def check(self, key: str | None, transport: Transport) -> str:
+    def check(self, key: str | None, transport: api.Transport) -> str:
         # No listing endpoint is documented: ask for a job that cannot exist. A 404
         # proves the key was accepted; 401/403 raise AuthError.
-        call = HttpCall("POST", f"{self.base()}/async/images/result",
+        call = api.HttpCall("POST", f"{self.base()}/async/images/result",
                         self._headers(key, bearer=False),
                         json={"id": "00000000-0000-4000-8000-000000000000"})
         try:
             transport.json(call)
-        except RefusedError as exc:
+        except api.RefusedError as exc:
             if exc.status in (400, 404):
                 return "key accepted"
             raise

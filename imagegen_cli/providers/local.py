@@ -24,20 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imagegen_cli import providers as api
 from imagegen_cli.files.masks import load_area
-from imagegen_cli.providers import (
-    CallInfo,
-    Capabilities,
-    GeneratedImage,
-    HttpCall,
-    ImageRequest,
-    Provider,
-    Reporter,
-    SizeRule,
-    Transport,
-    UsageError,
-    opt,
-)
 
 # `NAME`: re-exported, callers have always found these here.
 from imagegen_cli.providers.local_load import (
@@ -49,19 +37,19 @@ from imagegen_cli.providers.local_load import (
 )
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
-CAPS = Capabilities(
-    options=opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype",
+CAPS = api.Capabilities(
+    options=api.opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype",
                 "--strength"),
     values={"--device": ("auto", "cpu", "cuda", "mps"),
             "--dtype": ("float32", "float16", "bfloat16")},
     ranges={"--steps": (1, 1000), "--strength": (0.0, 1.0)},
-    sizes=SizeRule(min_side=8, max_side=4096, multiple=8),
+    sizes=api.SizeRule(min_side=8, max_side=4096, multiple=8),
     max_n=64, max_count=64, inpaint=True, edit=True,
     notes=("runs on this machine: the model loads once per command",),
 )
 
 
-class LocalProvider(Provider):
+class LocalProvider(api.Provider):
     type_name = "local"
     needs_key = False
     max_concurrency = 1  # one model on one device: jobs run back to back
@@ -71,7 +59,7 @@ class LocalProvider(Provider):
         super().__init__(cfg, env)
         self._pipes: dict[tuple[str, bool, bool, str, str], Any] = {}
 
-    def capabilities(self, model: str | None) -> Capabilities:
+    def capabilities(self, model: str | None) -> api.Capabilities:
         return CAPS
 
     def default_model(self) -> str | None:
@@ -88,7 +76,7 @@ class LocalProvider(Provider):
             return path.name or model
         return model
 
-    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+    def validate(self, req: api.ImageRequest, *, inpaint: bool = False) -> api.ImageRequest:
         req = super().validate(req, inpaint=inpaint)
         self._validate_inpainting_model(req, inpaint)
         if req.edit and req.mask is None:
@@ -96,33 +84,34 @@ class LocalProvider(Provider):
             steps = int(_call_args(req).get("num_inference_steps") or 50)
             strength = req.strength if req.strength is not None else DEFAULT_STRENGTH
             if int(steps * strength) < 1:
-                raise UsageError(f"--strength {strength:g} with {steps} steps runs no "
+                raise api.UsageError(f"--strength {strength:g} with {steps} steps runs no "
                                  "denoising step: raise --strength or --steps")
         return req
 
-    def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
+    def prepare(self, req: api.ImageRequest, key: str | None) -> list[api.HttpCall]:
         # Nothing goes over the network; --dry-run shows what would run.
         shown = _call_args(req)
         if req.edit and req.mask is None:
             shown["strength"] = req.strength if req.strength is not None else DEFAULT_STRENGTH
         if req.seed is not None:
             shown["seed"] = req.seed
-        return [HttpCall("LOCAL", str(req.model), json=shown)]
+        return [api.HttpCall("LOCAL", str(req.model), json=shown)]
 
-    def _validate_inpainting_model(self, req: ImageRequest, inpaint: bool) -> None:
+    def _validate_inpainting_model(self, req: api.ImageRequest, inpaint: bool) -> None:
         masked = inpaint or (req.edit and req.mask is not None)
         if not masked and is_inpainting_model(str(req.model)):
-            raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint "
+            raise api.UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint "
                              "PROMPT --image IMG --mask MASK` with it, or pick a text-to-image "
                              "model with -m")
 
-    def check(self, key: str | None, transport: Transport) -> str:
+    def check(self, key: str | None, transport: api.Transport) -> str:
         require_libraries()
         return "diffusers is installed"
 
     def run(
-        self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, req: api.ImageRequest, key: str | None, transport: api.Transport,
+        reporter: api.Reporter,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         torch = require_libraries()
         device = pick_device(torch, req.device or "auto")
         dtype = pick_dtype(torch, req.dtype, device)
@@ -139,11 +128,11 @@ class LocalProvider(Provider):
                                  dtype=dtype, quiet=bool(getattr(reporter, "quiet", False)))
             unet = getattr(pipe, "unet", None)
             if not inpaint and getattr(getattr(unet, "config", None), "in_channels", 4) == 9:
-                raise UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint` "
+                raise api.UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint` "
                                  "with it, or pick a text-to-image model with -m")
             pipe.to(device)
             self._pipes[cache_key] = pipe
-        info = CallInfo(extra={"device": device, "load_s": round(time.perf_counter() - started,
+        info = api.CallInfo(extra={"device": device, "load_s": round(time.perf_counter() - started,
                                                                   3)})
         base_seed = req.seed if req.seed is not None else secrets.randbits(31)
         stop = _StopFlag()
@@ -179,12 +168,12 @@ class LocalProvider(Provider):
                                              Image.Resampling.LANCZOS)
                 buf = io.BytesIO()
                 image.save(buf, format="PNG", compress_level=4)
-                yield GeneratedImage(index=i, data=buf.getvalue(), seed=seed, timings={
+                yield api.GeneratedImage(index=i, data=buf.getvalue(), seed=seed, timings={
                     "inference_s": round(time.perf_counter() - t0, 3)},
                     settings=_used_settings(pipe, args)), info
 
 
-def _call_args(req: ImageRequest) -> dict[str, Any]:
+def _call_args(req: api.ImageRequest) -> dict[str, Any]:
     args: dict[str, Any] = {"prompt": req.prompt}
     if req.size and req.size != "auto":
         w, h = (int(x) for x in req.size.split("x"))
@@ -228,7 +217,7 @@ def _used_settings(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
+def _inpaint_args(req: api.ImageRequest) -> dict[str, Any]:
     from PIL import Image
 
 
@@ -248,7 +237,7 @@ def _inpaint_args(req: ImageRequest) -> dict[str, Any]:
 DEFAULT_STRENGTH = 0.6  # a visible change that keeps the reference's layout
 
 
-def _img2img_args(req: ImageRequest) -> dict[str, Any]:
+def _img2img_args(req: api.ImageRequest) -> dict[str, Any]:
     """The first reference image, at sides rounded to multiples of 8 (the result is
     resized back to the input's size), and how far to move from it."""
     from PIL import Image

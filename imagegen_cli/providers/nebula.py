@@ -10,26 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from imagegen_cli import providers as api
 from imagegen_cli.files.images import resize
 from imagegen_cli.files.masks import white_mask
-from imagegen_cli.providers import (
-    CallInfo,
-    Capabilities,
-    GeneratedImage,
-    HttpCall,
-    ImageRequest,
-    Provider,
-    RefusedError,
-    Reporter,
-    SizeRule,
-    Transport,
-    UnavailableError,
-    UsageError,
-    check_base_url,
-    opt,
-    param_merge,
-    request_id_of,
-)
 from imagegen_cli.providers.openai_answers import decode_b64, spool_loader
 from imagegen_cli.transport import b64
 from imagegen_cli.transport.jsonstream import Spool
@@ -40,36 +23,36 @@ FILL = "black-forest-labs/FLUX.1-Fill-dev"
 
 # FLUX wants multiples of 16; the API refuses sides outside 64..2048 (422 "width/height
 # out of range"), so both are checked before sending.
-_FLUX_SIZES = SizeRule(min_side=64, max_side=2048, multiple=16)
-MODELS: dict[str, Capabilities] = {
-    SDXL: Capabilities(
-        options=opt("--steps", "--guidance", "--negative-prompt"),
-        sizes=SizeRule(min_side=64, max_side=2048, multiple=8), max_n=1, max_count=10,
+_FLUX_SIZES = api.SizeRule(min_side=64, max_side=2048, multiple=16)
+MODELS: dict[str, api.Capabilities] = {
+    SDXL: api.Capabilities(
+        options=api.opt("--steps", "--guidance", "--negative-prompt"),
+        sizes=api.SizeRule(min_side=64, max_side=2048, multiple=8), max_n=1, max_count=10,
     ),
-    SCHNELL: Capabilities(
-        options=opt("--steps", "--guidance", "--seed"), sizes=_FLUX_SIZES, max_n=1,
+    SCHNELL: api.Capabilities(
+        options=api.opt("--steps", "--guidance", "--seed"), sizes=_FLUX_SIZES, max_n=1,
         max_count=10,
     ),
-    FILL: Capabilities(
-        options=opt("--steps", "--guidance"), sizes=_FLUX_SIZES, max_n=1, max_count=10,
+    FILL: api.Capabilities(
+        options=api.opt("--steps", "--guidance"), sizes=_FLUX_SIZES, max_n=1, max_count=10,
         inpaint=True, notes=("inpainting only: use `imagegen inpaint`",),
     ),
 }
 # Documented example values, sent when the user gives none (the API's own defaults
 # are not documented).
 DEFAULTS = {SDXL: (25, 7.0), SCHNELL: (4, 0.0), FILL: (40, 4.5)}
-UNKNOWN = Capabilities(
-    options=opt("--steps", "--guidance", "--seed", "--negative-prompt"), max_n=1,
-    sizes=SizeRule(min_side=64, max_side=2048),
+UNKNOWN = api.Capabilities(
+    options=api.opt("--steps", "--guidance", "--seed", "--negative-prompt"), max_n=1,
+    sizes=api.SizeRule(min_side=64, max_side=2048),
     max_count=10, inpaint=True, notes=("model limits unknown: options are passed through",),
 )
 
 
-class NebulaProvider(Provider):
+class NebulaProvider(api.Provider):
     type_name = "nebula"
     lists_models_live = True
 
-    def capabilities(self, model: str | None) -> Capabilities:
+    def capabilities(self, model: str | None) -> api.Capabilities:
         return MODELS.get(model or "", UNKNOWN)
 
     def known_models(self) -> list[str]:
@@ -80,7 +63,7 @@ class NebulaProvider(Provider):
         return model if model and self.capabilities(model).inpaint else FILL
 
     def base(self) -> str:
-        return check_base_url(self.cfg.base_url or "https://api.nebulablock.com/api/v1",
+        return api.check_base_url(self.cfg.base_url or "https://api.nebulablock.com/api/v1",
                               self.name)
 
     def headers(self, key: str | None) -> dict[str, str]:
@@ -89,11 +72,11 @@ class NebulaProvider(Provider):
             h["authorization"] = f"Bearer {key}"
         return h
 
-    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+    def validate(self, req: api.ImageRequest, *, inpaint: bool = False) -> api.ImageRequest:
         req = self.resolve_model(req, inpaint=inpaint)
         if req.model == FILL and not inpaint:
 
-            raise UsageError(f"{FILL} only repaints: use `imagegen inpaint` with it")
+            raise api.UsageError(f"{FILL} only repaints: use `imagegen inpaint` with it")
         if inpaint and req.images and not req.size:
             # The model wants sides in multiples of 16: send the input resized to the
             # nearest such size, and give the result back at the input's size.
@@ -106,7 +89,7 @@ class NebulaProvider(Provider):
                     f"so it is sent as {w}x{h} and the result resized back")
         return super().validate(req, inpaint=inpaint)
 
-    def body(self, req: ImageRequest) -> dict[str, Any]:
+    def body(self, req: api.ImageRequest) -> dict[str, Any]:
         w, h = (1024, 1024)
         if req.size and req.size != "auto":
             w, h = (int(x) for x in req.size.split("x"))
@@ -123,48 +106,49 @@ class NebulaProvider(Provider):
             body["seed"] = req.seed
         if req.images and req.mask:
             body.update(self._inpaint_fields(req, w, h))
-        return param_merge(body, req.params)
+        return api.param_merge(body, req.params)
 
-    def _inpaint_fields(self, req: ImageRequest, w: int, h: int) -> dict[str, str]:
+    def _inpaint_fields(self, req: api.ImageRequest, w: int, h: int) -> dict[str, str]:
 
         image = req.images[0]
         return {"image": b64.encode(resize(image.data, (w, h))),
                 "mask": b64.encode(white_mask(req.mask, (w, h)))}  # type: ignore[arg-type]
 
-    def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
-        return [HttpCall("POST", f"{self.base()}/images/generation", self.headers(key),
+    def prepare(self, req: api.ImageRequest, key: str | None) -> list[api.HttpCall]:
+        return [api.HttpCall("POST", f"{self.base()}/images/generation", self.headers(key),
                          json=self.body(req))]
 
     def run(
-        self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, req: api.ImageRequest, key: str | None, transport: api.Transport,
+        reporter: api.Reporter,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         (call,) = self.prepare(req, key)
         reporter.status(f"waiting for {self.name}")
         payload, resp = transport.json_spooled(call)
-        info = CallInfo(request_id=request_id_of(resp))
+        info = api.CallInfo(request_id=api.request_id_of(resp))
         if not isinstance(payload, dict):
-            raise UnavailableError(f"{self.name} answered with a malformed body",
+            raise api.UnavailableError(f"{self.name} answered with a malformed body",
                                    request_id=info.request_id)
         status = str(payload.get("status") or "")
         if status != "success":
-            raise RefusedError(
+            raise api.RefusedError(
                 f"{self.name} refused the request: "
                 f"{payload.get('message') or status or 'no message'}",
                 code=status or None, request_id=info.request_id)
         items = payload.get("data")
         if not isinstance(items, list) or not items:
-            raise UnavailableError(f"{self.name} answered without any image",
+            raise api.UnavailableError(f"{self.name} answered without any image",
                                    request_id=info.request_id)
         for i, item in enumerate(items):
             b64 = item.get("b64_json") if isinstance(item, dict) else None
             if not isinstance(b64, (Spool, str)) or not b64:
-                raise UnavailableError(f"{self.name} answered with an image entry without "
+                raise api.UnavailableError(f"{self.name} answered with an image entry without "
                                        "b64_json", request_id=info.request_id)
             timings: dict[str, float] = {}
             raw = item.get("timings")
             if isinstance(raw, dict) and isinstance(raw.get("inference"), (int, float)):
                 timings["inference_s"] = round(float(raw["inference"]), 3)
-            img = GeneratedImage(index=i, timings=timings)
+            img = api.GeneratedImage(index=i, timings=timings)
 
             if isinstance(b64, Spool):
                 img.loader = spool_loader(b64, self.name)
@@ -174,17 +158,17 @@ class NebulaProvider(Provider):
                 img = _restore_size(img, req.images[0].width, req.images[0].height)
             yield img, info
 
-    def check(self, key: str | None, transport: Transport) -> str:
+    def check(self, key: str | None, transport: api.Transport) -> str:
         models = self.list_models(key, transport)
         return f"key accepted, {len(models)} models listed"
 
-    def list_models(self, key: str | None, transport: Transport) -> list[str]:
-        call = HttpCall("GET", f"{self.base()}/serverless/models", self.headers(key))
+    def list_models(self, key: str | None, transport: api.Transport) -> list[str]:
+        call = api.HttpCall("GET", f"{self.base()}/serverless/models", self.headers(key))
         payload, _ = transport.json(call)
         data = payload.get("data") if isinstance(payload, dict) else None
         models = data.get("models") if isinstance(data, dict) else data
         if not isinstance(models, list):
-            raise UnavailableError(f"{self.name} answered /serverless/models without a list")
+            raise api.UnavailableError(f"{self.name} answered /serverless/models without a list")
         out = []
         for m in models:
             if not isinstance(m, dict):
@@ -197,7 +181,7 @@ class NebulaProvider(Provider):
 
 
 
-def _restore_size(img: GeneratedImage, width: int, height: int) -> GeneratedImage:
+def _restore_size(img: api.GeneratedImage, width: int, height: int) -> api.GeneratedImage:
     """Give an inpainted result back at the input's size (it was sent at multiples of 16)."""
     loader, data = img.loader, img.data
 
@@ -206,5 +190,5 @@ def _restore_size(img: GeneratedImage, width: int, height: int) -> GeneratedImag
         assert raw is not None
         return resize(raw, (width, height))
 
-    return GeneratedImage(index=img.index, revised_prompt=img.revised_prompt,
+    return api.GeneratedImage(index=img.index, revised_prompt=img.revised_prompt,
                           timings=img.timings, loader=load)

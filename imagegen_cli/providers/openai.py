@@ -14,24 +14,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from imagegen_cli import providers as api
 from imagegen_cli.files.images import sniff
 from imagegen_cli.files.masks import openai_mask
-from imagegen_cli.providers import (
-    CallInfo,
-    Capabilities,
-    GeneratedImage,
-    HttpCall,
-    ImageRequest,
-    Provider,
-    RefusedError,
-    Reporter,
-    Transport,
-    UnavailableError,
-    UsageError,
-    check_base_url,
-    param_merge,
-    request_id_of,
-)
 from imagegen_cli.providers import openai_lifecycle as lifecycle
 
 # `NAME`: re-exported, callers have always found these here.
@@ -58,14 +43,14 @@ from imagegen_cli.transport.sse import iter_sse
 MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(api.Provider):
     type_name = "openai"
     lists_models_live = True
 
     def _is_yescale(self) -> bool:
         return self.cfg.name == "yescale" or "yescale" in (self.cfg.base_url or "")
 
-    def capabilities(self, model: str | None) -> Capabilities:
+    def capabilities(self, model: str | None) -> api.Capabilities:
         caps = FAMILY_CAPS.get(family(model))
         if caps is not None:
             return caps
@@ -97,7 +82,7 @@ class OpenAIProvider(Provider):
         return lifecycle.read_on()
 
     def base(self) -> str:
-        return check_base_url(self.cfg.base_url or "https://api.openai.com/v1", self.name)
+        return api.check_base_url(self.cfg.base_url or "https://api.openai.com/v1", self.name)
 
     def headers(self, key: str | None, *, stream: bool = False) -> dict[str, str]:
         # A server that negotiates on Accept answers a stream request with JSON unless
@@ -108,7 +93,7 @@ class OpenAIProvider(Provider):
             h["authorization"] = f"Bearer {key}"
         return h
 
-    def body(self, req: ImageRequest) -> dict[str, Any]:
+    def body(self, req: api.ImageRequest) -> dict[str, Any]:
         fam = family(req.model)
         body: dict[str, Any] = {"model": req.model, "prompt": req.prompt, "n": req.n}
         for field in ("size", "quality", "style", "background", "moderation", "user",
@@ -128,13 +113,13 @@ class OpenAIProvider(Provider):
         elif fam in ("dall-e-2", "dall-e-3"):
             # dall-e URLs expire within the hour: ask for the bytes themselves.
             body["response_format"] = "b64_json"
-        return param_merge(body, req.params)
+        return api.param_merge(body, req.params)
 
-    def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
+    def validate(self, req: api.ImageRequest, *, inpaint: bool = False) -> api.ImageRequest:
 
         if "stream" in req.params:
             # The answer would be events parsed as JSON: --stream reads them.
-            raise UsageError("--param stream=... is not allowed: pass --stream instead")
+            raise api.UsageError("--param stream=... is not allowed: pass --stream instead")
         req = self.resolve_model(req, inpaint=inpaint)
         # exit 2 if shut down on OpenAI
         warning = lifecycle.check(req.model, self.base(), provider=self.name)
@@ -150,37 +135,37 @@ class OpenAIProvider(Provider):
         where = f"{req.model}"
         edits = bool(req.images)
         if req.background == "transparent" and fmt == "jpeg":
-            raise UsageError("--background transparent needs an output format with alpha: "
+            raise api.UsageError("--background transparent needs an output format with alpha: "
                              "pass -f png or -f webp (jpeg has none)")
         if req.output_compression is not None and fmt not in ("jpeg", "webp"):
-            raise UsageError("--output-compression applies to jpeg and webp output only: "
+            raise api.UsageError("--output-compression applies to jpeg and webp output only: "
                              "add -f jpeg or -f webp (or drop it)")
         if not edits and (req.input_fidelity is not None or "input_fidelity" in req.params):
-            raise UsageError("--input-fidelity applies to edits of input images only: drop "
+            raise api.UsageError("--input-fidelity applies to edits of input images only: drop "
                              "it, or use `imagegen edit PROMPT -i IMAGE`")
         if edits and fmt in GENERATION_ONLY_FORMATS:
-            raise UsageError(f"-f {fmt} is produced by {where} for generations only, not "
+            raise api.UsageError(f"-f {fmt} is produced by {where} for generations only, not "
                              "edits: pass -f png, jpeg or webp")
         if is_gpt_image(fam):
             for im in req.images:
                 if len(im.data) >= MAX_EDIT_IMAGE_BYTES:
-                    raise UsageError(f"{im.path} is {len(im.data) // (1024 * 1024)} MB; "
+                    raise api.UsageError(f"{im.path} is {len(im.data) // (1024 * 1024)} MB; "
                                      f"{where} takes input images under 50 MB: shrink it")
         if inpaint and fam == "dall-e-2":
             req = dalle2_edit_inputs(req)
         if any(im.url for im in req.images) and not self.capabilities(req.model).image_urls:
-            raise UsageError(f"{where} cannot take image URLs: download the image first")
+            raise api.UsageError(f"{where} cannot take image URLs: download the image first")
         return req
 
-    def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
+    def prepare(self, req: api.ImageRequest, key: str | None) -> list[api.HttpCall]:
         if req.images and any(im.url for im in req.images):
             return [self._edit_json_call(req, key)]
         if req.images:
             return [self._edit_call(req, key)]
-        return [HttpCall("POST", f"{self.base()}/images/generations",
+        return [api.HttpCall("POST", f"{self.base()}/images/generations",
                          self.headers(key, stream=req.stream), json=self.body(req))]
 
-    def _edit_call(self, req: ImageRequest, key: str | None) -> HttpCall:
+    def _edit_call(self, req: api.ImageRequest, key: str | None) -> api.HttpCall:
         """POST /images/edits as multipart: image(s), an RGBA mask (alpha 0 = repaint)
         and the other fields as text parts."""
 
@@ -195,10 +180,10 @@ class OpenAIProvider(Provider):
         if req.mask is not None:
             files.append(("mask", ("mask.png", openai_mask(req.mask), "image/png")))
         fields = {k: form_value(v) for k, v in self.body(req).items() if v is not None}
-        return HttpCall("POST", f"{self.base()}/images/edits", headers, data=fields,
+        return api.HttpCall("POST", f"{self.base()}/images/edits", headers, data=fields,
                         files=files)
 
-    def _edit_json_call(self, req: ImageRequest, key: str | None) -> HttpCall:
+    def _edit_json_call(self, req: api.ImageRequest, key: str | None) -> api.HttpCall:
         """POST /images/edits as JSON (the spec's EditImageBodyJsonParam): `images` is a
         list of {"image_url": ...}, URLs as given and local files as data URLs. Used when
         any input is a URL; GPT image models only (dall-e-2 edits stay multipart)."""
@@ -207,35 +192,37 @@ class OpenAIProvider(Provider):
         body["images"] = [{"image_url": im.url or data_url(im.data)} for im in req.images]
         if req.mask is not None:
             body["mask"] = {"image_url": data_url(openai_mask(req.mask))}
-        return HttpCall("POST", f"{self.base()}/images/edits",
+        return api.HttpCall("POST", f"{self.base()}/images/edits",
                         self.headers(key, stream=req.stream), json=body)
 
     def run(
-        self, req: ImageRequest, key: str | None, transport: Transport, reporter: Reporter
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, req: api.ImageRequest, key: str | None, transport: api.Transport,
+        reporter: api.Reporter,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         (call,) = self.prepare(req, key)
         yield from self.send(call, req, transport, reporter)
 
     def send(
-        self, call: HttpCall, req: ImageRequest, transport: Transport, reporter: Reporter
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
+        reporter: api.Reporter,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         if req.stream:
             yield from self._stream(call, transport, reporter)
             return
         reporter.status(f"waiting for {self.name}")
         payload, resp = transport.json_spooled(call)
-        info = CallInfo(request_id=request_id_of(resp))
+        info = api.CallInfo(request_id=api.request_id_of(resp))
         tfy = resp.headers.get("x-tfy-resolved-model")
         if tfy:
             info.extra["resolved_model"] = tfy
         yield from parse_images(payload, info, self.name)
 
     def _stream(
-        self, call: HttpCall, transport: Transport, reporter: Reporter
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, call: api.HttpCall, transport: api.Transport, reporter: api.Reporter
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         reporter.status(f"waiting for {self.name} (streaming)")
         resp = transport.send(call, stream=True)
-        info = CallInfo(request_id=request_id_of(resp))
+        info = api.CallInfo(request_id=api.request_id_of(resp))
         done = 0
         try:
             with body_errors(self.name, info.request_id):
@@ -245,12 +232,12 @@ class OpenAIProvider(Provider):
         finally:
             resp.close()
         if not done:
-            raise UnavailableError(f"{self.name}'s stream ended before the image was complete",
+            raise api.UnavailableError(f"{self.name}'s stream ended before the image was complete",
                                    request_id=info.request_id)
 
     def _events(
-        self, resp: Any, info: CallInfo, reporter: Reporter
-    ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
+        self, resp: Any, info: api.CallInfo, reporter: api.Reporter
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         done = 0
         ctype = resp.headers.get("content-type", "")
         if "event-stream" not in ctype:
@@ -259,7 +246,7 @@ class OpenAIProvider(Provider):
             try:
                 payload = json.loads(resp.content)
             except ValueError:
-                raise UnavailableError(f"{self.name} answered a stream request with "
+                raise api.UnavailableError(f"{self.name} answered a stream request with "
                                        "neither events nor JSON") from None
             yield from parse_images(payload, info, self.name)
             return
@@ -271,12 +258,12 @@ class OpenAIProvider(Provider):
             except (ValueError, RecursionError):
                 frame = None
             if not isinstance(frame, dict):
-                raise UnavailableError(
+                raise api.UnavailableError(
                     f"{self.name} sent a malformed stream event",
                     request_id=info.request_id) from None
             if "error" in frame and frame["error"]:
                 err = frame["error"] if isinstance(frame["error"], dict) else {}
-                raise RefusedError(
+                raise api.RefusedError(
                     f"{self.name} stopped the stream: "
                     f"{err.get('message') or frame['error']}",
                     code=err.get("code"), request_id=info.request_id)
@@ -285,30 +272,32 @@ class OpenAIProvider(Provider):
                 pk = frame.get("partial_image_index")
                 k = (pk if isinstance(pk, int) and not isinstance(pk, bool) else 0) + 1
                 reporter.status(f"partial image {k} received")
-                yield GeneratedImage(index=done, data=decode_b64(frame.get("b64_json"), self.name),
-                                     partial=k, resolved=resolved_fields(frame)), info
+                image = decode_b64(frame.get("b64_json"), self.name)
+                yield api.GeneratedImage(index=done, data=image, partial=k,
+                                         resolved=resolved_fields(frame)), info
             elif kind.endswith(".completed"):
                 if isinstance(frame.get("usage"), dict):
                     # One completed event per image: n>1 sums, never overwrites.
                     info.usage = add_usage(info.usage, frame["usage"])
-                yield GeneratedImage(index=done, data=decode_b64(frame.get("b64_json"), self.name),
-                                     resolved=resolved_fields(frame)), info
+                image = decode_b64(frame.get("b64_json"), self.name)
+                yield api.GeneratedImage(index=done, data=image,
+                                         resolved=resolved_fields(frame)), info
                 done += 1
 
-    def check(self, key: str | None, transport: Transport) -> str:
-        call = HttpCall("GET", f"{self.base()}/models", self.headers(key))
+    def check(self, key: str | None, transport: api.Transport) -> str:
+        call = api.HttpCall("GET", f"{self.base()}/models", self.headers(key))
         try:
             payload, _ = transport.json(call)
-        except RefusedError as exc:
+        except api.RefusedError as exc:
             if exc.status not in (404, 405):
                 raise
             # A gateway without a model list: ask for an image with no prompt. It is
             # refused before any work (nothing billed); 401/403 would mean the key.
-            probe = HttpCall("POST", f"{self.base()}/images/generations", self.headers(key),
+            probe = api.HttpCall("POST", f"{self.base()}/images/generations", self.headers(key),
                              json={})
             try:
                 transport.json(probe)
-            except RefusedError as refused:
+            except api.RefusedError as refused:
                 if refused.status in (400, 422):
                     return ("key accepted (no model list at GET /models; an empty "
                             "POST /images/generations was refused as expected)")
@@ -317,12 +306,12 @@ class OpenAIProvider(Provider):
         n = len(payload.get("data") or []) if isinstance(payload, dict) else 0
         return f"key accepted, {n} models listed"
 
-    def list_models(self, key: str | None, transport: Transport) -> list[str]:
-        call = HttpCall("GET", f"{self.base()}/models", self.headers(key))
+    def list_models(self, key: str | None, transport: api.Transport) -> list[str]:
+        call = api.HttpCall("GET", f"{self.base()}/models", self.headers(key))
         payload, _ = transport.json(call)
         items = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(items, list):
-            raise UnavailableError(f"{self.name} answered GET /models without a model list")
+            raise api.UnavailableError(f"{self.name} answered GET /models without a model list")
         ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")]
         image = [i for i in ids if family(i) != "other" or "image" in i or "flux" in i]
         return sorted(image or ids)
