@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 from imagegen_cli.cli.console import err, is_terminal, note, out, use_color, warn
 from imagegen_cli.cli.state import debug_enabled
@@ -89,45 +89,51 @@ def ndjson(ev: Event) -> None:
         _out(json.dumps(failure_record(ev.job, ev.outcome.failures[0]), ensure_ascii=False))
 
 
-class BatchProgress(Reporter):
-    """The rich display on a terminal: an overall bar (done/failed/skipped, images per
-    minute, ETA) plus a line per running job. Also each job's Reporter: per-step
-    progress (the local model, downloads) lands on the job's line."""
+class LiveDisplay(Reporter):
+    """A rich progress display on stderr (a terminal), shown while the run is inside
+    `with`, and gone when it ends."""
 
-    def __init__(self, total: int) -> None:
-        import os
-
+    def __init__(self, *columns: Any) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import Progress
 
         super().__init__()
-        self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+        self.console = Console(stderr=True, no_color=not use_color(sys.stderr))
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
-            console=self.console, transient=True,
-            redirect_stdout=is_terminal(sys.stdout))  # results stay on stdout: see console.py
-        self.overall = self.progress.add_task("batch", total=total, detail="")
-        self.lines: dict[int, Any] = {}
-        self.stepping: set[int] = set()  # jobs whose line counts steps, not images
-        self.counts = {"done": 0, "failed": 0, "skipped": 0}
-        self.images = 0
-        self.started = time.monotonic()
+            *columns, console=self.console, transient=True,
+            # Results go to stdout whatever the display does: rich would otherwise take
+            # over sys.stdout while it runs and print them on the terminal (stderr),
+            # leaving `imagegen generate x > paths.txt` empty. Only when stdout is that
+            # same terminal are they printed above the display, to keep it whole.
+            redirect_stdout=is_terminal(sys.stdout))
         self.lock = threading.Lock()
-        self.local = threading.local()
+        self.started = time.monotonic()
 
-    def __enter__(self) -> BatchProgress:
+    def __enter__(self) -> Self:
         self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+
+class BatchProgress(LiveDisplay):
+    """The rich display on a terminal: an overall bar (done/failed/skipped, images per
+    minute, ETA) plus a line per running job. Also each job's Reporter: per-step
+    progress (the local model, downloads) lands on the job's line."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+        super().__init__(
+            TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"), TimeRemainingColumn())
+        self.overall = self.progress.add_task("batch", total=total, detail="")
+        self.lines: dict[int, Any] = {}
+        self.stepping: set[int] = set()  # jobs whose line counts steps, not images
+        self.counts = {"done": 0, "failed": 0, "skipped": 0}
+        self.images = 0
+        self.local = threading.local()
 
     def for_job(self, job: Any) -> Reporter:
         return _JobLine(self, job)
@@ -228,16 +234,14 @@ class StderrReporter(Reporter):
             note(text)
 
 
-class RichReporter(Reporter):
-    quiet = False
-
+class RichReporter(LiveDisplay):
     """A spinner with elapsed time, then a bar for downloads and steps (stderr only)."""
 
+    quiet = False
+
     def __init__(self) -> None:
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
-            Progress,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
@@ -255,36 +259,13 @@ class RichReporter(Reporter):
                 left = int(task.time_remaining)
                 return Text(f"eta {left // 60}:{left % 60:02d}", style="progress.remaining")
 
-        super().__init__()
-        self.console = Console(stderr=True, no_color=not use_color(sys.stderr))
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=24),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            Remaining(),
-            console=self.console,
-            transient=True,
-            # Results go to stdout whatever the display does: rich would otherwise take
-            # over sys.stdout while it runs and print them on the terminal (stderr),
-            # leaving `imagegen generate x > paths.txt` empty. Only when stdout is that
-            # same terminal are they printed above the display, to keep it whole.
-            redirect_stdout=is_terminal(sys.stdout),
-        )
+        super().__init__(SpinnerColumn(), TextColumn("{task.description}"),
+                         BarColumn(bar_width=24), TextColumn("{task.fields[detail]}"),
+                         TimeElapsedColumn(), Remaining())
         self.task = self.progress.add_task("starting", total=None, detail="")
-        self.lock = threading.Lock()
-        self.started = time.monotonic()
         self.job_states: dict[str, str] = {}
         self.done_text = ""
         self.download_started: float | None = None
-
-    def __enter__(self) -> RichReporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
 
     def status(self, text: str) -> None:
         with self.lock:
