@@ -255,3 +255,32 @@ def test_image_records_folder_name_and_real_sampler(tiny: tuple[Path, Path]) -> 
     settings = params.splitlines()[-1]
     assert settings.startswith("Steps: 2, Sampler: DDIM, ")  # the tiny pipeline's scheduler
     assert "Model: tiny-sd," in settings
+
+
+def test_a_local_fallback_records_its_folder_not_its_path(
+        tiny: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A hosted provider that is unavailable hands the job to the local model; the image
+    names the model by its folder, never the user's path."""
+    import json
+
+    from tests.conftest import KEY
+    from tests.fakes.openai_fake import OpenAIFake, error
+
+    gw = OpenAIFake(image_size=(32, 32)).start()
+    try:
+        gw.server.script.append(error(503, "The server is overloaded", etype="server_error"))
+        write_config(f'[providers.gw]\ntype = "openai"\nbase_url = "{gw.url}"\n'
+                     'api_key_env = "GW_KEY"\nmodel = "gpt-image-2"\n'
+                     f'[providers.local]\nmodel = "{tiny[0]}"\n'
+                     '[providers.local.defaults]\nsteps = 1\n', monkeypatch, tmp_path)
+        monkeypatch.setenv("GW_KEY", KEY)
+        r = run_cli(["generate", "a fox", "-p", "gw,local", "--retries", "0", "--size",
+                     "64x64", "-o", "fox.png", "--json"])
+        assert r.code == 0, r.err
+        img = json.loads(r.stdout)["images"][0]
+        assert (img["provider"], img["model"]) == ("local", tiny[0].name)
+        with Image.open("fox.png") as im:
+            text = im.text  # type: ignore[attr-defined]
+        assert text["model"] == tiny[0].name and str(tiny[0].parent) not in str(text)
+    finally:
+        gw.stop()

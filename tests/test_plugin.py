@@ -287,3 +287,35 @@ def test_a_plugin_cannot_take_a_built_in_name(monkeypatch: pytest.MonkeyPatch) -
     assert read == []  # a built-in needs no scan
     assert registry.dialect_names() == ["distribute", "local", "mine", "nebula", "openai"]
     assert registry.dialect("openai") is OpenAIProvider and read == ["imagegen.providers"]
+
+
+def test_a_dialect_default_model_is_listed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                           cli: Any) -> None:
+    """A dialect that picks its model in code shows it, as a configured model shows."""
+    import json
+
+    from imagegen_cli import registry
+    from imagegen_cli.providers import Capabilities, Provider
+
+    class Fixed(Provider):
+        needs_key = False
+
+        def default_model(self) -> str | None:
+            return self.cfg.model or "fixed-1"
+
+        def capabilities(self, model: str | None) -> Capabilities:
+            return Capabilities()
+
+    monkeypatch.setattr(registry, "_registry", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    registry.register("fixed", Fixed)
+    write_config('[providers.f]\ntype = "fixed"\nbase_url = "http://127.0.0.1:9/v1"\n',
+                 monkeypatch, tmp_path)
+    r = cli(["providers", "list", "--json"])
+    assert r.code == 0, r.err
+    assert {p["name"]: p["model"] for p in json.loads(r.stdout)}["f"] == "fixed-1"
+    r = cli(["providers", "show", "f"])
+    assert "model    : fixed-1" in r.stdout
+    write_config('[providers.g]\nbase_url = "http://127.0.0.1:9/v1"\n', monkeypatch, tmp_path)
+    r = cli(["providers", "list"])
+    assert r.code == 3 and "fixed" in r.err and "openai" in r.err  # the types registered

@@ -69,7 +69,8 @@ def _summary(p: ProviderConfig, prov: Provider) -> dict[str, Any]:
     return {
         "name": p.name, "type": p.type, "base_url": redact(p.base_url) if p.base_url else None,
         "key": p.key_source(os.environ), "key_env": p.api_key_env,
-        "model": p.model, "preset": p.preset, "capabilities": _caps_short(prov),
+        "model": p.model or prov.default_model(), "preset": p.preset,
+        "capabilities": _caps_short(prov),
     }
 
 
@@ -139,7 +140,7 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
              f"  base url : {info['base_url'] or '(none: runs on this machine)'}",
              f"  key      : {info['key']}" + (f" (variable {p.api_key_env})"
                                               if p.api_key_env else ""),
-             f"  model    : {p.model or '(none: pass -m)'}"]
+             f"  model    : {p.model or prov.default_model() or '(none: pass -m)'}"]
     for m, c in models.items():
         lines.append(f"  model {m}:" + (f" ({c['status']})" if c["status"] else ""))
         lines.append("    options : " + (" ".join(c["options"]) or "-"))

@@ -61,7 +61,11 @@ def run_chain(
                 sub = call.request_of(m.request, count, offset)
                 for img, info in run_complete(m.provider, sub, m.key, transport, reporter):
                     if len(members) > 1:  # who made it, for the file, the cost and --json
-                        info.provider, info.model = m.provider.name, m.request.model
+                        # As the image records it: nothing of the user's disk (a local
+                        # model's folder is named, not its path).
+                        info.provider = m.provider.name
+                        info.model = (m.provider.public_model(m.request.model)
+                                      if m.request.model else None)
                         info.images = count
                         if i:
                             info.fallback_from = members[0].provider.name

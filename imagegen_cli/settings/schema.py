@@ -18,6 +18,7 @@ from typing import Any
 
 from imagegen_cli.errors import ConfigError
 from imagegen_cli.pricing.table import check_config_prices
+from imagegen_cli.registry import dialect_names
 from imagegen_cli.secrets import register_url
 from imagegen_cli.settings import options
 from imagegen_cli.settings.precedence import Picked, Source
@@ -81,7 +82,6 @@ def default_keys(*, per_provider: bool = False) -> dict[str, ConfigType]:
 
 
 TOP_KEYS = {"default_provider", "defaults", "providers"}
-KNOWN_TYPES = ("openai", "distribute", "nebula", "local")
 
 
 def _line_of(text: str, key: str) -> int | None:
@@ -188,7 +188,7 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
             if "type" not in fields:
                 raise ConfigError(
                     f"Bad config file {_where(path, text, name)}: providers.{name} needs "
-                    f"type = one of {', '.join(KNOWN_TYPES)}"
+                    f"type = one of {', '.join(dialect_names())}"
                 )
             base = ProviderConfig(name=name, type=fields["type"])
         merged = replace(base, **fields)
