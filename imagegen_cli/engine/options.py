@@ -101,6 +101,12 @@ class Context:
             self._seen.add(text)
             self.note(text)
 
+    def warn_once(self, text: str) -> None:
+        """Each distinct warning once; shown even with -q."""
+        if text not in self._seen:
+            self._seen.add(text)
+            self.warn(text)
+
     def provider(self, name: str | None) -> tuple[Provider, ProviderConfig]:
         if name not in self.providers:
 

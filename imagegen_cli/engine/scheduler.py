@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import clock
 from imagegen_cli.engine import malloc
-from imagegen_cli.engine.calls import Call, run_chain, run_complete
+from imagegen_cli.engine.calls import Call, run_chain
 from imagegen_cli.engine.events import Event, FellBack, ImageWritten, JobFinished, Tally
 from imagegen_cli.engine.jobs import missing_spans
 from imagegen_cli.engine.save import Claim, Outcome, SavedImage, warm_up
@@ -36,9 +36,7 @@ from imagegen_cli.types import GeneratedImage, Reporter
 if TYPE_CHECKING:
     from imagegen_cli.engine.jobs import Job, Member
     from imagegen_cli.providers.base import Provider
-    from imagegen_cli.transport.client import Transport
 
-__all__ = ["FATAL", "Call", "Scheduler", "Tally", "run_complete"]
 
 
 

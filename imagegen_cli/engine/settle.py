@@ -208,9 +208,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
             ctx.notice(text)
     req = provider.validate(req, inpaint=inpaint)
     for text in req.warnings:
-        if text not in ctx._seen:
-            ctx._seen.add(text)
-            ctx.warn(text)
+        ctx.warn_once(text)
     for text in req.notices:
         ctx.notice(text)
     metadata = cfg.default("metadata", name).value

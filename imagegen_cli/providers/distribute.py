@@ -207,7 +207,7 @@ class DistributeProvider(api.Provider):
                     f"{elapsed:.0f} s (raise --timeout, or fetch it later with "
                     f"`imagegen job get {self.name} {job_id}`)")
             pause = min(delay, POLL_CAP, max(transport.timeout - elapsed, 0.05))
-            transport._pause(pause)
+            transport.pause(pause)
             waited += pause
             delay = min(delay * POLL_FACTOR, POLL_CAP)
 

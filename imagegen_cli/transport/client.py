@@ -99,7 +99,7 @@ class Transport:
         self._client = client
         return client
 
-    def _pause(self, seconds: float) -> None:
+    def pause(self, seconds: float) -> None:
         (self._sleep_fn or _sleep)(seconds)
 
     def close(self) -> None:
@@ -123,7 +123,7 @@ class Transport:
             kwargs["data"] = call.data
         return self.client.build_request(call.method, call.url, **kwargs)
 
-    def _backoff(self, attempt: int) -> float:
+    def backoff(self, attempt: int) -> float:
         return float(min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random()))
 
     def send(self, call: HttpCall, *, stream: bool = False) -> httpx.Response:
@@ -137,7 +137,7 @@ class Transport:
         self.last_url = call.url  # for messages that must name what failed
         while True:
             if self.gate is not None:
-                sent_at = self.gate.before_send(self._pause)
+                sent_at = self.gate.before_send(self.pause)
             request = self._build(call)
             if self.log:
                 self.log(f"> {call.method} {redact(call.url)} "
@@ -156,10 +156,10 @@ class Transport:
                     f"{self.who} did not answer within {self.timeout:g} s "
                     "(raise --timeout for slow models)"
                 )
-                wait = self._backoff(attempt)
+                wait = self.backoff(attempt)
             except httpx.TransportError as exc:
                 err = UnavailableError(f"Cannot reach {host_of(call.url)}: {reason(exc)}")
-                wait = self._backoff(attempt)
+                wait = self.backoff(attempt)
             else:
                 if self.log:
                     self.log(f"< {resp.status_code} {request_id_of(resp) or ''}".rstrip())
@@ -183,7 +183,7 @@ class Transport:
                 if after is not None and after > MAX_RETRY_AFTER:
                     err.message += f"; it asks to wait {after:.0f} s, try again later"
                     raise err
-                wait = after if after is not None else self._backoff(attempt)
+                wait = after if after is not None else self.backoff(attempt)
                 if self.gate is not None and resp.status_code == 429 \
                         and throttled < MAX_THROTTLED:
                     throttled += 1
@@ -207,7 +207,7 @@ class Transport:
                         else f"cannot reach {self.who}")
                 self.on_retry(f"{what}, retrying in {secs(wait)} s "
                               f"(attempt {attempt + 1} of {self.retries + 1})")
-            self._pause(wait)
+            self.pause(wait)
 
     def json(self, call: HttpCall) -> tuple[Any, httpx.Response]:
         """A small JSON answer (job status, model list), read whole up to JSON_CAP."""

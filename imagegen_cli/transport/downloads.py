@@ -19,7 +19,6 @@ from imagegen_cli.transport.jsonstream import Spool
 
 if TYPE_CHECKING:
     from imagegen_cli.transport.client import Transport
-    from imagegen_cli.transport.jsonstream import Spool
 
 DOWNLOAD_CAP = 64 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -51,11 +50,11 @@ def download_spooled(tr: Transport, url: str, *, cap: int | None = None,
             err = exc
         if attempt >= tr.retries:
             raise err from None
-        wait = tr._backoff(attempt)
+        wait = tr.backoff(attempt)
         if tr.on_retry:
             tr.on_retry(f"download from {host_of(url)} failed, retrying in {secs(wait)} s "
                         f"(attempt {attempt + 2} of {tr.retries + 1})")
-        tr._pause(wait)
+        tr.pause(wait)
         attempt += 1
 
 
