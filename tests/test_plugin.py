@@ -66,8 +66,8 @@ def test_importing_the_surface_loads_no_dialect_and_nothing_heavy() -> None:
                             check=True).stdout.split()
     ours = [m for m in loaded if m.startswith("imagegen_cli.providers.")]
     assert ours == ["imagegen_cli.providers.base"]
-    heavy = [m for m in loaded if m.split(".")[0] in ("httpx", "PIL", "torch", "diffusers",
-                                                      "typer", "click", "rich")]
+    heavy = [m for m in loaded if m.split(".")[0] in ("httpx", "httpcore", "PIL", "torch",
+                                                      "diffusers", "typer", "click", "rich")]
     assert not heavy
 
 

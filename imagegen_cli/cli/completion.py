@@ -217,7 +217,6 @@ fi"""
 def script(shell: str) -> str:
     from typer._completion_shared import get_completion_script
 
-
     text = get_completion_script(prog_name="imagegen", complete_var=COMPLETE_VAR,
                                  shell=shell).strip("\n") + "\n"
     if shell == "zsh":

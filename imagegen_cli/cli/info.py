@@ -67,7 +67,6 @@ def info(
     """Show the prompt and settings an image carries (imagegen's or AUTOMATIC1111's)."""
     import json
 
-
     reports: list[dict[str, Any]] = []
     failed: UsageError | None = None
     for path in files:

@@ -26,7 +26,6 @@ def print_dry_run(job: Job, ests: list[Estimate], quiet: bool) -> None:
     import dataclasses
     import json
 
-
     def shown(m: Member) -> dict[str, Any]:
         pc = m.pcfg
         key = pc.key(os.environ) if m.provider.needs_key else None
@@ -84,7 +83,6 @@ def cost_line(job: Job, outcome: Outcome) -> None:
 
 def print_report(job: Job, outcome: Outcome, fallbacks: list[dict[str, Any]]) -> None:
     import json
-
 
     # Who made the images: a fallback provider when every image came from it.
     makers = sorted({(s.provider or job.provider.name, s.model or job.request.model)

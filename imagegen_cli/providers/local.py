@@ -220,7 +220,6 @@ def _used_settings(pipe: Any, args: dict[str, Any]) -> dict[str, Any]:
 def _inpaint_args(req: api.ImageRequest) -> dict[str, Any]:
     from PIL import Image
 
-
     first = req.images[0]
     image = Image.open(io.BytesIO(first.data)).convert("RGB")
     mask = load_area(req.mask)  # type: ignore[arg-type]

@@ -39,7 +39,6 @@ def dalle2_edit_inputs(req: ImageRequest) -> ImageRequest:
 
     from PIL import Image
 
-
     im = req.images[0]
     if im.width != im.height:
         raise UsageError(f"{im.path} is {im.width}x{im.height}; dall-e-2 edits need a square "

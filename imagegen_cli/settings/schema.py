@@ -204,7 +204,6 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                                   f": providers.{name}.{key} must be more than 0")
         providers[name] = merged
 
-
     for p in providers.values():
         register_url(p.base_url)  # a key in userinfo or the query is a secret too
     return Config(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from imagegen_cli import __version__
 from imagegen_cli.errors import ProviderError, UnavailableError
 from imagegen_cli.secrets import redact, redact_headers
-from imagegen_cli.transport import deadline, jsonstream
+from imagegen_cli.transport import jsonstream
 from imagegen_cli.transport.call import HttpCall, body_summary, short_value, summarise
 from imagegen_cli.transport.classify import (
     body_errors,
@@ -87,6 +87,9 @@ class Transport:
     def _build_client(self) -> httpx.Client:
         import httpx
 
+        # deadline.py subclasses httpcore's streams: imported where a request is made,
+        # as httpx is, never by `import imagegen_cli.providers` (a `providers list`).
+        from imagegen_cli.transport import deadline
 
         client = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
@@ -131,7 +134,6 @@ class Transport:
         once their body has started: the caller owns a streamed response."""
         import httpx
 
-
         attempt = throttled = 0
         sent_at = None
         self.last_url = call.url  # for messages that must name what failed
@@ -148,6 +150,8 @@ class Transport:
                         self.log(f"> {part} {json.dumps(described[part], ensure_ascii=False)}")
             # From connecting to the last byte of the body (read by the caller on this
             # thread): one deadline per attempt.
+            from imagegen_cli.transport import deadline
+
             deadline.start(self.timeout)
             try:
                 resp = self.client.send(request, stream=stream)

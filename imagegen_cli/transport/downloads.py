@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from imagegen_cli.errors import UnavailableError
-from imagegen_cli.transport import deadline
 from imagegen_cli.transport.classify import body_errors, classify, host_of, reason, secs
 from imagegen_cli.transport.jsonstream import Spool
 
@@ -31,6 +30,7 @@ def download_spooled(tr: Transport, url: str, *, cap: int | None = None,
     within --timeout."""
     import httpx
 
+    from imagegen_cli.transport import deadline  # httpcore's: when a request is made
 
     cap = cap or DOWNLOAD_CAP
     _check_scheme(url, f"{tr.who} returned an image URL")
