@@ -25,11 +25,13 @@ class InputImage:
     url: str | None = None
 
 
-@dataclass
-class ImageRequest:
-    prompt: str
-    model: str | None = None
-    n: int = 1
+@dataclass(frozen=True, kw_only=True)
+class ImageSettings:
+    """The settings of an image that a provider reads, declared once: as given on the
+    command line (engine.options.ImageOptions, None: not given) and as sent
+    (`ImageRequest`, resolved). settings/options.py is the table of the flags that set
+    them."""
+
     size: str | None = None
     quality: str | None = None
     style: str | None = None
@@ -39,7 +41,6 @@ class ImageRequest:
     steps: int | None = None
     guidance: float | None = None
     negative_prompt: str | None = None
-    output_format: str | None = None
     stream: bool = False
     partial_images: int | None = None
     output_compression: int | None = None
@@ -47,14 +48,22 @@ class ImageRequest:
     input_fidelity: str | None = None
     user: str | None = None
     strength: float | None = None
+    # local provider
+    device: str | None = None
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageRequest(ImageSettings):
+    prompt: str
+    model: str | None = None
+    n: int = 1
+    output_format: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     # inpaint and edit
     images: list[InputImage] = field(default_factory=list)
     mask: InputImage | None = None
     edit: bool = False  # `imagegen edit`: reference images, mask optional
-    # local provider
-    device: str | None = None
-    dtype: str | None = None
     # What validation adjusted, for the user to read on stderr.
     notices: list[str] = field(default_factory=list)
     # What the user must see even with -q (a deprecated model).

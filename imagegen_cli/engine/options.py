@@ -22,6 +22,7 @@ from imagegen_cli.errors import UsageError
 from imagegen_cli.registry import create
 from imagegen_cli.secrets import register_params
 from imagegen_cli.settings import config as cfgmod
+from imagegen_cli.types import ImageSettings
 
 if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
@@ -29,9 +30,10 @@ if TYPE_CHECKING:
     from imagegen_cli.settings.schema import Config
 
 
-@dataclass(frozen=True)
-class ImageOptions:
-    """One image command's options, as given (None: not given).
+@dataclass(frozen=True, kw_only=True)
+class ImageOptions(ImageSettings):
+    """One image command's options, as given (None: not given): the image settings a
+    provider reads (types.ImageSettings, shared with the request) and the rest.
 
     Written out, not built from the option table (settings/options.py), so that it
     stays typed; tests/test_option_table.py holds the two together."""
@@ -40,34 +42,16 @@ class ImageOptions:
     provider: str | None = None
     model: str | None = None
     count: int | None = None
-    size: str | None = None
     aspect: str | None = None
-    quality: str | None = None
-    style: str | None = None
-    background: str | None = None
-    moderation: str | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    negative_prompt: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     output: str | None = None
     format: str | None = None
     overwrite: bool = False
     no_metadata: bool = False
     sidecar: bool = False
-    stream: bool = False
-    partial_images: int | None = None
-    output_compression: int | None = None
-    complexity: str | None = None
-    input_fidelity: str | None = None
-    user: str | None = None
-    strength: float | None = None
     keep_partials: bool = False
     timeout: float | None = None
     retries: int | None = None
-    device: str | None = None
-    dtype: str | None = None
     image: tuple[Path | str, ...] = ()  # edit: a file or an http(s) URL
     mask: Path | None = None
     invert_mask: bool = False
