@@ -6,6 +6,7 @@ import io
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,33 @@ def stderr_on_terminal(*args: str) -> tuple[int, str, str]:
     os.close(main)
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(shown).decode())
     return code, b"".join(out).decode(), screen
+
+
+@contextmanager
+def provider_pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, first_model: str,
+                  backup_model: str) -> Iterator[tuple[OpenAIFake, OpenAIFake]]:
+    """`first` and `backup`, openai-type providers on their own fakes (drawing 32 and 48
+    pixels, keeping retired models as gateways do), each with its key variable set."""
+    a = OpenAIFake(image_size=(32, 32), keep_retired=True).start()
+    b = OpenAIFake(image_size=(48, 48), keep_retired=True).start()
+    write_config(
+        f'[providers.first]\ntype = "openai"\nbase_url = "{a.url}"\n'
+        f'api_key_env = "FIRST_API_KEY"\nmodel = "{first_model}"\n'
+        f'[providers.backup]\ntype = "openai"\nbase_url = "{b.url}"\n'
+        f'api_key_env = "BACKUP_API_KEY"\nmodel = "{backup_model}"\n',
+        monkeypatch, tmp_path)
+    monkeypatch.setenv("FIRST_API_KEY", KEY)
+    monkeypatch.setenv("BACKUP_API_KEY", KEY)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+def unavailable(fake: OpenAIFake, times: int = 1) -> None:
+    """FAKE answers its next TIMES requests with a 503."""
+    from tests.fakes.openai_fake import error
+
+    for _ in range(times):
+        fake.server.script.append(error(503, "The server is overloaded", etype="server_error"))

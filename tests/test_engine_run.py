@@ -18,7 +18,7 @@ from imagegen_cli.engine.events import Event, FellBack, ImageWritten, JobFinishe
 from imagegen_cli.engine.options import ImageOptions
 from imagegen_cli.errors import ExitCode
 from imagegen_cli.files.naming import BATCH_TEMPLATE
-from tests.conftest import KEY, write_config
+from tests.conftest import provider_pair, unavailable
 from tests.fakes.openai_fake import OpenAIFake, error
 
 E = TypeVar("E")
@@ -43,25 +43,8 @@ class Listener:
 @pytest.fixture
 def pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
          ) -> Iterator[tuple[OpenAIFake, OpenAIFake]]:
-    """`first` and `backup`, openai-type providers on fakes drawing 32 and 48 pixels."""
-    a = OpenAIFake(image_size=(32, 32), keep_retired=True).start()
-    b = OpenAIFake(image_size=(48, 48), keep_retired=True).start()
-    write_config(
-        f'[providers.first]\ntype = "openai"\nbase_url = "{a.url}"\n'
-        'api_key_env = "FIRST_API_KEY"\nmodel = "gpt-image-2"\n'
-        f'[providers.backup]\ntype = "openai"\nbase_url = "{b.url}"\n'
-        'api_key_env = "BACKUP_API_KEY"\nmodel = "gpt-image-2"\n',
-        monkeypatch, tmp_path)
-    monkeypatch.setenv("FIRST_API_KEY", KEY)
-    monkeypatch.setenv("BACKUP_API_KEY", KEY)
-    yield a, b
-    a.stop()
-    b.stop()
-
-
-def unavailable(fake: OpenAIFake, times: int = 1) -> None:
-    for _ in range(times):
-        fake.server.script.append(error(503, "The server is overloaded", etype="server_error"))
+    with provider_pair(monkeypatch, tmp_path, "gpt-image-2", "gpt-image-2") as fakes:
+        yield fakes
 
 
 def one(options: ImageOptions, seen: Listener) -> run.Plan:

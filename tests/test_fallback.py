@@ -9,33 +9,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import KEY, run_cli, write_config
+from tests.conftest import KEY, provider_pair, run_cli, unavailable
 from tests.fakes.openai_fake import OpenAIFake, error
 
 
 @pytest.fixture
 def pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
          ) -> Iterator[tuple[OpenAIFake, OpenAIFake]]:
-    """`first` and `backup`, both openai-type providers, each on its own fake."""
-    # Gateways still serving retired models (gpt-image-1, dall-e-3): prices are table ones.
-    a = OpenAIFake(image_size=(32, 32), keep_retired=True).start()
-    b = OpenAIFake(image_size=(48, 48), keep_retired=True).start()
-    write_config(
-        f'[providers.first]\ntype = "openai"\nbase_url = "{a.url}"\n'
-        'api_key_env = "FIRST_API_KEY"\nmodel = "gpt-image-1"\n'
-        f'[providers.backup]\ntype = "openai"\nbase_url = "{b.url}"\n'
-        'api_key_env = "BACKUP_API_KEY"\nmodel = "gpt-image-1-mini"\n',
-        monkeypatch, tmp_path)
-    monkeypatch.setenv("FIRST_API_KEY", KEY)
-    monkeypatch.setenv("BACKUP_API_KEY", KEY)
-    yield a, b
-    a.stop()
-    b.stop()
-
-
-def unavailable(fake: OpenAIFake, times: int = 1) -> None:
-    for _ in range(times):
-        fake.server.script.append(error(503, "The server is overloaded", etype="server_error"))
+    """`first` and `backup`; retired models on gateways: prices are table ones."""
+    with provider_pair(monkeypatch, tmp_path, "gpt-image-1", "gpt-image-1-mini") as fakes:
+        yield fakes
 
 
 def test_503_falls_back_and_records_the_second_provider(
