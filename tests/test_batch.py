@@ -329,3 +329,42 @@ def test_temp_files_of_another_machine_on_a_shared_volume_are_left_alone(
     assert out.read_bytes() == b"x"
     assert seen and seen[0].startswith(f".b.png.{os.getpid()}@{me}.")
     assert atomic._PART.match(seen[0])
+
+
+def test_one_folder_spelled_any_way_is_one_output(fake: OpenAIFake) -> None:
+    """`out/`, `./out/`, its absolute path, a symlinked parent: the same jobs, already
+    paid for and written, never sent again and never written as -1 copies."""
+    Path("p.txt").write_text("a fox\na cat\n")
+    assert run_cli(["batch", "p.txt", "-o", "out/", "-q"]).code == 0
+    os.symlink(Path.cwd(), "link")
+    for spelling in ["./out/", f"{Path('out').resolve()}/", "link/out/", "out", "link/./out"]:
+        r = run_cli(["batch", "p.txt", "-o", spelling, "--json"])
+        assert r.code == 0, (spelling, r.err)
+        assert all(json.loads(line)["skipped"] for line in r.lines()), spelling
+    assert len(fake.server.calls("/images/generations")) == 2
+    assert sorted(p.name for p in Path("out").iterdir() if p.suffix == ".png") == [
+        "1-a-fox-1.png", "2-a-cat-1.png"]
+
+
+def test_a_journal_keyed_by_an_older_imagegen_still_resumes(fake: OpenAIFake) -> None:
+    """Keys changed with the folder's spelling (KEY_VERSION 2): a journal an older release
+    wrote (version 1 keys) still names its jobs finished."""
+    from imagegen_cli.engine import records, run
+    from imagegen_cli.engine.options import ImageOptions
+    from imagegen_cli.files.naming import BATCH_TEMPLATE
+
+    Path("p.txt").write_text("a fox\na cat\n")
+    assert run_cli(["batch", "p.txt", "-o", "out/", "-q"]).code == 0
+    recs = records.parse("a fox\na cat\n", "p.txt", "text", ImageOptions(output="out/"))
+    ctx = run.session(run.Frontend(), dict(os.environ), default_template=BATCH_TEMPLATE)
+    plan = run.plan_batch(recs, ctx, source="p.txt", batch=run.Batch(output="out/"))
+    old = {job.key: job.legacy_key for job in plan.jobs}
+    assert all(k != v and v for k, v in old.items())
+    journal = Path("out/.imagegen-batch.jsonl")
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    journal.write_text("".join(json.dumps({**rec, "key": old[rec["key"]]}) + "\n"
+                               for rec in lines))
+    r = run_cli(["batch", "p.txt", "-o", "out/", "--json"])
+    assert r.code == 0, r.err
+    assert all(json.loads(line)["skipped"] for line in r.lines())
+    assert len(fake.server.calls("/images/generations")) == 2

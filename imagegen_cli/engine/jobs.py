@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.engine.save import SaveOptions, split
 from imagegen_cli.errors import UsageError
+from imagegen_cli.files.naming import canonical_template
 
 if TYPE_CHECKING:
     from imagegen_cli.files.naming import OutputPlan
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from imagegen_cli.settings.provider import ProviderConfig
     from imagegen_cli.types import CallInfo, ImageRequest
 
-KEY_VERSION = 1
+# 2: the output template's folder as its real path (1: as typed, so `out/` and
+# `./out/` were two outputs). Journals keyed by 1 are still read (`legacy_key`).
+KEY_VERSION = 2
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Job:
     # What --shard splits on: the key without the output template, so shards that
     # write into folders of their own (-o out-$CI_NODE_INDEX/) still partition.
     shard_key: str = ""
+    # The key imagegen gave this job before KEY_VERSION 2, so an older journal resumes.
+    legacy_key: str = ""
     # The providers the scheduler tries in turn, each only when the one before is
     # unavailable: the first is this job's own (provider, pcfg, request); settle
     # puts it there, fallback.settle_chain adds the others.
@@ -82,7 +87,7 @@ class Job:
             calls.extend(c.describe() for c in self.provider.prepare(sub, shown_key))
         return {"provider": self.provider.name, "model": req.model, "requests": calls}
 
-    def fingerprint(self, output: bool = True) -> str:
+    def fingerprint(self, output: bool = True, version: int = KEY_VERSION) -> str:
         """sha256 of everything that decides this job's output (without OUTPUT: all
         but where its files go)."""
         import hashlib
@@ -90,9 +95,10 @@ class Job:
 
         req = self.request
         fields: dict[str, Any] = {
-            "v": KEY_VERSION, "provider": self.provider.name, "type": self.pcfg.type,
+            "v": version, "provider": self.provider.name, "type": self.pcfg.type,
             "base_url": self.pcfg.base_url,
-            **({"template": self.plan.template} if output else {}),
+            **({"template": self.plan.template if version == 1
+                else canonical_template(self.plan.template)} if output else {}),
             # The same keys as before SaveOptions: a journal's keys must not change.
             "fmt": self.files.format, "metadata": self.files.metadata,
             "sidecar": self.files.sidecar,
@@ -115,11 +121,11 @@ def assign_keys(jobs: list[Job], explicit_ids: set[int]) -> None:
     (a line inserted above them changes no key)."""
     import hashlib
 
-    def keyed(output: bool) -> list[str]:
+    def keyed(output: bool, version: int = KEY_VERSION) -> list[str]:
         seen: dict[str, int] = {}
         keys = []
         for pos, job in enumerate(jobs):
-            base = job.fingerprint(output)
+            base = job.fingerprint(output, version)
             if pos in explicit_ids:
                 base = hashlib.sha256(f"{base}/id={job.id}".encode()).hexdigest()
             k = seen.get(base, 0)
@@ -128,8 +134,10 @@ def assign_keys(jobs: list[Job], explicit_ids: set[int]) -> None:
                         else hashlib.sha256(f"{base}#{k}".encode()).hexdigest()[:32])
         return keys
 
-    for job, key, shard_key in zip(jobs, keyed(True), keyed(False), strict=True):
-        job.key, job.shard_key = key, shard_key
+    # Shards split as they always have: their key never read the template.
+    for job, key, shard_key, legacy in zip(jobs, keyed(True), keyed(False, 1),
+                                           keyed(True, 1), strict=True):
+        job.key, job.shard_key, job.legacy_key = key, shard_key, legacy
 
 
 def missing_spans(n: int, have: set[int], max_n: int) -> list[tuple[int, int]]:

@@ -29,14 +29,6 @@ from imagegen_cli.errors import OutputError
 DEFAULT_NAME = ".imagegen-batch.jsonl"
 
 
-def static_dir(template: str) -> Path:
-    """The folder part of an output template before any {field}."""
-    head = template.split("{", 1)[0]
-    if head.endswith(("/", os.sep)):
-        return Path(head)
-    return Path(head).parent
-
-
 class Journal:
     def __init__(self, path: Path, *, force: bool = False) -> None:
         self.path = path
@@ -67,7 +59,8 @@ class Journal:
         make), or None."""
         out = []
         for index in range(1, job.n + 1):
-            rec = self.entries.get((job.key, index))
+            # A journal an older imagegen wrote names the job by its key of then.
+            rec = self.entries.get((job.key, index)) or self.entries.get((job.legacy_key, index))
             if rec is not None and _intact(rec):
                 out.append(SavedImage.from_record(rec))
         return out or None

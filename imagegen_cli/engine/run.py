@@ -31,13 +31,13 @@ from imagegen_cli.engine.budget import BatchBudget, batch_budget
 from imagegen_cli.engine.events import Event, FellBack, JobFinished, Tally
 from imagegen_cli.engine.fallback import estimates, require_keys, settle_chain
 from imagegen_cli.engine.jobs import Job, Shard, assign_keys
-from imagegen_cli.engine.journal import DEFAULT_NAME, Journal, static_dir
+from imagegen_cli.engine.journal import DEFAULT_NAME, Journal
 from imagegen_cli.engine.options import Context, ImageOptions
 from imagegen_cli.engine.records import Record
 from imagegen_cli.engine.scheduler import Scheduler
 from imagegen_cli.errors import ConfigError, Interrupted, OutputError, UsageError
 from imagegen_cli.files.atomic import clean_stale_parts, write_atomic
-from imagegen_cli.files.naming import OutputPlan
+from imagegen_cli.files.naming import OutputPlan, static_dir
 from imagegen_cli.pricing.costs import check_cap
 from imagegen_cli.secrets import register_secret
 from imagegen_cli.settings import config as cfgmod

@@ -220,6 +220,24 @@ class OutputPlan:
         return path.with_name(legal_name(path.name))
 
 
+def static_dir(template: str) -> Path:
+    """The folder part of an output template before any {field}."""
+    head = template.split("{", 1)[0]
+    if head.endswith(("/", os.sep)):
+        return Path(head)
+    return Path(head).parent
+
+
+def canonical_template(template: str) -> str:
+    """TEMPLATE with its folder part spelled one way: `out/`, `./out/`, its absolute path
+    and a path through a symlinked parent all name the same folder, so they are one
+    output (a job's identity must not depend on how its folder was typed)."""
+    head = template.split("{", 1)[0]
+    cut = max(head.rfind("/"), head.rfind(os.sep)) + 1
+    folder = os.path.realpath(template[:cut] or ".")
+    return os.path.join(folder, template[cut:])
+
+
 def legal_name(name: str) -> str:
     """NAME as a file name every common system accepts: at most NAME_MAX bytes with
     room for a "-NNN" (the stem is cut, the extension kept), never a Windows device
