@@ -368,3 +368,25 @@ def test_a_journal_keyed_by_an_older_imagegen_still_resumes(fake: OpenAIFake) ->
     assert r.code == 0, r.err
     assert all(json.loads(line)["skipped"] for line in r.lines())
     assert len(fake.server.calls("/images/generations")) == 2
+
+
+def test_a_journal_line_written_in_part_is_no_claim(fake: OpenAIFake,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk that takes half a journal line: the image it names is not placed (the
+    run says so, exit 7 or 8), and the next run makes it once, with no -1 copy."""
+    real = os.write
+
+    def half(fd: int, data: bytes) -> int:
+        if data.startswith(b'{"key"'):  # a journal claim
+            return real(fd, data[: len(data) // 2])
+        return real(fd, data)
+
+    Path("p.txt").write_text("a fox\n")
+    monkeypatch.setattr(os, "write", half)
+    r = run_cli(["batch", "p.txt", "-o", "out/"])
+    monkeypatch.setattr(os, "write", real)
+    assert r.code in (7, 8) and "journal" in r.err and "disk is full" in r.err, r.err
+    assert not list(Path("out").glob("*.png"))
+    r = run_cli(["batch", "p.txt", "-o", "out/"])
+    assert r.code == 0, r.err
+    assert [p.name for p in Path("out").glob("*.png")] == ["1-a-fox-1.png"]

@@ -14,6 +14,7 @@ share one journal.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -97,7 +98,11 @@ class Journal:
         with self.lock:
             try:
                 fd = self._open()
-                os.write(fd, line)
+                if os.write(fd, line) != len(line):
+                    # A full disk takes part of a line: that is no claim, and the image
+                    # it names must not appear (the caller drops it). The next run ends
+                    # the broken line (`_open`) and makes that image again.
+                    raise OSError(errno.ENOSPC, "the disk is full (a line written in part)")
                 os.fsync(fd)
             except OSError as exc:
                 raise OutputError(f"Cannot write journal {self.path}: "
