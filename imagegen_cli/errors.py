@@ -9,6 +9,7 @@
     │   └── UnavailableError      6  429/5xx/timeouts after retries, malformed answers
     │       └── ShortfallError    6  fewer images than asked for, even when asked again
     ├── OutputError               7  output could not be written
+    │   └── DiskFullError         7  no space left: a batch starts no new call
     ├── PartialError              8  some images written, some failed
     │   └── OverBudget            8  a batch job not started: over --max-cost
     └── Interrupted             130  Ctrl-C (names any job left running); 143 on SIGTERM
@@ -19,6 +20,7 @@ The CLI converts these to messages and exit codes in exactly one place
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -107,6 +109,19 @@ class ShortfallError(UnavailableError):
 
 class OutputError(ImagegenError):
     exit_code = ExitCode.OUTPUT
+
+
+class DiskFullError(OutputError):
+    """No space left on the disk (ENOSPC, EDQUOT): every later write would fail too, so a
+    batch starts no new call once one is raised (what is in flight still lands)."""
+
+
+def output_error(message: str, exc: OSError) -> OutputError:
+    """MESSAGE with EXC's reason, as a DiskFullError when the disk is full."""
+    text = f"{message}: {exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(text)
+    return OutputError(text)
 
 
 class PartialError(ImagegenError):

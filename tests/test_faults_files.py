@@ -144,3 +144,27 @@ def test_two_processes_on_the_same_names_lose_nothing(hostile: Hostile) -> None:
     assert sorted(str(f) for f in files) == sorted(printed)
     for f in files:
         _whole(f)
+
+
+def test_a_full_disk_stops_new_calls(hostile: Hostile, tmp_path: Path) -> None:
+    """A batch whose output disk fills pays for no new call: only the images already in
+    flight arrive after it (was: every remaining job sent and thrown away)."""
+    # About 60 kB each, 0.2 s apart: the writing thread keeps up, so when the first write
+    # fails only the two calls of -j 2 can be in flight (and one answer being written).
+    hostile.route(GEN, _slow_images(0.2, 140))
+    mounted = mount_tmpfs(tmp_path / "small", "size=256k,mode=0777")
+    disk = next(mounted)  # held: the generator unmounts when it is closed
+    try:
+        Path("p.txt").write_text("".join(f"prompt {i}\n" for i in range(20)))
+        r = run_cli(["batch", "p.txt", "-o", f"{disk}/", "-j", "2", "--retries", "0",
+                     "--state", str(tmp_path / "journal.jsonl")])
+        assert r.code in (7, 8), r.err
+        assert "No space left on device" in r.err and "Traceback" not in r.err
+        written = [f for f in files_under(disk) if f.suffix == ".png"]
+        for f in written:
+            _whole(f)
+        assert len(hostile.requests) <= len(written) + 2 + 2, len(hostile.requests)
+        assert "not run" in r.err
+        assert not [f for f in files_under(disk) if f.name.endswith(".part")]
+    finally:
+        mounted.close()

@@ -25,7 +25,7 @@ from typing import Any
 from imagegen_cli.engine.events import ImageWritten, image_record
 from imagegen_cli.engine.jobs import Job
 from imagegen_cli.engine.save import Claim, SavedImage
-from imagegen_cli.errors import OutputError
+from imagegen_cli.errors import OutputError, output_error
 
 DEFAULT_NAME = ".imagegen-batch.jsonl"
 
@@ -105,8 +105,7 @@ class Journal:
                     raise OSError(errno.ENOSPC, "the disk is full (a line written in part)")
                 os.fsync(fd)
             except OSError as exc:
-                raise OutputError(f"Cannot write journal {self.path}: "
-                                  f"{exc.strerror or exc}") from None
+                raise output_error(f"Cannot write journal {self.path}", exc) from None
 
     def close(self) -> None:
         if self.fd is not None:

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli.engine.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.engine.save import Claim, Outcome, Saver
-from imagegen_cli.errors import ExitCode, OutputError, UnavailableError
+from imagegen_cli.errors import DiskFullError, ExitCode, OutputError, UnavailableError
 from imagegen_cli.types import CallInfo
 
 if TYPE_CHECKING:
@@ -88,7 +88,10 @@ class JobWriter:
             except OutputError as exc:
                 if job.plan.stdout:
                     raise
-                # One image that could not be written (disk full): the others still are.
+                # One image that could not be written: the others still are, but on a
+                # full disk no new call is paid for (those in flight still land).
+                if isinstance(exc, DiskFullError):
+                    self.stopping = True
                 exc.message = f"image {index}: {exc.message}"
                 out.failures.append(exc)
                 return

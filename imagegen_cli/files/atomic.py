@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from imagegen_cli.errors import OutputError
+from imagegen_cli.errors import output_error
 
 
 def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
@@ -61,12 +61,12 @@ def write_atomic(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"Cannot create folder {folder}: {exc.strerror or exc}") from None
+        raise output_error(f"Cannot create folder {folder}", exc) from None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.",
                                    suffix=".part", dir=folder)
     except OSError as exc:
-        raise OutputError(f"Cannot write in {folder}: {exc.strerror or exc}") from None
+        raise output_error(f"Cannot write in {folder}", exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -99,7 +99,7 @@ def write_atomic(
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
+        raise output_error(f"Cannot write {path}", exc) from None
     except BaseException:  # Ctrl-C mid-write: no temp file left behind either
         with contextlib.suppress(OSError):
             os.unlink(tmp)
