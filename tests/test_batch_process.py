@@ -64,11 +64,37 @@ def test_kill_9_mid_batch_then_resume(slow: OpenAIFake) -> None:
     assert len(recs) == n and sum(bool(r["skipped"]) for r in recs) == made
 
 
+def test_the_same_batch_started_twice_at_once_pays_once(slow: OpenAIFake) -> None:
+    """A CI retry while the first run still goes: the second says at once that the
+    journal is taken (exit 7, nothing sent); the first writes every image once, and the
+    same command afterwards sends nothing."""
+    Path("a.txt").write_text("\n".join(f"shared {i}" for i in range(8)) + "\n")
+    first = spawn("batch", "a.txt", "-o", "o/", "-j", "4", "--json")
+    assert first.stdout is not None
+    first.stdout.readline()  # it runs: an image is written
+    second = spawn("batch", "a.txt", "-o", "o/", "-j", "4", "--json")
+    out2, err2 = second.communicate(timeout=60)
+    out1, err1 = first.communicate(timeout=60)
+    assert first.returncode == 0, err1
+    assert second.returncode == 7 and out2 == "", err2
+    assert "Another imagegen batch is running on the journal" in err2
+    assert "Traceback" not in err2
+    assert len(slow.server.calls("/images/generations")) == 8
+    assert len(images("o")) == 8
+    again = spawn("batch", "a.txt", "-o", "o/", "--json")
+    out3, _ = again.communicate(timeout=60)
+    assert again.returncode == 0
+    assert all(json.loads(line)["skipped"] for line in out3.splitlines())
+    assert len(slow.server.calls("/images/generations")) == 8
+
+
 def test_two_batches_into_one_folder_overwrite_nothing(slow: OpenAIFake) -> None:
+    """Two different batches into one folder, each with its own journal: neither
+    overwrites the other."""
     Path("a.txt").write_text("\n".join(f"shared {i}" for i in range(8)) + "\n")
     Path("b.txt").write_text("\n".join(f"shared {i}" for i in range(8)) + "\nonly b\n")
-    procs = [spawn("batch", name, "-o", "o/", "-j", "4", "--json") for name in
-             ("a.txt", "b.txt")]
+    procs = [spawn("batch", name, "-o", "o/", "-j", "4", "--json", "--state", f"{name}.journal")
+             for name in ("a.txt", "b.txt")]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     recs = [json.loads(line) for out, _ in outs for line in out.splitlines()]

@@ -8,8 +8,11 @@ not intact. An entry is intact when its file exists with the recorded size
 and either the recorded mtime or the recorded sha256 (hashing only when the
 mtime changed keeps a re-run of a big batch fast).
 
-Appends are single `write` calls on an O_APPEND descriptor: two batches can
-share one journal.
+Appends are single `write` calls on an O_APPEND descriptor. One run writes a
+journal at a time: a second run on it (a CI retry while the first still runs)
+would pay for every job again, so it is refused before it sends anything
+(`open`); the lock is the kernel's, released when its process ends, so a
+killed run's lock never lingers.
 """
 
 from __future__ import annotations
@@ -75,15 +78,28 @@ class Journal:
         return claim
 
     def open(self) -> None:
-        """Open the journal for appending now: one that cannot be written fails the
-        batch (exit 7) before anything is paid for, not after the first image."""
+        """Open the journal for appending now, and take it for this run: one that cannot
+        be written, or that another run holds, fails the batch (exit 7) before anything
+        is paid for, not after the first image."""
+        import fcntl
+
         with self.lock:
             try:
-                self._open()
+                fd = self._open()
             except OSError as exc:
                 raise OutputError(f"Cannot write journal {self.path}: "
                                   f"{exc.strerror or exc} (pass --state FILE to keep it "
                                   "elsewhere)") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.close()
+                raise OutputError(
+                    f"Another imagegen batch is running on the journal {self.path}: nothing "
+                    "was sent; wait for it to finish (then run this again: finished jobs "
+                    "are skipped), or give this run its own --state FILE") from None
+            except OSError:
+                pass  # a filesystem without locks (some network mounts): as before
 
     def _open(self) -> int:
         if self.fd is None:
