@@ -25,8 +25,10 @@ from imagegen_cli.engine.events import ImageWritten, image_record
 from imagegen_cli.engine.jobs import Job
 from imagegen_cli.engine.save import Claim, SavedImage
 from imagegen_cli.errors import OutputError
+from imagegen_cli.files.atomic import open_nofollow
 
 DEFAULT_NAME = ".imagegen-batch.jsonl"
+_FIX = "remove it, or pass --state FILE to keep the journal elsewhere"
 
 
 def static_dir(template: str) -> Path:
@@ -48,7 +50,8 @@ class Journal:
 
     def _load(self) -> None:
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as fh:
+            fd = open_nofollow(self.path, os.O_RDONLY, 0, "journal", _FIX)
+            with open(fd, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     try:
                         rec = json.loads(line)
@@ -94,8 +97,9 @@ class Journal:
     def _open(self) -> int:
         if self.fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if _ends_mid_line(self.path):
+            self.fd = open_nofollow(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                                    0o644, "journal", _FIX)
+            if _ends_mid_line(self.fd):
                 os.write(self.fd, b"\n")  # after a kill mid-append
         return self.fd
 
@@ -116,14 +120,10 @@ class Journal:
             self.fd = None
 
 
-def _ends_mid_line(path: Path) -> bool:
+def _ends_mid_line(fd: int) -> bool:
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() == 0:
-                return False
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
     except OSError:
         return False
 

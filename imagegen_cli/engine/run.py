@@ -36,7 +36,7 @@ from imagegen_cli.engine.options import Context, ImageOptions
 from imagegen_cli.engine.records import Record
 from imagegen_cli.engine.scheduler import Scheduler
 from imagegen_cli.errors import ConfigError, Interrupted, OutputError, UsageError
-from imagegen_cli.files.atomic import clean_stale_parts, write_atomic
+from imagegen_cli.files.atomic import clean_stale_parts, refuse_symlink, write_atomic
 from imagegen_cli.files.naming import OutputPlan
 from imagegen_cli.pricing.costs import check_cap
 from imagegen_cli.secrets import register_secret
@@ -242,9 +242,13 @@ def _check(plan: Plan, frontend: Frontend) -> None:
         _check_summary(plan.batch.summary)
 
 
+_SUMMARY_FIX = "remove it, or pass another FILE"
+
+
 def _check_summary(path: Path) -> None:
     """OutputError (exit 7) now, not after the batch ran, for a --summary FILE that
     cannot be written (its folder is made here, as the writing would)."""
+    refuse_symlink(path, "--summary", _SUMMARY_FIX)
     try:
         if path.is_dir():
             raise IsADirectoryError(21, "it is a folder")
@@ -302,6 +306,7 @@ def _interrupted(exc: Interrupted, plan: Plan, tally: Tally) -> None:
 
 def _write_summary(batch: Batch, tally: Tally, interrupted: bool = False) -> None:
     assert batch.summary is not None
+    refuse_symlink(batch.summary, "--summary", _SUMMARY_FIX)  # made since the check
     data = tally.summary(str(batch.shard) if batch.shard else None, batch.invalid,
                          interrupted)
     write_atomic(batch.summary,

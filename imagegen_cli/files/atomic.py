@@ -10,6 +10,7 @@ umask, read once at import without setting it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -17,6 +18,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imagegen_cli.errors import OutputError
+
+
+def refuse_symlink(path: Path, what: str, fix: str) -> None:
+    """OutputError (exit 7) when PATH is a symlink: a file this tool keeps (journal,
+    lock, summary) is never written through one, which could point anywhere the user
+    can write (a shared volume)."""
+    if os.path.islink(path):
+        try:
+            target = f" (to {os.readlink(path)})"
+        except OSError:
+            target = ""
+        raise OutputError(f"Refusing to use {what} {path}: it is a symlink{target}, and "
+                          f"imagegen never follows a symlink it did not create; {fix}")
+
+
+def open_nofollow(path: Path, flags: int, mode: int, what: str, fix: str) -> int:
+    """os.open(PATH) without following a symlink at PATH (O_NOFOLLOW): a symlink there
+    is OutputError (exit 7) naming WHAT and FIX; other OSErrors are the caller's."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            refuse_symlink(path, what, fix)
+        raise
 
 
 def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
