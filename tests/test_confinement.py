@@ -45,3 +45,53 @@ def test_summary_symlink_is_refused(fake: OpenAIFake, tmp_path: Path) -> None:
     assert "s.json" in line and "symlink" in line
     assert victim.read_text() == "precious\n" and os.path.islink("s.json")
     assert fake.server.requests == []
+
+
+# ---------------------------------------------------------------- 12: cleanup stays home
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_foreign_journal_cannot_steer_cleanup_elsewhere(fake: OpenAIFake,
+                                                          tmp_path: Path) -> None:
+    import json
+
+    from imagegen_cli.files import atomic
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    name = f".x.png.{_dead_pid()}@{atomic._HOST}.abcdefgh.part"
+    theirs = elsewhere / name
+    theirs.write_bytes(b"someone else's download")
+    Path("out").mkdir()
+    ours = Path("out") / name
+    ours.write_bytes(b"half")
+    journal = Path("journal.jsonl")
+    journal.write_text(json.dumps({"key": "k", "index": 1, "path": str(elsewhere / "x.png"),
+                                   "bytes": 1}) + "\n")
+    Path("p.txt").write_text("a fox\n")
+    r = run_cli(["batch", "p.txt", "-o", "out/", "--state", str(journal)])
+    assert r.code == 0, r.err
+    assert theirs.read_bytes() == b"someone else's download"
+    assert not ours.exists()  # the -o folder's own leftovers still go
+
+
+def test_cleanup_removes_only_our_regular_temp_files(tmp_path: Path) -> None:
+    from imagegen_cli.files import atomic
+
+    dead = _dead_pid()
+    tmp_path = tmp_path / "folder"
+    tmp_path.mkdir()
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"keep")
+    (tmp_path / f".a.png.{dead}@{atomic._HOST}.abcdefgh.part").symlink_to(target)
+    (tmp_path / f".a.png.{dead}.abcdefgh.part").write_bytes(b"another tool's")
+    (tmp_path / f".b.png.{dead}@{atomic._HOST}.abcdefgh.part").mkdir()
+    assert atomic.clean_stale_parts(tmp_path) == 0
+    assert target.read_bytes() == b"keep" and len(list(tmp_path.iterdir())) == 4

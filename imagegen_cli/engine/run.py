@@ -37,7 +37,7 @@ from imagegen_cli.engine.records import Record
 from imagegen_cli.engine.scheduler import Scheduler
 from imagegen_cli.errors import ConfigError, Interrupted, OutputError, UsageError
 from imagegen_cli.files.atomic import clean_stale_parts, refuse_symlink, write_atomic
-from imagegen_cli.files.naming import OutputPlan
+from imagegen_cli.files.naming import OutputPlan, inside
 from imagegen_cli.pricing.costs import check_cap
 from imagegen_cli.secrets import register_secret
 from imagegen_cli.settings import config as cfgmod
@@ -269,11 +269,14 @@ def _journal(plan: Plan, batch: Batch) -> Journal:
     if plan.jobs:
         journal.open()
     # What a killed run left mid-write: in the output folders, and wherever the journal
-    # says earlier runs wrote (templates with {fields} in folder names).
+    # says earlier runs wrote (templates with {fields} in folder names), but never
+    # outside the -o folder: a journal is data (copied, shared, --state), and its
+    # paths must not steer deletions elsewhere.
     folders = {static_dir(j.plan.template) for j in plan.jobs}
     folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
     for d in folders:
-        clean_stale_parts(d)
+        if inside(d, folder):
+            clean_stale_parts(d)
     return journal
 
 

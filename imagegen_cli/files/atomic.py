@@ -131,8 +131,9 @@ def write_atomic(
         raise
 
 
-# .NAME.PID@HOST.RANDOM.part (older runs: .NAME.PID.RANDOM.part)
-_PART = re.compile(r"^\..+\.(\d+)(?:@([A-Za-z0-9-]*))?\.[A-Za-z0-9_]+\.part$")
+# .NAME.PID@HOST.RANDOM.part: only what write_atomic names (the pid@host mark is
+# ours; a bare .NAME.PID.RANDOM.part may be another tool's download, left alone).
+_PART = re.compile(r"^\..+\.(\d+)@([A-Za-z0-9-]+)\.[A-Za-z0-9_]+\.part$")
 # A temp file of another machine (a shared volume: Kubernetes, Slurm on NFS) is left
 # alone until it is this old: its pid means nothing here, and no write takes an hour.
 FOREIGN_PART_AGE = 3600.0
@@ -152,8 +153,9 @@ _HOST = _host_id()
 
 
 def clean_stale_parts(folder: Path) -> int:
-    """Remove temp files that runs killed mid-write left in FOLDER: this machine's
-    whose pid is gone, another machine's once an hour old; a live run's stay.
+    """Remove temp files that runs killed mid-write left in FOLDER (only files named
+    as write_atomic names them, only in FOLDER itself): this machine's whose pid is
+    gone, another machine's once an hour old; a live run's stay.
     Returns how many were removed."""
     import time
 
@@ -164,10 +166,11 @@ def clean_stale_parts(folder: Path) -> int:
         return 0
     for entry in entries:
         m = _PART.match(entry.name)
-        if not m:
+        # Only regular files: never a symlink (or what it points at), never a folder.
+        if not m or not entry.is_file(follow_symlinks=False):
             continue
         pid, host = int(m.group(1)), m.group(2)
-        if host is not None and host != _HOST:
+        if host != _HOST:
             try:
                 if time.time() - entry.stat().st_mtime < FOREIGN_PART_AGE:
                     continue

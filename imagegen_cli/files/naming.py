@@ -104,6 +104,14 @@ def check_template(template: str) -> None:
             raise UsageError(f"Conversions like '!{conv}' are not allowed in --output")
 
 
+def inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Whether PATH is ROOT or under it, once `..` and symlinks are resolved (in both:
+    a symlinked -o folder holds what is under its target)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
 @dataclass
 class OutputPlan:
     """Where images go: a template, one exact file, or stdout."""
