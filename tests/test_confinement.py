@@ -95,3 +95,37 @@ def test_cleanup_removes_only_our_regular_temp_files(tmp_path: Path) -> None:
     (tmp_path / f".b.png.{dead}@{atomic._HOST}.abcdefgh.part").mkdir()
     assert atomic.clean_stale_parts(tmp_path) == 0
     assert target.read_bytes() == b"keep" and len(list(tmp_path.iterdir())) == 4
+
+
+# ---------------------------------------------------------------- 11: records stay in -o
+
+def test_record_output_outside_o_is_refused(fake: OpenAIFake, tmp_path: Path) -> None:
+    import json
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "fox.png").write_bytes(b"precious")
+    Path("out").mkdir()
+    (Path("out") / "link").symlink_to(elsewhere)
+    for output in (str(elsewhere / "{id}.png"), "../elsewhere/{id}.png",
+                   "out/../../elsewhere/{id}.png", "out/link/{id}.png"):
+        Path("jobs.jsonl").write_text(
+            json.dumps({"id": "ok", "prompt": "an owl", "output": "out/{id}.png"}) + "\n"
+            + json.dumps({"id": "fox", "prompt": "a fox", "output": output,
+                          "overwrite": True}) + "\n")
+        r = run_cli(["batch", "jobs.jsonl", "-o", "out/"])
+        assert r.code == 2, (output, r.err)
+        assert "Traceback" not in r.err
+        line = _error_line(r.err)
+        assert "jobs.jsonl, line 2, field 'output'" in line and "--allow-outside" in line
+        assert (elsewhere / "fox.png").read_bytes() == b"precious"
+        assert fake.server.requests == []
+    # Inside -o (the record's own folder under it) is fine; --allow-outside lets it out.
+    Path("jobs.jsonl").write_text(json.dumps({"id": "fox", "prompt": "a fox",
+                                              "output": "out/sub/{id}.png"}) + "\n")
+    assert run_cli(["batch", "jobs.jsonl", "-o", "out/"]).code == 0
+    Path("jobs.jsonl").write_text(json.dumps({"id": "fox", "prompt": "a fox", "overwrite": True,
+                                              "output": "../elsewhere/{id}.png"}) + "\n")
+    r = run_cli(["batch", "jobs.jsonl", "-o", "out/", "--allow-outside"])
+    assert r.code == 0, r.err
+    assert (elsewhere / "fox.png").read_bytes() != b"precious"

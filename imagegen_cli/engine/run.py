@@ -78,6 +78,7 @@ class Batch:
     force: bool = False  # redo every job, whatever the journal says
     summary: Path | None = None
     shard: Shard | None = None
+    allow_outside: bool = False  # a record's `output` may name a path outside -o
     invalid: list[str] = field(default_factory=list)  # records left out (--skip-invalid)
 
 
@@ -142,11 +143,18 @@ def plan_batch(records: Sequence[Record], ctx: Context, *, source: str,
     width = len(str(records[-1].line)) if records else 1
     jobs: list[Job] = []
     explicit: set[int] = set()
+    root = None if batch.allow_outside else output_folder(batch, ctx)
     for rec in records:
         try:
             job = settle_chain(rec.options, ctx, inpaint=rec.inpaint)
+            if root is not None and not job.plan.stays_in(root):
+                raise UsageError(
+                    f"output {job.plan.template} is outside the -o folder {root} (after "
+                    "resolving .. and symlinks); keep it inside, or pass --allow-outside "
+                    "to let records write anywhere")
         except (UsageError, ConfigError) as exc:
-            where = f", field '{f}'" if (f := rec.field_in(exc.message)) else ""
+            f = "output" if exc.message.startswith("output ") else rec.field_in(exc.message)
+            where = f", field '{f}'" if f else ""
             exc.message = f"{source}, line {rec.line}{where}: {exc.message}"
             if invalid is None or isinstance(exc, ConfigError):
                 raise
@@ -260,11 +268,16 @@ def _check_summary(path: Path) -> None:
                           "another FILE)") from None
 
 
-def _journal(plan: Plan, batch: Batch) -> Journal:
-    ctx = plan.ctx
-    folder = static_dir(OutputPlan.from_option(
+def output_folder(batch: Batch, ctx: Context) -> Path:
+    """The batch's -o folder (else IMAGEGEN_OUTPUT's, the config's, the current one):
+    its journal's home, the one place its records write and its cleanup looks."""
+    return static_dir(OutputPlan.from_option(
         batch.output or ctx.env.get(cfgmod.ENV_OUTPUT) or ctx.cfg.defaults.get("output"),
         default=ctx.default_template).template)
+
+
+def _journal(plan: Plan, batch: Batch) -> Journal:
+    folder = output_folder(batch, plan.ctx)
     journal = Journal(batch.state or folder / DEFAULT_NAME, force=batch.force)
     if plan.jobs:
         journal.open()

@@ -186,6 +186,15 @@ class OutputPlan:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
 
+    def stays_in(self, root: Path) -> bool:
+        """Whether every image of this plan lands under ROOT, once `..` and symlinks are
+        resolved (fields are slugs, so a probe with each one rendered as "x" stands for
+        every name; literal `..` after a field still counts)."""
+        if self.stdout:
+            return True
+        probe = self.template.format(**{f: "x" for f in FIELDS})
+        return inside(probe, root)
+
     def wanted_format(self) -> str | None:
         """A format implied by the file extension of an exact path or template."""
         if self.stdout:
