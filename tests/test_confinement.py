@@ -4,7 +4,10 @@ never follows a symlink it did not create, and config writes are never lost."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import run_cli
 from tests.fakes.openai_fake import OpenAIFake
@@ -129,3 +132,53 @@ def test_record_output_outside_o_is_refused(fake: OpenAIFake, tmp_path: Path) ->
     r = run_cli(["batch", "jobs.jsonl", "-o", "out/", "--allow-outside"])
     assert r.code == 0, r.err
     assert (elsewhere / "fox.png").read_bytes() != b"precious"
+
+
+# ---------------------------------------------------------------- 13: through symlinks
+
+def test_zsh_install_writes_through_a_symlinked_zshrc_and_keeps_its_mode(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    home = Path(os.environ["HOME"])
+    monkeypatch.delenv("ZDOTDIR", raising=False)
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    real = dotfiles / "zshrc"
+    real.write_text("export A=1\n")
+    real.chmod(0o600)
+    (home / ".zshrc").symlink_to(real)
+    r = run_cli(["completion", "--install", "zsh"])
+    assert r.code == 0, r.err
+    assert (home / ".zshrc").is_symlink()
+    assert real.read_text().startswith("export A=1\n") and ".zfunc" in real.read_text()
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    assert [p.name for p in dotfiles.iterdir()] == ["zshrc"]  # no temp file left
+
+
+def test_zsh_install_refuses_a_non_utf8_zshrc_writing_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    home = Path(os.environ["HOME"])
+    monkeypatch.delenv("ZDOTDIR", raising=False)
+    rc = home / ".zshrc"
+    rc.write_bytes(b"export A='caf\xe9'\n")
+    r = run_cli(["completion", "--install", "zsh"])
+    assert r.code == 7, r.err
+    assert "Traceback" not in r.err
+    line = _error_line(r.err)
+    assert ".zshrc" in line and "UTF-8" in line and "nothing installed" in line
+    assert rc.read_bytes() == b"export A='caf\xe9'\n"
+    assert not (home / ".zfunc").exists()
+
+
+def test_config_set_writes_through_a_symlinked_config(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "imagegen.toml"
+    real.parent.mkdir()
+    real.write_text("[defaults]\nsize = \"1024x1024\"\n")
+    link = tmp_path / "config-link.toml"
+    link.symlink_to(real)
+    monkeypatch.setenv("IMAGEGEN_CONFIG", str(link))
+    r = run_cli(["config", "set", "defaults.count", "2"])
+    assert r.code == 0, r.err
+    assert link.is_symlink()
+    assert "count = 2" in real.read_text() and "1024x1024" in real.read_text()
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -129,6 +130,28 @@ def write_atomic(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def rewrite(path: Path, data: bytes, *, mode: int | None = None) -> Path:
+    """Replace the contents of a file the user keeps (a shell rc file, the config),
+    atomically and through a symlink: the link is resolved and the temp file written
+    beside its target, so the link stays a link; the target keeps its mode (MODE, when
+    given, is what a new file gets, and an existing one is never looser than it).
+    Returns the file written (the target)."""
+    target = Path(os.path.realpath(path))
+    try:
+        current: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        current = None
+    except OSError as exc:
+        raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
+    if current is None:
+        new = mode
+    elif mode is None:
+        new = current
+    else:
+        new = current & mode  # keep what it had, never wider than asked (0600: keys)
+    return write_atomic(target, data, overwrite=True, mode=new)
 
 
 # .NAME.PID@HOST.RANDOM.part: only what write_atomic names (the pid@host mark is

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError, OutputError, UsageError
-from imagegen_cli.files.atomic import write_atomic
+from imagegen_cli.files.atomic import rewrite
 from imagegen_cli.registry import dialect_names
 from imagegen_cli.secrets import redact
 from imagegen_cli.settings import config, schema
@@ -224,14 +224,15 @@ def save(doc: Any, path: Path, env: Mapping[str, str], changed: str | None = Non
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file that may hold keys: mode 0600, in a folder made 0700 when we
-    create it (a folder the user chose keeps its mode)."""
+    """Write a file that may hold keys: mode 0600 (or stricter, as it was), in a folder
+    made 0700 when we create it (a folder the user chose keeps its mode); a symlinked
+    file is written through to its target (the link stays)."""
 
     try:
         if not path.parent.exists():
             path.parent.mkdir(parents=True, mode=0o700)
             path.parent.chmod(0o700)
-        write_atomic(path, text.encode("utf-8"), overwrite=True, mode=0o600)
+        rewrite(path, text.encode("utf-8"), mode=0o600)
     except OSError as exc:
         raise ConfigError(f"Cannot create the folder {path.parent}: "
                           f"{exc.strerror or exc}") from None
