@@ -182,3 +182,31 @@ def test_config_set_writes_through_a_symlinked_config(monkeypatch: pytest.Monkey
     assert link.is_symlink()
     assert "count = 2" in real.read_text() and "1024x1024" in real.read_text()
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------- 14: no write lost
+
+def test_ten_concurrent_config_writers_lose_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    import subprocess
+    import tomllib
+
+    from tests.faults import imagegen
+
+    cfg = tmp_path / "cfg" / "config.toml"
+    monkeypatch.setenv("IMAGEGEN_CONFIG", str(cfg))
+    adds = [["providers", "add", f"gw{i}", "--type", "openai",
+             "--base-url", f"https://gw{i}.example.com/v1"] for i in range(6)]
+    sets = [["config", "set", "defaults.timeout", "30"],
+            ["config", "set", "defaults.retries", "1"],
+            ["config", "set", "defaults.format", "webp"],
+            ["config", "set", "defaults.count", "2"]]
+    procs = [imagegen(a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for a in adds + sets]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    data = tomllib.loads(cfg.read_text())
+    assert sorted(data["providers"]) == [f"gw{i}" for i in range(6)]
+    assert data["defaults"] == {"timeout": 30, "retries": 1, "format": "webp", "count": 2}
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600

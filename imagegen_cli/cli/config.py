@@ -126,15 +126,16 @@ def set_cmd(
     parsed = configfile.parse_value(value, expected, key)
     configfile.check_value(parts, parsed, os.environ)
     path = Path(_path())
-    doc = configfile.read_document(path)
-    if parts[0] == "providers" and parts[2] != "type":
-        _require_known_provider(doc, parts[1])
-    if path.exists():  # a file already bad stays a config error (exit 3), named as such
-        import tomlkit
+    with configfile.locked(path):  # read-modify-write: a concurrent one waits its turn
+        doc = configfile.read_document(path)
+        if parts[0] == "providers" and parts[2] != "type":
+            _require_known_provider(doc, parts[1])
+        if path.exists():  # a file already bad stays a config error (exit 3), named so
+            import tomlkit
 
-        configfile.validate_text(tomlkit.dumps(doc), path, os.environ)
-    configfile.set_value(doc, parts, parsed)
-    configfile.save(doc, path, os.environ, changed=f"{key} = {parsed!r}")
+            configfile.validate_text(tomlkit.dumps(doc), path, os.environ)
+        configfile.set_value(doc, parts, parsed)
+        configfile.save(doc, path, os.environ, changed=f"{key} = {parsed!r}")
     note(f"{key} set in {path}" if parts[-1] not in configfile.SECRET_KEYS
          else f"{key} stored in {path} (mode 600)")
 
@@ -175,12 +176,13 @@ def unset(key: Annotated[str, typer.Argument(help="Dotted key.",
     parts = configfile.split_key(key)
     configfile.schema_type(parts)
     path = Path(_path())
-    doc = configfile.read_document(path)
-    if not configfile.unset_value(doc, parts):
-        # The wanted end state holds already: not an error (scripts may run this twice).
-        note(f"{key} was not set in {path}; nothing to do")
-        return
-    configfile.save(doc, path, os.environ)
+    with configfile.locked(path):
+        doc = configfile.read_document(path)
+        if not configfile.unset_value(doc, parts):
+            # The wanted end state holds already: not an error (scripts may run it twice).
+            note(f"{key} was not set in {path}; nothing to do")
+            return
+        configfile.save(doc, path, os.environ)
     note(f"{key} removed from {path}")
 
 
