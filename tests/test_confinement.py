@@ -210,3 +210,61 @@ def test_ten_concurrent_config_writers_lose_nothing(monkeypatch: pytest.MonkeyPa
     assert sorted(data["providers"]) == [f"gw{i}" for i in range(6)]
     assert data["defaults"] == {"timeout": 30, "retries": 1, "format": "webp", "count": 2}
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------- 15: config edit keeps 0600
+
+_EDITOR_644 = """\
+import os, sys
+path = sys.argv[1]
+text = open(path).read() + '\\n[providers.gw]\\ntype = "openai"\\n' \\
+    'base_url = "https://g.example.com/v1"\\napi_key = "sk-edited-0123456789"\\n'
+os.unlink(path)  # as editors that save a new file do: the umask's 0644
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, text.encode())
+os.close(fd)
+os.chmod(path, 0o644)
+"""
+
+
+def test_config_edit_restores_0600_on_a_key_bearing_file(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    import sys
+
+    cfg = tmp_path / "cfg" / "config.toml"
+    monkeypatch.setenv("IMAGEGEN_CONFIG", str(cfg))
+    editor = tmp_path / "ed.py"
+    editor.write_text(_EDITOR_644)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
+    monkeypatch.delenv("VISUAL", raising=False)
+    r = run_cli(["config", "edit"])
+    assert r.code == 0, r.err
+    assert "api_key" in cfg.read_text()
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    assert "600" in r.err and "is valid" in r.err
+
+
+def test_config_edit_says_loudly_when_0600_cannot_be_restored(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    cfg = tmp_path / "cfg" / "config.toml"
+    monkeypatch.setenv("IMAGEGEN_CONFIG", str(cfg))
+    editor = tmp_path / "ed.py"
+    editor.write_text(_EDITOR_644)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
+    monkeypatch.delenv("VISUAL", raising=False)
+    real_chmod = os.chmod
+
+    def chmod(path: object, mode: int, **kw: object) -> None:
+        if str(path) == str(cfg):
+            raise PermissionError(1, "Operation not permitted")
+        real_chmod(path, mode, **kw)  # type: ignore[arg-type]
+
+    run_cli(["config", "init"])
+    monkeypatch.setattr(os, "chmod", chmod)
+    r = run_cli(["config", "edit"])
+    monkeypatch.undo()
+    assert r.code == 0, r.err
+    assert "warning:" in r.err and "holds a key" in r.err and "chmod 600" in r.err
+    assert "sk-edited" not in r.err

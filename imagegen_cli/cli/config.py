@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -225,8 +226,28 @@ def edit() -> None:
     except click.ClickException as exc:
         raise UsageError(f"Editor '{editor}' failed: {exc.format_message()}") from None
     try:
-        validate_text(path.read_text(encoding="utf-8"), path, os.environ)
+        cfg = validate_text(path.read_text(encoding="utf-8"), path, os.environ)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (the file was saved; run `imagegen config edit` again)")\
             from None
+    if any(p.api_key for p in cfg.providers.values()):
+        _keep_private(path)
     note(f"{path} is valid")
+
+
+def _keep_private(path: Path) -> None:
+    """A file holding a key goes back to 0600 after the editor (many save a new file
+    with the umask's 0644); where that fails, say so loudly, never just "valid"."""
+    import stat
+
+    mode = None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            note(f"{path} holds a key: mode set back to 600 (the editor left it "
+                 f"{mode:o})")
+    except OSError as exc:
+        shown = f"mode {mode:o}" if mode is not None else "of unknown mode"
+        warn(f"{path} holds a key and is {shown}, and could not be made 600 "
+             f"({exc.strerror or exc}): others may read it; run `chmod 600 {path}`")
