@@ -192,7 +192,10 @@ class OutputPlan:
         every name; literal `..` after a field still counts)."""
         if self.stdout:
             return True
-        probe = self.template.format(**{f: "x" for f in FIELDS})
+        try:
+            probe = self.template.format(**{f: "x" for f in FIELDS})
+        except (KeyError, ValueError, IndexError):  # not a template settling accepts
+            return False
         return inside(probe, root)
 
     def wanted_format(self) -> str | None:
