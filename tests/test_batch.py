@@ -277,9 +277,11 @@ def test_stale_temp_files_of_dead_runs_are_removed(fake: OpenAIFake) -> None:
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    from imagegen_cli.files.atomic import _HOST
+
     Path("o/gpt").mkdir(parents=True)
-    stale = Path(f"o/gpt/.1-a-1.png.{dead.pid}.abc123.part")
-    alive = Path(f"o/gpt/.1-a-1.png.{os.getppid()}.xyz789.part")  # another live run's
+    stale = Path(f"o/gpt/.1-a-1.png.{dead.pid}@{_HOST}.abc123.part")
+    alive = Path(f"o/gpt/.1-a-1.png.{os.getppid()}@{_HOST}.xyz789.part")  # a live run's
     stale.write_bytes(b"half")
     alive.write_bytes(b"half")
     Path("p.txt").write_text("a\n")

@@ -44,6 +44,7 @@ BATCH: list[inspect.Parameter] = [
     option_param("rpm", Annotated[float | None, Opt("--rpm", metavar="N", help="Requests per minute per provider (default: [providers.X] rpm, else none).", rich_help_panel=RUN_HELP)]),
     option_param("state", Annotated[str | None, Opt("--state", metavar="FILE", help="Journal of finished images (default: .imagegen-batch.jsonl in the output folder).", rich_help_panel=BATCH_HELP)]),
     option_param("force", Annotated[bool, Opt("--force", help="Redo every job, even those the journal says are finished.", rich_help_panel=BATCH_HELP)], False),
+    option_param("allow_outside", Annotated[bool, Opt("--allow-outside", help="Let a record's `output` name a path outside the -o folder (default: exit 2 naming the record).", rich_help_panel=BATCH_HELP)], False),
     option_param("summary", Annotated[str | None, Opt("--summary", metavar="FILE", help="Write a JSON summary (counts, failures, time, usage) to FILE.", rich_help_panel=BATCH_HELP)]),
     option_param("shard", Annotated[str | None, Opt("--shard", metavar="I/N", help="Run only shard I of N (1-based; default: from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or CI_NODE_INDEX).", rich_help_panel=BATCH_HELP)]),
     option_param("shard_count", Annotated[int | None, Opt("--shard-count", metavar="N", help="N for JOB_COMPLETION_INDEX (or IMAGEGEN_SHARD_COUNT).", rich_help_panel=BATCH_HELP)]),
@@ -101,6 +102,7 @@ def run_batch(opts: dict[str, Any]) -> None:
     ctx = run.session(frontend, os.environ, default_template=BATCH_TEMPLATE)
     batch = run.Batch(output=opts["output"], state=Path(opts["state"]) if opts["state"]
                       else None, force=opts["force"], shard=shard,
+                      allow_outside=opts["allow_outside"],
                       summary=Path(opts["summary"]) if opts["summary"] else None)
     plan = run.plan_batch(recs, ctx, source=name, invalid=invalid, batch=batch,
                           concurrency=concurrency, rpm=opts["rpm"], max_failures=max_failures)

@@ -27,7 +27,7 @@ import typer
 
 from imagegen_cli.cli.console import note, out
 from imagegen_cli.cli.state import COMPLETE_VAR
-from imagegen_cli.errors import ImagegenError, UsageError
+from imagegen_cli.errors import ImagegenError, OutputError, UsageError
 from imagegen_cli.settings import options as option_table
 
 SHELLS = {"bash": "imagegen.bash", "zsh": "_imagegen", "fish": "imagegen.fish",
@@ -250,17 +250,40 @@ ZSHRC_LINES = "fpath+=(${ZDOTDIR:-$HOME}/.zfunc)\nautoload -Uz compinit && compi
 
 def install(shell: str, env: Any) -> list[Path]:
     """Write SHELL's script where that shell looks; return the files written."""
-    from imagegen_cli.files.atomic import write_atomic
+    from imagegen_cli.files.atomic import rewrite
 
     path = install_path(shell, env)
-    written = [write_atomic(path, shipped(shell).encode(), overwrite=True)]
+    rc_text: bytes | None = None  # what .zshrc gets, read and checked before any write
+    rc = Path(env.get("ZDOTDIR") or env.get("HOME") or Path.home()) / ".zshrc"
     if shell == "zsh":
-        rc = Path(env.get("ZDOTDIR") or env.get("HOME") or Path.home()) / ".zshrc"
-        text = rc.read_text(encoding="utf-8") if rc.exists() else ""
-        if ".zfunc" not in text:
-            block = "\n# imagegen completion\n" + ZSHRC_LINES
-            written.append(write_atomic(rc, (text + block).encode(), overwrite=True))
-    return written
+        old = _read_rc(rc)
+        if b".zfunc" not in old:
+            rc_text = old + ("\n# imagegen completion\n" + ZSHRC_LINES).encode()
+    # Through symlinks (dotfiles managers link these), modes kept, atomically.
+    rewrite(path, shipped(shell).encode())
+    if rc_text is None:
+        return [path]
+    rewrite(rc, rc_text)
+    return [path, rc]
+
+
+def _read_rc(rc: Path) -> bytes:
+    """RC's bytes (none when it does not exist yet); OutputError (exit 7), before
+    anything is written, for one that is not UTF-8 or cannot be read."""
+    try:
+        data = rc.read_bytes()
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise OutputError(f"Cannot read {rc}: {exc.strerror or exc}; nothing installed") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OutputError(
+            f"{rc} is not UTF-8 text ({exc.reason} at byte {exc.start}); nothing installed: "
+            "save it as UTF-8, or add `fpath+=(${ZDOTDIR:-$HOME}/.zfunc)` and "
+            "`autoload -Uz compinit && compinit` to it yourself") from None
+    return data
 
 
 def _detect(env: Any) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -126,15 +127,16 @@ def set_cmd(
     parsed = configfile.parse_value(value, expected, key)
     configfile.check_value(parts, parsed, os.environ)
     path = Path(_path())
-    doc = configfile.read_document(path)
-    if parts[0] == "providers" and parts[2] != "type":
-        _require_known_provider(doc, parts[1])
-    if path.exists():  # a file already bad stays a config error (exit 3), named as such
-        import tomlkit
+    with configfile.locked(path):  # read-modify-write: a concurrent one waits its turn
+        doc = configfile.read_document(path)
+        if parts[0] == "providers" and parts[2] != "type":
+            _require_known_provider(doc, parts[1])
+        if path.exists():  # a file already bad stays a config error (exit 3), named so
+            import tomlkit
 
-        configfile.validate_text(tomlkit.dumps(doc), path, os.environ)
-    configfile.set_value(doc, parts, parsed)
-    configfile.save(doc, path, os.environ, changed=f"{key} = {parsed!r}")
+            configfile.validate_text(tomlkit.dumps(doc), path, os.environ)
+        configfile.set_value(doc, parts, parsed)
+        configfile.save(doc, path, os.environ, changed=f"{key} = {parsed!r}")
     note(f"{key} set in {path}" if parts[-1] not in configfile.SECRET_KEYS
          else f"{key} stored in {path} (mode 600)")
 
@@ -175,12 +177,13 @@ def unset(key: Annotated[str, typer.Argument(help="Dotted key.",
     parts = configfile.split_key(key)
     configfile.schema_type(parts)
     path = Path(_path())
-    doc = configfile.read_document(path)
-    if not configfile.unset_value(doc, parts):
-        # The wanted end state holds already: not an error (scripts may run this twice).
-        note(f"{key} was not set in {path}; nothing to do")
-        return
-    configfile.save(doc, path, os.environ)
+    with configfile.locked(path):
+        doc = configfile.read_document(path)
+        if not configfile.unset_value(doc, parts):
+            # The wanted end state holds already: not an error (scripts may run it twice).
+            note(f"{key} was not set in {path}; nothing to do")
+            return
+        configfile.save(doc, path, os.environ)
     note(f"{key} removed from {path}")
 
 
@@ -223,8 +226,28 @@ def edit() -> None:
     except click.ClickException as exc:
         raise UsageError(f"Editor '{editor}' failed: {exc.format_message()}") from None
     try:
-        validate_text(path.read_text(encoding="utf-8"), path, os.environ)
+        cfg = validate_text(path.read_text(encoding="utf-8"), path, os.environ)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (the file was saved; run `imagegen config edit` again)")\
             from None
+    if any(p.api_key for p in cfg.providers.values()):
+        _keep_private(path)
     note(f"{path} is valid")
+
+
+def _keep_private(path: Path) -> None:
+    """A file holding a key goes back to 0600 after the editor (many save a new file
+    with the umask's 0644); where that fails, say so loudly, never just "valid"."""
+    import stat
+
+    mode = None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            note(f"{path} holds a key: mode set back to 600 (the editor left it "
+                 f"{mode:o})")
+    except OSError as exc:
+        shown = f"mode {mode:o}" if mode is not None else "of unknown mode"
+        warn(f"{path} holds a key and is {shown}, and could not be made 600 "
+             f"({exc.strerror or exc}): others may read it; run `chmod 600 {path}`")

@@ -49,26 +49,27 @@ def add(
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     path = Path(config_path(os.environ))
-    doc = configfile.read_document(path)
-    if name in (doc.get("providers") or {}) and not force:
-        raise UsageError(f"Provider {name} is already in {path}: pass --force to replace it")
-    from imagegen_cli.settings.config import load
+    with configfile.locked(path):  # read-modify-write, one run at a time
+        doc = configfile.read_document(path)
+        if name in (doc.get("providers") or {}) and not force:
+            raise UsageError(f"Provider {name} is already in {path}: pass --force to replace it")
+        from imagegen_cli.settings.config import load
 
-    existing = load(os.environ, missing_ok=True).providers.get(name)
-    if not force and existing is not None and existing.preset:
-        raise UsageError(f"{name} is a built-in preset: pass --force to override it, or "
-                         "choose another name")
-    table = tomlkit.table()
-    table["type"] = type_
-    table["base_url"] = base_url
-    if api_key_env:
-        table["api_key_env"] = api_key_env
-    if model:
-        table["model"] = model
-    if "providers" not in doc:
-        doc["providers"] = tomlkit.table(is_super_table=True)
-    doc["providers"][name] = table
-    configfile.save(doc, path, os.environ)
+        existing = load(os.environ, missing_ok=True).providers.get(name)
+        if not force and existing is not None and existing.preset:
+            raise UsageError(f"{name} is a built-in preset: pass --force to override it, or "
+                             "choose another name")
+        table = tomlkit.table()
+        table["type"] = type_
+        table["base_url"] = base_url
+        if api_key_env:
+            table["api_key_env"] = api_key_env
+        if model:
+            table["model"] = model
+        if "providers" not in doc:
+            doc["providers"] = tomlkit.table(is_super_table=True)
+        doc["providers"][name] = table
+        configfile.save(doc, path, os.environ)
     if api_key_env and os.environ.get(api_key_env):
         hint = f"; {api_key_env} is set: `imagegen providers check {name}` tries it"
     elif api_key_env:
@@ -86,11 +87,12 @@ def remove(name: NameArg) -> None:
     from imagegen_cli.settings.config import config_path
 
     path = Path(config_path(os.environ))
-    doc = configfile.read_document(path)
-    if name not in (doc.get("providers") or {}):
-        raise UsageError(f"Provider {name} is not in {path}")
-    del doc["providers"][name]
-    configfile.save(doc, path, os.environ)
+    with configfile.locked(path):  # read-modify-write, one run at a time
+        doc = configfile.read_document(path)
+        if name not in (doc.get("providers") or {}):
+            raise UsageError(f"Provider {name} is not in {path}")
+        del doc["providers"][name]
+        configfile.save(doc, path, os.environ)
     cfg = load_config()
     if name in cfg.providers:
         note(f"removed {name}'s table from {path}; the built-in preset remains")

@@ -29,8 +29,10 @@ from imagegen_cli.engine.events import ImageWritten, image_record
 from imagegen_cli.engine.jobs import Job
 from imagegen_cli.engine.save import Claim, SavedImage
 from imagegen_cli.errors import OutputError, output_error
+from imagegen_cli.files.atomic import open_nofollow
 
 DEFAULT_NAME = ".imagegen-batch.jsonl"
+_FIX = "remove it, or pass --state FILE to keep the journal elsewhere"
 
 
 class Journal:
@@ -44,7 +46,8 @@ class Journal:
 
     def _load(self) -> None:
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as fh:
+            fd = open_nofollow(self.path, os.O_RDONLY, 0, "journal", _FIX)
+            with open(fd, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     try:
                         rec = json.loads(line)
@@ -100,13 +103,18 @@ class Journal:
                     "are skipped), or give this run its own --state FILE") from None
             except OSError:
                 pass  # a filesystem without locks (some network mounts): as before
+            try:
+                # Only once the journal is this run's: another's line may be mid-append.
+                if _ends_mid_line(fd):
+                    os.write(fd, b"\n")  # after a kill mid-append
+            except OSError as exc:
+                raise output_error(f"Cannot write journal {self.path}", exc) from None
 
     def _open(self) -> int:
         if self.fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if _ends_mid_line(self.path):
-                os.write(self.fd, b"\n")  # after a kill mid-append
+            self.fd = open_nofollow(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                                    0o644, "journal", _FIX)
         return self.fd
 
     def append(self, rec: dict[str, Any]) -> None:
@@ -117,7 +125,7 @@ class Journal:
                 if os.write(fd, line) != len(line):
                     # A full disk takes part of a line: that is no claim, and the image
                     # it names must not appear (the caller drops it). The next run ends
-                    # the broken line (`_open`) and makes that image again.
+                    # the broken line (`open`) and makes that image again.
                     raise OSError(errno.ENOSPC, "the disk is full (a line written in part)")
                 os.fsync(fd)
             except OSError as exc:
@@ -129,14 +137,10 @@ class Journal:
             self.fd = None
 
 
-def _ends_mid_line(path: Path) -> bool:
+def _ends_mid_line(fd: int) -> bool:
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() == 0:
-                return False
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
     except OSError:
         return False
 

@@ -36,8 +36,8 @@ from imagegen_cli.engine.options import Context, ImageOptions
 from imagegen_cli.engine.records import Record
 from imagegen_cli.engine.scheduler import Scheduler
 from imagegen_cli.errors import ConfigError, Interrupted, OutputError, UsageError
-from imagegen_cli.files.atomic import clean_stale_parts, write_atomic
-from imagegen_cli.files.naming import OutputPlan, static_dir
+from imagegen_cli.files.atomic import clean_stale_parts, refuse_symlink, write_atomic
+from imagegen_cli.files.naming import OutputPlan, inside, static_dir
 from imagegen_cli.pricing.costs import check_cap
 from imagegen_cli.secrets import register_secret
 from imagegen_cli.settings import config as cfgmod
@@ -78,6 +78,7 @@ class Batch:
     force: bool = False  # redo every job, whatever the journal says
     summary: Path | None = None
     shard: Shard | None = None
+    allow_outside: bool = False  # a record's `output` may name a path outside -o
     invalid: list[str] = field(default_factory=list)  # records left out (--skip-invalid)
 
 
@@ -142,11 +143,18 @@ def plan_batch(records: Sequence[Record], ctx: Context, *, source: str,
     width = len(str(records[-1].line)) if records else 1
     jobs: list[Job] = []
     explicit: set[int] = set()
+    root = None if batch.allow_outside else output_folder(batch, ctx)
     for rec in records:
         try:
             job = settle_chain(rec.options, ctx, inpaint=rec.inpaint)
+            if root is not None and not job.plan.stays_in(root):
+                raise UsageError(
+                    f"output {job.plan.template} is outside the -o folder {root} (after "
+                    "resolving .. and symlinks); keep it inside, or pass --allow-outside "
+                    "to let records write anywhere")
         except (UsageError, ConfigError) as exc:
-            where = f", field '{f}'" if (f := rec.field_in(exc.message)) else ""
+            f = "output" if exc.message.startswith("output ") else rec.field_in(exc.message)
+            where = f", field '{f}'" if f else ""
             exc.message = f"{source}, line {rec.line}{where}: {exc.message}"
             if invalid is None or isinstance(exc, ConfigError):
                 raise
@@ -242,9 +250,13 @@ def _check(plan: Plan, frontend: Frontend) -> None:
         _check_summary(plan.batch.summary)
 
 
+_SUMMARY_FIX = "remove it, or pass another FILE"
+
+
 def _check_summary(path: Path) -> None:
     """OutputError (exit 7) now, not after the batch ran, for a --summary FILE that
     cannot be written (its folder is made here, as the writing would)."""
+    refuse_symlink(path, "--summary", _SUMMARY_FIX)
     try:
         if path.is_dir():
             raise IsADirectoryError(21, "it is a folder")
@@ -256,20 +268,28 @@ def _check_summary(path: Path) -> None:
                           "another FILE)") from None
 
 
-def _journal(plan: Plan, batch: Batch) -> Journal:
-    ctx = plan.ctx
-    folder = static_dir(OutputPlan.from_option(
+def output_folder(batch: Batch, ctx: Context) -> Path:
+    """The batch's -o folder (else IMAGEGEN_OUTPUT's, the config's, the current one):
+    its journal's home, the one place its records write and its cleanup looks."""
+    return static_dir(OutputPlan.from_option(
         batch.output or ctx.env.get(cfgmod.ENV_OUTPUT) or ctx.cfg.defaults.get("output"),
         default=ctx.default_template).template)
+
+
+def _journal(plan: Plan, batch: Batch) -> Journal:
+    folder = output_folder(batch, plan.ctx)
     journal = Journal(batch.state or folder / DEFAULT_NAME, force=batch.force)
     if plan.jobs:
         journal.open()
     # What a killed run left mid-write: in the output folders, and wherever the journal
-    # says earlier runs wrote (templates with {fields} in folder names).
+    # says earlier runs wrote (templates with {fields} in folder names), but never
+    # outside the -o folder: a journal is data (copied, shared, --state), and its
+    # paths must not steer deletions elsewhere.
     folders = {static_dir(j.plan.template) for j in plan.jobs}
     folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
     for d in folders:
-        clean_stale_parts(d)
+        if inside(d, folder):
+            clean_stale_parts(d)
     return journal
 
 
@@ -302,6 +322,7 @@ def _interrupted(exc: Interrupted, plan: Plan, tally: Tally) -> None:
 
 def _write_summary(batch: Batch, tally: Tally, interrupted: bool = False) -> None:
     assert batch.summary is not None
+    refuse_symlink(batch.summary, "--summary", _SUMMARY_FIX)  # made since the check
     data = tally.summary(str(batch.shard) if batch.shard else None, batch.invalid,
                          interrupted)
     write_atomic(batch.summary,

@@ -10,13 +10,39 @@ umask, read once at import without setting it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from imagegen_cli.errors import output_error
+from imagegen_cli.errors import OutputError, output_error
+
+
+def refuse_symlink(path: Path, what: str, fix: str) -> None:
+    """OutputError (exit 7) when PATH is a symlink: a file this tool keeps (journal,
+    lock, summary) is never written through one, which could point anywhere the user
+    can write (a shared volume)."""
+    if os.path.islink(path):
+        try:
+            target = f" (to {os.readlink(path)})"
+        except OSError:
+            target = ""
+        raise OutputError(f"Refusing to use {what} {path}: it is a symlink{target}, and "
+                          f"imagegen never follows a symlink it did not create; {fix}")
+
+
+def open_nofollow(path: Path, flags: int, mode: int, what: str, fix: str) -> int:
+    """os.open(PATH) without following a symlink at PATH (O_NOFOLLOW): a symlink there
+    is OutputError (exit 7) naming WHAT and FIX; other OSErrors are the caller's."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            refuse_symlink(path, what, fix)
+        raise
 
 
 def unique_path(path: Path, companions: tuple[str, ...] = ()) -> Path:
@@ -106,8 +132,31 @@ def write_atomic(
         raise
 
 
-# .NAME.PID@HOST.RANDOM.part (older runs: .NAME.PID.RANDOM.part)
-_PART = re.compile(r"^\..+\.(\d+)(?:@([A-Za-z0-9-]*))?\.[A-Za-z0-9_]+\.part$")
+def rewrite(path: Path, data: bytes, *, mode: int | None = None) -> Path:
+    """Replace the contents of a file the user keeps (a shell rc file, the config),
+    atomically and through a symlink: the link is resolved and the temp file written
+    beside its target, so the link stays a link; the target keeps its mode (MODE, when
+    given, is what a new file gets, and an existing one is never looser than it).
+    Returns the file written (the target)."""
+    target = Path(os.path.realpath(path))
+    try:
+        current: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        current = None
+    except OSError as exc:
+        raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
+    if current is None:
+        new = mode
+    elif mode is None:
+        new = current
+    else:
+        new = current & mode  # keep what it had, never wider than asked (0600: keys)
+    return write_atomic(target, data, overwrite=True, mode=new)
+
+
+# .NAME.PID@HOST.RANDOM.part: only what write_atomic names (the pid@host mark is
+# ours; a bare .NAME.PID.RANDOM.part may be another tool's download, left alone).
+_PART = re.compile(r"^\..+\.(\d+)@([A-Za-z0-9-]+)\.[A-Za-z0-9_]+\.part$")
 # A temp file of another machine (a shared volume: Kubernetes, Slurm on NFS) is left
 # alone until it is this old: its pid means nothing here, and no write takes an hour.
 FOREIGN_PART_AGE = 3600.0
@@ -127,8 +176,9 @@ _HOST = _host_id()
 
 
 def clean_stale_parts(folder: Path) -> int:
-    """Remove temp files that runs killed mid-write left in FOLDER: this machine's
-    whose pid is gone, another machine's once an hour old; a live run's stay.
+    """Remove temp files that runs killed mid-write left in FOLDER (only files named
+    as write_atomic names them, only in FOLDER itself): this machine's whose pid is
+    gone, another machine's once an hour old; a live run's stay.
     Returns how many were removed."""
     import time
 
@@ -139,10 +189,11 @@ def clean_stale_parts(folder: Path) -> int:
         return 0
     for entry in entries:
         m = _PART.match(entry.name)
-        if not m:
+        # Only regular files: never a symlink (or what it points at), never a folder.
+        if not m or not entry.is_file(follow_symlinks=False):
             continue
         pid, host = int(m.group(1)), m.group(2)
-        if host is not None and host != _HOST:
+        if host != _HOST:
             try:
                 if time.time() - entry.stat().st_mtime < FOREIGN_PART_AGE:
                     continue

@@ -104,6 +104,14 @@ def check_template(template: str) -> None:
             raise UsageError(f"Conversions like '!{conv}' are not allowed in --output")
 
 
+def inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Whether PATH is ROOT or under it, once `..` and symlinks are resolved (in both:
+    a symlinked -o folder holds what is under its target)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
 @dataclass
 class OutputPlan:
     """Where images go: a template, one exact file, or stdout."""
@@ -177,6 +185,18 @@ class OutputPlan:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+    def stays_in(self, root: Path) -> bool:
+        """Whether every image of this plan lands under ROOT, once `..` and symlinks are
+        resolved (fields are slugs, so a probe with each one rendered as "x" stands for
+        every name; literal `..` after a field still counts)."""
+        if self.stdout:
+            return True
+        try:
+            probe = self.template.format(**{f: "x" for f in FIELDS})
+        except (KeyError, ValueError, IndexError):  # not a template settling accepts
+            return False
+        return inside(probe, root)
 
     def wanted_format(self) -> str | None:
         """A format implied by the file extension of an exact path or template."""

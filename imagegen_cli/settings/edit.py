@@ -3,14 +3,16 @@ user's comments and layout kept (tomlkit), written atomically with mode 0600."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError, OutputError, UsageError
-from imagegen_cli.files.atomic import write_atomic
+from imagegen_cli.files.atomic import open_nofollow, rewrite
 from imagegen_cli.registry import dialect_names
 from imagegen_cli.secrets import redact
 from imagegen_cli.settings import config, schema
@@ -223,15 +225,50 @@ def save(doc: Any, path: Path, env: Mapping[str, str], changed: str | None = Non
     write_private(path, text)
 
 
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the config file PATH across a read-modify-write, so
+    concurrent `config set` / `providers add` runs each see the others' changes (none
+    is lost). The lock is a flock on `.NAME.lock` beside the file (beside a symlink's
+    target: every path to one file shares one lock), never followed if a symlink."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; writes stay atomic, just not serialised
+        yield
+        return
+    target = Path(os.path.realpath(path))
+    lock = target.with_name(f".{target.name}.lock")
+    try:
+        _make_folder(target.parent)
+        fd = open_nofollow(lock, os.O_RDWR | os.O_CREAT, 0o600, "config lock",
+                           "remove it and run the command again")
+    except OSError as exc:
+        raise ConfigError(f"Cannot lock the config file {path} ({lock}): "
+                          f"{exc.strerror or exc}") from None
+    except OutputError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _make_folder(folder: Path) -> None:
+    """FOLDER, made 0700 if missing (a folder the user chose keeps its mode)."""
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+        folder.chmod(0o700)
+
+
 def write_private(path: Path, text: str) -> None:
-    """Write a file that may hold keys: mode 0600, in a folder made 0700 when we
-    create it (a folder the user chose keeps its mode)."""
+    """Write a file that may hold keys: mode 0600 (or stricter, as it was), in a folder
+    made 0700 when we create it (a folder the user chose keeps its mode); a symlinked
+    file is written through to its target (the link stays)."""
 
     try:
-        if not path.parent.exists():
-            path.parent.mkdir(parents=True, mode=0o700)
-            path.parent.chmod(0o700)
-        write_atomic(path, text.encode("utf-8"), overwrite=True, mode=0o600)
+        _make_folder(path.parent)
+        rewrite(path, text.encode("utf-8"), mode=0o600)
     except OSError as exc:
         raise ConfigError(f"Cannot create the folder {path.parent}: "
                           f"{exc.strerror or exc}") from None
