@@ -139,3 +139,37 @@ def test_from_same_seed_same_local_model_same_pixels(tmp_path: Path, via_config:
     with Image.open("c.png") as im:
         assert im.size == (64, 48)
         assert json.loads(im.text["imagegen"])["seed"] == 12  # type: ignore[attr-defined]
+
+
+def test_a_text_chunk_that_inflates_to_a_gigabyte_is_not_inflated(tmp_path: Path) -> None:
+    """A 1 MB PNG whose zTXt chunk inflates to 1 GiB: `info` and `--from` stay within a
+    few MB of memory, say what they skipped, and exit as for a file without it."""
+    import subprocess
+    import sys
+    import zlib
+
+    from imagegen_cli.files.metadata.chunks import png_chunk
+
+    bomb = zlib.compressobj(9)
+    body = b"".join(bomb.compress(bytes(1 << 20)) for _ in range(1024)) + bomb.flush()
+    assert len(body) < 2 << 20  # about 1 MB that inflates to 1 GiB
+    img = Image.new("RGB", (8, 8))
+    path = tmp_path / "bomb.png"
+    img.save(path)
+    data = path.read_bytes()
+    chunk = png_chunk(b"zTXt", b"imagegen\0\0" + body)
+    path.write_bytes(data[:33] + chunk + data[33:])  # after IHDR
+    # VmHWM: this process's own peak (ru_maxrss would carry pytest's over from the fork).
+    code = ("import sys\n"
+            "from imagegen_cli.cli.app import main\n"
+            "rc = main(sys.argv[1:])\n"
+            "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+            "print(rc, peak[0].split()[1])\n")
+    for args in (["info", str(path)], ["generate", "--from", str(path), "--dry-run"]):
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                           text=True, timeout=60)
+        rc, peak_kib = r.stdout.split()[-2:]
+        assert int(peak_kib) < 200 * 1024, (args, peak_kib)  # never the 1 GiB
+        assert "inflates past 1 MiB of text: not read" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert rc == ("0" if args[0] == "info" else "2"), r.stderr

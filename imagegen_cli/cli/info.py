@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from imagegen_cli.cli.console import err, out
+from imagegen_cli.cli.console import err, out, warn
 from imagegen_cli.errors import UsageError
 
 # Shown in this order, with these labels.
@@ -27,6 +27,8 @@ def describe(path: Path) -> dict[str, Any]:
 
     data = images.read_image_file(path)
     got = read_metadata(data)
+    for text in got["notes"]:
+        warn(f"{path}: {text}")
     try:
         width, height = images.dimensions(data)
     except ValueError:

@@ -20,6 +20,10 @@ from imagegen_cli.files.metadata.chunks import TYPE_SIZE, jpeg_segments, png_chu
 from imagegen_cli.files.metadata.infotext import from_infotext
 from imagegen_cli.files.metadata.xmp import parse_xmp
 
+# What PNG text chunks may inflate to, all of them together: ours are a few kB, and a
+# 1 MB file can hold a zTXt chunk that inflates to a gigabyte (a decompression bomb).
+TEXT_CAP = 1 << 20
+
 
 def read(data: bytes) -> dict[str, Any]:
     """What an image carries: {'fields': ours, 'source': where from, 'ai_generated': bool}.
@@ -31,11 +35,18 @@ def read(data: bytes) -> dict[str, Any]:
     texts: dict[str, str] = {}
     xmp: bytes | None = None
     comment: str | None = None
+    notes: list[str] = []
     if fmt == "png":
+        room = TEXT_CAP
         for t, s, e in png_chunks(data):
             body = data[s + 8 : e - 4]
             if t in (b"tEXt", b"iTXt", b"zTXt"):
-                key, value = _png_text_value(t, body)
+                key, value = _png_text_value(t, body, room)
+                if value is None:
+                    notes.append(f"a {t.decode()} chunk ({key or 'no key'}) inflates past "
+                                 f"{TEXT_CAP // 2**20} MiB of text: not read")
+                    continue
+                room -= len(value)
                 if key == "XML:com.adobe.xmp":
                     xmp = value.encode("utf-8")
                 elif key:
@@ -69,25 +80,45 @@ def read(data: bytes) -> dict[str, Any]:
     params = texts.get("parameters") or comment
     if not fields and params:
         fields, source = from_infotext(params), "a1111"
-    return {"format": fmt, "source": source, "fields": fields, "ai_generated": ai}
+    return {"format": fmt, "source": source, "fields": fields, "ai_generated": ai,
+            "notes": notes}
 
 
-def _png_text_value(ctype: bytes, body: bytes) -> tuple[str, str]:
+def _png_text_value(ctype: bytes, body: bytes, room: int) -> tuple[str, str | None]:
+    """(key, text) of a PNG text chunk; ("", "") when damaged; (key, None) when it would
+    inflate past ROOM bytes (it is not inflated further)."""
     key, _, rest = body.partition(b"\0")
+    name = key.decode("latin-1")
     try:
         if ctype == b"tEXt":
-            return key.decode("latin-1"), rest.decode("latin-1")
+            return name, rest.decode("latin-1")
         if ctype == b"zTXt":
-            return key.decode("latin-1"), zlib.decompress(rest[1:]).decode("latin-1")
+            text = _inflate(rest[1:], room)
+            return (name, None) if text is None else (name, text.decode("latin-1"))
         flag, method = rest[0], rest[1]
         _lang, _, rest = rest[2:].partition(b"\0")
         _tkey, _, text = rest.partition(b"\0")
         if flag:
-            text = zlib.decompress(text)
+            inflated = _inflate(text, room)
+            if inflated is None:
+                return name, None
+            text = inflated
         del method
-        return key.decode("latin-1"), text.decode("utf-8")
+        return name, text.decode("utf-8")
     except (zlib.error, UnicodeDecodeError, IndexError):
         return "", ""
+
+
+def _inflate(data: bytes, room: int) -> bytes | None:
+    """DATA inflated, or None when it holds more than ROOM bytes (never inflated past
+    them); zlib.error when it is damaged."""
+    d = zlib.decompressobj()
+    out = d.decompress(data, max(room, 0) + 1)
+    if len(out) > room or d.unconsumed_tail:
+        return None
+    if not d.eof:
+        raise zlib.error("incomplete zlib stream")
+    return out
 
 
 def _exif_user_comment(tiff: bytes) -> str | None:
@@ -140,8 +171,10 @@ def settings_from(path: Any) -> dict[str, Any]:
             data = fh.read()
     except OSError as exc:
         raise UsageError(f"--from {path}: cannot read it ({exc.strerror or exc})") from None
+    notes: list[str] = []
     if sniff(data) is not None:
-        fields = read(data)["fields"]
+        got = read(data)
+        fields, notes = got["fields"], got["notes"]
     else:
         try:
             fields = json.loads(data.decode("utf-8"))
@@ -151,8 +184,9 @@ def settings_from(path: Any) -> dict[str, Any]:
             raise UsageError(f"--from {path} is neither an image (PNG, JPEG, WebP) nor a "
                              "sidecar .json written by --sidecar")
     if not fields.get("prompt"):
+        why = f"; {'; '.join(notes)}" if notes else ""
         raise UsageError(f"--from {path} carries no prompt (written with --no-metadata, or "
-                         "by another tool): pass the prompt yourself")
+                         f"by another tool{why}): pass the prompt yourself")
     out = {k: fields[k] for k in FROM_KEYS if fields.get(k) not in (None, "")}
     if fields.get("generator") == "imagegen":
         # Our `size` is what came back; what was asked (if anything) is requested_size.
