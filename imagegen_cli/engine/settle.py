@@ -24,6 +24,7 @@ from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
 from imagegen_cli.files.masks import attach
 from imagegen_cli.files.naming import OutputPlan
 from imagegen_cli.pricing.lookup import lookup
+from imagegen_cli.providers.base import check_params
 from imagegen_cli.registry import create
 from imagegen_cli.settings import config as cfgmod
 from imagegen_cli.settings import options, precedence
@@ -48,6 +49,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
     [defaults] value the provider cannot honour is dropped with a note."""
 
     cfg, env = ctx.cfg, ctx.env
+    check_params(opts.params)
     provider, pcfg = ctx.provider(opts.provider)
     name = provider.name
 

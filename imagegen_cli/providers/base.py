@@ -259,8 +259,31 @@ def opt(*flags: str) -> frozenset[str]:
     return frozenset(flags)
 
 
+# Raw fields that change what is billed (how many images, how big, how good, which
+# model, extra partial frames): sent raw they would bypass the count, the estimate,
+# --max-cost and the writer (8 billed, 1 written). Refused, naming the typed option.
+BILLED_PARAMS: Mapping[str, str] = {
+    "n": "-n", "size": "--size", "quality": "--quality", "model": "-m",
+    "partial_images": "--partial-images",
+}
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Refuse (exit 2) a raw field that changes what is billed: its flag must say it."""
+    for key, flag in BILLED_PARAMS.items():
+        if key in params:
+            value = params[key]
+            shown = value if isinstance(value, str) else repr(value)
+            raise UsageError(
+                f"--param {key}={shown} changes what is billed and is not sent raw: pass "
+                f"{flag} {shown} instead (in a batch record or --from file: the \"{key}\" "
+                "field, not params)")
+
+
 def param_merge(body: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """--param KEY=VALUE fields win over what the flags built."""
+    """--param KEY=VALUE fields win over what the flags built (never a billed field:
+    `check_params`)."""
+    check_params(params)
     out = dict(body)
     out.update(params)
     return out
