@@ -10,6 +10,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -276,12 +277,16 @@ class OpenAIProvider(api.Provider):
                 yield api.GeneratedImage(index=done, data=image, partial=k,
                                          resolved=resolved_fields(frame)), info
             elif kind.endswith(".completed"):
-                if isinstance(frame.get("usage"), dict):
-                    # One completed event per image: n>1 sums, never overwrites.
-                    info.usage = add_usage(info.usage, frame["usage"])
+                # One completed event per image, with that image's usage: each image
+                # gets a CallInfo of its own, so its cost is its own usage, not the
+                # running total of the stream (which overstated n=3 by 2x).
+                mine = dataclasses.replace(
+                    info, extra=dict(info.extra), images=1,
+                    usage=add_usage(None, frame["usage"])
+                    if isinstance(frame.get("usage"), dict) else None)
                 image = decode_b64(frame.get("b64_json"), self.name)
                 yield api.GeneratedImage(index=done, data=image,
-                                         resolved=resolved_fields(frame)), info
+                                         resolved=resolved_fields(frame)), mine
                 done += 1
 
     def check(self, key: str | None, transport: api.Transport) -> str:
