@@ -116,6 +116,9 @@ class Capabilities:
     image_urls: bool = False  # takes -i https://... as references (no download first)
     stream: bool = False
     async_jobs: bool = False
+    # flags taken on generations but not on edits (OpenAI's edit endpoint has no
+    # `moderation`): refused on an edit, a config default dropped with a note
+    generate_only: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
 
 
@@ -208,6 +211,11 @@ class Provider:
                     f"{req.named(flag, value)} is out of range for {where}: "
                     f"{bounds[0]:g}..{bounds[1]:g}"
                 )
+        for flag, value in req.options_set().items():
+            if req.images and flag in caps.generate_only:
+                raise UsageError(f"{req.named(flag, value)} applies to generations only: "
+                                 f"{where} takes no {flag} on an edit (the edit endpoint "
+                                 f"has no such field): drop {flag}")
         if req.stream and not caps.stream:
             raise UsageError(f"--stream is not supported by {where}: drop --stream "
                              "(and --partial-images)")
