@@ -504,3 +504,16 @@ def test_billed_param_in_batch_record_refused(fake: OpenAIFake, tmp_path: Path) 
     assert r.code == 2, r.err
     assert "--param n=8 changes what is billed" in r.err and '"n" field' in r.err
     assert not fake.server.requests
+
+
+def test_user_accepted_by_every_model(fake: OpenAIFake) -> None:
+    # Issue 19 W2: `user` is in the spec for every model; dall-e-2/3 refused it.
+    for i, model in enumerate(("dall-e-2", "dall-e-3", "gpt-image-1")):
+        r = run_cli(["generate", "sky", "-m", model, "--user", "u-7", "-q", "-o", f"u{i}.png"])
+        assert r.code == 0, r.err
+        assert fake.server.calls("/images/generations")[-1].json()["user"] == "u-7"
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save("clear.png")
+    r = run_cli(["inpaint", "x", "-m", "dall-e-2", "-i", "clear.png", "--user", "u-7", "-q",
+                 "-o", "i.png"])
+    assert r.code == 0, r.err
+    assert b'name="user"' in fake.server.calls("/images/edits")[-1].body

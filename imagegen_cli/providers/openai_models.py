@@ -19,13 +19,13 @@ YESCALE_SIZES = (
 )
 
 DALLE2 = Capabilities(
-    options=opt("--quality"),
+    options=opt("--quality", "--user"),
     values={"--quality": ("standard",)},
     sizes=SizeRule(sizes=("256x256", "512x512", "1024x1024")),
     max_n=10, max_count=10, prompt_max=1000, inpaint=True,
 )
 DALLE3 = Capabilities(
-    options=opt("--quality", "--style"),
+    options=opt("--quality", "--style", "--user"),
     values={"--quality": ("standard", "hd"), "--style": ("vivid", "natural")},
     sizes=SizeRule(sizes=("1024x1024", "1792x1024", "1024x1792")),
     max_n=1, max_count=10, prompt_max=4000,
