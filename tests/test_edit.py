@@ -91,23 +91,37 @@ def test_url_references_go_as_json_image_url(openai_today: OpenAIFake) -> None:
 def test_url_downloaded_first_when_its_size_is_needed(
         fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
     # With --mask the first image's size must be checked here: that URL is fetched
-    # first (without the key) and sent as a file.
-    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save("clear.png")
+    # first (without the key), and still sent as its URL in the JSON edit body, the
+    # body --dry-run shows (issue 19 W3: the run sent multipart, dry-run JSON).
     import io
 
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), "green").save(buf, format="PNG")
     fake.files["ref.png"] = buf.getvalue()
-    m = Image.new("L", (32, 32), 255)
-    m.save("m.png")
-    r = run_cli(["edit", "x", "-m", "gpt-image-1", "-i", f"{fake.server.url}/files/ref.png",
-                 "--mask", "m.png", "-q", "-o", "d.png"])
+    Image.new("L", (32, 32), 255).save("m.png")
+    url = f"{fake.server.url}/files/ref.png"
+    args = ["edit", "x", "-m", "gpt-image-1", "-i", url, "--mask", "m.png", "-o", "d.png"]
+    r = run_cli([*args, "--dry-run"])
+    assert r.code == 0, r.err
+    shown = json.loads(r.stdout)["requests"][0]
+    assert fake.server.requests == []
+    r = run_cli([*args, "-q"])
     assert r.code == 0, r.err
     (get,) = fake.server.calls("/files/ref.png")
     assert "authorization" not in get.headers  # the fake also answers 400 if it is
     call = fake.server.calls("/images/edits")[0]
-    _, files = parse_multipart(call.body, call.headers["content-type"])
-    assert files["image"][0][2] == buf.getvalue()
+    assert call.headers["content-type"].startswith("application/json")
+    assert "multipart" not in shown and shown["url"].endswith("/images/edits")
+    body = json.loads(call.body)
+    assert body["images"] == [{"image_url": url}] == shown["body"]["images"]
+    assert body["mask"]["image_url"].startswith("data:image/png;base64,")
+    assert {k: v for k, v in shown["body"].items() if k != "mask"} == \
+        {k: v for k, v in body.items() if k != "mask"}
+    # A mask of another size than the fetched image is still caught before sending.
+    Image.new("L", (16, 16), 255).save("m.png")
+    r = run_cli([*args, "-q", "--overwrite"])
+    assert r.code == 2 and "Traceback" not in r.err
+    assert len(fake.server.calls("/images/edits")) == 1
 
 
 def test_bad_url_and_not_an_image(fake: OpenAIFake) -> None:
