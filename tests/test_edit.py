@@ -238,3 +238,35 @@ def test_input_image_size_limit_checked_before_sending(
     r = run_cli(["edit", "x", "-i", "a.png"])
     assert r.code == 2 and "a.png is 0 MB" in r.err and "under 50 MB" in r.err
     assert openai_today.server.requests == []
+
+
+@pytest.mark.parametrize(("model", "flag", "needle"), [
+    ("gpt-image-2", ["--size", "1344x768"], "takes sizes auto, 1024x1024"),
+    ("gpt-image-2", ["--aspect", "16:9"], "takes sizes auto, 1024x1024"),
+    ("gpt-image-2.5-flare", ["--quality", "xhigh"], "takes quality low, medium, high, auto"),
+    ("gpt-image-2.6-flare", ["--complexity", "high"], "has no complexity"),
+])
+def test_url_edit_refuses_what_the_json_body_cannot_carry(
+        openai_today: OpenAIFake, model: str, flag: list[str], needle: str) -> None:
+    # Issue 19 W4: the JSON edit body's enums are narrower than multipart's.
+    url = "https://images.example.com/shelf.png"
+    r = run_cli(["edit", "x", "-m", model, "-i", url, *flag, "-o", "u.png"])
+    assert r.code == 2, r.err
+    assert needle in r.err and "-i FILE goes as multipart" in r.err
+    assert "Traceback" not in r.err and openai_today.server.requests == []
+    make("a.png", (64, 64))  # a file goes multipart, which takes it
+    r = run_cli(["edit", "x", "-m", model, "-i", "a.png", *flag, "-q", "-o", "f.png"])
+    assert r.code == 0, r.err
+
+
+def test_fake_refuses_json_edit_values_the_spec_forbids(openai_today: OpenAIFake) -> None:
+    import httpx
+
+    from tests.conftest import KEY
+
+    for extra in ({"size": "1344x768"}, {"quality": "xhigh"}, {"complexity": "high"}):
+        body = {"model": "gpt-image-2.6-flare", "prompt": "x",
+                "images": [{"image_url": "https://images.example.com/a.png"}], **extra}
+        resp = httpx.post(f"{openai_today.url}/images/edits", json=body,
+                          headers={"authorization": f"Bearer {KEY}"})
+        assert resp.status_code == 400, (extra, resp.text)

@@ -154,8 +154,11 @@ class OpenAIProvider(api.Provider):
                                      f"{where} takes input images under 50 MB: shrink it")
         if inpaint and fam == "dall-e-2":
             req = dalle2_edit_inputs(req)
-        if any(im.url for im in req.images) and not self.capabilities(req.model).image_urls:
-            raise api.UsageError(f"{where} cannot take image URLs: download the image first")
+        if any(im.url for im in req.images):
+            if not self.capabilities(req.model).image_urls:
+                raise api.UsageError(f"{where} cannot take image URLs: download the image "
+                                     "first")
+            json_edit_fits(req)
         return req
 
     def prepare(self, req: api.ImageRequest, key: str | None) -> list[api.HttpCall]:
@@ -320,3 +323,27 @@ class OpenAIProvider(api.Provider):
         ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")]
         image = [i for i in ids if family(i) != "other" or "image" in i or "flux" in i]
         return sorted(image or ids)
+
+
+# The JSON edit body (the spec's EditImageBodyJsonParam, what an edit with -i URL
+# sends) has narrower enums than multipart: no free sizes, no xhigh/max, no complexity.
+JSON_EDIT_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
+JSON_EDIT_QUALITY = ("low", "medium", "high", "auto")
+
+
+def json_edit_fits(req: api.ImageRequest) -> None:
+    """Refuse (exit 2) what the JSON edit body cannot carry, naming both ways out."""
+    way_out = ("or download the image and pass it as a file (-i FILE goes as multipart, "
+               "which takes it)")
+    if req.size is not None and req.size not in JSON_EDIT_SIZES:
+        raise api.UsageError(f"{req.named('--size', req.size)}: an edit of an image URL goes "
+                             "as OpenAI's JSON edit body, which takes sizes "
+                             f"{', '.join(JSON_EDIT_SIZES)}: pick one of those, {way_out}")
+    if req.quality is not None and req.quality not in JSON_EDIT_QUALITY:
+        raise api.UsageError(f"{req.named('--quality', req.quality)}: an edit of an image "
+                             "URL goes as OpenAI's JSON edit body, which takes quality "
+                             f"{', '.join(JSON_EDIT_QUALITY)}: pick one of those, {way_out}")
+    if req.complexity is not None:
+        raise api.UsageError(f"{req.named('--complexity', req.complexity)}: an edit of an "
+                             "image URL goes as OpenAI's JSON edit body, which has no "
+                             f"complexity: drop --complexity, {way_out}")
