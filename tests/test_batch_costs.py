@@ -99,3 +99,22 @@ def test_batch_dry_run_shows_each_estimate_and_the_total(fake: OpenAIFake) -> No
     assert [x["estimated_cost"]["total_usd"]["max"] for x in recs] == [0.167] * 3
     assert "estimated cost of 3 jobs: $0.501" in r.err
     assert fake.server.requests == []
+
+
+def test_batch_cap_waits_for_running_jobs_to_settle(fake: OpenAIFake) -> None:
+    # Issue 19 item 9: at the default -j 4, two running jobs reserved the top of their
+    # estimates ($0.25 each: gpt-image-1 high 1024x1536) and the third was failed,
+    # though each really cost under a cent (usage). It waits for them, then runs.
+    def slow(req: object) -> object:
+        resp = fake.handle(req)  # type: ignore[arg-type]
+        resp.delay = 0.3
+        return resp
+
+    fake.server.script.extend([slow, slow, slow])
+    Path("p.txt").write_text("a\nb\nc\n")
+    r = run_cli(["batch", "p.txt", "-o", "o/", "-m", "gpt-image-1", "--quality", "high",
+                 "-s", "1024x1536", "--json", "--max-cost", "0.50"])
+    assert r.code == 0, r.err
+    recs = records(r.stdout)
+    assert len([x for x in recs if "path" in x]) == 3 and not [x for x in recs if "error" in x]
+    assert len(fake.server.calls("/images/generations")) == 3

@@ -376,3 +376,19 @@ def test_default_model_at_an_unquoted_size_says_how_to_set_a_price(fake: OpenAIF
     assert "gpt-image-2.6-flare is unknown" in r.err and "2048x1152" in r.err
     assert '[providers.openai.prices."gpt-image-2.6-flare"] (e.g. per_image = 0.04)' in r.err
     assert "Traceback" not in r.err
+
+
+def test_streamed_cost_per_image_from_its_own_usage(fake: OpenAIFake) -> None:
+    # Issue 19 item 8: each streamed image was charged the stream's running usage
+    # total (2x the cost at n=3). The fake's completed events carry 10 text tokens in
+    # and 90 image tokens out each.
+    r = run_cli(["generate", "x", "-m", "gpt-image-1", "--stream", "-n", "3", "--json",
+                 "--sidecar", "-o", "s/{index}.png"])
+    assert r.code == 0, r.err
+    report = json.loads(r.stdout)
+    one = (10 * 5 + 90 * 40) / 1_000_000  # gpt-image-1: $5 text in, $40 image out per 1M
+    assert [i["cost_usd"] for i in report["images"]] == [pytest.approx(one)] * 3
+    assert report["cost_usd"] == pytest.approx(3 * one) and report["cost_source"] == "usage"
+    assert report["usage"]["total_tokens"] == 300
+    for k in (1, 2, 3):
+        assert json.loads(Path(f"s/{k}.json").read_text())["cost_usd"] == pytest.approx(one)

@@ -57,3 +57,34 @@ def test_input_fidelity_default_is_for_edits_only(openai_today: OpenAIFake) -> N
     call = openai_today.server.calls("/images/edits")[-1]
     fields, _ = parse_multipart(call.body, call.headers["content-type"])
     assert fields["input_fidelity"] == "high"
+
+
+def test_moderation_is_not_sent_on_edits(openai_today: OpenAIFake) -> None:
+    # Issue 19 W1: POST /images/edits has no `moderation` (image_edit_params.py).
+    Image.new("RGB", (32, 32), "red").save("a.png")
+    Image.new("L", (32, 32), 255).save("m.png")
+    for cmd in (["edit", "x", "-i", "a.png"], ["inpaint", "x", "-i", "a.png", "--mask", "m.png"]):
+        r = run_cli([*cmd, "--moderation", "low", "-o", "e.png"])
+        assert r.code == 2, r.err
+        assert "--moderation low applies to generations only" in r.err and "drop" in r.err
+        assert "Traceback" not in r.err
+    assert not openai_today.server.calls("/images/edits")
+    # The strict fake refuses it as the API does (a raw field reaches it).
+    r = run_cli(["edit", "x", "-i", "a.png", "--param", "moderation=low", "-o", "e.png"])
+    assert r.code == 5 and "moderation" in r.err
+    # From [defaults] or [providers.openai.defaults]: dropped on an edit with a note,
+    # still sent on a generation.
+    path = Path(os.environ["IMAGEGEN_CONFIG"])
+    base = path.read_text()
+    for text in ('[defaults]\nmoderation = "low"\n' + base,
+                 base + '[providers.openai.defaults]\nmoderation = "low"\n'):
+        path.write_text(text)
+        r = run_cli(["edit", "x", "-i", "a.png", "-o", "e.png", "--overwrite"])
+        assert r.code == 0, r.err
+        assert "moderation" in r.err and "is not used with openai" in r.err
+        call = openai_today.server.calls("/images/edits")[-1]
+        fields, _ = parse_multipart(call.body, call.headers["content-type"])
+        assert "moderation" not in fields
+        r = run_cli(["generate", "x", "-o", "g.png", "--overwrite", "-q"])
+        assert r.code == 0, r.err
+        assert openai_today.server.calls("/images/generations")[-1].json()["moderation"] == "low"

@@ -91,23 +91,37 @@ def test_url_references_go_as_json_image_url(openai_today: OpenAIFake) -> None:
 def test_url_downloaded_first_when_its_size_is_needed(
         fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
     # With --mask the first image's size must be checked here: that URL is fetched
-    # first (without the key) and sent as a file.
-    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save("clear.png")
+    # first (without the key), and still sent as its URL in the JSON edit body, the
+    # body --dry-run shows (issue 19 W3: the run sent multipart, dry-run JSON).
     import io
 
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), "green").save(buf, format="PNG")
     fake.files["ref.png"] = buf.getvalue()
-    m = Image.new("L", (32, 32), 255)
-    m.save("m.png")
-    r = run_cli(["edit", "x", "-m", "gpt-image-1", "-i", f"{fake.server.url}/files/ref.png",
-                 "--mask", "m.png", "-q", "-o", "d.png"])
+    Image.new("L", (32, 32), 255).save("m.png")
+    url = f"{fake.server.url}/files/ref.png"
+    args = ["edit", "x", "-m", "gpt-image-1", "-i", url, "--mask", "m.png", "-o", "d.png"]
+    r = run_cli([*args, "--dry-run"])
+    assert r.code == 0, r.err
+    shown = json.loads(r.stdout)["requests"][0]
+    assert fake.server.requests == []
+    r = run_cli([*args, "-q"])
     assert r.code == 0, r.err
     (get,) = fake.server.calls("/files/ref.png")
     assert "authorization" not in get.headers  # the fake also answers 400 if it is
     call = fake.server.calls("/images/edits")[0]
-    _, files = parse_multipart(call.body, call.headers["content-type"])
-    assert files["image"][0][2] == buf.getvalue()
+    assert call.headers["content-type"].startswith("application/json")
+    assert "multipart" not in shown and shown["url"].endswith("/images/edits")
+    body = json.loads(call.body)
+    assert body["images"] == [{"image_url": url}] == shown["body"]["images"]
+    assert body["mask"]["image_url"].startswith("data:image/png;base64,")
+    assert {k: v for k, v in shown["body"].items() if k != "mask"} == \
+        {k: v for k, v in body.items() if k != "mask"}
+    # A mask of another size than the fetched image is still caught before sending.
+    Image.new("L", (16, 16), 255).save("m.png")
+    r = run_cli([*args, "-q", "--overwrite"])
+    assert r.code == 2 and "Traceback" not in r.err
+    assert len(fake.server.calls("/images/edits")) == 1
 
 
 def test_bad_url_and_not_an_image(fake: OpenAIFake) -> None:
@@ -224,3 +238,35 @@ def test_input_image_size_limit_checked_before_sending(
     r = run_cli(["edit", "x", "-i", "a.png"])
     assert r.code == 2 and "a.png is 0 MB" in r.err and "under 50 MB" in r.err
     assert openai_today.server.requests == []
+
+
+@pytest.mark.parametrize(("model", "flag", "needle"), [
+    ("gpt-image-2", ["--size", "1344x768"], "takes sizes auto, 1024x1024"),
+    ("gpt-image-2", ["--aspect", "16:9"], "takes sizes auto, 1024x1024"),
+    ("gpt-image-2.5-flare", ["--quality", "xhigh"], "takes quality low, medium, high, auto"),
+    ("gpt-image-2.6-flare", ["--complexity", "high"], "has no complexity"),
+])
+def test_url_edit_refuses_what_the_json_body_cannot_carry(
+        openai_today: OpenAIFake, model: str, flag: list[str], needle: str) -> None:
+    # Issue 19 W4: the JSON edit body's enums are narrower than multipart's.
+    url = "https://images.example.com/shelf.png"
+    r = run_cli(["edit", "x", "-m", model, "-i", url, *flag, "-o", "u.png"])
+    assert r.code == 2, r.err
+    assert needle in r.err and "-i FILE goes as multipart" in r.err
+    assert "Traceback" not in r.err and openai_today.server.requests == []
+    make("a.png", (64, 64))  # a file goes multipart, which takes it
+    r = run_cli(["edit", "x", "-m", model, "-i", "a.png", *flag, "-q", "-o", "f.png"])
+    assert r.code == 0, r.err
+
+
+def test_fake_refuses_json_edit_values_the_spec_forbids(openai_today: OpenAIFake) -> None:
+    import httpx
+
+    from tests.conftest import KEY
+
+    for extra in ({"size": "1344x768"}, {"quality": "xhigh"}, {"complexity": "high"}):
+        body = {"model": "gpt-image-2.6-flare", "prompt": "x",
+                "images": [{"image_url": "https://images.example.com/a.png"}], **extra}
+        resp = httpx.post(f"{openai_today.url}/images/edits", json=body,
+                          headers={"authorization": f"Bearer {KEY}"})
+        assert resp.status_code == 400, (extra, resp.text)

@@ -187,9 +187,9 @@ def test_metadata_and_sidecar(fake: OpenAIFake) -> None:
 
 
 def test_param_reaches_body_as_json(fake: OpenAIFake) -> None:
-    r = run_cli(["generate", "sky", "--param", "user=u1", "--param", "n=2", "--dry-run"])
+    r = run_cli(["generate", "sky", "--param", "user=u1", "--param", "style=x", "--dry-run"])
     body = json.loads(r.stdout)["requests"][0]["body"]
-    assert body["user"] == "u1" and body["n"] == 2
+    assert body["user"] == "u1" and body["style"] == "x"
     r = run_cli(["generate", "sky", "--param", "novalue"])
     assert r.code == 2 and "KEY=VALUE" in r.err
 
@@ -483,3 +483,37 @@ def test_no_progress_when_stderr_is_not_a_terminal(fake: OpenAIFake) -> None:
     assert r.code == 0
     assert r.err == ""
     assert len(r.lines()) == 2
+
+
+@pytest.mark.parametrize(("param", "flag"), [
+    ("n=8", "-n 8"), ("size=1536x1024", "--size 1536x1024"), ("quality=high", "--quality high"),
+    ("model=gpt-image-2", "-m gpt-image-2"), ("partial_images=3", "--partial-images 3"),
+])
+def test_billed_param_refused_naming_the_flag(fake: OpenAIFake, param: str, flag: str) -> None:
+    # Issue 19 item 1: --param n=8 was billed 8, wrote 1 and counted 1 against --max-cost.
+    r = run_cli(["generate", "sky", "--param", param, "-o", "x.png", "--max-cost", "1"])
+    assert r.code == 2, r.err
+    assert "changes what is billed" in r.err and f"pass {flag} instead" in r.err
+    assert "Traceback" not in r.err and not fake.server.requests and not Path("x.png").exists()
+
+
+def test_billed_param_in_batch_record_refused(fake: OpenAIFake, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"prompt": "sky", "params": {"n": 8}}) + "\n")
+    r = run_cli(["batch", str(jobs), "-o", str(tmp_path / "out") + "/"])
+    assert r.code == 2, r.err
+    assert "--param n=8 changes what is billed" in r.err and '"n" field' in r.err
+    assert not fake.server.requests
+
+
+def test_user_accepted_by_every_model(fake: OpenAIFake) -> None:
+    # Issue 19 W2: `user` is in the spec for every model; dall-e-2/3 refused it.
+    for i, model in enumerate(("dall-e-2", "dall-e-3", "gpt-image-1")):
+        r = run_cli(["generate", "sky", "-m", model, "--user", "u-7", "-q", "-o", f"u{i}.png"])
+        assert r.code == 0, r.err
+        assert fake.server.calls("/images/generations")[-1].json()["user"] == "u-7"
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save("clear.png")
+    r = run_cli(["inpaint", "x", "-m", "dall-e-2", "-i", "clear.png", "--user", "u-7", "-q",
+                 "-o", "i.png"])
+    assert r.code == 0, r.err
+    assert b'name="user"' in fake.server.calls("/images/edits")[-1].body

@@ -7,6 +7,7 @@ answer and never with the provider's key.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -43,7 +44,10 @@ def attach_references(
             if not fetch or (takes_urls and not (mask_path is not None and i == 0)):
                 images.append(InputImage(Path(name), b"", 0, 0, url=source))
                 continue
-            images.append(_decoded(Path(name), _download(source, timeout, retries), source))
+            image = _decoded(Path(name), _download(source, timeout, retries), source)
+            # Fetched only to check the mask against its size: where URLs are taken it
+            # still goes as its URL, as --dry-run (which fetches nothing) shows it.
+            images.append(dataclasses.replace(image, url=source) if takes_urls else image)
         else:
             path = Path(os.path.expanduser(source))  # "~nouser" stays as typed
             images.append(_decoded(path, read_image_file(path), str(path)))
@@ -51,7 +55,7 @@ def attach_references(
     if mask_path is not None:
 
         first = images[0]
-        size = None if first.url else (first.width, first.height)
+        size = (first.width, first.height) if first.data else None  # None: not fetched
         mask = load_mask(Path(mask_path), size, first.path, invert)
     elif invert:
         raise UsageError("--invert-mask needs --mask")

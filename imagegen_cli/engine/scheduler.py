@@ -8,9 +8,10 @@ that provider's own limits. Images come back to this thread, which writes them
 one at a time (writer.py; a bounded queue of images: memory stays flat) and
 emits the event stream (events.py) to every sink.
 
-Hooks for what builds on it: `admit(job)` may refuse a job before its first
-call (a cost cap), and `done_before(job)` returns the images a journal holds: all of
-them, the job is skipped and sends nothing; some, only the others are asked for.
+Hooks for what builds on it: `admit(job, wait)` may refuse a job before its first
+call (a cost cap; with `wait`, in a worker, it may first wait for running jobs to
+settle), and `done_before(job)` returns the images a journal holds: all of them,
+the job is skipped and sends nothing; some, only the others are asked for.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Scheduler(JobWriter):
         max_failures: int | None = None,
         reporter_for: Callable[[Job], Reporter] = lambda job: Reporter(),
         sinks: Sequence[Callable[[Event], None]] = (),
-        admit: Callable[[Job], ImagegenError | None] | None = None,
+        admit: Callable[[Job, bool], ImagegenError | None] | None = None,
         done_before: Callable[[Job], list[SavedImage] | None] | None = None,
         claim_for: Callable[[Job], Claim | None] = lambda job: None,
         log: Callable[[str], None] | None = None,
@@ -164,11 +165,16 @@ class Scheduler(JobWriter):
                 self.reporters.append(rep)
         return rep
 
-    def _refused(self, job: Job) -> ImagegenError | None:
+    def _refused(self, job: Job, wait: bool = False) -> ImagegenError | None:
+        """The admit hook's refusal of JOB, or None. WAIT (a pooled worker): the hook
+        may block until running jobs settle, so it is not called under self.lock
+        (running workers take that lock); it keeps its own."""
         if self.admit is None:
             return None
+        if wait:
+            return self.admit(job, True)
         with self.lock:
-            return self.admit(job)
+            return self.admit(job, False)
 
     def _inline(self, call: Call) -> None:
         refusal = self._refused(call.job)
@@ -211,7 +217,7 @@ class Scheduler(JobWriter):
                     inbox.put(("cancel", call, None, None))
                     continue
                 with self.gates[job.provider.name].slot():
-                    refusal = None if self.stopping else self._refused(job)
+                    refusal = None if self.stopping else self._refused(job, wait=True)
                     if self.stopping or refusal is not None:
                         if refusal is not None:
                             inbox.put(("error", call, refusal, None))

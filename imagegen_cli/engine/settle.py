@@ -24,6 +24,7 @@ from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
 from imagegen_cli.files.masks import attach
 from imagegen_cli.files.naming import OutputPlan
 from imagegen_cli.pricing.lookup import lookup
+from imagegen_cli.providers.base import check_params
 from imagegen_cli.registry import create
 from imagegen_cli.settings import config as cfgmod
 from imagegen_cli.settings import options, precedence
@@ -48,6 +49,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
     [defaults] value the provider cannot honour is dropped with a note."""
 
     cfg, env = ctx.cfg, ctx.env
+    check_params(opts.params)
     provider, pcfg = ctx.provider(opts.provider)
     name = provider.name
 
@@ -197,8 +199,13 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         raise UsageError(f"{final_fmt} output: provider {name} (model {req.model}) does not "
                          f"draw {final_fmt} (gpt-image-2.6-flare and -sunburst do, for "
                          "generations): pass -m one of those, or write .png, .jpg or .webp")
+    # A config default for a flag edits do not take (--moderation) is dropped on an
+    # edit with a note, wherever in the config it was set: it is meant for generations.
+    gen_only = (provider.capabilities(req.model).generate_only if req.images
+                else frozenset())
     skippable = {f: p.source for f, p in picked.items()
-                 if p.source is not None and p.source.global_default}
+                 if p.source is not None and (p.source.global_default or (
+                     p.source.kind == "config" and flag_of(f) in gen_only))}
     if aspect.value and aspect.source is not None and aspect.source.global_default \
             and req.size:
         skippable["size"] = aspect.source
@@ -330,8 +337,9 @@ def settle_global_defaults(
         except UsageError as exc:
             reason = exc.message
             notes.append(f"{source.name} = {_show(value)} (in {source.path}) is not used with "
-                         f"{provider.name}: {reason}; set it per provider in "
-                         f"[providers.{provider.name}.defaults] instead")
+                         f"{provider.name}: {reason}" + (
+                             f"; set it per provider in [providers.{provider.name}.defaults] "
+                             "instead" if source.global_default else ""))
             continue
         kept[field] = value
     return req.with_(**{f: (kept[f] if f in kept else _unset(f)) for f in skippable}), notes

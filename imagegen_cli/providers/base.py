@@ -116,6 +116,9 @@ class Capabilities:
     image_urls: bool = False  # takes -i https://... as references (no download first)
     stream: bool = False
     async_jobs: bool = False
+    # flags taken on generations but not on edits (OpenAI's edit endpoint has no
+    # `moderation`): refused on an edit, a config default dropped with a note
+    generate_only: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
 
 
@@ -208,6 +211,11 @@ class Provider:
                     f"{req.named(flag, value)} is out of range for {where}: "
                     f"{bounds[0]:g}..{bounds[1]:g}"
                 )
+        for flag, value in req.options_set().items():
+            if req.images and flag in caps.generate_only:
+                raise UsageError(f"{req.named(flag, value)} applies to generations only: "
+                                 f"{where} takes no {flag} on an edit (the edit endpoint "
+                                 f"has no such field): drop {flag}")
         if req.stream and not caps.stream:
             raise UsageError(f"--stream is not supported by {where}: drop --stream "
                              "(and --partial-images)")
@@ -259,8 +267,31 @@ def opt(*flags: str) -> frozenset[str]:
     return frozenset(flags)
 
 
+# Raw fields that change what is billed (how many images, how big, how good, which
+# model, extra partial frames): sent raw they would bypass the count, the estimate,
+# --max-cost and the writer (8 billed, 1 written). Refused, naming the typed option.
+BILLED_PARAMS: Mapping[str, str] = {
+    "n": "-n", "size": "--size", "quality": "--quality", "model": "-m",
+    "partial_images": "--partial-images",
+}
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Refuse (exit 2) a raw field that changes what is billed: its flag must say it."""
+    for key, flag in BILLED_PARAMS.items():
+        if key in params:
+            value = params[key]
+            shown = value if isinstance(value, str) else repr(value)
+            raise UsageError(
+                f"--param {key}={shown} changes what is billed and is not sent raw: pass "
+                f"{flag} {shown} instead (in a batch record or --from file: the \"{key}\" "
+                "field, not params)")
+
+
 def param_merge(body: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """--param KEY=VALUE fields win over what the flags built."""
+    """--param KEY=VALUE fields win over what the flags built (never a billed field:
+    `check_params`)."""
+    check_params(params)
     out = dict(body)
     out.update(params)
     return out

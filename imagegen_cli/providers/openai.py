@@ -10,6 +10,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -153,8 +154,11 @@ class OpenAIProvider(api.Provider):
                                      f"{where} takes input images under 50 MB: shrink it")
         if inpaint and fam == "dall-e-2":
             req = dalle2_edit_inputs(req)
-        if any(im.url for im in req.images) and not self.capabilities(req.model).image_urls:
-            raise api.UsageError(f"{where} cannot take image URLs: download the image first")
+        if any(im.url for im in req.images):
+            if not self.capabilities(req.model).image_urls:
+                raise api.UsageError(f"{where} cannot take image URLs: download the image "
+                                     "first")
+            json_edit_fits(req)
         return req
 
     def prepare(self, req: api.ImageRequest, key: str | None) -> list[api.HttpCall]:
@@ -276,12 +280,16 @@ class OpenAIProvider(api.Provider):
                 yield api.GeneratedImage(index=done, data=image, partial=k,
                                          resolved=resolved_fields(frame)), info
             elif kind.endswith(".completed"):
-                if isinstance(frame.get("usage"), dict):
-                    # One completed event per image: n>1 sums, never overwrites.
-                    info.usage = add_usage(info.usage, frame["usage"])
+                # One completed event per image, with that image's usage: each image
+                # gets a CallInfo of its own, so its cost is its own usage, not the
+                # running total of the stream (which overstated n=3 by 2x).
+                mine = dataclasses.replace(
+                    info, extra=dict(info.extra), images=1,
+                    usage=add_usage(None, frame["usage"])
+                    if isinstance(frame.get("usage"), dict) else None)
                 image = decode_b64(frame.get("b64_json"), self.name)
                 yield api.GeneratedImage(index=done, data=image,
-                                         resolved=resolved_fields(frame)), info
+                                         resolved=resolved_fields(frame)), mine
                 done += 1
 
     def check(self, key: str | None, transport: api.Transport) -> str:
@@ -315,3 +323,27 @@ class OpenAIProvider(api.Provider):
         ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")]
         image = [i for i in ids if family(i) != "other" or "image" in i or "flux" in i]
         return sorted(image or ids)
+
+
+# The JSON edit body (the spec's EditImageBodyJsonParam, what an edit with -i URL
+# sends) has narrower enums than multipart: no free sizes, no xhigh/max, no complexity.
+JSON_EDIT_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
+JSON_EDIT_QUALITY = ("low", "medium", "high", "auto")
+
+
+def json_edit_fits(req: api.ImageRequest) -> None:
+    """Refuse (exit 2) what the JSON edit body cannot carry, naming both ways out."""
+    way_out = ("or download the image and pass it as a file (-i FILE goes as multipart, "
+               "which takes it)")
+    if req.size is not None and req.size not in JSON_EDIT_SIZES:
+        raise api.UsageError(f"{req.named('--size', req.size)}: an edit of an image URL goes "
+                             "as OpenAI's JSON edit body, which takes sizes "
+                             f"{', '.join(JSON_EDIT_SIZES)}: pick one of those, {way_out}")
+    if req.quality is not None and req.quality not in JSON_EDIT_QUALITY:
+        raise api.UsageError(f"{req.named('--quality', req.quality)}: an edit of an image "
+                             "URL goes as OpenAI's JSON edit body, which takes quality "
+                             f"{', '.join(JSON_EDIT_QUALITY)}: pick one of those, {way_out}")
+    if req.complexity is not None:
+        raise api.UsageError(f"{req.named('--complexity', req.complexity)}: an edit of an "
+                             "image URL goes as OpenAI's JSON edit body, which has no "
+                             f"complexity: drop --complexity, {way_out}")

@@ -19,13 +19,13 @@ YESCALE_SIZES = (
 )
 
 DALLE2 = Capabilities(
-    options=opt("--quality"),
+    options=opt("--quality", "--user"),
     values={"--quality": ("standard",)},
     sizes=SizeRule(sizes=("256x256", "512x512", "1024x1024")),
     max_n=10, max_count=10, prompt_max=1000, inpaint=True,
 )
 DALLE3 = Capabilities(
-    options=opt("--quality", "--style"),
+    options=opt("--quality", "--style", "--user"),
     values={"--quality": ("standard", "hd"), "--style": ("vivid", "natural")},
     sizes=SizeRule(sizes=("1024x1024", "1792x1024", "1024x1792")),
     max_n=1, max_count=10, prompt_max=4000,
@@ -72,7 +72,9 @@ def _gpt_image(
         options=opt(*options), values=values, ranges=_GPT_RANGES, sizes=sizes,
         max_n=10, max_count=10, prompt_max=32000, formats=formats,
         inpaint=True, multi_image=True, edit=True, max_images=MAX_EDIT_IMAGES,
-        image_urls=True, stream=True, notes=notes)
+        image_urls=True, stream=True, notes=notes,
+        # image_edit_params.py has no `moderation` (nor the spec's edit bodies).
+        generate_only=opt("--moderation"))
 
 
 _FIXED_SIZES = SizeRule(sizes=("1024x1024", "1536x1024", "1024x1536"), allow_auto=True)

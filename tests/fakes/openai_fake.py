@@ -31,7 +31,12 @@ EDIT_FIELDS = {"prompt", "model", "n", "size", "quality", "response_format", "ou
                "background", "input_fidelity", "stream", "partial_images", "user",
                "output_compression", "complexity"}
 # The JSON edit body (OpenAPI EditImageBodyJsonParam): images/mask are references.
-JSON_EDIT_FIELDS = (EDIT_FIELDS - {"response_format"}) | {"images", "mask", "moderation"}
+JSON_EDIT_FIELDS = (EDIT_FIELDS - {"response_format", "complexity"}) | {"images", "mask",
+                                                                       "moderation"}
+# EditImageBodyJsonParam's own enums: narrower than multipart's (no free sizes, no
+# xhigh/max).
+JSON_EDIT_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
+JSON_EDIT_QUALITY = ("low", "medium", "high", "auto")
 MAX_IMAGES = 16
 SIZES = {
     "dall-e-2": {"256x256", "512x512", "1024x1024"},
@@ -366,6 +371,12 @@ class OpenAIFake(Dialect):
         bad = self.check(body, JSON_EDIT_FIELDS, model)
         if bad:
             return bad
+        if body.get("size", "auto") not in JSON_EDIT_SIZES:
+            return error(400, f"Invalid value: '{body['size']}'. Supported values are: "
+                         f"{list(JSON_EDIT_SIZES)}", "invalid_value", "size")
+        if body.get("quality", "auto") not in JSON_EDIT_QUALITY:
+            return error(400, f"Invalid value for 'quality': {body['quality']}",
+                         "invalid_value", "quality")
         images = body.get("images")
         if not isinstance(images, list) or not images:
             return error(400, "Missing required parameter: 'images'.", param="images")
