@@ -19,7 +19,7 @@ def prompts(fake: OpenAIFake) -> list[str]:
 
 
 def records(out: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in out.splitlines()]
+    return [json.loads(line) for line in out.split("\n") if line]
 
 
 def test_text_input_default_names_and_paths(fake: OpenAIFake) -> None:
@@ -55,6 +55,27 @@ def test_jsonl_records_override_flags(fake: OpenAIFake) -> None:
     assert sorted((x["id"], x["index"]) for x in got) == [("7", 1), ("7", 2), ("cat", 1),
                                                           ("dog", 1)]
     assert {Path(str(x["path"])).name for x in got} >= {"cat-a-cat-1.png", "7-two-birds-2.png"}
+
+
+def test_prompt_lines_end_at_newline_only(fake: OpenAIFake) -> None:
+    # Issue 19, item 22: str.splitlines() also ends a line at U+2028, U+2029, NEL, form
+    # feed and a lone CR: one prompt became four paid jobs, and a JSONL line holding a
+    # raw U+2028 (legal JSON) was cut into two invalid halves.
+    odd = "a cat\u2028in a hat\x85with\x0ca bow\rand\u2029more"
+    Path("p.txt").write_bytes(f"{odd}\r\nsecond\n".encode())
+    r = run_cli(["batch", "p.txt", "-o", "t/"])
+    assert r.code == 0, r.err
+    assert prompts(fake) == sorted([odd, "second"])
+    Path("r.jsonl").write_bytes((json.dumps({"prompt": odd, "id": "odd"}, ensure_ascii=False)
+                                 + "\r\n" + json.dumps({"prompt": "b", "id": "b"}) + "\n"
+                                 ).encode())
+    r = run_cli(["batch", "r.jsonl", "-o", "j/", "--json"])
+    assert r.code == 0, r.err
+    assert prompts(fake).count(odd) == 2
+    Path("m.ndjson").write_text(r.stdout, encoding="utf-8")  # a raw U+2028 in a record
+    r = run_cli(["batch", "--merge", "m.ndjson"])
+    assert r.code == 0, r.err
+    assert sorted(x["id"] for x in records(r.stdout)) == ["b", "odd"]
 
 
 def test_csv_records_with_quotes_and_empty_cells(fake: OpenAIFake) -> None:

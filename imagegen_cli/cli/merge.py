@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.cli.console import out
+from imagegen_cli.engine.records import lines
 from imagegen_cli.errors import UsageError
 
 
@@ -23,12 +24,12 @@ def merge(files: list[str]) -> None:
     failures: dict[str, dict[str, Any]] = {}
     for name in files:
         try:
-            text = Path(name).read_text(encoding="utf-8")
+            text = Path(name).read_bytes().decode("utf-8")
         except OSError as exc:
             raise UsageError(f"Cannot read {name}: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
             raise UsageError(f"Cannot read {name}: {exc}") from None
-        for i, line in enumerate(text.splitlines(), 1):
+        for i, line in lines(text):
             if not line.strip():
                 continue
             try:

@@ -69,7 +69,7 @@ def detect_format(name: str, text: str, wanted: str | None) -> str:
         return "csv"
     if suffix in (".txt", ".text"):
         return "text"
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    first = next((ln.strip() for _, ln in lines(text) if ln.strip()), "")
     return "jsonl" if first.startswith("{") else "text"
 
 
@@ -99,14 +99,25 @@ def parse(text: str, name: str, fmt: str, base: ImageOptions,
     return out
 
 
+def lines(text: str) -> list[tuple[int, str]]:
+    """TEXT's lines, numbered from 1. A line ends at \\n or \\r\\n only: str.splitlines
+    would also end one at U+2028, U+2029, NEL (U+0085), form feed, vertical tab or a lone
+    \\r, splitting one prompt into several paid jobs and a JSON string that holds one
+    raw (as JSON allows) into invalid halves."""
+    parts = text.split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()  # the final line break ends the last line; it starts none
+    return [(i, ln.removesuffix("\r")) for i, ln in enumerate(parts, 1)]
+
+
 def _text_rows(text: str, name: str) -> list[tuple[int, Any]]:
-    return [(i, {"prompt": ln.strip()}) for i, ln in enumerate(text.splitlines(), 1)
+    return [(i, {"prompt": ln.strip()}) for i, ln in lines(text)
             if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def _jsonl_rows(text: str, name: str) -> list[tuple[int, Any]]:
     rows: list[tuple[int, Any]] = []
-    for i, ln in enumerate(text.splitlines(), 1):
+    for i, ln in lines(text):
         if not ln.strip():
             continue
         try:

@@ -94,7 +94,7 @@ def _line_in_table(text: str, table: str, key: str) -> int | None:
     """The line of KEY inside [TABLE] (or a dotted TABLE.KEY line), if any."""
     header = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
     current = ""
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # (TOML ends lines at \n only)
         m = header.match(line)
         if m:
             current = m.group(1).strip().replace(" ", "").replace('"', "")
