@@ -280,6 +280,29 @@ def test_merge_joins_shard_manifests(fake: OpenAIFake) -> None:
     assert r.code == 2 and "bad.ndjson, line 1" in r.err
 
 
+def test_merge_keeps_the_failure_of_a_half_failed_job() -> None:
+    # Issue 19, item 23: a job that wrote image 1 of 2 and then failed looked whole.
+    def image(rid: str, index: int, skipped: bool = False) -> str:
+        return json.dumps({"id": rid, "line": 1 if rid == "a" else 2, "index": index,
+                           "path": f"o/{rid}-{index}.png", "skipped": skipped})
+
+    fail = json.dumps({"id": "a", "line": 1, "error": "refused", "exit_code": 5})
+    Path("m1.ndjson").write_text("\n".join([image("a", 1), fail, image("b", 1)]) + "\n")
+    r = run_cli(["batch", "--merge", "m1.ndjson"])
+    assert r.code == 0, r.err
+    got = records(r.stdout)
+    assert [(x["id"], x.get("index"), "error" in x) for x in got] == [
+        ("a", 1, False), ("a", None, True), ("b", 1, False)]
+    # A later run that failed again still fails; one that made the rest is whole.
+    Path("m2.ndjson").write_text("\n".join([image("a", 1, True), fail]) + "\n")
+    Path("m3.ndjson").write_text("\n".join([image("a", 1, True), image("a", 2)]) + "\n")
+    got = records(run_cli(["batch", "--merge", "m1.ndjson", "m2.ndjson"]).stdout)
+    assert sum("error" in x for x in got) == 1
+    got = records(run_cli(["batch", "--merge", "m1.ndjson", "m2.ndjson", "m3.ndjson"]).stdout)
+    assert [(x["id"], x.get("index")) for x in got] == [("a", 1), ("a", 2), ("b", 1)]
+    assert not any("error" in x for x in got)
+
+
 def test_batch_inpaint_records(fake: OpenAIFake) -> None:
     from PIL import Image
 

@@ -1,8 +1,9 @@
 """`imagegen batch --merge A.ndjson B.ndjson ...`: the shards' NDJSON as one manifest.
 
 Records are ordered by input line and image index; an image reported twice
-appears once (the latest made, never a re-run's skipped copy of it), and a
-failure is dropped when a later run made that job's images.
+appears once (the latest made, never a re-run's skipped copy of it). A job's
+failure stays, beside any images it wrote first (a half-failed job is no whole
+one), unless a later run made the rest of its images without failing again.
 """
 
 from __future__ import annotations
@@ -46,12 +47,17 @@ def merge(files: list[str]) -> None:
                 key = (rid, int(rec.get("index") or 0))
                 if not (rec.get("skipped") and key in images):
                     images[key] = rec
-    done = {rid for rid, _ in images}
-    rows = list(images.values()) + [f for rid, f in failures.items() if rid not in done]
+                if not rec.get("skipped"):
+                    # Made after the job's failure: a later run redid it (a job's own
+                    # images come before its failure; a re-run that failed again ends
+                    # in a failure of its own).
+                    failures.pop(rid, None)
+    rows = list(images.values()) + list(failures.values())
 
-    def order(rec: dict[str, Any]) -> tuple[int, str, int]:
-        line = rec.get("line")
-        return (line if isinstance(line, int) else 0, str(rec["id"]), int(rec.get("index") or 0))
+    def order(rec: dict[str, Any]) -> tuple[int, str, bool, int]:
+        line = rec.get("line")  # a job's failure after the images it wrote
+        return (line if isinstance(line, int) else 0, str(rec["id"]), "error" in rec,
+                int(rec.get("index") or 0))
 
     for rec in sorted(rows, key=order):
         out(json.dumps(rec, ensure_ascii=False))
