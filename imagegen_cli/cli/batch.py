@@ -22,7 +22,7 @@ from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from
 from imagegen_cli.cli.options import option_param, params_for
 from imagegen_cli.errors import ImagegenError, PartialError, UsageError
 from imagegen_cli.settings.options import BATCH as BATCH_COMMAND
-from imagegen_cli.settings.options import RUN_HELP
+from imagegen_cli.settings.options import RUN_HELP, finite
 
 if TYPE_CHECKING:
     from imagegen_cli.engine.events import Tally
@@ -78,8 +78,8 @@ def run_batch(opts: dict[str, Any]) -> None:
     max_failures = 1 if opts["fail_fast"] else opts["max_failures"]
     if max_failures is not None and max_failures < 1:
         raise UsageError(f"--max-failures {max_failures}: pass 1 or more")
-    if opts["rpm"] is not None and opts["rpm"] <= 0:
-        raise UsageError(f"--rpm {opts['rpm']:g}: pass more than 0")
+    if opts["rpm"] is not None and not (finite(opts["rpm"]) and opts["rpm"] > 0):
+        raise UsageError(f"--rpm {opts['rpm']:g}: pass a number more than 0")
     if opts["output"] == "-":
         raise UsageError("batch writes files: -o - (stdout) takes one image; pass a folder")
     out = opts["output"]

@@ -15,6 +15,7 @@ from typing import Any
 from imagegen_cli.cli.console import out
 from imagegen_cli.engine.records import lines
 from imagegen_cli.errors import UsageError
+from imagegen_cli.files import jsontext
 
 
 def merge(files: list[str]) -> None:
@@ -33,18 +34,14 @@ def merge(files: list[str]) -> None:
         for i, line in lines(text):
             if not line.strip():
                 continue
-            try:
-                rec = json.loads(line)
-                rid = str(rec["id"])
-            except (ValueError, KeyError, TypeError):
-                raise UsageError(f"{name}, line {i}: not an imagegen NDJSON record "
-                                 "(pass the output of `imagegen batch --json`)") from None
+            rec = _record(name, i, line)
+            rid = str(rec["id"])
             if "error" in rec:
                 failures[rid] = rec
             else:
                 # Runs appended in order (`>> manifest`): the latest image made wins (a
                 # redone file's new path); a re-run's skipped copy never hides one.
-                key = (rid, int(rec.get("index") or 0))
+                key = (rid, rec.get("index") or 0)
                 if not (rec.get("skipped") and key in images):
                     images[key] = rec
                 if not rec.get("skipped"):
@@ -55,9 +52,37 @@ def merge(files: list[str]) -> None:
     rows = list(images.values()) + list(failures.values())
 
     def order(rec: dict[str, Any]) -> tuple[int, str, bool, int]:
-        line = rec.get("line")  # a job's failure after the images it wrote
-        return (line if isinstance(line, int) else 0, str(rec["id"]), "error" in rec,
-                int(rec.get("index") or 0))
+        # (a job's failure after the images it wrote)
+        return (rec.get("line") or 0, str(rec["id"]), "error" in rec, rec.get("index") or 0)
 
     for rec in sorted(rows, key=order):
         out(json.dumps(rec, ensure_ascii=False))
+
+
+def _record(name: str, number: int, line: str) -> dict[str, Any]:
+    """Line NUMBER of NAME as a record: an object with an id, and a whole number for
+    `index` and `line` where it has them; else exit 2 naming the line and why."""
+    def bad(why: str) -> UsageError:
+        return UsageError(f"{name}, line {number}: not an imagegen NDJSON record ({why}): "
+                          "pass the output of `imagegen batch --json`")
+
+    try:
+        rec = jsontext.loads(line)
+    except ValueError as exc:
+        raise bad(jsontext.why(exc)) from None
+    if not isinstance(rec, dict):
+        raise bad(f"a JSON {type(rec).__name__}, not an object")
+    rid = rec.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        raise bad("no id" if rid is None else f"id {_short(rid)} is not a string or integer")
+    for field in ("index", "line"):
+        value = rec.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):
+            raise bad(f"{field} {_short(value)} is not a whole number")
+    return rec
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -25,6 +25,7 @@ from imagegen_cli.engine.events import ImageWritten, image_record
 from imagegen_cli.engine.jobs import Job
 from imagegen_cli.engine.save import Claim, SavedImage
 from imagegen_cli.errors import OutputError
+from imagegen_cli.files import jsontext
 
 DEFAULT_NAME = ".imagegen-batch.jsonl"
 
@@ -51,7 +52,7 @@ class Journal:
             with open(self.path, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     try:
-                        rec = json.loads(line)
+                        rec = jsontext.loads(line)
                         self.entries[(str(rec["key"]), int(rec["index"]))] = rec
                     except (ValueError, KeyError, TypeError):
                         continue  # a line cut short by a kill: that image is redone

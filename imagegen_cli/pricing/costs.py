@@ -70,6 +70,8 @@ def _r(x: float) -> float:
 def money(x: float) -> str:
     if x == 0:
         return "$0"
+    if not math.isfinite(x):  # (prices are capped: only a sum past 1e308 gets here)
+        return "$(too large to say)"
     text = f"{x:.4f}".rstrip("0")
     if len(text.split(".")[1]) < 2:
         text = f"{x:.2f}"
