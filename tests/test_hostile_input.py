@@ -133,3 +133,32 @@ def test_info_on_an_endless_file_exit_2() -> None:
     r = run_cli(["info", "/dev/zero"])
     assert r.code == 2
     assert "over 64 MB" in one_clear_line(r.err)
+
+
+def test_a_huge_n_is_planned_lazily(fake: OpenAIFake) -> None:
+    # Item 18: -n 100000000000 listed ten billion requests (and their prices) before a
+    # dry run printed anything, or a real run sent anything.
+    import time
+
+    from imagegen_cli.engine.jobs import Spans
+
+    t0 = time.perf_counter()
+    r = run_cli(["generate", "x", "-n", "100000000000", "-m", "gpt-image-1", "--dry-run"])
+    assert r.code == 0, r.err
+    report = json.loads(r.stdout)
+    assert len(report["requests"]) == 100 and report["requests_total"] == 10**10
+    assert report["estimated_cost"]["requests"] == 10**10
+    assert len(report["estimated_cost"]["per_request"]) == 100
+    assert "showing the first 100 of 10,000,000,000 requests" in r.err
+    r = run_cli(["generate", "x", "-n", "100000000000", "-m", "gpt-image-1",
+                 "--max-cost", "5"])
+    assert r.code == 2 and "--max-cost" in r.err, r.err
+    Path("p.txt").write_text("a\n")
+    r = run_cli(["batch", "p.txt", "-n", "100000000000", "--dry-run"])
+    assert r.code == 0 and "(job 1): showing the first 100" in r.err, r.err
+    assert time.perf_counter() - t0 < 20
+    assert fake.server.requests == []
+    spans = Spans(10**11, {1, 5}, 10)
+    assert len(spans) == 1 + -(-(10**11 - 5) // 10)  # 2..4, then 6..10**11
+    it = iter(spans)
+    assert [next(it) for _ in range(3)] == [(1, 3), (5, 10), (15, 10)]

@@ -146,6 +146,7 @@ def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
     estimated cost; the batch's estimate on stderr."""
     import json
 
+    from imagegen_cli.cli.summary import note_shown
     from imagegen_cli.engine.fallback import estimates
     from imagegen_cli.pricing.costs import money_range
     from imagegen_cli.secrets import register_secret
@@ -161,6 +162,8 @@ def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
         if len(job.members) > 1:
             line["fallback"] = [m.provider.name for m in job.members[1:]]
         out(json.dumps(line, ensure_ascii=False))
+        if not quiet:
+            note_shown(line, f" (job {job.id})")
         if ests[0].known:
             low, high = low + ests[0].low, high + ests[0].high
         else:
