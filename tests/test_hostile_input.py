@@ -158,6 +158,14 @@ def test_a_huge_n_is_planned_lazily(fake: OpenAIFake) -> None:
     assert r.code == 0 and "(job 1): showing the first 100" in r.err, r.err
     assert time.perf_counter() - t0 < 20
     assert fake.server.requests == []
+    # A real run starts sending at once; stopped (--fail-fast), the ten billion calls
+    # not taken yet are cancelled at once, not one by one.
+    Path("p.txt").write_text("moderation_blocked x\n")
+    r = run_cli(["batch", "p.txt", "-o", "o/", "-n", "100000000000", "-m", "gpt-image-1",
+                 "--fail-fast", "-j", "2"])
+    assert r.code == 5, r.err
+    assert 1 <= len(fake.server.calls("/images/generations")) <= 2
+    assert time.perf_counter() - t0 < 30
     spans = Spans(10**11, {1, 5}, 10)
     assert len(spans) == 1 + -(-(10**11 - 5) // 10)  # 2..4, then 6..10**11
     it = iter(spans)

@@ -42,6 +42,7 @@ class Journal:
     def __init__(self, path: Path, *, force: bool = False) -> None:
         self.path = path
         self.entries: dict[tuple[str, int], dict[str, Any]] = {}
+        self.indexes: dict[str, set[int]] = {}  # each key's indexes in entries
         self.fd: int | None = None
         self.lock = threading.Lock()
         if not force:
@@ -53,7 +54,9 @@ class Journal:
                 for line in fh:
                     try:
                         rec = jsontext.loads(line)
-                        self.entries[(str(rec["key"]), int(rec["index"]))] = rec
+                        key, index = str(rec["key"]), int(rec["index"])
+                        self.entries[(key, index)] = rec
+                        self.indexes.setdefault(key, set()).add(index)
                     except (ValueError, KeyError, TypeError):
                         continue  # a line cut short by a kill: that image is redone
         except FileNotFoundError:
@@ -67,9 +70,10 @@ class Journal:
         job is finished; some: a killed run's job, whose other images are still to
         make), or None."""
         out = []
-        for index in range(1, job.n + 1):
-            rec = self.entries.get((job.key, index))
-            if rec is not None and _intact(rec):
+        # The job's entries, not its indexes: a job of -n 100000000000 is no long loop.
+        for index in sorted(self.indexes.get(job.key, ())):
+            rec = self.entries[(job.key, index)]
+            if 1 <= index <= job.n and _intact(rec):
                 out.append(SavedImage.from_record(rec))
         return out or None
 

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import clock
@@ -38,6 +39,45 @@ if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
 
 
+
+
+@dataclass
+class _Left:
+    job: Job
+    spans: Iterator[tuple[int, int]]
+    count: int  # calls not taken yet
+
+
+class Feed:
+    """Every job's calls, made as workers take them: -n 100000000000 starts at once,
+    in flat memory, and a stopped batch cancels each job's remaining calls at once."""
+
+    def __init__(self, feeds: list[tuple[Job, Spans]]) -> None:
+        self.lock = threading.Lock()
+        self.left = [_Left(job, iter(spans), len(spans)) for job, spans in feeds]
+
+    def take(self) -> Call | None:
+        with self.lock:
+            while self.left:
+                head = self.left[0]
+                span = next(head.spans, None)
+                if span is None:
+                    self.left.pop(0)
+                    continue
+                head.count -= 1
+                return Call(head.job, span[1], span[0])
+            return None
+
+    def rest(self) -> list[tuple[Call, int]]:
+        """A call of each job with calls left, and how many are left; none are left."""
+        with self.lock:
+            out = []
+            for left in self.left:
+                span = next(left.spans, None)
+                if span is not None and left.count:
+                    out.append((Call(left.job, span[1], span[0]), left.count))
+            self.left = []
+            return out
 
 
 class Scheduler(JobWriter):
@@ -140,15 +180,16 @@ class Scheduler(JobWriter):
             st.calls_left = len(spans)
             total += st.calls_left
             feeds.append((job, spans))
-        # Made as workers take them: -n 100000000000 starts at once, in flat memory.
-        calls = (Call(job, n, offset) for job, spans in feeds for offset, n in spans)
+        feed = Feed(feeds)
         try:
             if total == 1:
                 # On this thread: the local provider's Ctrl-C handler needs the main
                 # thread, and one call gains nothing from a worker.
-                self._inline(next(calls))
+                call = feed.take()
+                assert call is not None
+                self._inline(call)
             elif total:
-                self._pooled(calls, total, [job for job, _ in feeds])
+                self._pooled(feed, total, [job for job, _ in feeds])
         except KeyboardInterrupt:
             self.stopping = True
             ids = ", ".join(j for r in self.reporters for j in r.jobs)
@@ -193,25 +234,23 @@ class Scheduler(JobWriter):
             self._handle("error", call, exc, None)
         self._handle("done", call, None, None)
 
-    def _pooled(self, calls: Iterator[Call], total: int, jobs: list[Job]) -> None:
+    def _pooled(self, feed: Feed, total: int, jobs: list[Job]) -> None:
         # A worker hands its image (spooled on disk, mostly) to the writer and starts its
         # next call at once, instead of waiting in line while the writer saves the others
         # of its round. Only images count against the bound (2 x -j: a whole round can
         # wait there); start/done notes never block a worker. Memory stays flat.
         inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue()
         room = threading.BoundedSemaphore(max(2, 2 * self.concurrency))
-        feed = threading.Lock()
-
         def work() -> None:
             while True:
-                with feed:
-                    call = next(calls, None)
+                if self.stopping:  # every call not taken yet: one cancel per job
+                    for rest, count in feed.rest():
+                        inbox.put(("cancel", rest, count, None))
+                    return
+                call = feed.take()
                 if call is None:
                     return
                 job = call.job
-                if self.stopping:
-                    inbox.put(("cancel", call, None, None))
-                    continue
                 with self.gates[job.provider.name].slot():
                     refusal = None if self.stopping else self._refused(job)
                     if self.stopping or refusal is not None:
@@ -263,7 +302,7 @@ class Scheduler(JobWriter):
                 self.stopping = True
                 raise payload
             if kind in ("done", "cancel"):
-                pending -= 1
+                pending -= payload if kind == "cancel" and payload else 1
             try:
                 self._handle(kind, call, payload, info)
             finally:
