@@ -62,6 +62,9 @@ class ProviderError(ImagegenError):
     id are shown with the message. Raise one of the subclasses."""
 
     exit_code = ExitCode.UNAVAILABLE
+    # The provider (by its config name) that answered so, once a fallback chain could
+    # have sent the request to more than one: its key, not the first's, is the one refused.
+    provider: str | None = None
 
     def __init__(
         self,

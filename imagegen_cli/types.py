@@ -7,10 +7,10 @@ Data flows one way: CLI flags -> ImageRequest -> a provider -> GeneratedImage
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 
 @dataclass
@@ -207,3 +207,28 @@ class Reporter:
     def written(self, done: int, total: int) -> None:
         """DONE of TOTAL images are written."""
 
+
+class Batches(Sequence[int]):
+    """The image counts of the requests that make N images, at most MAX_N each: worked
+    out when read, never listed, so `-n 100000000000` plans (and prices) at once."""
+
+    def __init__(self, n: int, max_n: int) -> None:
+        self.n, self.max_n = max(0, n), max(1, max_n)
+
+    def __len__(self) -> int:
+        return -(-self.n // self.max_n)
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[int]: ...
+
+    def __getitem__(self, i: int | slice) -> int | Sequence[int]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return min(self.max_n, self.n - i * self.max_n)

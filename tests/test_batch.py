@@ -19,7 +19,7 @@ def prompts(fake: OpenAIFake) -> list[str]:
 
 
 def records(out: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in out.splitlines()]
+    return [json.loads(line) for line in out.split("\n") if line]
 
 
 def test_text_input_default_names_and_paths(fake: OpenAIFake) -> None:
@@ -55,6 +55,27 @@ def test_jsonl_records_override_flags(fake: OpenAIFake) -> None:
     assert sorted((x["id"], x["index"]) for x in got) == [("7", 1), ("7", 2), ("cat", 1),
                                                           ("dog", 1)]
     assert {Path(str(x["path"])).name for x in got} >= {"cat-a-cat-1.png", "7-two-birds-2.png"}
+
+
+def test_prompt_lines_end_at_newline_only(fake: OpenAIFake) -> None:
+    # Issue 19, item 22: str.splitlines() also ends a line at U+2028, U+2029, NEL, form
+    # feed and a lone CR: one prompt became four paid jobs, and a JSONL line holding a
+    # raw U+2028 (legal JSON) was cut into two invalid halves.
+    odd = "a cat\u2028in a hat\x85with\x0ca bow\rand\u2029more"
+    Path("p.txt").write_bytes(f"{odd}\r\nsecond\n".encode())
+    r = run_cli(["batch", "p.txt", "-o", "t/"])
+    assert r.code == 0, r.err
+    assert prompts(fake) == sorted([odd, "second"])
+    Path("r.jsonl").write_bytes((json.dumps({"prompt": odd, "id": "odd"}, ensure_ascii=False)
+                                 + "\r\n" + json.dumps({"prompt": "b", "id": "b"}) + "\n"
+                                 ).encode())
+    r = run_cli(["batch", "r.jsonl", "-o", "j/", "--json"])
+    assert r.code == 0, r.err
+    assert prompts(fake).count(odd) == 2
+    Path("m.ndjson").write_text(r.stdout, encoding="utf-8")  # a raw U+2028 in a record
+    r = run_cli(["batch", "--merge", "m.ndjson"])
+    assert r.code == 0, r.err
+    assert sorted(x["id"] for x in records(r.stdout)) == ["b", "odd"]
 
 
 def test_csv_records_with_quotes_and_empty_cells(fake: OpenAIFake) -> None:
@@ -257,6 +278,29 @@ def test_merge_joins_shard_manifests(fake: OpenAIFake) -> None:
     Path("bad.ndjson").write_text("not json\n")
     r = run_cli(["batch", "--merge", "bad.ndjson"])
     assert r.code == 2 and "bad.ndjson, line 1" in r.err
+
+
+def test_merge_keeps_the_failure_of_a_half_failed_job() -> None:
+    # Issue 19, item 23: a job that wrote image 1 of 2 and then failed looked whole.
+    def image(rid: str, index: int, skipped: bool = False) -> str:
+        return json.dumps({"id": rid, "line": 1 if rid == "a" else 2, "index": index,
+                           "path": f"o/{rid}-{index}.png", "skipped": skipped})
+
+    fail = json.dumps({"id": "a", "line": 1, "error": "refused", "exit_code": 5})
+    Path("m1.ndjson").write_text("\n".join([image("a", 1), fail, image("b", 1)]) + "\n")
+    r = run_cli(["batch", "--merge", "m1.ndjson"])
+    assert r.code == 0, r.err
+    got = records(r.stdout)
+    assert [(x["id"], x.get("index"), "error" in x) for x in got] == [
+        ("a", 1, False), ("a", None, True), ("b", 1, False)]
+    # A later run that failed again still fails; one that made the rest is whole.
+    Path("m2.ndjson").write_text("\n".join([image("a", 1, True), fail]) + "\n")
+    Path("m3.ndjson").write_text("\n".join([image("a", 1, True), image("a", 2)]) + "\n")
+    got = records(run_cli(["batch", "--merge", "m1.ndjson", "m2.ndjson"]).stdout)
+    assert sum("error" in x for x in got) == 1
+    got = records(run_cli(["batch", "--merge", "m1.ndjson", "m2.ndjson", "m3.ndjson"]).stdout)
+    assert [(x["id"], x.get("index")) for x in got] == [("a", 1), ("a", 2), ("b", 1)]
+    assert not any("error" in x for x in got)
 
 
 def test_batch_inpaint_records(fake: OpenAIFake) -> None:

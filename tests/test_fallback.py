@@ -91,6 +91,19 @@ def test_key_error_never_falls_back(pair: tuple[OpenAIFake, OpenAIFake],
     assert a.server.requests[1:] == []  # only the 401 above reached anyone
 
 
+def test_fallback_key_refused_names_its_own_key(pair: tuple[OpenAIFake, OpenAIFake],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 19, item 24: backup's refused key was said to come from FIRST_API_KEY.
+    a, b = pair
+    unavailable(a)
+    monkeypatch.setenv("BACKUP_API_KEY", "sk-wrong")
+    r = run_cli(["generate", "x", "-p", "first,backup", "--retries", "0", "-o", "r.png"])
+    assert r.code == 4, r.err
+    assert len(b.server.calls("/images/generations")) == 1
+    assert "key came from environment variable BACKUP_API_KEY" in r.err
+    assert "FIRST_API_KEY" not in r.err
+
+
 def test_all_unavailable_exits_6(pair: tuple[OpenAIFake, OpenAIFake]) -> None:
     a, b = pair
     unavailable(a)

@@ -427,3 +427,138 @@ def test_any_error_answer_becomes_one_provider_error(body: bytes, status: int,
     err = classify(resp, "gw")
     assert isinstance(err, ProviderError)
     str(err)
+
+
+# ---------------------------------------------------------------- hostile JSON (issue 19)
+
+# JSON texts of every hostile shape: NaN and infinities (Python reads them), numbers that
+# overflow a float, integers past 64 bits and past CPython's 4300-digit limit, nesting
+# past the stack, wrong types.
+hostile_json = st.one_of(
+    st.sampled_from(["NaN", "-NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e308",
+                     "9" * 5000, "9" * 4000, str(2**64), str(-(2**64)), "1" + "0" * 30,
+                     "true", "null", '"x"', '"NaN"', '""', "[1]", "[]", "{}", '{"a": NaN}',
+                     "[" * 100_000 + "]" * 100_000, "{\"a\":" * 70 + "1" + "}" * 70]),
+    st.integers().map(str), st.floats().map(lambda f: json.dumps(f)),
+    st.integers(1, 2000).map(lambda d: "[" * d + "]" * d),
+    st.text(max_size=10).map(json.dumps))
+
+
+def _plain(value: Any, depth: int = 0) -> None:
+    """VALUE holds only finite numbers and nests within jsontext.MAX_DEPTH."""
+    from imagegen_cli.files import jsontext
+
+    assert depth <= jsontext.MAX_DEPTH
+    if isinstance(value, float):
+        assert math.isfinite(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _plain(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _plain(v, depth + 1)
+
+
+@fuzz(300)
+@given(text=st.one_of(hostile_json, st.lists(hostile_json, max_size=3).map(
+    lambda xs: "[" + ", ".join(xs) + "]")))
+def test_jsontext_refuses_what_json_lets_through(text: str) -> None:
+    from imagegen_cli.files import jsontext
+
+    try:
+        value = jsontext.loads(text)
+    except ValueError as exc:
+        assert jsontext.why(exc)
+        return
+    _plain(value)
+
+
+@fuzz(300)
+@given(field=st.sampled_from(sorted({"prompt", "id", "fallback", "n", "count", "seed",
+                                     "steps", "guidance", "timeout", "retries", "params",
+                                     "strength", "size", "image", "mask", "stream",
+                                     "output_compression", "partial_images"})),
+       value=hostile_json, csv=st.booleans())
+def test_records_with_hostile_values_are_typed_or_refused(field: str, value: str,
+                                                          csv: bool) -> None:
+    from imagegen_cli.engine import records
+    from imagegen_cli.engine.options import ImageOptions
+    from imagegen_cli.settings import options
+
+    if csv:
+        cell = value if len(value) < 10_000 else value[:10_000]
+        text = f'prompt,{field}\n"a","{cell.replace(chr(34), chr(34) * 2)}"\n' \
+            if field != "prompt" else f'prompt\n"{cell.replace(chr(34), chr(34) * 2)}"\n'
+        fmt, name = "csv", "r.csv"
+    else:
+        text = f'{{"prompt": "a", "{field}": {value}}}\n' if field != "prompt" \
+            else f'{{"prompt": {value}}}\n'
+        fmt, name = "jsonl", "r.jsonl"
+    try:
+        recs = records.parse(text, name, fmt, ImageOptions())
+    except UsageError as exc:
+        assert f"{name}, line " in str(exc) and "\n" not in str(exc)
+        return
+    for rec in recs:
+        assert isinstance(rec.options.prompt, str)
+        for row in options.OPTIONS:
+            got = getattr(rec.options, row.name, None)
+            if got is None or row.many or row.pairs:
+                continue
+            options.typed(row, got)  # nothing a flag could not hold
+        _plain(dict(rec.options.params))
+
+
+@fuzz(300)
+@given(rid=hostile_json, line=hostile_json, index=hostile_json,
+       error=st.booleans())
+def test_merge_takes_only_records(rid: str, line: str, index: str, error: bool,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from imagegen_cli.cli.merge import merge
+
+    extra = ', "error": "x"' if error else ""
+    Path("m.ndjson").write_text(f'{{"id": {rid}, "line": {line}, "index": {index}{extra}}}\n')
+    try:
+        merge(["m.ndjson"])
+    except UsageError as exc:
+        assert "m.ndjson, line 1" in str(exc)
+        return
+    for out in capsys.readouterr().out.splitlines():
+        json.loads(out)
+
+
+@fuzz(300)
+@given(field=st.sampled_from(["prompt", "seed", "steps", "guidance", "model", "provider",
+                              "size", "quality", "negative_prompt", "params"]),
+       value=hostile_json)
+def test_from_sidecar_values_are_typed_or_refused(field: str, value: str) -> None:
+    from imagegen_cli.cli.imageargs import _check_from
+    from imagegen_cli.files.metadata.read import settings_from
+    from imagegen_cli.settings import options
+
+    Path("s.json").write_text(f'{{"prompt": "a", "{field}": {value}}}'
+                              if field != "prompt" else f'{{"prompt": {value}}}')
+    try:
+        found = settings_from("s.json")
+        _check_from("s.json", found)
+    except UsageError as exc:
+        assert "--from s.json" in str(exc)
+        return
+    assert isinstance(found["prompt"], str)
+    for key, got in found.items():
+        row = options.by_name(key)
+        if row is not None and not row.many:
+            options.typed(row, got)
+    _plain(found)
+
+
+@fuzz(300)
+@given(index=hostile_json, key=hostile_json)
+def test_journal_skips_hostile_lines(index: str, key: str) -> None:
+    from imagegen_cli.engine.journal import Journal
+
+    Path("j.jsonl").write_text(f'{{"key": {key}, "index": {index}, "path": "x.png"}}\n')
+    journal = Journal(Path("j.jsonl"))
+    for (k, i), rec in journal.entries.items():
+        assert isinstance(k, str) and isinstance(i, int)
+        _plain(rec)

@@ -22,7 +22,7 @@ from imagegen_cli.cli.imageargs import concurrency_of, max_cost_of, options_from
 from imagegen_cli.cli.options import option_param, params_for
 from imagegen_cli.errors import ImagegenError, PartialError, UsageError
 from imagegen_cli.settings.options import BATCH as BATCH_COMMAND
-from imagegen_cli.settings.options import RUN_HELP
+from imagegen_cli.settings.options import RUN_HELP, finite
 
 if TYPE_CHECKING:
     from imagegen_cli.engine.events import Tally
@@ -79,8 +79,8 @@ def run_batch(opts: dict[str, Any]) -> None:
     max_failures = 1 if opts["fail_fast"] else opts["max_failures"]
     if max_failures is not None and max_failures < 1:
         raise UsageError(f"--max-failures {max_failures}: pass 1 or more")
-    if opts["rpm"] is not None and opts["rpm"] <= 0:
-        raise UsageError(f"--rpm {opts['rpm']:g}: pass more than 0")
+    if opts["rpm"] is not None and not (finite(opts["rpm"]) and opts["rpm"] > 0):
+        raise UsageError(f"--rpm {opts['rpm']:g}: pass a number more than 0")
     if opts["output"] == "-":
         raise UsageError("batch writes files: -o - (stdout) takes one image; pass a folder")
     out = opts["output"]
@@ -148,6 +148,7 @@ def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
     estimated cost; the batch's estimate on stderr."""
     import json
 
+    from imagegen_cli.cli.summary import note_shown
     from imagegen_cli.engine.fallback import estimates
     from imagegen_cli.pricing.costs import money_range
     from imagegen_cli.secrets import register_secret
@@ -163,6 +164,8 @@ def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
         if len(job.members) > 1:
             line["fallback"] = [m.provider.name for m in job.members[1:]]
         out(json.dumps(line, ensure_ascii=False))
+        if not quiet:
+            note_shown(line, f" (job {job.id})")
         if ests[0].known:
             low, high = low + ests[0].low, high + ests[0].high
         else:

@@ -64,8 +64,11 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
     plan.concurrency = concurrency_of(opts.get("concurrency"))
     outcome, fallbacks = _execute(plan, frontend, bool(opts["json_out"]), jsonl, quiet)
     for failure in outcome.failures:
-        if isinstance(failure, AuthError) and job.pcfg.needs_key:
-            failure.message += f" (the key came from {job.pcfg.key_origin(env)})"
+        # The refused key is that of the provider that answered (a fallback's, too).
+        pcfg = next((m.pcfg for m in job.members if m.pcfg.name == failure.provider),
+                    job.pcfg) if isinstance(failure, AuthError) else None
+        if pcfg is not None and pcfg.needs_key:
+            failure.message += f" (the key came from {pcfg.key_origin(env)})"
     if opts["json_out"]:
         print_report(job, outcome, fallbacks)
     elif (opts["preview"] or ctx.cfg.defaults.get("preview")) and not (jsonl

@@ -66,6 +66,11 @@ def options_from(opts: dict[str, Any]) -> ImageOptions:
             value = parse_params(value)
         elif row.many:
             value = tuple(value or ())
+        elif value is not None:
+            try:
+                table.typed(row, value)  # --timeout nan, --guidance inf
+            except table.Wrong as exc:
+                raise UsageError(f"{row.flag} {str(value)[:40]}: pass {exc.want}") from None
         given[row.name] = value
     given["prompt"] = read_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
     return ImageOptions(**given)
@@ -79,6 +84,7 @@ def with_settings_from(opts: dict[str, Any], cfg: Any,
     from imagegen_cli.settings import config as cfgmod
 
     found = settings_from(opts["from_file"])
+    _check_from(opts["from_file"], found)
     opts = dict(opts)
     if found.get("provider") not in cfg.providers:
         found.pop("provider", None)  # made by a provider this config does not know
@@ -103,6 +109,27 @@ def with_settings_from(opts: dict[str, Any], cfg: Any,
     if opts["aspect"] is not None and "size" in found and opts["size"] == found["size"]:
         opts["size"] = None  # --aspect given beside --from replaces the recorded size
     return opts, (prompt if opts["prompt"] is None else None)
+
+
+def _check_from(path: object, found: dict[str, Any]) -> None:
+    """The values of a --from file through the check flags and batch records go through
+    (a sidecar is text anyone may edit): exit 2 naming the file and the field."""
+    def bad(key: str, want: str) -> UsageError:
+        got = repr(found[key])
+        return UsageError(f"--from {path}: field '{key}' must be {want} (got "
+                          f"{got if len(got) <= 60 else got[:57] + '...'}): fix or remove it "
+                          "there")
+
+    if not isinstance(found.get("prompt"), str):
+        raise bad("prompt", "a string")
+    for key, value in found.items():
+        row = table.by_name(key)
+        if row is None or row.many:
+            continue  # the prompt; params (an object, as settings_from keeps it)
+        try:
+            table.typed(row, value)
+        except table.Wrong as exc:
+            raise bad(key, exc.want) from None
 
 
 def max_cost_of(opts: dict[str, Any], cfg: Any, env: Any) -> tuple[float, str] | None:

@@ -11,6 +11,7 @@ import typer
 from imagegen_cli.cli.completion import complete_provider
 from imagegen_cli.cli.console import out, warn
 from imagegen_cli.errors import ConfigError, RefusedError, UsageError
+from imagegen_cli.settings.options import finite
 
 app = typer.Typer(help="Fetch the images of provider-side jobs (Distribute async jobs).",
                   no_args_is_help=True, rich_markup_mode=None)
@@ -45,8 +46,8 @@ def get(
     from imagegen_cli.settings import config
     from imagegen_cli.transport.client import Transport
 
-    if timeout <= 0:
-        raise UsageError("--timeout must be more than 0 seconds")
+    if not (finite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout {timeout:g}: pass a finite number of seconds, more than 0")
     env = os.environ
     cfg = config.load(env)
     for w in cfg.warnings:

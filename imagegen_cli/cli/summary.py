@@ -41,8 +41,18 @@ def print_dry_run(job: Job, ests: list[Estimate], quiet: bool) -> None:
                               for m, e in zip(job.members[1:], ests[1:], strict=True)]
     out(json.dumps(report, indent=2, ensure_ascii=False))
     if not quiet:
+        for shown_one in (report, *report.get("fallback", ())):
+            note_shown(shown_one)
         for e in ests:
             note(f"estimated cost ({e.provider}): {e.text()} ({e.reason or e.how})")
+
+
+def note_shown(described: dict[str, Any], who: str = "") -> None:
+    """Say that a dry run listed only the first of a huge -n's requests."""
+    total = described.get("requests_total")
+    if total:
+        note(f"--dry-run{who}: showing the first {len(described['requests'])} of {total:,} "
+             f"requests to {described['provider']} (the rest are like them)")
 
 
 def _run_cost(outcome: Outcome) -> dict[str, Any]:

@@ -74,8 +74,9 @@ def run_chain(
                         finals += 1
                     yield img, info, transport
             return
-        except UnavailableError as exc:
-            if finals or i == len(members) - 1:
+        except ProviderError as exc:
+            exc.provider = exc.provider or m.pcfg.name
+            if not isinstance(exc, UnavailableError) or finals or i == len(members) - 1:
                 raise
             fell_back(FellBack(call.job, m.provider.name, members[i + 1].provider.name,
                                str(exc)))

@@ -10,13 +10,15 @@ the same way on every machine and every run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.engine.save import SaveOptions, split
+from imagegen_cli.engine.save import SaveOptions, batches, splits
 from imagegen_cli.errors import UsageError
 from imagegen_cli.files.naming import canonical_template
+from imagegen_cli.pricing.costs import SHOWN_REQUESTS
+from imagegen_cli.types import Batches
 
 if TYPE_CHECKING:
     from imagegen_cli.files.naming import OutputPlan
@@ -83,9 +85,17 @@ class Job:
 
         calls: list[dict[str, Any]] = []
         req = self.request
-        for sub in split(req, self.provider.capabilities(req.model).max_n):
+        max_n = self.provider.capabilities(req.model).max_n
+        for sub in splits(req, max_n):
+            if len(calls) >= SHOWN_REQUESTS:  # the rest: as many again, each like these
+                break
             calls.extend(c.describe() for c in self.provider.prepare(sub, shown_key))
-        return {"provider": self.provider.name, "model": req.model, "requests": calls}
+        out: dict[str, Any] = {"provider": self.provider.name, "model": req.model,
+                               "requests": calls}
+        total = len(batches(req.n, max_n))
+        if total > SHOWN_REQUESTS:
+            out["requests_total"] = total  # requests: the first SHOWN_REQUESTS calls
+        return out
 
     def fingerprint(self, output: bool = True, version: int = KEY_VERSION) -> str:
         """sha256 of everything that decides this job's output (without OUTPUT: all
@@ -140,20 +150,33 @@ def assign_keys(jobs: list[Job], explicit_ids: set[int]) -> None:
         job.key, job.shard_key, job.legacy_key = key, shard_key, legacy
 
 
-def missing_spans(n: int, have: set[int], max_n: int) -> list[tuple[int, int]]:
-    """The calls (offset, count) that make the images of 1..N not in HAVE, at most
-    MAX_N each: a job a killed run left half-written asks only for what it lacks."""
-    spans: list[tuple[int, int]] = []
-    index = 1
-    while index <= n:
-        if index in have:
-            index += 1
-            continue
-        start = index
-        while index <= n and index not in have and index - start < max(1, max_n):
-            index += 1
-        spans.append((start - 1, index - start))
-    return spans
+class Spans:
+    """The calls (offset, count) that make the images of 1..N not in HAVE, at most MAX_N
+    each: a job a killed run left half-written asks only for what it lacks. Worked out
+    as the calls are taken: counted at once and walked gap by gap (between the images
+    HAVE holds), so a job of -n 100000000000 starts sending at once instead of listing
+    ten billion calls first."""
+
+    def __init__(self, n: int, have: set[int], max_n: int) -> None:
+        self.max_n = max(1, max_n)
+        self.gaps: list[tuple[int, int]] = []  # (first index, last index), 1-based
+        start = 1
+        for index in sorted(i for i in have if 1 <= i <= n):
+            if index > start:
+                self.gaps.append((start, index - 1))
+            start = index + 1
+        if start <= n:
+            self.gaps.append((start, n))
+
+    def __len__(self) -> int:
+        return sum(len(Batches(last - first + 1, self.max_n)) for first, last in self.gaps)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for first, last in self.gaps:
+            offset = first - 1
+            for count in Batches(last - first + 1, self.max_n):
+                yield offset, count
+                offset += count
 
 
 @dataclass(frozen=True)

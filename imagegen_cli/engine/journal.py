@@ -29,6 +29,7 @@ from imagegen_cli.engine.events import ImageWritten, image_record
 from imagegen_cli.engine.jobs import Job
 from imagegen_cli.engine.save import Claim, SavedImage
 from imagegen_cli.errors import OutputError, output_error
+from imagegen_cli.files import jsontext
 from imagegen_cli.files.atomic import open_nofollow
 
 DEFAULT_NAME = ".imagegen-batch.jsonl"
@@ -39,6 +40,7 @@ class Journal:
     def __init__(self, path: Path, *, force: bool = False) -> None:
         self.path = path
         self.entries: dict[tuple[str, int], dict[str, Any]] = {}
+        self.indexes: dict[str, set[int]] = {}  # each key's indexes in entries
         self.fd: int | None = None
         self.lock = threading.Lock()
         if not force:
@@ -50,8 +52,10 @@ class Journal:
             with open(fd, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     try:
-                        rec = json.loads(line)
-                        self.entries[(str(rec["key"]), int(rec["index"]))] = rec
+                        rec = jsontext.loads(line)
+                        key, index = str(rec["key"]), int(rec["index"])
+                        self.entries[(key, index)] = rec
+                        self.indexes.setdefault(key, set()).add(index)
                     except (ValueError, KeyError, TypeError):
                         continue  # a line cut short by a kill: that image is redone
         except FileNotFoundError:
@@ -65,10 +69,16 @@ class Journal:
         job is finished; some: a killed run's job, whose other images are still to
         make), or None."""
         out = []
-        for index in range(1, job.n + 1):
-            # A journal an older imagegen wrote names the job by its key of then.
-            rec = self.entries.get((job.key, index)) or self.entries.get((job.legacy_key, index))
-            if rec is not None and _intact(rec):
+        # The job's entries, not its indexes: a job of -n 100000000000 is no long loop.
+        # A journal an older imagegen wrote names the job by its key of then (and one
+        # resumed since, by both).
+        found: dict[int, dict[str, Any]] = {}
+        for key in (job.legacy_key, job.key):
+            for index in self.indexes.get(key, ()) if key else ():
+                found[index] = self.entries[(key, index)]
+        for index in sorted(found):
+            rec = found[index]
+            if 1 <= index <= job.n and _intact(rec):
                 out.append(SavedImage.from_record(rec))
         return out or None
 

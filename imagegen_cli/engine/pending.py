@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import OutputError
+from imagegen_cli.files import jsontext
 from imagegen_cli.files.atomic import write_atomic
 from imagegen_cli.types import ImageRequest
 
@@ -63,7 +64,7 @@ def save(record: JobRecord) -> None:
 
 def load(provider: str, job_id: str) -> JobRecord | None:
     try:
-        raw = json.loads(_path(provider, job_id).read_text(encoding="utf-8"))
+        raw = jsontext.loads(_path(provider, job_id).read_text(encoding="utf-8"))
         return JobRecord(**raw)
     except (OSError, ValueError, TypeError):
         return None

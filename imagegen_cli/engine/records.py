@@ -11,7 +11,6 @@ A record's field wins over the command's flag of the same name.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from imagegen_cli.engine.options import ImageOptions
 from imagegen_cli.errors import UsageError
+from imagegen_cli.files import jsontext
 from imagegen_cli.settings import options
 
 FORMATS = ("text", "jsonl", "csv")
@@ -69,7 +69,7 @@ def detect_format(name: str, text: str, wanted: str | None) -> str:
         return "csv"
     if suffix in (".txt", ".text"):
         return "text"
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    first = next((ln.strip() for _, ln in lines(text) if ln.strip()), "")
     return "jsonl" if first.startswith("{") else "text"
 
 
@@ -99,21 +99,33 @@ def parse(text: str, name: str, fmt: str, base: ImageOptions,
     return out
 
 
+def lines(text: str) -> list[tuple[int, str]]:
+    """TEXT's lines, numbered from 1. A line ends at \\n or \\r\\n only: str.splitlines
+    would also end one at U+2028, U+2029, NEL (U+0085), form feed, vertical tab or a lone
+    \\r, splitting one prompt into several paid jobs and a JSON string that holds one
+    raw (as JSON allows) into invalid halves."""
+    parts = text.split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()  # the final line break ends the last line; it starts none
+    return [(i, ln.removesuffix("\r")) for i, ln in enumerate(parts, 1)]
+
+
 def _text_rows(text: str, name: str) -> list[tuple[int, Any]]:
-    return [(i, {"prompt": ln.strip()}) for i, ln in enumerate(text.splitlines(), 1)
+    return [(i, {"prompt": ln.strip()}) for i, ln in lines(text)
             if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def _jsonl_rows(text: str, name: str) -> list[tuple[int, Any]]:
     rows: list[tuple[int, Any]] = []
-    for i, ln in enumerate(text.splitlines(), 1):
+    for i, ln in lines(text):
         if not ln.strip():
             continue
         try:
-            obj = json.loads(ln)
-        except json.JSONDecodeError as exc:
-            rows.append((i, UsageError(f"{name}, line {i}: not valid JSON ({exc.msg}): "
-                                       "each line must be one JSON object")))
+            obj = jsontext.loads(ln)
+        except ValueError as exc:
+            rows.append((i, UsageError(f"{name}, line {i}: not valid JSON "
+                                       f"({jsontext.why(exc)}): each line must be one JSON "
+                                       "object")))
             continue
         if not isinstance(obj, dict):
             obj = UsageError(f"{name}, line {i}: a JSON {type(obj).__name__}, not an object: "
@@ -166,8 +178,9 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
 def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
             from_csv: bool) -> Record:
     def bad(field: str, want: str) -> UsageError:
+        got = repr(fields[field])
         return UsageError(f"{name}, line {line}: field '{field}' must be {want} "
-                          f"(got {fields[field]!r})")
+                          f"(got {got if len(got) <= 60 else got[:57] + '...'})")
 
     changes: dict[str, Any] = {}
     rid: str | None = None
@@ -213,7 +226,7 @@ def _value(row: options.Option, key: str, value: Any, base: ImageOptions, from_c
     if row.pairs:
         if from_csv:
             try:
-                value = json.loads(value)
+                value = jsontext.loads(value)
             except ValueError:
                 raise bad(key, "a JSON object") from None
         if not isinstance(value, dict):
@@ -225,35 +238,23 @@ def _value(row: options.Option, key: str, value: Any, base: ImageOptions, from_c
                 isinstance(p, str) and p for p in paths):
             raise bad(key, "a path or a list of paths")
         return tuple(row.value(p) for p in paths)
-    if row.value is bool:
-        if from_csv:
-            low = value.strip().lower()
-            value = {"true": True, "1": True, "yes": True, "false": False, "0": False,
-                     "no": False}.get(low, value)
-        if not isinstance(value, bool):
-            raise bad(key, "true or false")
-        return value
-    if row.value is int:
-        if from_csv:
-            value = _csv_number(value, int, bad(key, "an integer"))
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad(key, "an integer")
-        return value
-    if row.value is float:
-        if from_csv:
-            value = _csv_number(value, float, bad(key, "a number"))
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad(key, "a number")
-        return float(value)
-    if not isinstance(value, str):
-        raise bad(key, "a string")
-    return row.value(value)  # a str, or a Path (mask)
+    if from_csv and row.value is bool:
+        low = value.strip().lower()
+        value = {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                 "no": False}.get(low, value)
+    elif from_csv and row.value in (int, float):
+        value = _csv_number(value, row.value, bad(key, "an integer" if row.value is int
+                                                   else "a number"))
+    try:
+        return options.typed(row, value)  # the check flags and --from files go through
+    except options.Wrong as exc:
+        raise bad(key, exc.want) from None
 
 
 def _csv_number(text: str, kind: type, err: UsageError) -> Any:
     try:
-        return kind(text.strip())
-    except ValueError:
+        return kind(text.strip())  # "nan" and "inf" read as floats: typed() refuses them
+    except ValueError:  # (an integer past 4300 digits too)
         raise err from None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from imagegen_cli.files.atomic import clean_once, write_atomic
 from imagegen_cli.files.metadata import write as metadata
 from imagegen_cli.files.naming import EXTENSIONS, OutputPlan
 from imagegen_cli.secrets import redact_data
-from imagegen_cli.types import CallInfo, GeneratedImage, ImageRequest
+from imagegen_cli.types import Batches, CallInfo, GeneratedImage, ImageRequest
 
 # Called with the SavedImage-to-be (path set) and the stat of its bytes on disk,
 # just before the file appears under its name.
@@ -266,21 +266,17 @@ def warm_up() -> None:
     import anyascii  # noqa: F401
 
 
-def batches(n: int, max_n: int) -> list[int]:
-    out = []
-    while n > 0:
-        out.append(min(n, max_n))
-        n -= out[-1]
-    return out
+def batches(n: int, max_n: int) -> Batches:
+    return Batches(n, max_n)
 
 
-def split(req: ImageRequest, max_n: int) -> list[ImageRequest]:
-    """REQ as the requests that make it, at most MAX_N images each. With a seed, each
+def splits(req: ImageRequest, max_n: int) -> Iterator[ImageRequest]:
+    """REQ as the requests that make it, one at a time (a dry run of a huge -n shows
+    the first few), at most MAX_N images each. With a seed, each
     starts where the one before ended: -n 3 --seed 42 at one image per call sends 42,
     43, 44 (as the local provider does within one call), never three paid copies."""
-    out, done = [], 0
+    done = 0
     for n in batches(req.n, max_n):
-        out.append(req.with_(n=n, seed=req.seed + done if req.seed is not None else None))
+        yield req.with_(n=n, seed=req.seed + done if req.seed is not None else None)
         done += n
-    return out
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import clock
 from imagegen_cli.engine import malloc
 from imagegen_cli.engine.calls import Call, run_chain
 from imagegen_cli.engine.events import Event, FellBack, ImageWritten, JobFinished, Tally
-from imagegen_cli.engine.jobs import missing_spans
+from imagegen_cli.engine.jobs import Job, Spans
 from imagegen_cli.engine.save import Claim, Outcome, SavedImage, warm_up
 from imagegen_cli.engine.writer import FATAL, JobState, JobWriter
 from imagegen_cli.errors import ImagegenError, Interrupted, OutputError
@@ -35,10 +36,49 @@ from imagegen_cli.transport.limits import Gate
 from imagegen_cli.types import GeneratedImage, Reporter
 
 if TYPE_CHECKING:
-    from imagegen_cli.engine.jobs import Job, Member
+    from imagegen_cli.engine.jobs import Member
     from imagegen_cli.providers.base import Provider
 
 
+
+
+@dataclass
+class _Left:
+    job: Job
+    spans: Iterator[tuple[int, int]]
+    count: int  # calls not taken yet
+
+
+class Feed:
+    """Every job's calls, made as workers take them: -n 100000000000 starts at once,
+    in flat memory, and a stopped batch cancels each job's remaining calls at once."""
+
+    def __init__(self, feeds: list[tuple[Job, Spans]]) -> None:
+        self.lock = threading.Lock()
+        self.left = [_Left(job, iter(spans), len(spans)) for job, spans in feeds]
+
+    def take(self) -> Call | None:
+        with self.lock:
+            while self.left:
+                head = self.left[0]
+                span = next(head.spans, None)
+                if span is None:
+                    self.left.pop(0)
+                    continue
+                head.count -= 1
+                return Call(head.job, span[1], span[0])
+            return None
+
+    def rest(self) -> list[tuple[Call, int]]:
+        """A call of each job with calls left, and how many are left; none are left."""
+        with self.lock:
+            out = []
+            for left in self.left:
+                span = next(left.spans, None)
+                if span is not None and left.count:
+                    out.append((Call(left.job, span[1], span[0]), left.count))
+            self.left = []
+            return out
 
 
 class Scheduler(JobWriter):
@@ -117,7 +157,8 @@ class Scheduler(JobWriter):
 
     # -- the run -----------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> Tally:
-        calls: list[Call] = []
+        feeds: list[tuple[Job, Spans]] = []
+        total = 0
         self.tally.jobs = len(jobs)
         for job in jobs:
             before = self.done_before(job) if self.done_before else None
@@ -135,17 +176,21 @@ class Scheduler(JobWriter):
             for img in before or ():
                 st.outcome.saved.append(img)
                 self.emit(ImageWritten(job, img, img.request_id, skipped=True))
-            spans = missing_spans(job.n, {img.index for img in before or ()},
-                                  job.provider.capabilities(job.request.model).max_n)
+            spans = Spans(job.n, {img.index for img in before or ()},
+                          job.provider.capabilities(job.request.model).max_n)
             st.calls_left = len(spans)
-            calls.extend(Call(job, n, offset) for offset, n in spans)
+            total += st.calls_left
+            feeds.append((job, spans))
+        feed = Feed(feeds)
         try:
-            if len(calls) == 1:
+            if total == 1:
                 # On this thread: the local provider's Ctrl-C handler needs the main
                 # thread, and one call gains nothing from a worker.
-                self._inline(calls[0])
-            elif calls:
-                self._pooled(calls)
+                call = feed.take()
+                assert call is not None
+                self._inline(call)
+            elif total:
+                self._pooled(feed, total, [job for job, _ in feeds])
         except KeyboardInterrupt:
             self.stopping = True
             ids = ", ".join(j for r in self.reporters for j in r.jobs)
@@ -195,27 +240,23 @@ class Scheduler(JobWriter):
             self._handle("error", call, exc, None)
         self._handle("done", call, None, None)
 
-    def _pooled(self, calls: list[Call]) -> None:
+    def _pooled(self, feed: Feed, total: int, jobs: list[Job]) -> None:
         # A worker hands its image (spooled on disk, mostly) to the writer and starts its
         # next call at once, instead of waiting in line while the writer saves the others
         # of its round. Only images count against the bound (2 x -j: a whole round can
         # wait there); start/done notes never block a worker. Memory stays flat.
         inbox: queue.Queue[tuple[str, Call, Any, Any]] = queue.Queue()
         room = threading.BoundedSemaphore(max(2, 2 * self.concurrency))
-        todo: queue.Queue[Call] = queue.Queue()
-        for c in calls:
-            todo.put(c)
-
         def work() -> None:
             while True:
-                try:
-                    call = todo.get_nowait()
-                except queue.Empty:
+                if self.stopping:  # every call not taken yet: one cancel per job
+                    for rest, count in feed.rest():
+                        inbox.put(("cancel", rest, count, None))
+                    return
+                call = feed.take()
+                if call is None:
                     return
                 job = call.job
-                if self.stopping:
-                    inbox.put(("cancel", call, None, None))
-                    continue
                 with self.gates[job.provider.name].slot():
                     refusal = None if self.stopping else self._refused(job, wait=True)
                     if self.stopping or refusal is not None:
@@ -246,13 +287,13 @@ class Scheduler(JobWriter):
         # many mid-size tensors per step, and a fixed, low mmap threshold makes each one a
         # fresh mmap (a local batch's images took 1.3-3x as long as one `generate`'s). Its
         # calls run one at a time: there is no per-thread growth to tame.
-        if not any(m.provider.in_process for c in calls for m in c.job.members):
+        if not any(m.provider.in_process for job in jobs for m in job.members):
             malloc.tame()
         # A fixed pool of daemon threads, not one per call: memory stays flat as the
         # batch grows, and Ctrl-C or a write error never waits for slow calls.
-        for _ in range(min(self.concurrency, len(calls))):
+        for _ in range(min(self.concurrency, total)):
             threading.Thread(target=work, daemon=True).start()
-        pending = len(calls)
+        pending = total
         warm = False
         while pending:
             try:
@@ -267,7 +308,7 @@ class Scheduler(JobWriter):
                 self.stopping = True
                 raise payload
             if kind in ("done", "cancel"):
-                pending -= 1
+                pending -= payload if kind == "cancel" and payload else 1
             try:
                 self._handle(kind, call, payload, info)
             finally:

@@ -114,7 +114,8 @@ class JobWriter:
         elif kind == "cancel":
             st.cancelled = True
         if kind in ("done", "cancel"):
-            st.calls_left -= 1
+            # (a cancel's payload: how many of the job's calls it stands for, when more)
+            st.calls_left -= payload if kind == "cancel" and payload else 1
             if st.calls_left == 0:
                 self._finish(job, st)
 

@@ -17,6 +17,8 @@ PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # largest size, far below what a decompression bomb declares (a tiny PNG can claim
 # 100000x100000, 10 GP). Checked from the header, before Pillow allocates anything.
 MAX_PIXELS = 40_000_000
+# The most of a user's file read as an image (as much as a provider's answer may be).
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 def sniff(data: bytes) -> str | None:
@@ -279,9 +281,12 @@ def read_image_file(path: Any) -> bytes:
     """Bytes of a user-named image, or a UsageError naming the file."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_FILE_BYTES + 1)  # /dev/zero would never end
     except OSError as exc:
         raise UsageError(f"Cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError(f"{path} is over {MAX_FILE_BYTES >> 20} MB: not an image this reads "
+                         "(pass a smaller file)")
     if sniff(data) is None:
         raise UsageError(f"{path} is not an image (PNG, JPEG, WebP or GIF expected)")
     measured(data, UsageError, f"{path} is not a readable image: its header is damaged",

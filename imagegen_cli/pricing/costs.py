@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.types import Batches
 
 if TYPE_CHECKING:
     from imagegen_cli.pricing.lookup import Pricing
@@ -29,19 +30,26 @@ class Estimate:
 
     provider: str
     model: str
-    requests: list[tuple[int, float, float]] = field(default_factory=list)  # (n, lo, hi)
+    # The image counts of the requests (types.Batches: never listed) and the price range
+    # of one image: each request costs n x (lo, hi).
+    calls: Sequence[int] = ()
+    each: tuple[float, float] = (0.0, 0.0)
     known: bool = True
     free: bool = False
     reason: str | None = None
     how: str = ""
 
     @property
+    def images(self) -> int:
+        return self.calls.n if isinstance(self.calls, Batches) else sum(self.calls)
+
+    @property
     def low(self) -> float:
-        return sum(r[1] for r in self.requests)
+        return self.each[0] * self.images
 
     @property
     def high(self) -> float:
-        return sum(r[2] for r in self.requests)
+        return self.each[1] * self.images
 
     def text(self) -> str:
         if not self.known:
@@ -52,8 +60,11 @@ class Estimate:
         out: dict[str, Any] = {"provider": self.provider, "model": self.model,
                                "known": self.known}
         if self.known:
-            out["per_request"] = [{"n": n, "min_usd": _r(lo), "max_usd": _r(hi)}
-                                  for n, lo, hi in self.requests]
+            lo, hi = self.each
+            out["per_request"] = [{"n": n, "min_usd": _r(lo * n), "max_usd": _r(hi * n)}
+                                  for n in self.calls[:SHOWN_REQUESTS]]
+            if len(self.calls) > SHOWN_REQUESTS:
+                out["requests"] = len(self.calls)  # per_request: the first SHOWN_REQUESTS
             out["total_usd"] = {"min": _r(self.low), "max": _r(self.high)}
         else:
             out["reason"] = self.reason
@@ -63,6 +74,10 @@ class Estimate:
         return out
 
 
+# The requests a --dry-run's estimate lists one by one (-n 100000000000 makes 10^10).
+SHOWN_REQUESTS = 100
+
+
 def _r(x: float) -> float:
     return round(x, 6)
 
@@ -70,6 +85,8 @@ def _r(x: float) -> float:
 def money(x: float) -> str:
     if x == 0:
         return "$0"
+    if not math.isfinite(x):  # (prices are capped: only a sum past 1e308 gets here)
+        return "$(too large to say)"
     text = f"{x:.4f}".rstrip("0")
     if len(text.split(".")[1]) < 2:
         text = f"{x:.2f}"
@@ -85,7 +102,7 @@ def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Est
     est = Estimate(pricing.provider, pricing.model)
     if pricing.free:
         est.free = True
-        est.requests = [(n, 0.0, 0.0) for n in batches]
+        est.calls = batches
         est.how = f"{pricing.provider} runs on this machine: no money is spent"
         return est
     got = pricing.price_range(req.size, req.quality)
@@ -95,12 +112,12 @@ def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Est
         est.how = f"{got} for {pricing.provider} model {pricing.model}"
         return est
     lo, hi, notes = got
-    est.requests = [(n, lo * n, hi * n) for n in batches]
+    est.calls, est.each = batches, (lo, hi)
     f = pricing.figures
     assert f is not None
     src = f.per_image_source or pricing.origin
     source = "your config" if pricing.origin == "config" else "the price table"
-    how = (f"{sum(batches)} image(s) x {money_range(lo, hi)} per image "
+    how = (f"{est.images} image(s) x {money_range(lo, hi)} per image "
            f"({pricing.model}, size {req.size or f.default_size or 'auto'}, quality "
            f"{req.quality or f.default_quality or 'auto'}) from {source}: "
            f"{_short_source(src)}")

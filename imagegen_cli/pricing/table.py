@@ -52,15 +52,20 @@ class Figures:
         return out
 
 
+# The most a price may say (USD per image, or per 1M tokens): a larger one is a typo,
+# and one near 1e308 overflows to infinity once multiplied by the images of a run.
+MAX_PRICE = 1_000_000
+
+
 def number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 \
-        and math.isfinite(value)
+        and math.isfinite(value) and value <= MAX_PRICE
 
 
 def _check_per_image(value: Any, where: str) -> PerImage:
     bad = ConfigError(
-        f"{where}.per_image must be a price in USD, or a table of sizes (\"1024x1024\", "
-        "\"*\") each a price or a table of qualities (low = 0.011)")
+        f"{where}.per_image must be a price in USD (up to {MAX_PRICE:,}), or a table of "
+        "sizes (\"1024x1024\", \"*\") each a price or a table of qualities (low = 0.011)")
     if number(value):
         return float(value)
     if not isinstance(value, Mapping):
@@ -80,7 +85,8 @@ def _check_tokens(value: Any, where: str) -> dict[str, float]:
     if not isinstance(value, Mapping) or not value or any(
             k not in TOKEN_KEYS or not number(v) for k, v in value.items()):
         raise ConfigError(
-            f"{where}.tokens must be a table of USD per 1M tokens with keys "
+            f"{where}.tokens must be a table of USD per 1M tokens (up to {MAX_PRICE:,}) "
+            "with keys "
             + ", ".join(TOKEN_KEYS) + " (e.g. { text_in = 5.0, image_out = 40.0 })")
     return {k: float(v) for k, v in value.items()}
 
@@ -95,7 +101,7 @@ def figures_from(raw: Any, where: str, *, source: str | None = None) -> Figures:
         raw = {"per_image": raw}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a table (per_image = ..., tokens = {{...}}) "
-                          "or a price per image in USD")
+                          f"or a price per image in USD (up to {MAX_PRICE:,})")
     unknown = set(raw) - ENTRY_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; use per_image, "

@@ -17,6 +17,7 @@ row everywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ class Bounds:
     unit: str = ""
 
     def holds(self, value: float) -> bool:
-        if value < self.low or (self.above and value == self.low):
+        if not finite(value) or value < self.low or (self.above and value == self.low):
             return False
         return self.high is None or value <= self.high
 
@@ -283,6 +284,54 @@ OPTIONS: tuple[Option, ...] = (
     Option("quiet", ("-q", "--quiet"), "No progress or notices on stderr.", RUN_HELP,
            on(*ALL), value=bool),
 )
+
+
+# The largest integer any option takes (a seed is at most 64 bits anywhere): a longer
+# one would crash float() in a range check, or be sent on to fail at the provider.
+MAX_INT = 2**64 - 1
+
+
+class Wrong(ValueError):
+    """A value that is not what its option takes; `want` says what it must be."""
+
+    def __init__(self, want: str) -> None:
+        super().__init__(want)
+        self.want = want
+
+
+def finite(value: float) -> bool:
+    """A number that is neither NaN nor infinite, nor an int too large for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def typed(row: Option, value: object) -> object:
+    """VALUE for ROW's option, wherever it came from (a flag, a batch record, a `--from`
+    file), as the options hold it: true or false, an integer up to MAX_INT, a finite
+    number (NaN and infinity are no setting), or a string (ROW's type: a mask's Path).
+    The one type check of all three; Wrong says what the value must be."""
+    kind = row.value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise Wrong("true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Wrong("an integer")
+        if abs(value) > MAX_INT:
+            raise Wrong(f"an integer of at most {len(str(MAX_INT))} digits")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Wrong("a number")
+        if not finite(value):
+            raise Wrong("a finite number")
+        return float(value)
+    if not isinstance(value, (str, Path)):
+        raise Wrong("a string")
+    return kind(value)
 
 
 # Lookups read OPTIONS when called, so a replaced table is seen at once.

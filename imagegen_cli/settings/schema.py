@@ -81,6 +81,9 @@ def default_keys(*, per_provider: bool = False) -> dict[str, ConfigType]:
             if o.config}
 
 
+# The most concurrency or rpm a provider's table may say: more is a typo (or inf).
+MAX_RATE = 1_000_000
+
 TOP_KEYS = {"default_provider", "defaults", "providers"}
 
 
@@ -94,7 +97,7 @@ def _line_in_table(text: str, table: str, key: str) -> int | None:
     """The line of KEY inside [TABLE] (or a dotted TABLE.KEY line), if any."""
     header = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
     current = ""
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # (TOML ends lines at \n only)
         m = header.match(line)
         if m:
             current = m.group(1).strip().replace(" ", "").replace('"', "")
@@ -199,9 +202,11 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                 "must be \"sync\" or \"async\""
             )
         for key in ("concurrency", "rpm"):
-            if getattr(merged, key) is not None and getattr(merged, key) <= 0:
+            value = getattr(merged, key)
+            if value is not None and not (options.finite(value) and 0 < value <= MAX_RATE):
                 raise ConfigError(f"Bad config file {_where(path, text, key, f'providers.{name}')}"
-                                  f": providers.{name}.{key} must be more than 0")
+                                  f": providers.{name}.{key} must be more than 0 (and "
+                                  f"at most {MAX_RATE:,})")
         providers[name] = merged
 
     for p in providers.values():
@@ -257,5 +262,12 @@ def _check_defaults(table: Any, prefix: str, path: Path, text: str,
         if not _check_type(value, keys[key]):
             raise ConfigError(
                 f"Bad config file {where}: {prefix}.{key} must be {_type_name(keys[key])}")
+        row = options.by_config(key)
+        if row is not None and row.value in (int, float):
+            try:
+                options.typed(row, value)  # TOML reads nan, inf and unbounded integers
+            except options.Wrong as exc:
+                raise ConfigError(f"Bad config file {where}: {prefix}.{key} must be "
+                                  f"{exc.want}") from None
         out[key] = value
     return out

@@ -9,12 +9,12 @@ from an image or a sidecar .json.
 
 from __future__ import annotations
 
-import json
 import struct
 import zlib
 from typing import Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.files import jsontext
 from imagegen_cli.files.images import sniff
 from imagegen_cli.files.metadata.chunks import TYPE_SIZE, jpeg_segments, png_chunks, riff_chunks
 from imagegen_cli.files.metadata.infotext import from_infotext
@@ -69,12 +69,12 @@ def read(data: bytes) -> dict[str, Any]:
     source = None
     if "imagegen" in texts:
         try:
-            fields, source = dict(json.loads(texts["imagegen"])), "imagegen"
+            fields, source = dict(jsontext.loads(texts["imagegen"])), "imagegen"
         except (ValueError, TypeError):
             fields = {}
     if not fields and xmp_fields.get("json"):
         try:
-            fields, source = dict(json.loads(xmp_fields["json"])), "imagegen"
+            fields, source = dict(jsontext.loads(xmp_fields["json"])), "imagegen"
         except (ValueError, TypeError):
             fields = {}
     params = texts.get("parameters") or comment
@@ -177,9 +177,15 @@ def settings_from(path: Any) -> dict[str, Any]:
         fields, notes = got["fields"], got["notes"]
     else:
         try:
-            fields = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            fields = jsontext.loads(data.decode("utf-8"))
+        except UnicodeDecodeError:
             fields = None
+        except ValueError as exc:
+            if data.lstrip()[:1] != b"{":
+                fields = None
+            else:  # a sidecar, damaged: say where
+                raise UsageError(f"--from {path}: not valid JSON ({jsontext.why(exc)}): "
+                                 "fix it, or pass the prompt and settings yourself") from None
         if not isinstance(fields, dict):
             raise UsageError(f"--from {path} is neither an image (PNG, JPEG, WebP) nor a "
                              "sidecar .json written by --sidecar")
