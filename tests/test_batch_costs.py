@@ -118,3 +118,24 @@ def test_batch_cap_waits_for_running_jobs_to_settle(fake: OpenAIFake) -> None:
     recs = records(r.stdout)
     assert len([x for x in recs if "path" in x]) == 3 and not [x for x in recs if "error" in x]
     assert len(fake.server.calls("/images/generations")) == 3
+
+
+def test_the_cap_is_the_batch_s_across_runs(fake: OpenAIFake) -> None:
+    """--max-cost covers the batch, not one run: re-running after the cap stopped it
+    spends nothing more (the journal says what was spent); a finished batch re-run
+    under the same cap refuses nothing."""
+    Path("p.txt").write_text("".join(f"scene {i}\n" for i in range(5)))
+    args = ["batch", "p.txt", "-o", "o/", "-m", "dall-e-3", "-j", "1", "--json",
+            "--max-cost", "0.10"]
+    r = run_cli(args)
+    assert r.code == 8 and len(fake.server.calls("/images/generations")) == 2, r.err
+    r = run_cli(args)  # the same cap again: $0.08 of it is spent, no $0.04 job fits
+    assert r.code == 8, r.err
+    assert "this batch spent $0.08 of --max-cost $0.10 in earlier runs" in r.err
+    assert len(fake.server.calls("/images/generations")) == 2  # nothing more sent
+    r = run_cli([*args[:-1], "0.20"])  # a raised cap: the rest, $0.12, fits
+    assert r.code == 0, r.err
+    assert len(fake.server.calls("/images/generations")) == 5
+    r = run_cli([*args[:-1], "0.20"])
+    assert r.code == 0 and len(fake.server.calls("/images/generations")) == 5, r.err
+    assert all(x.get("skipped") for x in records(r.stdout))

@@ -82,6 +82,17 @@ class Journal:
                 out.append(SavedImage.from_record(rec))
         return out or None
 
+    def spent(self, jobs: list[Job]) -> float:
+        """USD that earlier runs recorded for the images of JOBS (files since deleted
+        included: that money is spent)."""
+        keys = {k for job in jobs for k in (job.key, job.legacy_key) if k}
+        total = 0.0
+        for (key, _), rec in self.entries.items():
+            cost = rec.get("cost_usd")
+            if key in keys and isinstance(cost, (int, float)) and not isinstance(cost, bool):
+                total += float(cost)
+        return total
+
     def claim_for(self, job: Job) -> Claim:
         def claim(saved: SavedImage, st: os.stat_result) -> None:
             rec = image_record(ImageWritten(job, saved, saved.request_id))

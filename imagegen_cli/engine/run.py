@@ -38,7 +38,7 @@ from imagegen_cli.engine.scheduler import Scheduler
 from imagegen_cli.errors import ConfigError, Interrupted, OutputError, UsageError
 from imagegen_cli.files.atomic import clean_stale_parts, refuse_symlink, write_atomic
 from imagegen_cli.files.naming import OutputPlan, inside, static_dir
-from imagegen_cli.pricing.costs import check_cap
+from imagegen_cli.pricing.costs import check_cap, money
 from imagegen_cli.secrets import register_secret
 from imagegen_cli.settings import config as cfgmod
 from imagegen_cli.types import ImageRequest, Reporter
@@ -202,6 +202,14 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
     sinks = [*frontend.sinks, _fallback_warner(frontend.warn)]
     if plan.budget is not None:
         sinks.append(plan.budget)  # a finished job's real cost frees what it did not spend
+        if journal is not None:
+            # --max-cost is the batch's, not one run's: what earlier runs of it spent
+            # (the journal records each image's cost) counts against it.
+            before = journal.spent(jobs)
+            if before:
+                plan.budget.committed += before
+                frontend.note(f"this batch spent {money(before)} of {plan.budget.where} "
+                              f"{money(plan.budget.cap)} in earlier runs")
     if batch is None:
         for job in jobs:
             rep = frontend.reporter_for(job)

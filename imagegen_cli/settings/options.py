@@ -266,7 +266,8 @@ OPTIONS: tuple[Option, ...] = (
            "estimated cost; send nothing.", RUN_HELP, on(*ALL), value=bool),
     # A number in the config file; the flag's text is parsed with the environment's.
     Option("max_cost", ("--max-cost",), "Cap the estimated cost: over USD or unknown, exit 2 "
-           "before sending (batch: jobs that would cross it are not started, exit 8).",
+           "before sending (batch: the whole batch's, earlier runs of it included; jobs that "
+           "would cross it are not started, exit 8).",
            RUN_HELP, on(*ALL), metavar="USD", config="max_cost", per_provider=False,
            config_value=NUMBER),
     Option("timeout", ("--timeout",), "Seconds to wait for the provider (default 300).",
