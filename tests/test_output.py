@@ -124,3 +124,58 @@ def test_atomic_write_never_touches_the_umask(monkeypatch: pytest.MonkeyPatch,
     assert written.stat().st_mode & 0o777 == 0o666 & ~UMASK
     assert int(Path("/proc/self/status").read_text().split("Umask:")[1]
                                .split()[0], 8) == UMASK
+
+
+def test_an_image_and_its_sidecar_are_replaced_as_one(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers racing to replace one name with --overwrite --sidecar: the .json beside the
+    image always describes that image (the two are written under one folder lock; the
+    race is widened here by a pause between the image and its sidecar)."""
+    import hashlib
+    import io
+    import json
+    import threading
+    import time
+
+    from PIL import Image
+
+    from imagegen_cli.engine import save as save_mod
+    from imagegen_cli.engine.save import SaveOptions, Saver
+    from imagegen_cli.types import GeneratedImage, ImageRequest
+
+    real = save_mod.write_atomic
+
+    def slow_pair(path: Path, data: bytes, **kw: object) -> Path:
+        out = real(path, data, **kw)  # type: ignore[arg-type]
+        if path.suffix == ".png":  # the first image written waits longest for its sidecar
+            time.sleep(0.05 * (6 - int(threading.current_thread().name[1:])))
+        return out
+
+    monkeypatch.setattr(save_mod, "write_atomic", slow_pair)
+
+    def png(shade: int) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), (shade, 0, 0)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    plan = OutputPlan.from_option(f"{tmp_path}/shared.png", overwrite=True)
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        saver = Saver(plan=plan, provider="p", model="m",
+                      request=ImageRequest(prompt=f"p{i}", model="m"), count=1,
+                      files=SaveOptions(sidecar=True))
+        try:
+            saver.save(GeneratedImage(index=0, data=png(i * 20)), 1)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,), name=f"w{i}") for i in range(6)]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)  # w0's image first, w5's last
+    for t in threads:
+        t.join()
+    assert not errors
+    side = json.loads((tmp_path / "shared.json").read_text())
+    assert side["sha256"] == hashlib.sha256((tmp_path / "shared.png").read_bytes()).hexdigest()

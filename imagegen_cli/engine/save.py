@@ -6,7 +6,9 @@ time on the writing thread, so memory stays flat as a batch grows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from typing import IO, Any
 from imagegen_cli import clock
 from imagegen_cli.errors import ImagegenError, OutputError
 from imagegen_cli.files import images
-from imagegen_cli.files.atomic import clean_once, write_atomic
+from imagegen_cli.files.atomic import clean_once, folder_lock, write_atomic
 from imagegen_cli.files.metadata import write as metadata
 from imagegen_cli.files.naming import EXTENSIONS, OutputPlan
 from imagegen_cli.secrets import redact_data
@@ -195,7 +197,6 @@ class Saver:
             if img.partial is not None:
                 path = path.with_name(f"{path.stem}.partial-{img.partial}{path.suffix}")
             if self.claim is not None:  # a batch with a journal: it may resume a killed run
-
                 clean_once(path.parent)
             # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF
             # and SVG are written as received, so their metadata goes there too.
@@ -212,16 +213,20 @@ class Saver:
                 if claim is not None:
                     claim(saved, st)
 
-            written = write_atomic(path, data, overwrite=self.plan.overwrite,
-                                   companions=companions, claim=claimed)
-            if companions:
-                import json
-
-                side = dict(meta, file=written.name, width=width, height=height, format=fmt,
-                            sha256=digest, cost_usd=cost, cost_source=cost_source)
-                write_atomic(written.with_suffix(".json"),
-                             (json.dumps(side, indent=2, ensure_ascii=False) + "\n").encode(),
-                             overwrite=True)
+            # Replacing an image and its sidecar: one unit, or a racing process's image
+            # ends up beside this one's sidecar. (New names are this run's alone.)
+            unit = folder_lock(path.parent) if companions and self.plan.overwrite \
+                else contextlib.nullcontext()
+            with unit:
+                written = write_atomic(path, data, overwrite=self.plan.overwrite,
+                                       companions=companions, claim=claimed)
+                if companions:
+                    side = dict(meta, file=written.name, width=width, height=height,
+                                format=fmt, sha256=digest, cost_usd=cost,
+                                cost_source=cost_source)
+                    write_atomic(written.with_suffix(".json"),
+                                 (json.dumps(side, indent=2, ensure_ascii=False)
+                                  + "\n").encode(), overwrite=True)
             saved.path = str(written)
             return saved
         return SavedImage(path="-", index=index, width=width, height=height, format=fmt,

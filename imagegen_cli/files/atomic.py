@@ -15,7 +15,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from imagegen_cli.errors import OutputError, output_error
@@ -152,6 +152,26 @@ def rewrite(path: Path, data: bytes, *, mode: int | None = None) -> Path:
     else:
         new = current & mode  # keep what it had, never wider than asked (0600: keys)
     return write_atomic(target, data, overwrite=True, mode=new)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """FOLDER held by this process (an flock on the folder itself, released by the
+    kernel if the process dies) while several files are written as one unit: an image
+    and its sidecar replaced by racing processes must describe each other."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield  # cannot be opened (or no such folder yet): the writes report it
+        return
+    try:
+        import fcntl
+
+        with contextlib.suppress(OSError):  # a filesystem without locks: as before
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # .NAME.PID@HOST.RANDOM.part: only what write_atomic names (the pid@host mark is
