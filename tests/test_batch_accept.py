@@ -349,3 +349,22 @@ def test_an_input_without_records_does_nothing_and_says_so(fake: OpenAIFake, nam
     assert f"{name} holds no records" in r.err
     assert not fake.server.requests and not Path("o").exists()
     assert "holds no records" not in run_cli(["batch", name, "-o", "o/", "-q"]).err
+
+
+def test_a_polite_stop_writes_the_answers_already_paid_for(slow: OpenAIFake) -> None:
+    """SIGTERM (a CI cancel) mid-batch: no new call starts, and the calls already sent
+    (paid for) are waited for a moment and written, not thrown away."""
+    Path("p.txt").write_text("\n".join(f"scene {i}" for i in range(20)) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "imagegen_cli", "batch", "p.txt", "-o",
+                             "o/", "-j", "4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ))
+    assert proc.stdout is not None
+    proc.stdout.readline()  # the first image is written; three more calls are out
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    sent = len(slow.server.calls("/images/generations"))
+    assert 1 < sent < 20
+    assert len(pngs("o")) == sent, (sent, pngs("o"), err)  # every answer paid for is on disk
+    r = run_cli(["batch", "p.txt", "-o", "o/", "-j", "4"])
+    assert r.code == 0 and len(slow.server.calls("/images/generations")) == 20

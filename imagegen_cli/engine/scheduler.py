@@ -81,6 +81,63 @@ class Feed:
             return out
 
 
+class HeldSignals:
+    """Ctrl-C and SIGTERM held while an image is being written (on the main thread): a
+    stop that lands mid-write would throw away an answer already paid for. The held
+    signal is delivered, to the handler that was in place, as soon as the write ends."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.writing = False
+        self.held: tuple[Any, int, Any] | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> HeldSignals:
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.SIGNALS:
+            num = getattr(signal, name)
+            old = signal.getsignal(num)
+            if callable(old):  # SIG_DFL/SIG_IGN stay as they are
+                self.previous[num] = old
+                signal.signal(num, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for num, old in self.previous.items():
+            signal.signal(num, old)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.writing:
+            self.held = self.held or (self.previous[signum], signum, frame)
+            return
+        self.previous[signum](signum, frame)
+
+    def write(self, func: Callable[..., None], *args: Any) -> None:
+        """FUNC(*ARGS) (a write) run whole; a signal that came meanwhile is delivered
+        after it."""
+        self.writing = True
+        try:
+            func(*args)
+        finally:
+            self.writing = False
+            held, self.held = self.held, None
+            if held is not None:
+                handler, signum, frame = held
+                handler(signum, frame)
+
+
+# Seconds a stopped run waits for the answers of calls already sent (they are paid
+# for) before it exits 130/143: enough for a downloaded image to land, short enough
+# for a CI cancel's own grace period.
+STOP_GRACE = 5.0
+
+
 class Scheduler(JobWriter):
     def __init__(
         self,
@@ -295,25 +352,45 @@ class Scheduler(JobWriter):
             threading.Thread(target=work, daemon=True).start()
         pending = total
         warm = False
-        while pending:
-            try:
-                kind, call, payload, info = inbox.get(timeout=None if warm else 0.05)
-            except queue.Empty:
-                # The first requests are out and their answers not back: load what
-                # writing an image needs now, not when sixteen answers arrive at once.
-                warm = True
-                warm_up()
-                continue
-            if kind == "crash":
-                self.stopping = True
-                raise payload
-            if kind in ("done", "cancel"):
-                pending -= payload if kind == "cancel" and payload else 1
-            try:
-                self._handle(kind, call, payload, info)
-            finally:
-                if kind == "image":
-                    room.release()
+
+        def drain(until: float | None) -> None:
+            nonlocal pending, warm
+            while pending:
+                left = None if until is None else until - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                try:
+                    wait = left if warm else (0.05 if left is None else min(left, 0.05))
+                    kind, call, payload, info = inbox.get(timeout=wait)
+                except queue.Empty:
+                    # The first requests are out and their answers not back: load what
+                    # writing an image needs now, not when sixteen answers arrive at once.
+                    if not warm:
+                        warm = True
+                        warm_up()
+                    continue
+                if kind == "crash":
+                    self.stopping = True
+                    raise payload
+                if kind in ("done", "cancel"):
+                    pending -= payload if kind == "cancel" and payload else 1
+                try:
+                    held.write(self._handle, kind, call, payload, info)
+                finally:
+                    if kind == "image":
+                        room.release()
+
+        held = HeldSignals()
+        try:
+            with held:
+                drain(None)
+        except KeyboardInterrupt:
+            # A polite stop (Ctrl-C, SIGTERM): no new call starts, and answers already
+            # paid for that arrive within the grace are written, not thrown away. A
+            # second signal ends the grace at once.
+            self.stopping = True
+            drain(time.monotonic() + STOP_GRACE)
+            raise
 
     def _failed_early(self, job: Job, exc: ImagegenError) -> None:
         """Stop starting calls at once when this failure reaches the limit (the writer
