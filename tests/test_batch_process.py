@@ -68,24 +68,25 @@ def test_the_same_batch_started_twice_at_once_pays_once(slow: OpenAIFake) -> Non
     """A CI retry while the first run still goes: the second says at once that the
     journal is taken (exit 7, nothing sent); the first writes every image once, and the
     same command afterwards sends nothing."""
-    Path("a.txt").write_text("\n".join(f"shared {i}" for i in range(8)) + "\n")
-    first = spawn("batch", "a.txt", "-o", "o/", "-j", "4", "--json")
+    n = 40  # 0.2 s a call, two at a time: the first run goes on for about 4 s
+    Path("a.txt").write_text("\n".join(f"shared {i}" for i in range(n)) + "\n")
+    first = spawn("batch", "a.txt", "-o", "o/", "-j", "2", "--json")
     assert first.stdout is not None
     first.stdout.readline()  # it runs: an image is written
-    second = spawn("batch", "a.txt", "-o", "o/", "-j", "4", "--json")
+    second = spawn("batch", "a.txt", "-o", "o/", "-j", "2", "--json")
     out2, err2 = second.communicate(timeout=60)
     out1, err1 = first.communicate(timeout=60)
     assert first.returncode == 0, err1
     assert second.returncode == 7 and out2 == "", err2
     assert "Another imagegen batch is running on the journal" in err2
     assert "Traceback" not in err2
-    assert len(slow.server.calls("/images/generations")) == 8
-    assert len(images("o")) == 8
+    assert len(slow.server.calls("/images/generations")) == n
+    assert len(images("o")) == n
     again = spawn("batch", "a.txt", "-o", "o/", "--json")
     out3, _ = again.communicate(timeout=60)
     assert again.returncode == 0
     assert all(json.loads(line)["skipped"] for line in out3.splitlines())
-    assert len(slow.server.calls("/images/generations")) == 8
+    assert len(slow.server.calls("/images/generations")) == n
 
 
 def test_two_batches_into_one_folder_overwrite_nothing(slow: OpenAIFake) -> None:
