@@ -257,7 +257,10 @@ def locked(path: Path) -> Iterator[None]:
 def _make_folder(folder: Path) -> None:
     """FOLDER, made 0700 if missing (a folder the user chose keeps its mode)."""
     if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
+        try:
+            folder.mkdir(parents=True, mode=0o700)
+        except FileExistsError:
+            return  # made by a concurrent run a moment ago (it sets the mode)
         folder.chmod(0o700)
 
 
