@@ -227,8 +227,8 @@ os.chmod(path, 0o644)
 """
 
 
-def test_config_edit_restores_0600_on_a_key_bearing_file(monkeypatch: pytest.MonkeyPatch,
-                                                          tmp_path: Path) -> None:
+def _editing_with_a_644_editor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The config path, with $EDITOR a program that adds a key and saves the file 0644."""
     import sys
 
     cfg = tmp_path / "cfg" / "config.toml"
@@ -237,6 +237,12 @@ def test_config_edit_restores_0600_on_a_key_bearing_file(monkeypatch: pytest.Mon
     editor.write_text(_EDITOR_644)
     monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
     monkeypatch.delenv("VISUAL", raising=False)
+    return cfg
+
+
+def test_config_edit_restores_0600_on_a_key_bearing_file(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    cfg = _editing_with_a_644_editor(monkeypatch, tmp_path)
     r = run_cli(["config", "edit"])
     assert r.code == 0, r.err
     assert "api_key" in cfg.read_text()
@@ -246,14 +252,7 @@ def test_config_edit_restores_0600_on_a_key_bearing_file(monkeypatch: pytest.Mon
 
 def test_config_edit_says_loudly_when_0600_cannot_be_restored(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import sys
-
-    cfg = tmp_path / "cfg" / "config.toml"
-    monkeypatch.setenv("IMAGEGEN_CONFIG", str(cfg))
-    editor = tmp_path / "ed.py"
-    editor.write_text(_EDITOR_644)
-    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
-    monkeypatch.delenv("VISUAL", raising=False)
+    cfg = _editing_with_a_644_editor(monkeypatch, tmp_path)
     real_chmod = os.chmod
 
     def chmod(path: object, mode: int, **kw: object) -> None:
