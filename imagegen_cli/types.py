@@ -48,6 +48,9 @@ class ImageSettings:
     input_fidelity: str | None = None
     user: str | None = None
     strength: float | None = None
+    # The image size as a named tier ("1K", "2K", "4K"; xAI "1k", "2k") where a model
+    # chooses its size by tier rather than by WxH (Gemini, xAI): --resolution.
+    resolution: str | None = None
     # local provider
     device: str | None = None
     dtype: str | None = None
@@ -64,6 +67,9 @@ class ImageRequest(ImageSettings):
     images: list[InputImage] = field(default_factory=list)
     mask: InputImage | None = None
     edit: bool = False  # `imagegen edit`: reference images, mask optional
+    # A documented aspect ratio ("16:9") for a model that takes one instead of WxH
+    # (Capabilities.aspect_ratios): --aspect mapped to the nearest of them.
+    aspect_ratio: str | None = None
     # What validation adjusted, for the user to read on stderr.
     notices: list[str] = field(default_factory=list)
     # What the user must see even with -q (a deprecated model).
@@ -100,6 +106,7 @@ class ImageRequest(ImageSettings):
             "input_fidelity": "--input-fidelity",
             "user": "--user",
             "strength": "--strength",
+            "resolution": "--resolution",
             "device": "--device",
             "dtype": "--dtype",
         }

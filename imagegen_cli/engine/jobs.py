@@ -119,6 +119,9 @@ class Job:
                   "output_compression", "complexity", "input_fidelity", "user", "strength",
                   "edit"):
             fields[f] = getattr(req, f)
+        for f in ("resolution", "aspect_ratio"):  # newer fields: keys of old jobs hold
+            if getattr(req, f) is not None:
+                fields[f] = getattr(req, f)
         fields["images"] = [i.url or hashlib.sha256(i.data).hexdigest() for i in req.images]
         fields["mask"] = hashlib.sha256(req.mask.data).hexdigest() if req.mask else None
         text = json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False)

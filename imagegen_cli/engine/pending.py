@@ -20,7 +20,7 @@ from imagegen_cli.types import ImageRequest
 
 # The ImageRequest fields that shape a job's images and their metadata.
 FIELDS = ("prompt", "model", "size", "quality", "style", "seed", "steps", "guidance",
-          "negative_prompt", "params")
+          "negative_prompt", "params", "resolution", "aspect_ratio")
 
 
 @dataclass

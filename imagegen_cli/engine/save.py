@@ -122,6 +122,8 @@ class Saver:
             "fallback_from": info.fallback_from if info else None,
             "size": f"{width}x{height}",
             "requested_size": req.size,
+            "aspect_ratio": req.aspect_ratio,
+            "resolution": req.resolution,
             "seed": img.seed if img.seed is not None else req.seed,
             "steps": req.steps if req.steps is not None else img.settings.get("steps"),
             "guidance": req.guidance if req.guidance is not None

@@ -143,6 +143,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         "complexity": setting("complexity", "--complexity"),
         "output_compression": setting("output_compression", "--output-compression"),
         "user": setting("user", "--user"),
+        "resolution": setting("resolution", "--resolution"),
         # Only edits take it: a [defaults] value is not even looked at for generate.
         "input_fidelity": (setting("input_fidelity", "--input-fidelity") if inpaint or edit
                            else Picked(opts.input_fidelity, flag("--input-fidelity"))),
@@ -166,7 +167,13 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         raise UsageError(cannot("edit", f"{name} (model {req.model})", cfg, env))
     if aspect.value and aspect.source is not None:
         caps = provider.capabilities(req.model)
-        if caps.sizes is None:
+        if caps.aspect_ratios:
+            ratio = nearest_ratio(str(aspect.value), caps.aspect_ratios)
+            req = req.with_(aspect_ratio=ratio)
+            if ratio != str(aspect.value):
+                ctx.notice(f"--aspect {aspect.value}: using the nearest ratio "
+                           f"{req.model} takes, {ratio}")
+        elif caps.sizes is None:
             text = (f"--aspect needs known sizes, and provider {name} "
                     f"(model {req.model}) does not declare them")
             if not aspect.source.global_default:
@@ -234,6 +241,17 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         members=[Member(provider, pcfg, req, lookup(pcfg, req.model),
                         pcfg.key(env) if provider.needs_key else None)],
     )
+
+
+def nearest_ratio(aspect: str, ratios: tuple[str, ...]) -> str:
+    """The documented ratio ("16:9") closest to ASPECT (W:H) on a log scale; ASPECT
+    itself when it is one of them, spelled as typed."""
+    import math
+
+    if aspect in ratios:
+        return aspect
+    want = parse_aspect(aspect)
+    return min(ratios, key=lambda r: abs(math.log(parse_aspect(r) / want)))
 
 
 def pick_model(opts: ImageOptions, ctx: Context, name: str) -> Any:

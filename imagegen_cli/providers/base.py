@@ -119,6 +119,10 @@ class Capabilities:
     # flags taken on generations but not on edits (OpenAI's edit endpoint has no
     # `moderation`): refused on an edit, a config default dropped with a note
     generate_only: frozenset[str] = frozenset()
+    # The aspect ratios a model takes by name ("1:1", "16:9", ...), for a model sized
+    # by ratio (and --resolution) rather than by WxH: --aspect is sent as the nearest
+    # of them (ImageRequest.aspect_ratio). Empty: --aspect picks a WxH from `sizes`.
+    aspect_ratios: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
 

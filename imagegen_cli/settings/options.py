@@ -181,6 +181,10 @@ OPTIONS: tuple[Option, ...] = (
            unset="the provider's default size", request="size"),
     Option("aspect", ("--aspect",), "W:H, e.g. 16:9: the closest size the model accepts.",
            IMAGE_HELP, on(*ALL), metavar="W:H", record=True, config="aspect", check=ASPECT),
+    Option("resolution", ("--resolution",), "Image size tier where a model takes one: "
+           "1K|2K|4K (Gemini), 1k|2k (xAI).", IMAGE_HELP, on(*ALL), metavar="R",
+           values=("1K", "2K", "4K", "1k", "2k"), from_file=True, record=True,
+           config="resolution", check=ONE_OF, request="resolution", capability=True),
     Option("quality", ("--quality",), "e.g. low|medium|high|auto (gpt-image; xhigh|max on "
            "2.5 and 2.6), standard|hd (dall-e-3).", IMAGE_HELP, on(*ALL), metavar="Q",
            values=("low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"),

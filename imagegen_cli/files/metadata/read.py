@@ -157,7 +157,7 @@ def _exif_user_comment(tiff: bytes) -> str | None:
 
 # What `generate --from` may take from a file, and the option each value fills.
 FROM_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "model", "provider",
-             "quality", "style", "background", "moderation", "size")
+             "quality", "style", "background", "moderation", "size", "resolution")
 
 
 def settings_from(path: Any) -> dict[str, Any]:
