@@ -12,8 +12,9 @@ import dataclasses
 import inspect
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
@@ -94,56 +95,74 @@ def run_batch(opts: dict[str, Any]) -> None:
         os.environ, opts["shard_count"])
     if shard is not None and shard.source != "--shard":
         frontend.note(f"running shard {shard} (from {shard.source})")
-    name, text = _read_input(opts["files"][0])
-    fmt = records.detect_format(name, text, opts["input_format"])
+    name, numbered, width = _open_input(opts["files"][0])
+    fmt = records.format_by_name(name, opts["input_format"])
+    if fmt is None:
+        fmt, numbered = records.peek_format(numbered)
     base = options_from({**opts, "prompt": None})
     invalid = run.Invalid(frontend.warn) if opts["skip_invalid"] else None
-    recs = records.parse(text, name, fmt, base, invalid)
+    recs = records.stream(numbered, name, fmt, base, invalid)
     ctx = run.session(frontend, os.environ, default_template=BATCH_TEMPLATE)
     batch = run.Batch(output=opts["output"], state=Path(opts["state"]) if opts["state"]
                       else None, force=opts["force"], shard=shard,
                       allow_outside=opts["allow_outside"],
                       summary=Path(opts["summary"]) if opts["summary"] else None)
     plan = run.plan_batch(recs, ctx, source=name, invalid=invalid, batch=batch,
-                          concurrency=concurrency, rpm=opts["rpm"], max_failures=max_failures)
+                          concurrency=concurrency, rpm=opts["rpm"], max_failures=max_failures,
+                          width=width)
     run.cap_cost(plan, max_cost_of(opts, ctx.cfg, os.environ))
     if opts["dry_run"]:
-        _dry_run(plan.jobs, quiet)
+        _dry_run(plan.each(), quiet)
         return
     _run(opts, plan, frontend, quiet)
 
 
-def _read_input(arg: str) -> tuple[str, str]:
+def _open_input(arg: str) -> tuple[str, Iterator[tuple[int, str]], int | None]:
+    """FILE (or - for stdin) as numbered lines read as they are needed (a million-line
+    file is never held whole), and the digits of its line count where it can be
+    counted first (a regular file: the width of a long batch's default ids)."""
+    from imagegen_cli.engine import records
+    from imagegen_cli.engine.stream import count_lines
+
     if arg == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("batch - reads records from stdin, but stdin is a terminal: "
                              "pipe them in or pass FILE")
         raw = getattr(sys.stdin, "buffer", None)
         if raw is None:  # a text-only stream: already decoded
-            return "<stdin>", sys.stdin.read().removeprefix("\ufeff")
-        path, data = Path("<stdin>"), raw.read()
-    else:
-        path = Path(arg).expanduser()
-        data = b""
+            text = sys.stdin.read().removeprefix("\ufeff")
+            return "<stdin>", iter(records.lines(text)), None
+        return "<stdin>", records.read_lines(raw, "stdin"), None
+    path = Path(arg).expanduser()
     try:
-        if arg != "-":
-            data = path.read_bytes()
-        return str(path), data.decode("utf-8-sig")  # a BOM (Excel's CSV) is no text
+        f = path.open("rb")
     except FileNotFoundError:
         raise UsageError(f"Batch file {path} does not exist: pass a text, .jsonl or .csv "
                          "file, or - for stdin") from None
     except IsADirectoryError:
         raise UsageError(f"Batch file {path} is a folder: pass a text, .jsonl or .csv "
                          "file, or - for stdin") from None
-    except UnicodeDecodeError as exc:
-        what = "stdin" if arg == "-" else f"Batch file {path}"
-        raise UsageError(f"{what} is not UTF-8 text ({exc.reason} at byte "
-                         f"{exc.start}): save it as UTF-8") from None
     except OSError as exc:
         raise UsageError(f"Cannot read batch file {path}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        f.close()
+        raise UsageError(f"Batch file {path} is a folder: pass a text, .jsonl or .csv "
+                         "file, or - for stdin")
+    count = count_lines(path)
+    return str(path), _lines_of(f, path), len(str(count)) if count else None
 
 
-def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
+def _lines_of(f: BinaryIO, path: Path) -> Iterator[tuple[int, str]]:
+    from imagegen_cli.engine import records
+
+    with f:
+        try:
+            yield from records.read_lines(f, f"Batch file {path}")
+        except OSError as exc:
+            raise UsageError(f"Cannot read batch file {path}: {exc.strerror or exc}") from None
+
+
+def _dry_run(jobs: Iterable[Job], quiet: bool = False) -> None:
     """Each job's exact calls (secrets redacted) as a JSON line, its fallbacks and
     estimated cost; the batch's estimate on stderr."""
     import json
@@ -154,8 +173,9 @@ def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
     from imagegen_cli.secrets import register_secret
 
     low = high = 0.0
-    unknown = 0
+    unknown = count = 0
     for job in jobs:
+        count += 1
         register_secret(job.api_key)
         shown = job.api_key or (f"${job.pcfg.api_key_env}" if job.pcfg.api_key_env else None)
         ests = estimates(job)
@@ -170,8 +190,8 @@ def _dry_run(jobs: list[Job], quiet: bool = False) -> None:
             low, high = low + ests[0].low, high + ests[0].high
         else:
             unknown += 1
-    if not quiet and jobs:
-        note(f"estimated cost of {len(jobs)} job{'' if len(jobs) == 1 else 's'}: "
+    if not quiet and count:
+        note(f"estimated cost of {count} job{'' if count == 1 else 's'}: "
              f"{money_range(low, high)}"
              + (f", plus {unknown} at an unknown price" if unknown else ""))
 
@@ -195,8 +215,8 @@ def _run(opts: dict[str, Any], plan: Plan, frontend: Frontend, quiet: bool) -> N
     if opts.get("preview") and not json_out:  # after the run, stdout a terminal only
         sinks.append(preview)
     display = None
-    if not quiet and report.stderr_is_terminal() and plan.jobs:
-        display = report.BatchProgress(len(plan.jobs))
+    if not quiet and report.stderr_is_terminal() and (plan.jobs or plan.total() is None):
+        display = report.BatchProgress(plan.total())
         sinks.append(display)
     plain = StderrReporter(quiet)
     tally = run.run(plan, dataclasses.replace(

@@ -122,7 +122,8 @@ class BatchProgress(LiveDisplay):
     minute, ETA) plus a line per running job. Also each job's Reporter: per-step
     progress (the local model, downloads) lands on the job's line."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int | None) -> None:
+        """TOTAL: jobs in the batch; None while a long input is still being read."""
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
         super().__init__(

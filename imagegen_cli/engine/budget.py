@@ -33,6 +33,16 @@ class BatchBudget:
         # admit waits on it (a worker thread); a finished job's settling wakes it
         self.settled = threading.Condition()
 
+    def check(self, job: Any) -> float:
+        """JOB's price must be known (exit 2 naming its record); the top of its estimate."""
+        ests = estimates(job)
+        try:
+            check_cap(ests, self.cap, self.where, known_only=True)
+        except UsageError as exc:
+            exc.message = f"line {job.line} (id {job.id}): {exc.message}"
+            raise
+        return max(e.high for e in ests)
+
     def admit(self, job: Any, wait: bool = False) -> Any:
         """None: JOB may start (its estimate is reserved); else the refusal. WAIT (a
         worker thread, while other threads run jobs): a job that does not fit while
@@ -61,6 +71,7 @@ class BatchBudget:
     def __call__(self, ev: Any) -> None:
         if isinstance(ev, JobFinished):
             with self.settled:
+                self.refused.pop(id(ev.job), None)  # its id may name another job later
                 if id(ev.job) not in self.admitted:
                     return
                 est = self.admitted.pop(id(ev.job))
@@ -73,20 +84,20 @@ class BatchBudget:
 
 def batch_budget(jobs: Sequence[Job], cap: float, where: str) -> BatchBudget:
     """The batch-wide cap: every job's price must be known (exit 2 naming the record),
-    and at least one job must fit (else exit 2: nothing would be made). Returns the
-    BatchBudget for the scheduler (`admit`) and the event stream."""
+    and at least one job must fit (else exit 2: nothing would be made). JOBS: those
+    known now (a long batch's settled templates; `BatchBudget.check` sees the rest as
+    they are read). Returns the BatchBudget for the scheduler (`admit`) and the event
+    stream."""
 
-    highs: dict[int, float] = {}
-    for job in jobs:
-        ests = estimates(job)
-        try:
-            check_cap(ests, cap, where, known_only=True)
-        except UsageError as exc:
-            exc.message = f"line {job.line} (id {job.id}): {exc.message}"
-            raise
-        highs[id(job)] = max(e.high for e in ests)
-    if highs and min(highs.values()) > cap + 1e-12:
+    budget = BatchBudget(cap, where, high_estimate)
+    highs = [budget.check(job) for job in jobs]
+    if highs and min(highs) > cap + 1e-12:
         raise UsageError(
             f"Every job's estimated cost is over {where} {money(cap)} (the cheapest is "
-            f"{money(min(highs.values()))}): nothing was sent; raise the cap")
-    return BatchBudget(cap, where, lambda job: highs[id(job)])
+            f"{money(min(highs))}): nothing was sent; raise the cap")
+    return budget
+
+
+def high_estimate(job: Job) -> float:
+    """The top of JOB's estimate over its chain (USD)."""
+    return max(e.high for e in estimates(job))

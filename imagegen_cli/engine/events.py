@@ -105,6 +105,9 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     not_run: int = 0
+    # The run stopped before reading every job of its input (a long batch is read as it
+    # runs): those jobs are not run either, and not counted.
+    unread: bool = False
     images: int = 0
     failures: list[tuple[Job, ImagegenError]] = field(default_factory=list)
     usage: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -10,6 +10,10 @@ the same way on every machine and every run.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import heapq
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -97,18 +101,25 @@ class Job:
             out["requests_total"] = total  # requests: the first SHOWN_REQUESTS calls
         return out
 
-    def fingerprint(self, output: bool = True, version: int = KEY_VERSION) -> str:
+    def fingerprint(self, output: bool = True, version: int = KEY_VERSION,
+                    canon: dict[str, str] | None = None) -> str:
         """sha256 of everything that decides this job's output (without OUTPUT: all
-        but where its files go)."""
-        import hashlib
+        but where its files go). CANON: templates' real folders already looked up."""
         import json
 
         req = self.request
+        template = self.plan.template
+        if output and version != 1:
+            real = canon.get(template) if canon is not None else None
+            if real is None:
+                real = canonical_template(template)
+                if canon is not None:
+                    canon[template] = real
+            template = real
         fields: dict[str, Any] = {
             "v": version, "provider": self.provider.name, "type": self.pcfg.type,
             "base_url": self.pcfg.base_url,
-            **({"template": self.plan.template if version == 1
-                else canonical_template(self.plan.template)} if output else {}),
+            **({"template": template} if output else {}),
             # The same keys as before SaveOptions: a journal's keys must not change.
             "fmt": self.files.format, "metadata": self.files.metadata,
             "sidecar": self.files.sidecar,
@@ -128,29 +139,65 @@ class Job:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def assign_keys(jobs: list[Job], explicit_ids: set[int]) -> None:
-    """Give each job its key: the fingerprint, plus the record's id where the record
-    named one, plus an occurrence number so identical records stay distinct jobs
-    (a line inserted above them changes no key)."""
-    import hashlib
+class Seen:
+    """How often each 64-bit number came before, in about 8 bytes a number: a sorted
+    array, a small set of recent ones merged into it now and then, and counts only
+    for the numbers seen more than once."""
 
-    def keyed(output: bool, version: int = KEY_VERSION) -> list[str]:
-        seen: dict[str, int] = {}
+    MERGE = 1 << 15
+
+    def __init__(self) -> None:
+        self.sorted = array("Q")
+        self.recent: set[int] = set()
+        self.more: dict[int, int] = {}
+
+    def count(self, x: int) -> int:
+        """Times X was counted before this call; counts it once more."""
+        k = self.more.get(x)
+        if k is not None:
+            self.more[x] = k + 1
+            return k
+        if x in self.recent or self._in_sorted(x):
+            self.more[x] = 2
+            return 1
+        self.recent.add(x)
+        if len(self.recent) >= self.MERGE:
+            self.sorted = array("Q", heapq.merge(self.sorted, sorted(self.recent)))
+            self.recent = set()
+        return 0
+
+    def _in_sorted(self, x: int) -> bool:
+        i = bisect.bisect_left(self.sorted, x)
+        return i < len(self.sorted) and self.sorted[i] == x
+
+
+def assign_keys(jobs: list[Job], explicit_ids: set[int]) -> None:
+    """Key JOBS in order (EXPLICIT_IDS: the positions of records that named an id)."""
+    maker = KeyMaker()
+    for pos, job in enumerate(jobs):
+        maker.assign(job, pos in explicit_ids)
+
+
+class KeyMaker:
+    """Each job's key, shard key and legacy key as `jobs.assign_keys` has always made
+    them (the fingerprint, the record's id where it named one, an occurrence number for
+    identical records), one job at a time."""
+
+    def __init__(self) -> None:
+        self.seen = (Seen(), Seen(), Seen())
+        self.canon: dict[str, str] = {}  # template -> its folder's real path, this run
+
+    def assign(self, job: Job, explicit_id: bool) -> None:
         keys = []
-        for pos, job in enumerate(jobs):
-            base = job.fingerprint(output, version)
-            if pos in explicit_ids:
+        for seen, (output, version) in zip(self.seen, ((True, KEY_VERSION), (False, 1),
+                                                       (True, 1)), strict=True):
+            base = job.fingerprint(output, version, self.canon)
+            if explicit_id:
                 base = hashlib.sha256(f"{base}/id={job.id}".encode()).hexdigest()
-            k = seen.get(base, 0)
-            seen[base] = k + 1
+            k = seen.count(int(base[:16], 16))
             keys.append(base[:32] if k == 0
                         else hashlib.sha256(f"{base}#{k}".encode()).hexdigest()[:32])
-        return keys
-
-    # Shards split as they always have: their key never read the template.
-    for job, key, shard_key, legacy in zip(jobs, keyed(True), keyed(False, 1),
-                                           keyed(True, 1), strict=True):
-        job.key, job.shard_key, job.legacy_key = key, shard_key, legacy
+        job.key, job.shard_key, job.legacy_key = keys
 
 
 class Spans:

@@ -82,14 +82,16 @@ class Journal:
                 out.append(SavedImage.from_record(rec))
         return out or None
 
-    def spent(self, jobs: list[Job]) -> float:
-        """USD that earlier runs recorded for the images of JOBS (files since deleted
-        included: that money is spent)."""
-        keys = {k for job in jobs for k in (job.key, job.legacy_key) if k}
+    def spent(self, jobs: list[Job] | None) -> float:
+        """USD that earlier runs recorded for the images of JOBS (None: every image the
+        journal records; files since deleted included: that money is spent)."""
+        keys = {k for job in jobs for k in (job.key, job.legacy_key) if k} if jobs is not None \
+            else None
         total = 0.0
         for (key, _), rec in self.entries.items():
             cost = rec.get("cost_usd")
-            if key in keys and isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            if (keys is None or key in keys) and isinstance(cost, (int, float)) \
+                    and not isinstance(cost, bool):
                 total += float(cost)
         return total
 

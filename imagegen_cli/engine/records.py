@@ -11,7 +11,8 @@ A record's field wins over the command's flag of the same name.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,12 @@ class Record:
 
 
 def detect_format(name: str, text: str, wanted: str | None) -> str:
+    fmt = format_by_name(name, wanted)
+    return fmt if fmt is not None else peek_format(iter(lines(text)))[0]
+
+
+def format_by_name(name: str, wanted: str | None) -> str | None:
+    """--input-format, else what NAME's extension says; None: look at the first line."""
     if wanted:
         wanted = wanted.strip().lower()  # --input-format CSV
         if wanted not in FORMATS:
@@ -69,16 +76,21 @@ def detect_format(name: str, text: str, wanted: str | None) -> str:
         return "csv"
     if suffix in (".txt", ".text"):
         return "text"
-    first = next((ln.strip() for _, ln in lines(text) if ln.strip()), "")
-    return "jsonl" if first.startswith("{") else "text"
+    return None
 
 
 def parse(text: str, name: str, fmt: str, base: ImageOptions,
           on_invalid: Callable[[UsageError], None] | None = None) -> list[Record]:
     """Every record of TEXT over BASE. A bad record raises UsageError naming NAME, the
     line and the field, or goes to ON_INVALID (--skip-invalid) and is left out."""
-    rows = {"text": _text_rows, "jsonl": _jsonl_rows, "csv": _csv_rows}[fmt](text, name)
-    out: list[Record] = []
+    return list(stream(iter(lines(text)), name, fmt, base, on_invalid))
+
+
+def stream(numbered: Iterator[tuple[int, str]], name: str, fmt: str, base: ImageOptions,
+           on_invalid: Callable[[UsageError], None] | None = None) -> Iterator[Record]:
+    """The records of NUMBERED lines (see `read_lines`) over BASE, one at a time as the
+    lines are read: a million-line file starts its first job at once, in flat memory."""
+    rows = {"text": _text_rows, "jsonl": _jsonl_rows, "csv": _csv_rows}[fmt](numbered, name)
     ids: dict[str, int] = {}
     for line, fields in rows:
         try:
@@ -95,8 +107,7 @@ def parse(text: str, name: str, fmt: str, base: ImageOptions,
                 raise
             on_invalid(exc)
             continue
-        out.append(rec)
-    return out
+        yield rec
 
 
 def lines(text: str) -> list[tuple[int, str]]:
@@ -110,39 +121,65 @@ def lines(text: str) -> list[tuple[int, str]]:
     return [(i, ln.removesuffix("\r")) for i, ln in enumerate(parts, 1)]
 
 
-def _text_rows(text: str, name: str) -> list[tuple[int, Any]]:
-    return [(i, {"prompt": ln.strip()}) for i, ln in lines(text)
-            if ln.strip() and not ln.lstrip().startswith("#")]
+def read_lines(raw: Iterable[bytes], what: str) -> Iterator[tuple[int, str]]:
+    """The lines of a binary stream, numbered from 1 and decoded one by one (a line
+    ends at \\n or \\r\\n only, as in `lines`); a byte that is not UTF-8 is exit 2
+    naming WHAT, the line and the byte. A leading BOM (Excel's CSV) is no text."""
+    offset = 0
+    for i, chunk in enumerate(raw, 1):
+        try:
+            text = chunk.decode("utf-8-sig" if i == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{what} is not UTF-8 text ({exc.reason} at byte "
+                             f"{offset + exc.start}, line {i}): save it as UTF-8") from None
+        offset += len(chunk)
+        yield i, text.removesuffix("\n").removesuffix("\r")
 
 
-def _jsonl_rows(text: str, name: str) -> list[tuple[int, Any]]:
-    rows: list[tuple[int, Any]] = []
-    for i, ln in lines(text):
+def peek_format(numbered: Iterator[tuple[int, str]]
+                ) -> tuple[str, Iterator[tuple[int, str]]]:
+    """The format the first non-blank line suggests (jsonl or text), and the lines
+    again from the start (those read to find it included)."""
+    seen: list[tuple[int, str]] = []
+    for item in numbered:
+        seen.append(item)
+        if item[1].strip():
+            break
+    first = next((ln.strip() for _, ln in seen if ln.strip()), "")
+    return ("jsonl" if first.startswith("{") else "text"), itertools.chain(seen, numbered)
+
+
+def _text_rows(numbered: Iterator[tuple[int, str]], name: str) -> Iterator[tuple[int, Any]]:
+    for i, ln in numbered:
+        if ln.strip() and not ln.lstrip().startswith("#"):
+            yield i, {"prompt": ln.strip()}
+
+
+def _jsonl_rows(numbered: Iterator[tuple[int, str]], name: str) -> Iterator[tuple[int, Any]]:
+    for i, ln in numbered:
         if not ln.strip():
             continue
         try:
             obj = jsontext.loads(ln)
         except ValueError as exc:
-            rows.append((i, UsageError(f"{name}, line {i}: not valid JSON "
-                                       f"({jsontext.why(exc)}): each line must be one JSON "
-                                       "object")))
+            yield i, UsageError(f"{name}, line {i}: not valid JSON ({jsontext.why(exc)}): "
+                                "each line must be one JSON object")
             continue
         if not isinstance(obj, dict):
             obj = UsageError(f"{name}, line {i}: a JSON {type(obj).__name__}, not an object: "
                              'write {"prompt": "..."}')
-        rows.append((i, obj))
-    return rows
+        yield i, obj
 
 
-def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
+def _csv_rows(numbered: Iterator[tuple[int, str]], name: str) -> Iterator[tuple[int, Any]]:
     import csv
-    import io
 
-    reader = csv.reader(io.StringIO(text))
+    # The csv module reads lines with their ends: a quoted cell may span several.
+    reader = csv.reader(ln + "\n" for _, ln in numbered)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        return []
+        return
     except csv.Error as exc:
         raise UsageError(f"{name}, line 1: bad CSV header ({exc})") from None
     fields = known()
@@ -152,7 +189,6 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
                              "known: " + ", ".join(sorted(fields)))
     if "prompt" not in header:
         raise UsageError(f"{name}, line 1: no 'prompt' column in the header row")
-    rows: list[tuple[int, Any]] = []
     while True:
         # A record's line is where it starts: a quoted cell may span several lines.
         start = reader.line_num + 1
@@ -161,18 +197,16 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, Any]]:
         except StopIteration:
             break
         except csv.Error as exc:
-            rows.append((start, UsageError(f"{name}, line {start}: bad CSV ({exc})")))
+            yield start, UsageError(f"{name}, line {start}: bad CSV ({exc})")
             continue
         if not any(c.strip() for c in cells):
             continue
         if len(cells) > len(header):
-            rows.append((start, UsageError(
+            yield start, UsageError(
                 f"{name}, line {start}: {len(cells)} cells but the header names "
-                f"{len(header)} columns (quote cells that hold commas)")))
+                f"{len(header)} columns (quote cells that hold commas)")
             continue
-        rows.append((start, {h: c for h, c in zip(header, cells, strict=False)
-                             if c.strip() != ""}))
-    return rows
+        yield start, {h: c for h, c in zip(header, cells, strict=False) if c.strip() != ""}
 
 
 def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +30,13 @@ from imagegen_cli.engine import pending
 from imagegen_cli.engine.budget import BatchBudget, batch_budget
 from imagegen_cli.engine.events import Event, FellBack, JobFinished, Tally
 from imagegen_cli.engine.fallback import estimates, require_keys, settle_chain
-from imagegen_cli.engine.jobs import Job, Shard, assign_keys
+from imagegen_cli.engine.jobs import Job, Shard
 from imagegen_cli.engine.journal import DEFAULT_NAME, Journal
 from imagegen_cli.engine.options import Context, ImageOptions
 from imagegen_cli.engine.records import Record
 from imagegen_cli.engine.scheduler import Scheduler
-from imagegen_cli.errors import ConfigError, Interrupted, OutputError, UsageError
+from imagegen_cli.engine.stream import JobStream
+from imagegen_cli.errors import Interrupted, OutputError, UsageError
 from imagegen_cli.files.atomic import clean_stale_parts, refuse_symlink, write_atomic
 from imagegen_cli.files.naming import OutputPlan, inside, static_dir
 from imagegen_cli.pricing.costs import check_cap, money
@@ -84,7 +85,9 @@ class Batch:
 
 @dataclass
 class Plan:
-    """Settled jobs, and how to run them."""
+    """Settled jobs, and how to run them. A batch's jobs come from its STREAM, read as
+    the run goes; JOBS then holds those read ahead before it (all of them when the
+    input is within stream.WINDOW records)."""
 
     jobs: list[Job]
     ctx: Context
@@ -93,6 +96,17 @@ class Plan:
     max_failures: int | None = None
     budget: BatchBudget | None = None
     batch: Batch | None = None  # None: a one-off run (generate, inpaint, edit)
+    stream: JobStream | None = None
+
+    def each(self) -> Iterable[Job]:
+        """Every job, in order: a list when all are known, else the stream."""
+        if self.stream is None:
+            return self.jobs
+        return list(self.stream) if self.stream.exhausted else self.stream
+
+    def total(self) -> int | None:
+        """How many jobs, once known (a long batch's, when its input is all read)."""
+        return len(self.jobs) if self.stream is None else self.stream.total
 
 
 @dataclass
@@ -101,9 +115,12 @@ class Invalid:
 
     warn: Callable[[str], None]
     errors: list[UsageError] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # the same, as said (the summary's)
 
     def __call__(self, exc: UsageError) -> None:
-        self.errors.append(exc)
+        if len(self.errors) < 1000:  # kept for the checks; a million bad lines are counted
+            self.errors.append(exc)
+        self.texts.append(str(exc))
         self.warn(f"skipped: {exc}")
 
 
@@ -132,50 +149,37 @@ def plan_one(options: ImageOptions, ctx: Context, *, inpaint: bool = False,
     return Plan([job], ctx)
 
 
-def plan_batch(records: Sequence[Record], ctx: Context, *, source: str,
+def plan_batch(records: Iterable[Record], ctx: Context, *, source: str,
                invalid: Invalid | None = None, batch: Batch | None = None,
                concurrency: int = 4, rpm: float | None = None,
-               max_failures: int | None = None) -> Plan:
-    """One job per record of SOURCE: settled (a bad record is exit 2 naming its line
-    and field, or left out with INVALID), keyed for the journal, and only those of
-    BATCH's shard kept."""
+               max_failures: int | None = None, width: int | None = None) -> Plan:
+    """One job per record of SOURCE, read as a stream: each settled (a bad record is
+    exit 2 naming its line and field, or left out with INVALID), keyed for the journal,
+    and only those of BATCH's shard kept. The first stream.WINDOW records are read and
+    checked now, before anything is sent; the rest as the run goes. WIDTH: digits of
+    the default ids (else from the last line, when the input ends within the window)."""
     batch = batch or Batch()
-    width = len(str(records[-1].line)) if records else 1
-    jobs: list[Job] = []
-    explicit: set[int] = set()
     root = None if batch.allow_outside else output_folder(batch, ctx)
-    for rec in records:
-        try:
-            job = settle_chain(rec.options, ctx, inpaint=rec.inpaint)
-            if root is not None and not job.plan.stays_in(root):
-                raise UsageError(
-                    f"output {job.plan.template} is outside the -o folder {root} (after "
-                    "resolving .. and symlinks); keep it inside, or pass --allow-outside "
-                    "to let records write anywhere")
-        except (UsageError, ConfigError) as exc:
-            f = "output" if exc.message.startswith("output ") else rec.field_in(exc.message)
-            where = f", field '{f}'" if f else ""
-            exc.message = f"{source}, line {rec.line}{where}: {exc.message}"
-            if invalid is None or isinstance(exc, ConfigError):
-                raise
-            invalid(exc)
-            continue
-        job.id, job.line = rec.id or str(rec.line).zfill(width), rec.line
-        if rec.id is not None:
-            explicit.add(len(jobs))
-        jobs.append(job)
-    skipped = invalid.errors if invalid is not None else []
-    if skipped and not jobs:
+
+    def inside_root(job: Job) -> None:
+        if root is not None and not job.plan.stays_in(root):
+            raise UsageError(
+                f"output {job.plan.template} is outside the -o folder {root} (after "
+                "resolving .. and symlinks); keep it inside, or pass --allow-outside "
+                "to let records write anywhere")
+
+    stream = JobStream(iter(records), ctx, source=source, check=inside_root,
+                       shard=batch.shard, width=width, on_invalid=invalid)
+    stream.prime()
+    skipped = invalid.texts if invalid is not None else []
+    if stream.exhausted and skipped and not stream.valid:
         raise UsageError(f"{source}: no valid record ({len(skipped)} skipped); fix them and "
                          "run again")
-    if not records and not skipped:
+    if stream.exhausted and not stream.records_read and not skipped:
         ctx.note(f"{source} holds no records (only blank or comment lines): nothing to do")
-    assign_keys(jobs, explicit)
-    if batch.shard is not None:
-        jobs = [j for j in jobs if batch.shard.holds(j.shard_key)]
-    batch.invalid = [str(exc) for exc in skipped]
-    return Plan(jobs, ctx, concurrency=concurrency, rpm=rpm, max_failures=max_failures,
-                batch=batch)
+    batch.invalid = skipped  # grows as the rest of the input is read
+    return Plan(stream.primed(), ctx, concurrency=concurrency, rpm=rpm,
+                max_failures=max_failures, batch=batch, stream=stream)
 
 
 def cap_cost(plan: Plan, cap: tuple[float, str] | None) -> None:
@@ -184,7 +188,11 @@ def cap_cost(plan: Plan, cap: tuple[float, str] | None) -> None:
     if cap is None:
         return
     if plan.batch is not None:
-        plan.budget = batch_budget(plan.jobs, *cap)
+        if plan.stream is not None:
+            plan.budget = batch_budget(plan.stream.templates.made or [], *cap)
+            plan.stream.templates.on_new.append(plan.budget.check)
+        else:
+            plan.budget = batch_budget(plan.jobs, *cap)
         return
     for job in plan.jobs:
         check_cap(estimates(job), *cap)
@@ -199,13 +207,17 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
     jobs, batch = plan.jobs, plan.batch
     _check(plan, frontend)
     journal = _journal(plan, batch) if batch is not None else None
+    if plan.stream is not None:
+        plan.stream.templates.seal()
     sinks = [*frontend.sinks, _fallback_warner(frontend.warn)]
     if plan.budget is not None:
         sinks.append(plan.budget)  # a finished job's real cost frees what it did not spend
         if journal is not None:
             # --max-cost is the batch's, not one run's: what earlier runs of it spent
-            # (the journal records each image's cost) counts against it.
-            before = journal.spent(jobs)
+            # (the journal records each image's cost) counts against it. A long batch,
+            # not read whole yet: everything its journal records.
+            whole = plan.stream is None or plan.stream.exhausted
+            before = journal.spent(jobs if whole else None)
             if before:
                 plan.budget.committed += before
                 frontend.note(f"this batch spent {money(before)} of {plan.budget.where} "
@@ -226,7 +238,7 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
         warn=frontend.warn)
     try:
         with frontend.live:
-            tally = sched.run(jobs)
+            tally = sched.run(plan.each())
     except Interrupted as exc:
         _interrupted(exc, plan, sched.tally)
         raise
@@ -240,20 +252,34 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
 
 def _check(plan: Plan, frontend: Frontend) -> None:
     """Before anything is sent or paid for: every key of every chain (exit 3), a note
-    where two keys clash, every output writable, the --summary file too (exit 7)."""
+    where two keys clash, every output writable, the --summary file too (exit 7). A long
+    batch's jobs read later are checked as they are read (their settled templates)."""
     env = plan.ctx.env
-    clashes: dict[str | None, None] = {}
-    for job in plan.jobs:
+    clashes: set[str] = set()
+    writable: set[str] = set()
+
+    def keys(job: Job) -> None:
         require_keys(job, env)
         for m in job.members:
             register_secret(m.key)
-        if job.provider.needs_key:
-            clashes[job.pcfg.key_clash(env)] = None
-    for clash in clashes:
-        if clash:
+        clash = job.pcfg.key_clash(env) if job.provider.needs_key else None
+        if clash and clash not in clashes:
+            clashes.add(clash)
             frontend.note(clash)
-    for out in {j.plan.template: j.plan for j in plan.jobs}.values():
-        out.check_writable()
+
+    def output(job: Job) -> None:
+        if job.plan.template not in writable:
+            writable.add(job.plan.template)
+            job.plan.check_writable()
+
+    for job in plan.jobs:
+        keys(job)
+    for job in plan.jobs:
+        output(job)
+    if plan.stream is not None:
+        # Templates: the jobs copied from them from now on carry their keys.
+        plan.stream.templates.add_hook(keys)
+        plan.stream.templates.add_hook(output)
     if plan.batch is not None and plan.batch.summary is not None:
         _check_summary(plan.batch.summary)
 
@@ -287,7 +313,7 @@ def output_folder(batch: Batch, ctx: Context) -> Path:
 def _journal(plan: Plan, batch: Batch) -> Journal:
     folder = output_folder(batch, plan.ctx)
     journal = Journal(batch.state or folder / DEFAULT_NAME, force=batch.force)
-    if plan.jobs:
+    if plan.jobs or (plan.stream is not None and not plan.stream.exhausted):
         journal.open()
     # What a killed run left mid-write: in the output folders, and wherever the journal
     # says earlier runs wrote (templates with {fields} in folder names), but never
@@ -295,9 +321,17 @@ def _journal(plan: Plan, batch: Batch) -> Journal:
     # paths must not steer deletions elsewhere.
     folders = {static_dir(j.plan.template) for j in plan.jobs}
     folders |= {Path(str(rec.get("path"))).parent for rec in journal.entries.values()}
-    for d in folders:
-        if inside(d, folder):
+    cleaned: set[Path] = set()
+
+    def clean(d: Path) -> None:
+        if d not in cleaned and inside(d, folder):
+            cleaned.add(d)
             clean_stale_parts(d)
+
+    for d in folders:
+        clean(d)
+    if plan.stream is not None:  # the folders of jobs read later, once each
+        plan.stream.templates.add_hook(lambda job: clean(static_dir(job.plan.template)))
     return journal
 
 
@@ -314,7 +348,9 @@ def _interrupted(exc: Interrupted, plan: Plan, tally: Tally) -> None:
     a one-off run's images."""
     batch = plan.batch
     if batch is not None:
-        exc.message += (f" ({tally.done + tally.skipped} of {len(plan.jobs)} jobs finished; "
+        total = plan.total()
+        of = f"{total}" if total is not None else f"the {tally.jobs} read of more"
+        exc.message += (f" ({tally.done + tally.skipped} of {of} jobs finished; "
                         "run the same command again to do the rest: finished jobs are "
                         "skipped)")
         if batch.summary is not None:  # a cancelled CI job still gets its artifact

@@ -19,7 +19,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -51,33 +52,78 @@ class _Left:
 
 class Feed:
     """Every job's calls, made as workers take them: -n 100000000000 starts at once,
-    in flat memory, and a stopped batch cancels each job's remaining calls at once."""
+    in flat memory, and a stopped batch cancels each job's remaining calls at once.
 
-    def __init__(self, feeds: list[tuple[Job, Spans]]) -> None:
-        self.lock = threading.Lock()
-        self.left = [_Left(job, iter(spans), len(spans)) for job, spans in feeds]
+    Jobs come from an iterator (a batch's JobStream reads its input as the run goes):
+    the writer thread `fill`s the feed (preparing a job may emit events: a journal's
+    skips), workers `take`; a worker that finds it empty waits for the next fill."""
 
-    def take(self) -> Call | None:
-        with self.lock:
-            while self.left:
-                head = self.left[0]
-                span = next(head.spans, None)
-                if span is None:
-                    self.left.pop(0)
+    def __init__(self, jobs: Iterator[Job],
+                 prepare: Callable[[Job], Spans | None]) -> None:
+        self.lock = threading.Condition()
+        self.jobs = jobs
+        self.prepare = prepare
+        self.left: deque[_Left] = deque()
+        self.queued = 0  # calls in the feed, not taken yet
+        self.handed = 0  # calls taken, plus calls cancelled by `rest`
+        self.ended = False  # no job left to read (or the run stopped reading)
+
+    def fill(self, want: float) -> None:
+        """Writer thread: prepare jobs until WANT calls wait or the jobs run out."""
+        try:
+            while not self.ended and self.queued < want:
+                job = next(self.jobs, None)
+                if job is None:
+                    self.end()
+                    break
+                spans = self.prepare(job)
+                if spans is None:
                     continue
-                head.count -= 1
-                return Call(head.job, span[1], span[0])
-            return None
+                with self.lock:
+                    self.left.append(_Left(job, iter(spans), len(spans)))
+                    self.queued += len(spans)
+                    self.lock.notify_all()
+        except BaseException:
+            self.end()
+            raise
+
+    def end(self) -> None:
+        with self.lock:
+            self.ended = True
+            self.lock.notify_all()
+
+    def take(self, wait: bool = False) -> Call | None:
+        """The next call; None when there is none (WAIT: none will come)."""
+        with self.lock:
+            while True:
+                while self.left:
+                    head = self.left[0]
+                    span = next(head.spans, None)
+                    if span is None:
+                        self.left.popleft()
+                        continue
+                    head.count -= 1
+                    self.queued -= 1
+                    self.handed += 1
+                    return Call(head.job, span[1], span[0])
+                if not wait or self.ended:
+                    return None
+                self.lock.wait(0.05)
 
     def rest(self) -> list[tuple[Call, int]]:
-        """A call of each job with calls left, and how many are left; none are left."""
+        """A call of each job with calls left, and how many are left; none are left,
+        and no more jobs are read."""
         with self.lock:
             out = []
             for left in self.left:
                 span = next(left.spans, None)
                 if span is not None and left.count:
                     out.append((Call(left.job, span[1], span[0]), left.count))
-            self.left = []
+                    self.handed += left.count
+            self.left = deque()
+            self.queued = 0
+            self.ended = True
+            self.lock.notify_all()
             return out
 
 
@@ -175,6 +221,7 @@ class Scheduler(JobWriter):
         self.lock = threading.Lock()
         self.states: dict[int, JobState] = {}
         self.failed_jobs: set[int] = set()
+        self.input_error: ImagegenError | None = None  # a bad record read mid-run
 
     # -- per-provider plumbing -------------------------------------------
     def gate(self, job: Job) -> Gate:
@@ -213,41 +260,21 @@ class Scheduler(JobWriter):
             sink(ev)
 
     # -- the run -----------------------------------------------------------
-    def run(self, jobs: Sequence[Job]) -> Tally:
-        feeds: list[tuple[Job, Spans]] = []
-        total = 0
-        self.tally.jobs = len(jobs)
-        for job in jobs:
-            before = self.done_before(job) if self.done_before else None
-            if before is not None and len(before) >= job.n:
-                for img in before:
-                    self.emit(ImageWritten(job, img, img.request_id, skipped=True))
-                self.emit(JobFinished(job, Outcome(saved=list(before)), skipped=True))
-                continue
-            st = self.states[id(job)] = JobState()
-            with self.lock:
-                self.gate(job)
-                for m in job.members:
-                    self.transport(job, m)
-            # Images a killed run already wrote are kept: only the others are asked for.
-            for img in before or ():
-                st.outcome.saved.append(img)
-                self.emit(ImageWritten(job, img, img.request_id, skipped=True))
-            spans = Spans(job.n, {img.index for img in before or ()},
-                          job.provider.capabilities(job.request.model).max_n)
-            st.calls_left = len(spans)
-            total += st.calls_left
-            feeds.append((job, spans))
-        feed = Feed(feeds)
+    def run(self, jobs: Iterable[Job]) -> Tally:
+        """Run every job's calls. A list is prepared whole before the first call (a
+        journal's skips said first); any other iterable is read as the calls go."""
+        eager = isinstance(jobs, Sequence)
+        feed = Feed(iter(jobs), self._prepare)
         try:
-            if total == 1:
+            feed.fill(float("inf") if eager else 2 * self.concurrency + 1)
+            if feed.ended and feed.queued == 1:
                 # On this thread: the local provider's Ctrl-C handler needs the main
                 # thread, and one call gains nothing from a worker.
                 call = feed.take()
                 assert call is not None
                 self._inline(call)
-            elif total:
-                self._pooled(feed, total, [job for job, _ in feeds])
+            elif feed.queued:
+                self._pooled(feed)
         except KeyboardInterrupt:
             self.stopping = True
             ids = ", ".join(j for r in self.reporters for j in r.jobs)
@@ -256,9 +283,38 @@ class Scheduler(JobWriter):
                 "(fetch their images later with `imagegen job get PROVIDER ID`)"
                 if ids else "interrupted; nothing half-written") from None
         finally:
+            if not feed.ended:
+                self.tally.unread = True  # stopped before reading every job
             for tr in self.transports.values():
                 tr.close()
         return self.tally
+
+    def _prepare(self, job: Job) -> Spans | None:
+        """JOB's calls still to make (None: the journal holds all its images), its
+        gate and transports made; the images a journal holds are said as skipped."""
+        self.tally.jobs += 1
+        before = self.done_before(job) if self.done_before else None
+        if before is not None and len(before) >= job.n:
+            for img in before:
+                self.emit(ImageWritten(job, img, img.request_id, skipped=True))
+            self.emit(JobFinished(job, Outcome(saved=list(before)), skipped=True))
+            return None
+        st = self.states[id(job)] = JobState()
+        with self.lock:
+            self.gate(job)
+            for m in job.members:
+                self.transport(job, m)
+        # Images a killed run already wrote are kept: only the others are asked for.
+        for img in before or ():
+            st.outcome.saved.append(img)
+            self.emit(ImageWritten(job, img, img.request_id, skipped=True))
+        spans = Spans(job.n, {img.index for img in before or ()},
+                      job.provider.capabilities(job.request.model).max_n)
+        st.calls_left = len(spans)
+        if not st.calls_left:
+            del self.states[id(job)]
+            return None
+        return spans
 
     def _reporter(self, job: Job) -> Reporter:
         rep = self.reporter_for(job)
@@ -297,7 +353,7 @@ class Scheduler(JobWriter):
             self._handle("error", call, exc, None)
         self._handle("done", call, None, None)
 
-    def _pooled(self, feed: Feed, total: int, jobs: list[Job]) -> None:
+    def _pooled(self, feed: Feed) -> None:
         # A worker hands its image (spooled on disk, mostly) to the writer and starts its
         # next call at once, instead of waiting in line while the writer saves the others
         # of its round. Only images count against the bound (2 x -j: a whole round can
@@ -310,7 +366,7 @@ class Scheduler(JobWriter):
                     for rest, count in feed.rest():
                         inbox.put(("cancel", rest, count, None))
                     return
-                call = feed.take()
+                call = feed.take(wait=True)
                 if call is None:
                     return
                 job = call.job
@@ -344,24 +400,45 @@ class Scheduler(JobWriter):
         # many mid-size tensors per step, and a fixed, low mmap threshold makes each one a
         # fresh mmap (a local batch's images took 1.3-3x as long as one `generate`'s). Its
         # calls run one at a time: there is no per-thread growth to tame.
-        if not any(m.provider.in_process for job in jobs for m in job.members):
+        if not any(m.provider.in_process for left in feed.left for m in left.job.members):
             malloc.tame()
         # A fixed pool of daemon threads, not one per call: memory stays flat as the
         # batch grows, and Ctrl-C or a write error never waits for slow calls.
-        for _ in range(min(self.concurrency, total)):
+        workers = self.concurrency if not feed.ended else min(self.concurrency, feed.queued)
+        for _ in range(workers):
             threading.Thread(target=work, daemon=True).start()
-        pending = total
+        settled = 0  # calls done, and calls cancelled
         warm = False
+        ahead = 2 * self.concurrency + 1  # calls kept ready for the workers
 
         def drain(until: float | None) -> None:
-            nonlocal pending, warm
-            while pending:
+            nonlocal settled, warm
+            while True:
+                if until is None and not self.stopping:
+                    try:
+                        feed.fill(ahead)
+                    except ImagegenError as exc:
+                        # A bad record read mid-run: no new call starts, the answers of
+                        # those in flight are written, then the batch stops with it.
+                        self.input_error = exc
+                        self.stopping = True
+                if self.stopping and not feed.ended:
+                    for rest, count in feed.rest():
+                        settled += count
+                        held.write(self._handle, "cancel", rest, count, None)
+                with feed.lock:
+                    if feed.ended and not feed.queued and settled >= feed.handed:
+                        return
                 left = None if until is None else until - time.monotonic()
                 if left is not None and left <= 0:
                     return
                 try:
-                    wait = left if warm else (0.05 if left is None else min(left, 0.05))
-                    kind, call, payload, info = inbox.get(timeout=wait)
+                    # Short waits while jobs are still to be read (the feed is topped up
+                    # between them) and until the first answer has been waited for.
+                    waits = [t for t in (left, None if feed.ended else 0.05,
+                                         None if warm else 0.05) if t is not None]
+                    kind, call, payload, info = inbox.get(timeout=min(waits) if waits
+                                                          else None)
                 except queue.Empty:
                     # The first requests are out and their answers not back: load what
                     # writing an image needs now, not when sixteen answers arrive at once.
@@ -373,7 +450,7 @@ class Scheduler(JobWriter):
                     self.stopping = True
                     raise payload
                 if kind in ("done", "cancel"):
-                    pending -= payload if kind == "cancel" and payload else 1
+                    settled += payload if kind == "cancel" and payload else 1
                 try:
                     held.write(self._handle, kind, call, payload, info)
                 finally:
@@ -384,6 +461,8 @@ class Scheduler(JobWriter):
         try:
             with held:
                 drain(None)
+            if self.input_error is not None:
+                raise self.input_error
         except KeyboardInterrupt:
             # A polite stop (Ctrl-C, SIGTERM): no new call starts, and answers already
             # paid for that arrive within the grace are written, not thrown away. A
