@@ -273,6 +273,12 @@ class OpenAIProvider(api.Provider):
         self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
         reporter: api.Reporter,
     ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
+        yield from self._tagged(self._send(call, req, transport, reporter), req)
+
+    def _send(
+        self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
+        reporter: api.Reporter,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         if req.stream:
             yield from self._stream(call, req, transport, reporter)
             return
@@ -283,6 +289,17 @@ class OpenAIProvider(api.Provider):
         if tfy:
             info.extra["resolved_model"] = tfy
         yield from parse_images(payload, info, self.name)
+
+    def _tagged(
+        self, items: Iterator[tuple[api.GeneratedImage, api.CallInfo]], req: api.ImageRequest
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
+        """Each image of a deployment records the real model it ran (metadata, sidecar)."""
+        real = self.real(req.model)
+        for image, info in items:
+            if real != req.model:
+                image = dataclasses.replace(image, resolved={**image.resolved,
+                                                             "base_model": real})
+            yield image, info
 
     def call_info(self, resp: Any, req: api.ImageRequest) -> api.CallInfo:
         info = api.CallInfo(request_id=api.request_id_of(resp))
