@@ -53,6 +53,7 @@ LIFECYCLE: dict[str, tuple[date | None, str | None]] = {
     "grok-imagine-image-quality": (None, None),
     "grok-imagine-image-pro": (date(2026, 5, 15), "grok-imagine-image-quality"),
 }
+DEFAULT_MODEL = "grok-imagine-image"  # the docs' examples; the one with a published price
 LIFECYCLE_SOURCE = "https://docs.x.ai/developers/model-capabilities/images/generation"
 LIFECYCLE_READ = "2026-12-05"
 
@@ -62,6 +63,10 @@ class XAIProvider(OpenAIProvider):
 
     def capabilities(self, model: str | None) -> api.Capabilities:
         return GROK_IMAGINE
+
+    def default_model(self) -> str | None:
+        # A provider added with `--type xai` and no --model still has xAI's own default.
+        return self.cfg.model or DEFAULT_MODEL
 
     def known_models(self) -> list[str]:
         return list(LIFECYCLE)
