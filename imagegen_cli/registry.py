@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 BUILTINS = {
     "openai": "imagegen_cli.providers.openai:OpenAIProvider",
+    "xai": "imagegen_cli.providers.xai:XAIProvider",
     "distribute": "imagegen_cli.providers.distribute:DistributeProvider",
     "nebula": "imagegen_cli.providers.nebula:NebulaProvider",
     "local": "imagegen_cli.providers.local:LocalProvider",

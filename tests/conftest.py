@@ -26,7 +26,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     for var in list(os.environ):
-        if var.endswith(("_API_KEY", "_TOKEN")) or var.startswith(("IMAGEGEN_", "TFY_")):
+        if var.endswith(("_API_KEY", "_TOKEN")) or var.startswith(("IMAGEGEN_", "TFY_")) \
+                or var in ("OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT"):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("IMAGEGEN_TODAY", TODAY)

@@ -126,7 +126,10 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "edit": caps.edit, "max_images": caps.max_images,
             "formats": list(caps.formats), "status": prov.model_status(m) if m else None,
             "lifecycle": prov.model_lifecycle(m) if m else None,
+            "aspect_ratios": list(caps.aspect_ratios),
         }
+        if m and p.real_model(m) != m:
+            models[m]["real_model"] = p.real_model(m)  # a deployment (providers.NAME.models)
     info["models"] = models
     from imagegen_cli.pricing.lookup import provider_prices
 
@@ -141,14 +144,22 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
              f"  key      : {info['key']}" + (f" (variable {p.api_key_env})"
                                               if p.api_key_env else ""),
              f"  model    : {p.model or prov.default_model() or '(none: pass -m)'}"]
+    if p.key_header and p.key_header != "authorization":
+        lines.insert(3, f"  key header: {p.key_header}")
+    if p.api_version:
+        lines.append(f"  api-version: {p.api_version} (deployment path)")
     for m, c in models.items():
-        lines.append(f"  model {m}:" + (f" ({c['status']})" if c["status"] else ""))
+        lines.append(f"  model {m}:" + (f" -> {c['real_model']}" if c.get("real_model") else "")
+                     + (f" ({c['status']})" if c["status"] else ""))
         lines.append("    options : " + (" ".join(c["options"]) or "-"))
         for flag, vals in c["values"].items():
             lines.append(f"    {flag} : {', '.join(vals)}")
         for flag, (lo, hi) in c["ranges"].items():
             lines.append(f"    {flag} : {lo:g}..{hi:g}")
-        lines.append(f"    sizes   : {c['sizes']}")
+        if c["aspect_ratios"]:
+            lines.append("    aspect  : " + ", ".join(c["aspect_ratios"]))
+        else:
+            lines.append(f"    sizes   : {c['sizes']}")
         lines.append(f"    n       : {c['n_per_request']} per request (more: several "
                      "requests, -j at once)")
         if c["prompt_max"]:

@@ -21,11 +21,18 @@ from imagegen_cli.errors import ConfigError, UsageError
 def add(
     name: Annotated[str, typer.Argument(help="A new provider name.")],
     type_: Annotated[str, typer.Option(
-        "--type", help="Dialect: openai, distribute, nebula, local, or one a plugin registers.")],
+        "--type", help="Dialect: openai, xai, distribute, nebula, local, or one a plugin "
+        "registers.")],
     base_url: Annotated[str, typer.Option("--base-url", help="The API's base URL.")],
     api_key_env: Annotated[str | None, typer.Option(
         "--api-key-env", help="Environment variable holding the key.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Default model.")] = None,
+    key_header: Annotated[str | None, typer.Option(
+        "--key-header", help="Header the key goes in: Authorization (Bearer, the default) "
+        "or e.g. api-key (Azure OpenAI).")] = None,
+    api_version: Annotated[str | None, typer.Option(
+        "--api-version", help="Azure's deployment path: "
+        ".../openai/deployments/MODEL/...?api-version=VERSION.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing table.")]
     = False,
 ) -> None:
@@ -66,6 +73,10 @@ def add(
             table["api_key_env"] = api_key_env
         if model:
             table["model"] = model
+        if key_header:
+            table["key_header"] = key_header
+        if api_version:
+            table["api_version"] = api_version
         if "providers" not in doc:
             doc["providers"] = tomlkit.table(is_super_table=True)
         doc["providers"][name] = table

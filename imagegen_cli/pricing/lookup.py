@@ -194,11 +194,16 @@ class Pricing:
 def lookup(pcfg: ProviderConfig, model: str | None) -> Pricing:
     """The prices in force for PCFG's MODEL: config first, then the shipped table."""
     model = model or ""
+    # A deployment (providers.NAME.models) is priced as its real model: the config may
+    # price the deployment itself, else the real model's entry applies.
+    real = pcfg.real_model(model) or model
+    keys = _model_keys(model) + ([k for k in _model_keys(real) if k not in _model_keys(model)]
+                                 if real != model else [])
     service = service_of(pcfg)
     config = getattr(pcfg, "prices", None) or {}
     if config:
         entries = check_config_prices(pcfg.name, config)
-        for key in [*_model_keys(model), "*"]:
+        for key in [*keys, "*"]:
             if key in entries:
                 return Pricing(pcfg.name, model, service, entries[key], origin="config")
     entry = table().get("providers", {}).get(service or "", None)
@@ -211,7 +216,7 @@ def lookup(pcfg: ProviderConfig, model: str | None) -> Pricing:
         return Pricing(pcfg.name, model, service, None, reason=str(entry.get("note") or
                        f"{pcfg.name} publishes no prices"))
     models = entry.get("models", {})
-    for key in _model_keys(model):
+    for key in keys:
         if key in models:
             return Pricing(pcfg.name, model, service,
                            figures_from(models[key], f"price table {service}.{key}"))

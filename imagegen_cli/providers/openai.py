@@ -1,9 +1,12 @@
-"""The OpenAI Images dialect: OpenAI itself and the gateways that speak it
-(TrueFoundry, YEScale, ...).
+"""The OpenAI Images dialect: OpenAI itself, Azure OpenAI and the gateways that speak
+it (TrueFoundry, YEScale, ...).
 
 Owns `OpenAIProvider`: validating a request against the model's rules, building
 its calls (generation, multipart or JSON edit), sending them and reading the
-answer, streamed or whole. The model table lives in openai_models.py, edit inputs
+answer, streamed or whole. Per provider table: the header the key goes in
+(`key_header`: Azure's `api-key`), Azure's deployment path (`api_version`) and the
+user's own model names (`models`: a deployment -> the real model, whose rules,
+lifecycle and prices apply). The model table lives in openai_models.py, edit inputs
 in openai_edits.py, reading answers in openai_answers.py; their names are
 re-exported here.
 """
@@ -14,6 +17,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from imagegen_cli import providers as api
 from imagegen_cli.files.images import sniff
@@ -51,8 +55,17 @@ class OpenAIProvider(api.Provider):
     def _is_yescale(self) -> bool:
         return self.cfg.name == "yescale" or "yescale" in (self.cfg.base_url or "")
 
+    def real(self, model: str | None) -> str | None:
+        """The real model behind MODEL (a deployment named in `models`), else MODEL."""
+        return self.cfg.real_model(model)
+
+    def _is_azure(self) -> bool:
+        host = (urlsplit(self.cfg.base_url or "").hostname or "").lower()
+        return self.cfg.name == "azure" or host.endswith((".openai.azure.com",
+                                                          ".cognitiveservices.azure.com"))
+
     def capabilities(self, model: str | None) -> api.Capabilities:
-        caps = FAMILY_CAPS.get(family(model))
+        caps = FAMILY_CAPS.get(family(self.real(model)))
         if caps is not None:
             return caps
         if self._is_yescale():
@@ -60,6 +73,10 @@ class OpenAIProvider(api.Provider):
         return UNKNOWN
 
     def known_models(self) -> list[str]:
+        if self.cfg.models:
+            return list(self.cfg.models)  # the user's deployments
+        if self._is_azure():
+            return [self.cfg.model] if self.cfg.model else []
         if self._is_yescale():
             return ["flux-pro", "dall-e-3"]
         if self.cfg.name == "truefoundry":
@@ -70,12 +87,12 @@ class OpenAIProvider(api.Provider):
 
     def model_status(self, model: str) -> str | None:
 
-        entry = lifecycle.lookup(model)
+        entry = lifecycle.lookup(self.real(model))
         return entry.describe() if entry else None
 
     def model_lifecycle(self, model: str) -> dict[str, Any] | None:
 
-        entry = lifecycle.lookup(model)
+        entry = lifecycle.lookup(self.real(model))
         return entry.as_json() if entry else None
 
     def model_table_read(self) -> str | None:
@@ -83,7 +100,30 @@ class OpenAIProvider(api.Provider):
         return lifecycle.read_on()
 
     def base(self) -> str:
+        if not self.cfg.base_url and self._is_azure():
+            raise api.ConfigError(
+                f"Provider {self.name} needs your resource's endpoint: set "
+                "AZURE_OPENAI_ENDPOINT=https://RESOURCE.openai.azure.com (or run `imagegen "
+                f"config set providers.{self.name}.base_url "
+                "https://RESOURCE.openai.azure.com/openai/v1`)")
         return api.check_base_url(self.cfg.base_url or "https://api.openai.com/v1", self.name)
+
+    def url(self, route: str, deployment: str | None = None) -> str:
+        """ROUTE ('/images/generations') under the base URL. With `api_version`, Azure's
+        deployment path as openai-python's lib/azure.py builds it:
+        {endpoint}/openai/deployments/{deployment}{route}?api-version=V (a base ending in
+        /openai/v1 loses its /v1); 'preview' and 'latest' are the v1 API's own opt-ins
+        (Microsoft Learn, API version lifecycle), sent on the v1 path."""
+        base, version = self.base(), self.cfg.api_version
+        if not version:
+            return base + route
+        query = f"?api-version={quote(version, safe='')}"
+        if version in ("preview", "latest"):
+            return base + route + query
+        root = base[:-3] if base.endswith("/openai/v1") else base
+        if deployment and "/deployments/" not in root:
+            root += f"/deployments/{quote(deployment, safe='')}"
+        return root + route + query
 
     def headers(self, key: str | None, *, stream: bool = False) -> dict[str, str]:
         # A server that negotiates on Accept answers a stream request with JSON unless
@@ -91,11 +131,28 @@ class OpenAIProvider(api.Provider):
         h = {"content-type": "application/json",
              "accept": "text/event-stream" if stream else "application/json"}
         if key:
-            h["authorization"] = f"Bearer {key}"
+            # Azure takes the key itself in `api-key` (lib/azure.py `_auth_headers`);
+            # Authorization carries it as a Bearer token.
+            header = self.cfg.key_header or "authorization"
+            h[header] = f"Bearer {key}" if header == "authorization" else key
         return h
 
+    def base_notes(self) -> tuple[list[str], list[str]]:
+        """(notices, warnings) about where requests go: a base URL taken from the
+        environment is named; a key sent over plain http off this machine is warned of."""
+        notices, warnings = [], []
+        base = self.base()
+        if self.cfg.base_url_env:
+            notices.append(f"{self.name}: using {self.cfg.base_url_env} (requests go to "
+                           f"{base})")
+        parts = urlsplit(base)
+        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+            warnings.append(f"{self.name}: {base} is plain http: the key and prompts travel "
+                            "unencrypted; use https unless that network is yours")
+        return notices, warnings
+
     def body(self, req: api.ImageRequest) -> dict[str, Any]:
-        fam = family(req.model)
+        fam = family(self.real(req.model))
         body: dict[str, Any] = {"model": req.model, "prompt": req.prompt, "n": req.n}
         for field in ("size", "quality", "style", "background", "moderation", "user",
                       "output_compression", "complexity"):
@@ -122,11 +179,17 @@ class OpenAIProvider(api.Provider):
             # The answer would be events parsed as JSON: --stream reads them.
             raise api.UsageError("--param stream=... is not allowed: pass --stream instead")
         req = self.resolve_model(req, inpaint=inpaint)
-        # exit 2 if shut down on OpenAI
-        warning = lifecycle.check(req.model, self.base(), provider=self.name)
-        if warning and warning not in req.warnings:
-            req = req.with_(warnings=[*req.warnings, warning])
-        fam = family(req.model)
+        real = self.real(req.model)
+        # Exit 2 if shut down on OpenAI; on Azure too, and wherever the user has said
+        # which real model a deployment is (its lifecycle is that model's).
+        warning = lifecycle.check(real, self.base(), provider=self.name,
+                                  first_party=self._is_azure() or real != req.model)
+        notices, warnings = self.base_notes()
+        for text in [warning, *warnings]:
+            if text and text not in req.warnings:
+                req = req.with_(warnings=[*req.warnings, text])
+        req = req.with_(notices=[*req.notices, *(n for n in notices if n not in req.notices)])
+        fam = family(real)
         if fam == "gpt-image-next":
             req = req.with_(notices=[*req.notices, (
                 f"{req.model} is not in imagegen's model table: using {NEWEST}'s rules "
@@ -166,7 +229,7 @@ class OpenAIProvider(api.Provider):
             return [self._edit_json_call(req, key)]
         if req.images:
             return [self._edit_call(req, key)]
-        return [api.HttpCall("POST", f"{self.base()}/images/generations",
+        return [api.HttpCall("POST", self.url("/images/generations", req.model),
                          self.headers(key, stream=req.stream), json=self.body(req))]
 
     def _edit_call(self, req: api.ImageRequest, key: str | None) -> api.HttpCall:
@@ -184,7 +247,7 @@ class OpenAIProvider(api.Provider):
         if req.mask is not None:
             files.append(("mask", ("mask.png", openai_mask(req.mask), "image/png")))
         fields = {k: form_value(v) for k, v in self.body(req).items() if v is not None}
-        return api.HttpCall("POST", f"{self.base()}/images/edits", headers, data=fields,
+        return api.HttpCall("POST", self.url("/images/edits", req.model), headers, data=fields,
                         files=files)
 
     def _edit_json_call(self, req: api.ImageRequest, key: str | None) -> api.HttpCall:
@@ -196,7 +259,7 @@ class OpenAIProvider(api.Provider):
         body["images"] = [{"image_url": im.url or data_url(im.data)} for im in req.images]
         if req.mask is not None:
             body["mask"] = {"image_url": data_url(openai_mask(req.mask))}
-        return api.HttpCall("POST", f"{self.base()}/images/edits",
+        return api.HttpCall("POST", self.url("/images/edits", req.model),
                         self.headers(key, stream=req.stream), json=body)
 
     def run(
@@ -210,23 +273,50 @@ class OpenAIProvider(api.Provider):
         self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
         reporter: api.Reporter,
     ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
+        yield from self._tagged(self._send(call, req, transport, reporter), req)
+
+    def _send(
+        self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
+        reporter: api.Reporter,
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         if req.stream:
-            yield from self._stream(call, transport, reporter)
+            yield from self._stream(call, req, transport, reporter)
             return
         reporter.status(f"waiting for {self.name}")
         payload, resp = transport.json_spooled(call)
-        info = api.CallInfo(request_id=api.request_id_of(resp))
+        info = self.call_info(resp, req)
         tfy = resp.headers.get("x-tfy-resolved-model")
         if tfy:
             info.extra["resolved_model"] = tfy
         yield from parse_images(payload, info, self.name)
 
+    def _tagged(
+        self, items: Iterator[tuple[api.GeneratedImage, api.CallInfo]], req: api.ImageRequest
+    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
+        """Each image of a deployment records the real model it ran (metadata, sidecar)."""
+        real = self.real(req.model)
+        for image, info in items:
+            if real != req.model:
+                image = dataclasses.replace(image, resolved={**image.resolved,
+                                                             "base_model": real})
+            yield image, info
+
+    def call_info(self, resp: Any, req: api.ImageRequest) -> api.CallInfo:
+        info = api.CallInfo(request_id=api.request_id_of(resp))
+        real = self.real(req.model)
+        if real != req.model:
+            # The wire carried the deployment; its rules and price were the real model's.
+            info.extra["deployment"] = req.model
+            info.extra["base_model"] = real
+        return info
+
     def _stream(
-        self, call: api.HttpCall, transport: api.Transport, reporter: api.Reporter
+        self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
+        reporter: api.Reporter,
     ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         reporter.status(f"waiting for {self.name} (streaming)")
         resp = transport.send(call, stream=True)
-        info = api.CallInfo(request_id=api.request_id_of(resp))
+        info = self.call_info(resp, req)
         done = 0
         try:
             with body_errors(self.name, info.request_id):
@@ -293,7 +383,7 @@ class OpenAIProvider(api.Provider):
                 done += 1
 
     def check(self, key: str | None, transport: api.Transport) -> str:
-        call = api.HttpCall("GET", f"{self.base()}/models", self.headers(key))
+        call = api.HttpCall("GET", self.url("/models"), self.headers(key))
         try:
             payload, _ = transport.json(call)
         except api.RefusedError as exc:
@@ -301,8 +391,8 @@ class OpenAIProvider(api.Provider):
                 raise
             # A gateway without a model list: ask for an image with no prompt. It is
             # refused before any work (nothing billed); 401/403 would mean the key.
-            probe = api.HttpCall("POST", f"{self.base()}/images/generations", self.headers(key),
-                             json={})
+            probe = api.HttpCall("POST", self.url("/images/generations", self.cfg.model),
+                                 self.headers(key), json={})
             try:
                 transport.json(probe)
             except api.RefusedError as refused:
@@ -315,7 +405,7 @@ class OpenAIProvider(api.Provider):
         return f"key accepted, {n} models listed"
 
     def list_models(self, key: str | None, transport: api.Transport) -> list[str]:
-        call = api.HttpCall("GET", f"{self.base()}/models", self.headers(key))
+        call = api.HttpCall("GET", self.url("/models"), self.headers(key))
         payload, _ = transport.json(call)
         items = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(items, list):
@@ -347,3 +437,14 @@ def json_edit_fits(req: api.ImageRequest) -> None:
         raise api.UsageError(f"{req.named('--complexity', req.complexity)}: an edit of an "
                              "image URL goes as OpenAI's JSON edit body, which has no "
                              f"complexity: drop --complexity, {way_out}")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -106,10 +106,12 @@ def is_openai(base_url: str | None) -> bool:
 
 
 def check(model: str | None, base_url: str | None, today: date | None = None,
-          provider: str = "openai") -> str | None:
+          provider: str = "openai", *, first_party: bool = False) -> str | None:
     """A warning to print, or None; UsageError (exit 2) for a shut-down model on OpenAI
-    itself. Gateways keep old models alive under their own terms, so there a shut-down
-    model only warns. The caller prints each warning once (a batch says it once)."""
+    itself, or where FIRST_PARTY says the model is the real one (Azure, a deployment
+    mapped to it). Gateways keep old models alive under their own terms, so there a
+    shut-down model only warns. The caller prints each warning once (a batch says it
+    once)."""
     entry = lookup(model)
     if entry is None:
         return None
@@ -117,7 +119,7 @@ def check(model: str | None, base_url: str | None, today: date | None = None,
     if status == ACTIVE:
         return None
     when = entry.shutdown.isoformat() if entry.shutdown else "an unknown date"
-    if status == SHUTDOWN and is_openai(base_url):
+    if status == SHUTDOWN and (first_party or is_openai(base_url)):
         raise UsageError(f"Model {model} was shut down by OpenAI on {when}: pass -m "
                          f"{entry.replacement or 'a current model'} (or set providers.{provider}."
                          "model), see `imagegen providers models openai`")

@@ -33,6 +33,23 @@ class ProviderConfig:
     fallback: list[str] | None = field(default=None, compare=False)
     concurrency: int | None = None  # calls in flight at once (caps -j)
     rpm: float | None = None  # requests per minute
+    # The header the key goes in (openai type): "authorization" sends "Bearer KEY"
+    # (the default), any other name the key itself (Azure: "api-key").
+    key_header: str | None = None
+    # Azure's deployment path: .../openai/deployments/{deployment}/...?api-version=V
+    api_version: str | None = None
+    # The user's own model names (Azure deployments) -> the real model whose rules,
+    # lifecycle and prices apply: {"my-deploy": "gpt-image-2.6-flare"}.
+    models: dict[str, str] | None = field(default=None, compare=False)
+    # The environment variable base_url came from (OPENAI_BASE_URL, ...), said on stderr.
+    base_url_env: str | None = None
+
+    def real_model(self, model: str | None) -> str | None:
+        """MODEL as the provider knows it: a deployment named in `models` maps to its
+        real model; any other name is itself."""
+        if model is not None and self.models and model in self.models:
+            return self.models[model]
+        return model
 
     @property
     def needs_key(self) -> bool:
@@ -111,13 +128,30 @@ def _checked_key(key: str, where: str, fix: str) -> str:
     return key
 
 
+def _from_env(env: Mapping[str, str], var: str) -> str | None:
+    value = (env.get(var) or "").strip()
+    register_url(value)
+    return value or None
+
+
 def preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     tfy_base = env.get("TFY_BASE_URL") or "https://gateway.truefoundry.ai"
 
     register_url(tfy_base)
+    # As openai-python does: OPENAI_BASE_URL for OpenAI (_client.py), AZURE_OPENAI_ENDPOINT
+    # for Azure (lib/azure.py), here to the v1 API (Microsoft Learn, API version lifecycle).
+    openai_base = _from_env(env, "OPENAI_BASE_URL")
+    azure_endpoint = _from_env(env, "AZURE_OPENAI_ENDPOINT")
     presets = [
-        ProviderConfig("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
-                       model="gpt-image-2.6-flare"),
+        ProviderConfig("openai", "openai", openai_base or "https://api.openai.com/v1",
+                       "OPENAI_API_KEY", model="gpt-image-2.6-flare",
+                       base_url_env="OPENAI_BASE_URL" if openai_base else None),
+        ProviderConfig("azure", "openai",
+                       azure_endpoint.rstrip("/") + "/openai/v1" if azure_endpoint else None,
+                       "AZURE_OPENAI_API_KEY", model=None, key_header="api-key",
+                       base_url_env="AZURE_OPENAI_ENDPOINT" if azure_endpoint else None),
+        ProviderConfig("xai", "xai", "https://api.x.ai/v1", "XAI_API_KEY",
+                       model="grok-imagine-image"),
         ProviderConfig("distribute", "distribute", "https://api.distribute.ai",
                        "DISTRIBUTE_API_KEY", model="Flux.1 [dev]"),
         ProviderConfig("nebula", "nebula", "https://api.nebulablock.com/api/v1",

@@ -69,6 +69,9 @@ PROVIDER_KEYS: dict[str, ConfigType] = {
     "fallback": list,
     "concurrency": int,
     "rpm": (int, float),
+    "key_header": str,
+    "api_version": str,
+    "models": dict,
 }
 
 
@@ -186,6 +189,7 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
                 )
             fields[key] = value
         _check_cost_keys(name, fields, path, text)
+        _check_openai_keys(name, fields, path, text)
         base = providers.get(name)
         if base is None:
             if "type" not in fields:
@@ -244,6 +248,36 @@ def _check_cost_keys(name: str, fields: dict[str, Any], path: Path, text: str) -
                 f"Bad config file {_where(path, text, 'fallback')}: providers.{name}.fallback "
                 'must be a list of provider names, e.g. ["nebula", "local"]')
         fields["fallback"] = list(chain)
+
+
+# An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _check_openai_keys(name: str, fields: dict[str, Any], path: Path, text: str) -> None:
+    """providers.NAME.key_header, .api_version and .models (deployment -> real model)."""
+    table = f"providers.{name}"
+    if "key_header" in fields:
+        header = fields["key_header"]
+        if not _HEADER_NAME.fullmatch(header):
+            raise ConfigError(f"Bad config file {_where(path, text, 'key_header', table)}: "
+                              f"{table}.key_header must be a header name, e.g. \"api-key\" "
+                              "or \"Authorization\"")
+        fields["key_header"] = header.lower()
+    if "api_version" in fields and not re.fullmatch(r"[A-Za-z0-9._-]+",
+                                                     fields["api_version"]):
+        raise ConfigError(f"Bad config file {_where(path, text, 'api_version', table)}: "
+                          f"{table}.api_version must look like 2025-04-01-preview")
+    if "models" in fields:
+        models = fields["models"]
+        if not all(isinstance(k, str) and k and isinstance(v, str) and v
+                   for k, v in models.items()):
+            raise ConfigError(f"Bad config file {_where(path, text, 'models', table)}: "
+                              f"{table}.models maps your deployment names to real models, "
+                              'e.g. { my-deploy = "gpt-image-2.6-flare" }')
+        fields["models"] = dict(models)
+    if "base_url" in fields:
+        fields["base_url_env"] = None  # the file's base_url is the one in use
 
 
 def _check_defaults(table: Any, prefix: str, path: Path, text: str,

@@ -9,6 +9,14 @@ Modes:
   answers carry x-tfy-resolved-model.
 - "yescale": Flux in dall-e-3 format: only prompt/model/n/size accepted, the
   documented sizes, answers are urls with explicit nulls.
+- "azure": Azure OpenAI (Microsoft Learn: API version lifecycle, read 2026-12-05 at
+  MicrosoftDocs/azure-ai-docs 00f98cc; How to use image generation models, 094ebed;
+  openai-python lib/azure.py at e43b422). The key in `api-key`; a request carrying
+  `Authorization` is refused (this fake knows no Entra tokens). The v1 path
+  /openai/v1/... (an `api-version` query, if any, only `preview` or `latest`) with the
+  deployment in `model`, and the deployment path
+  /openai/deployments/{deployment}/...?api-version=YYYY-MM-DD[-preview] (required).
+  `deployments` maps each deployment name to its real model, whose rules then apply.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import re
 import time
 from datetime import date
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from imagegen_cli import clock
 from tests.fakes.server import Dialect, Request, Response, color_for, png, reencode
@@ -79,8 +88,12 @@ def family(model: str) -> str:
 class OpenAIFake(Dialect):
     def __init__(self, mode: str = "openai", keys: tuple[str, ...] = ("sk-test-key-123",),
                  image_size: tuple[int, int] | None = None, keep_retired: bool = False,
-                 today: date | None = None) -> None:
+                 today: date | None = None,
+                 deployments: dict[str, str] | None = None) -> None:
         self.mode = mode
+        self.deployments = deployments or {}
+        # (path kind, deployment, api-version) of each Azure image call
+        self.azure_routes: list[tuple[str, str, str | None]] = []
         self.keep_retired = keep_retired
         self.today = today
         self.keys = keys
@@ -95,6 +108,8 @@ class OpenAIFake(Dialect):
     @property
     def url(self) -> str:
         base = self.server.url
+        if self.mode == "azure":
+            return base + "/openai/v1"
         return base + ("/api/llm" if self.mode == "truefoundry" else "/v1")
 
     def _headers(self) -> dict[str, str]:
@@ -116,6 +131,8 @@ class OpenAIFake(Dialect):
                 return Response(404, b"<html><title>404 Not Found</title></html>",
                                 {"content-type": "text/html"})
             return Response(200, data, {"content-type": "image/png"})
+        if self.mode == "azure":
+            return self._azure(req, path)
         prefix = "/api/llm" if self.mode == "truefoundry" else "/v1"
         if not path.startswith(prefix + "/"):
             return error(404, f"Invalid URL ({req.method} {path})")
@@ -144,6 +161,69 @@ class OpenAIFake(Dialect):
         return error(404, f"Invalid URL ({req.method} {path})")
 
     # ------------------------------------------------------------------
+    def _azure(self, req: Request, path: str) -> Response:
+        query = parse_qs(urlsplit(req.path).query)
+        version = (query.get("api-version") or [None])[0]
+        if "authorization" in req.headers:
+            return error(401, "Azure OpenAI takes an API key in the api-key header; this "
+                         "resource got an Authorization header", "401")
+        if req.headers.get("api-key") not in self.keys:
+            return error(401, "Access denied due to invalid subscription key or wrong API "
+                         "endpoint. Make sure to provide a valid key for an active "
+                         "subscription and use a correct regional API endpoint for your "
+                         "resource.", "401")
+        m = re.fullmatch(r"/openai/deployments/([^/]+)(/images/(?:generations|edits))", path)
+        if m:
+            if not version or not re.fullmatch(r"\d{4}-\d{2}-\d{2}(-preview)?", version):
+                return error(404, "Resource not found", "404")
+            deployment: str | None = unquote(m.group(1))
+            route, kind = m.group(2), "deployment"
+        elif path.startswith("/openai/v1/"):
+            if version not in (None, "preview", "latest"):
+                return error(400, f"api-version {version} is not taken by the v1 API: "
+                             "drop it, or pass preview or latest", "BadRequest")
+            deployment, route, kind = None, path[len("/openai/v1"):], "v1"
+        else:
+            return error(404, "Resource not found", "404")
+        if route == "/models" and req.method == "GET" and kind == "v1":
+            return Response.json({"object": "list", "data": [
+                {"id": m, "object": "model"} for m in MODELS]}, **self._headers())
+        if route not in ("/images/generations", "/images/edits") or req.method != "POST":
+            return error(404, "Resource not found", "404")
+        ctype = req.headers.get("content-type", "")
+        if ctype.startswith("application/json"):
+            try:
+                body = req.json()
+            except ValueError:
+                return error(400, "We could not parse the JSON body of your request.")
+            if not isinstance(body, dict):
+                return error(400, "Body must be a JSON object")
+            deployment = deployment or body.get("model")
+        else:
+            fields = re.search(rb'name="model"\r\n\r\n([^\r]*)\r\n', req.body)
+            deployment = deployment or (fields.group(1).decode() if fields else None)
+        if not isinstance(deployment, str) or deployment not in self.deployments:
+            return error(404, f"The API deployment {deployment} for this resource does not "
+                         "exist. If you created the deployment within the last 5 minutes, "
+                         "please wait a moment and try again.", "DeploymentNotFound")
+        self.azure_routes.append((kind, deployment, version))
+        real = self.deployments[deployment]
+        # The deployment's real model answers, by its rules.
+        if ctype.startswith("application/json"):
+            body["model"] = real
+            req = Request(req.method, req.path, req.headers, json.dumps(body).encode())
+        else:
+            req = Request(req.method, req.path, req.headers, re.sub(
+                rb'(name="model"\r\n\r\n)[^\r]*(\r\n)',
+                lambda mm: mm.group(1) + real.encode() + mm.group(2), req.body))
+        if route == "/images/generations":
+            if not ctype.startswith("application/json"):
+                return error(400, "Content-Type must be application/json")
+            return self.generate(body, req.headers.get("accept", ""))
+        if ctype.startswith("application/json"):
+            return self.edit_json(req)
+        return self.edit(req)
+
     def _model(self, body: dict[str, Any]) -> tuple[str | None, Response | None]:
         model = body.get("model", "dall-e-2")
         if not isinstance(model, str):
@@ -159,7 +239,7 @@ class OpenAIFake(Dialect):
             return None, error(404, f"The model '{model}' does not exist",
                                "model_not_found", "model")
         gone = SHUTDOWN.get(model)
-        if (self.mode == "openai" and gone and not self.keep_retired
+        if (self.mode in ("openai", "azure") and gone and not self.keep_retired
                 and (self.today or clock.today()) >= date.fromisoformat(gone)):
             return None, error(404, f"The model '{model}' was shut down on {gone}",
                                "model_not_found", "model")
