@@ -373,3 +373,16 @@ def test_models_from_the_table_without_a_list(gemini: GeminiFake) -> None:
     assert r.code == 0, r.err
     assert r.lines()[0].startswith("gemini-nano-banana-2.1")
     assert not any(line.startswith("imagen") for line in r.lines())  # shut down
+
+
+def test_providers_add_a_gemini_type(gemini: GeminiFake,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    r = run_cli(["providers", "add", "proxy", "--type", "gemini", "--base-url", gemini.url,
+                 "--api-key-env", "PROXY_KEY", "--model", "gemini-3-pro-image"])
+    assert r.code == 0, r.err
+    monkeypatch.setenv("PROXY_KEY", gemini.key)
+    r = run_cli(["generate", "x", "-p", "proxy", "--aspect", "4:5", "-o", "p.png"])
+    assert r.code == 0, r.err
+    call = gemini.server.calls(GEN)[0]
+    assert call.path == "/v1beta/models/gemini-3-pro-image:generateContent"
+    assert call.headers["x-goog-api-key"] == gemini.key
