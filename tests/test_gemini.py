@@ -386,3 +386,14 @@ def test_providers_add_a_gemini_type(gemini: GeminiFake,
     call = gemini.server.calls(GEN)[0]
     assert call.path == "/v1beta/models/gemini-3-pro-image:generateContent"
     assert call.headers["x-goog-api-key"] == gemini.key
+
+
+def test_show_lists_ratios_and_both_key_variables(gemini: GeminiFake) -> None:
+    r = run_cli(["providers", "show", "gemini", "--json"])
+    assert r.code == 0, r.err
+    models = json.loads(r.stdout)["models"]
+    assert "8:1" in models["gemini-nano-banana-2.1"]["aspect_ratios"]
+    assert "8:1" not in models["gemini-3-pro-image"]["aspect_ratios"]
+    r = run_cli(["providers", "show", "gemini"])
+    assert "GOOGLE_API_KEY, GEMINI_API_KEY: the first one set wins" in r.stdout
+    assert "ratios  : 1:1, 2:3" in r.stdout

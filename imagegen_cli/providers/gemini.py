@@ -114,6 +114,10 @@ class GeminiProvider(api.Provider):
     def body(self, req: api.ImageRequest) -> dict[str, Any]:
         parts: list[dict[str, Any]] = [{"text": req.prompt}]
         for im in req.images:
+            if not im.data and im.url:  # --dry-run does not download: say what would go
+                parts.append({"inlineData": {"mimeType": "(of the download)",
+                                             "data": f"<the bytes of {im.url}>"}})
+                continue
             parts.append({"inlineData": {"mimeType": mime_of(im.data),
                                          "data": base64.b64encode(im.data).decode("ascii")}})
         config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
