@@ -397,3 +397,14 @@ def test_show_lists_ratios_and_both_key_variables(gemini: GeminiFake) -> None:
     r = run_cli(["providers", "show", "gemini"])
     assert "GOOGLE_API_KEY, GEMINI_API_KEY: the first one set wins" in r.stdout
     assert "ratios  : 1:1, 2:3" in r.stdout
+
+
+def test_image_data_is_spooled_not_held() -> None:
+    from imagegen_cli.transport import jsonstream
+
+    picture = png(4, 4)
+    doc = json.dumps({"candidates": [{"content": {"parts": [{"inlineData": {
+        "mimeType": "image/png", "data": base64.b64encode(picture).decode()}}]}}]})
+    got = jsonstream.load([doc.encode()[i:i + 7] for i in range(0, len(doc), 7)], "data")
+    spool = got["candidates"][0]["content"]["parts"][0]["inlineData"]["data"]
+    assert isinstance(spool, jsonstream.Spool) and spool.read() == picture
