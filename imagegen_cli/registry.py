@@ -22,6 +22,7 @@ BUILTINS = {
     "xai": "imagegen_cli.providers.xai:XAIProvider",
     "distribute": "imagegen_cli.providers.distribute:DistributeProvider",
     "nebula": "imagegen_cli.providers.nebula:NebulaProvider",
+    "gemini": "imagegen_cli.providers.gemini:GeminiProvider",
     "local": "imagegen_cli.providers.local:LocalProvider",
 }
 ENTRY_POINT_GROUP = "imagegen.providers"

@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 MASK = "***"
-SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "x-key", "api-key", "x-api-key"}
+SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "x-key", "api-key", "x-api-key",
+                     "x-goog-api-key"}
 
 _secrets: set[str] = set()
 _lock = threading.Lock()

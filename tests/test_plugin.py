@@ -285,7 +285,8 @@ def test_a_plugin_cannot_take_a_built_in_name(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(registry, "_loaded", False)
     assert registry.dialect("openai") is OpenAIProvider
     assert read == []  # a built-in needs no scan
-    assert registry.dialect_names() == ["distribute", "local", "mine", "nebula", "openai", "xai"]
+    assert registry.dialect_names() == ["distribute", "gemini", "local", "mine", "nebula",
+                                        "openai", "xai"]
     assert registry.dialect("openai") is OpenAIProvider and read == ["imagegen.providers"]
 
 

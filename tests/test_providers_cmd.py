@@ -136,7 +136,7 @@ def test_check_all(fake: OpenAIFake, nebula: Any, distribute: Any,
     rows.pop("local", None)  # needs no key: checked when diffusers is installed
     assert {n: row["ok"] for n, row in rows.items()} == {
         "openai": True, "distribute": True, "nebula": True, "truefoundry": None,
-        "yescale": None, "azure": None, "xai": None}
+        "yescale": None, "azure": None, "xai": None, "gemini": None}
     assert rows["yescale"]["detail"] == "no key (set YESCALE_API_KEY)"
     monkeypatch.setenv("NEBULA_API_KEY", "wrong")
     r = run_cli(["providers", "check", "--all"])

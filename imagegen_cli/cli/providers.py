@@ -120,13 +120,13 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             "values": {k: list(v) for k, v in caps.values.items()},
             "ranges": {k: list(v) for k, v in caps.ranges.items()},
             "sizes": caps.sizes.describe() if caps.sizes else "not declared",
+            "aspect_ratios": list(caps.aspect_ratios),
             "n_per_request": caps.max_n,
             "prompt_max": caps.prompt_max, "inpaint": caps.inpaint, "stream": caps.stream,
             "async": caps.async_jobs, "notes": list(caps.notes),
             "edit": caps.edit, "max_images": caps.max_images,
             "formats": list(caps.formats), "status": prov.model_status(m) if m else None,
             "lifecycle": prov.model_lifecycle(m) if m else None,
-            "aspect_ratios": list(caps.aspect_ratios),
         }
         if m and p.real_model(m) != m:
             models[m]["real_model"] = p.real_model(m)  # a deployment (providers.NAME.models)
@@ -141,8 +141,10 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
         return
     lines = [f"{p.name}  ({p.type}{', preset' if p.preset else ''})",
              f"  base url : {info['base_url'] or '(none: runs on this machine)'}",
-             f"  key      : {info['key']}" + (f" (variable {p.api_key_env})"
-                                              if p.api_key_env else ""),
+             f"  key      : {info['key']}" + (
+                 f" (variable {p.api_key_env})" if len(p.key_vars()) == 1 else
+                 f" (variables {', '.join(p.key_vars())}: the first one set wins)"
+                 if p.key_vars() else ""),
              f"  model    : {p.model or prov.default_model() or '(none: pass -m)'}"]
     if p.key_header and p.key_header != "authorization":
         lines.insert(3, f"  key header: {p.key_header}")
@@ -156,10 +158,10 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
             lines.append(f"    {flag} : {', '.join(vals)}")
         for flag, (lo, hi) in c["ranges"].items():
             lines.append(f"    {flag} : {lo:g}..{hi:g}")
+        lines.append(f"    sizes   : {c['sizes']}")
         if c["aspect_ratios"]:
-            lines.append("    aspect  : " + ", ".join(c["aspect_ratios"]))
-        else:
-            lines.append(f"    sizes   : {c['sizes']}")
+            lines.append("    ratios  : " + ", ".join(c["aspect_ratios"])
+                         + " (--aspect goes to the nearest)")
         lines.append(f"    n       : {c['n_per_request']} per request (more: several "
                      "requests, -j at once)")
         if c["prompt_max"]:

@@ -103,7 +103,7 @@ def cost_function(members: list[Member]
         count = 1 if m.request.stream else (info.images if info is not None and info.images
                                             else 1)
         return image_cost(m.pricing, info.usage if info is not None else None, count,
-                          m.request.size, m.request.quality,
+                          m.request.resolution or m.request.size, m.request.quality,
                           actual_size=f"{width}x{height}", input_images=bool(m.request.images))
 
     return cost_of

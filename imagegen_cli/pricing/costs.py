@@ -105,7 +105,8 @@ def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Est
         est.calls = batches
         est.how = f"{pricing.provider} runs on this machine: no money is spent"
         return est
-    got = pricing.price_range(req.size, req.quality)
+    # A model sized by tier (--resolution: Gemini's 1K/2K/4K) is priced by its tier.
+    got = pricing.price_range(req.resolution or req.size, req.quality)
     if isinstance(got, str):
         est.known = False
         est.reason = pricing.reason or got
@@ -118,7 +119,8 @@ def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Est
     src = f.per_image_source or pricing.origin
     source = "your config" if pricing.origin == "config" else "the price table"
     how = (f"{est.images} image(s) x {money_range(lo, hi)} per image "
-           f"({pricing.model}, size {req.size or f.default_size or 'auto'}, quality "
+           f"({pricing.model}, size {req.resolution or req.size or f.default_size or 'auto'}, "
+           "quality "
            f"{req.quality or f.default_quality or 'auto'}) from {source}: "
            f"{_short_source(src)}")
     if notes:

@@ -25,6 +25,10 @@ class ProviderConfig:
     base_url: str | None = None
     api_key_env: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    # Variables that also hold this provider's key and win over api_key_env when set,
+    # in this order: a vendor SDK's own precedence (google-genai reads GOOGLE_API_KEY
+    # before GEMINI_API_KEY). Messages name api_key_env first.
+    preferred_key_envs: tuple[str, ...] = ()
     model: str | None = None
     mode: str | None = None  # distribute: "sync" | "async" | None (auto)
     preset: bool = False
@@ -60,12 +64,20 @@ class ProviderConfig:
         except ConfigError:
             return True
 
+    def key_vars(self) -> tuple[str, ...]:
+        """Every variable read for the key, the winning one first."""
+        return (*self.preferred_key_envs, *((self.api_key_env,) if self.api_key_env else ()))
+
+    def key_var(self, env: Mapping[str, str]) -> str | None:
+        """The variable the key comes from, when one is set."""
+        return next((v for v in self.key_vars() if env.get(v)), None)
+
     def key(self, env: Mapping[str, str]) -> str | None:
         """The API key: the environment variable wins over a stored key. A key that
         cannot be sent as is (a stray line break from a paste or a file) is a
         ConfigError naming where it came from, never showing it."""
-        if self.api_key_env and env.get(self.api_key_env):
-            var = self.api_key_env
+        var = self.key_var(env)
+        if var:
             return _checked_key(env[var], f"The variable {var}",
                                 f"export {var}=\"$(printf %s \"${var}\" | tr -d '\\r\\n')\"")
         if self.api_key:
@@ -74,8 +86,9 @@ class ProviderConfig:
         return None
 
     def key_source(self, env: Mapping[str, str]) -> str:
-        if self.api_key_env and env.get(self.api_key_env):
-            return f"set via {self.api_key_env}"
+        var = self.key_var(env)
+        if var:
+            return f"set via {var}"
         if self.api_key:
             return "stored in config"
         if not self.needs_key:
@@ -84,27 +97,37 @@ class ProviderConfig:
 
     def key_origin(self, env: Mapping[str, str]) -> str:
         """Where the key in use came from, for messages (never the key)."""
-        if self.api_key_env and env.get(self.api_key_env):
-            return f"environment variable {self.api_key_env}"
+        var = self.key_var(env)
+        if var:
+            return f"environment variable {var}"
         if self.api_key:
             return f"providers.{self.name}.api_key in the config file"
         return "nowhere (no key set)"
 
     def key_clash(self, env: Mapping[str, str]) -> str | None:
-        """A note when a stored key and the key variable are both set and differ."""
-        if not (self.api_key and self.api_key_env and env.get(self.api_key_env)):
+        """A note when two places hold a key for this provider: two key variables (the
+        winner named, as google-genai warns), or a variable and a different stored key."""
+        set_vars = [v for v in self.key_vars() if env.get(v)]
+        if len(set_vars) > 1:
+            same = "hold the same key" if len({env[v] for v in set_vars}) == 1 else "differ"
+            return (f"{self.name}: {' and '.join(set_vars)} are both set ({same}); using "
+                    f"{set_vars[0]}, which comes first (as in the vendor's own SDK)")
+        var = self.key_var(env)
+        if not (self.api_key and var):
             return None
-        if env[self.api_key_env] == self.api_key:
+        if env[var] == self.api_key:
             return None
-        return (f"{self.name}: the key in {self.api_key_env} differs from "
-                f"providers.{self.name}.api_key in the config file; using {self.api_key_env} "
+        return (f"{self.name}: the key in {var} differs from "
+                f"providers.{self.name}.api_key in the config file; using {var} "
                 "(the environment wins)")
 
     def require_key(self, env: Mapping[str, str]) -> str:
         key = self.key(env)
         if key:
             return key
-        how = f"set {self.api_key_env} or run" if self.api_key_env else "run"
+        names = " or ".join(dict.fromkeys(
+            (*((self.api_key_env,) if self.api_key_env else ()), *self.preferred_key_envs)))
+        how = f"set {names} or run" if names else "run"
         raise ConfigError(
             f"No key for {self.name}: {how} "
             f"`imagegen config set providers.{self.name}.api_key`"
@@ -159,6 +182,12 @@ def preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
         ProviderConfig("truefoundry", "openai", tfy_base, "TFY_API_KEY", model=None),
         ProviderConfig("yescale", "openai", "https://api.yescale.io/v1", "YESCALE_API_KEY",
                        model="flux-pro"),
+        # google-genai's _api_client.get_env_api_key (googleapis/python-genai at 6680718,
+        # read 2026-12-05) takes GOOGLE_API_KEY when both are set; so do we, saying so.
+        # The model: see imagegen_cli/providers/gemini_models.py (DEFAULT_MODEL).
+        ProviderConfig("gemini", "gemini", "https://generativelanguage.googleapis.com",
+                       "GEMINI_API_KEY", preferred_key_envs=("GOOGLE_API_KEY",),
+                       model="gemini-nano-banana-2.1"),
         ProviderConfig("local", "local", None, None, model="stabilityai/sd-turbo"),
     ]
     return {p.name: replace(p, preset=True) for p in presets}

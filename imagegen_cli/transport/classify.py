@@ -44,6 +44,10 @@ def error_message(resp: httpx.Response) -> tuple[str, str | None]:
         if isinstance(err, dict):
             msg = err.get("message") or err.get("type") or json.dumps(err)
             code = err.get("code")  # `type` is a category, not a code: never shown as one
+            if isinstance(err.get("status"), str) and not isinstance(code, str):
+                # Google's shape {"code": 400, "message", "status": "INVALID_ARGUMENT"}:
+                # the number repeats the HTTP status, the name says what went wrong.
+                code = err["status"]
             return str(msg), str(code) if code else None
         for key in ("message", "detail", "error", "msg"):
             if body.get(key):

@@ -240,13 +240,15 @@ class Transport:
                 request_id=request_id_of(resp),
             ) from None
 
-    def json_spooled(self, call: HttpCall) -> tuple[Any, httpx.Response]:
-        """Like `json`, but b64_json strings arrive as jsonstream.Spool objects on disk."""
+    def json_spooled(self, call: HttpCall, *, spool_key: str = "b64_json"
+                     ) -> tuple[Any, httpx.Response]:
+        """Like `json`, but the strings under SPOOL_KEY (base64 images: b64_json, or
+        Gemini's "data") arrive as jsonstream.Spool objects on disk."""
 
         resp = self.send(call, stream=True)
         try:
             with body_errors(self.who, request_id_of(resp), self.timeout):
-                payload = jsonstream.load(resp.iter_bytes())
+                payload = jsonstream.load(resp.iter_bytes(), spool_key)
                 if self.log:
                     shown = json.dumps(summarise(payload), ensure_ascii=False,
                                        default=short_value)

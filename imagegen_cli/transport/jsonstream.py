@@ -60,7 +60,8 @@ IMAGE_TEXT_CAP = 64 * 1024 * 1024 * 4 // 3 + 4
 
 
 class _Extractor:
-    def __init__(self) -> None:
+    def __init__(self, key: bytes = KEY) -> None:
+        self.key = key
         self.skeleton = bytearray()
         self.spools: list[Spool] = []
         self.state = "scan"
@@ -73,16 +74,16 @@ class _Extractor:
         n = len(data)
         while i < n:
             if self.state == "scan":
-                j = data.find(KEY, i)
+                j = data.find(self.key, i)
                 if j < 0:
-                    cut = max(i, n - (len(KEY) - 1))
+                    cut = max(i, n - (len(self.key) - 1))
                     self.skeleton += data[i:cut]
                     self.pending = data[cut:]
                     self._check_size()
                     return
-                self.skeleton += data[i : j + len(KEY)]
+                self.skeleton += data[i : j + len(self.key)]
                 self._check_size()
-                i = j + len(KEY)
+                i = j + len(self.key)
                 self.state = "colon"
             elif self.state == "colon":
                 c = data[i : i + 1]
@@ -152,10 +153,11 @@ def _restore(value: Any, spools: list[Spool]) -> Any:
     return value
 
 
-def load(chunks: Iterable[bytes]) -> Any:
-    """The parsed document, with a Spool in place of each b64_json string.
-    Raises Malformed (a ValueError; BadBase64 included) for anything malformed."""
-    ex = _Extractor()
+def load(chunks: Iterable[bytes], key: str = "b64_json") -> Any:
+    """The parsed document, with a Spool in place of each KEY string (b64_json; Gemini's
+    inlineData holds its base64 under "data"). Raises Malformed (a ValueError;
+    BadBase64 included) for anything malformed."""
+    ex = _Extractor(json.dumps(key).encode())
     for chunk in chunks:
         ex.feed(chunk)
     return ex.close()
