@@ -185,7 +185,11 @@ class Provider:
         return req.with_(model=model)
 
     def validate(self, req: ImageRequest, *, inpaint: bool = False) -> ImageRequest:
-        """Check REQ against the declared capabilities; raise UsageError (exit 2)."""
+        """Check REQ against the declared capabilities; raise UsageError (exit 2).
+
+        Must not read the prompt beyond `Capabilities.prompt_max`: a batch settles the
+        records that differ only in their prompt once (engine/stream.py), checking
+        each prompt's length against that limit alone."""
         req = self.resolve_model(req, inpaint=inpaint)
         caps = self.capabilities(req.model)
         where = f"provider {self.name} (model {req.model})"
