@@ -175,6 +175,9 @@ class Tally:
             "failures": [failure_record(job, exc) for job, exc in self.failures],
             "invalid": invalid,  # --skip-invalid: each record left out, and why
             **({"interrupted": True} if interrupted else {}),  # Ctrl-C or SIGTERM
+            # A long batch stopped before its whole input was read: the jobs of the
+            # records not reached are in no count (`jobs` counts those read).
+            **({"unread": True} if self.unread else {}),
         }
 
     def cost(self) -> tuple[float | None, str | None]:
