@@ -21,6 +21,7 @@ BUILTINS = {
     "openai": "imagegen_cli.providers.openai:OpenAIProvider",
     "distribute": "imagegen_cli.providers.distribute:DistributeProvider",
     "nebula": "imagegen_cli.providers.nebula:NebulaProvider",
+    "bfl": "imagegen_cli.providers.bfl:BFLProvider",
     "local": "imagegen_cli.providers.local:LocalProvider",
 }
 ENTRY_POINT_GROUP = "imagegen.providers"
