@@ -199,7 +199,7 @@ def test_ctrl_c_while_polling_names_the_job(bfl: BFLFake,
     r = run_cli(["generate", "x", "-p", "bfl", "-o", "x.png"])
     assert r.code == 130
     (job_id,) = bfl.tasks
-    assert job_id in r.err and "imagegen job get" in r.err and "Traceback" not in r.err
+    assert f"`imagegen job get bfl {job_id}`" in r.err and "Traceback" not in r.err
 
 
 def test_key_never_goes_to_a_polling_url_on_another_host(bfl: BFLFake) -> None:
