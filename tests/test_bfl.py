@@ -226,6 +226,16 @@ def test_a_failing_poll_is_asked_again_never_resubmitted(bfl: BFLFake) -> None:
     assert "asking again" in r.err
 
 
+def test_polls_failing_in_a_row_give_up_naming_job_get(bfl: BFLFake) -> None:
+    bfl.poll_failures = 10**6
+    r = run_cli(["generate", "x", "-p", "bfl", "-o", "never.png"])
+    assert r.code == 6
+    (job_id,) = bfl.tasks
+    assert f"`imagegen job get bfl {job_id}`" in r.err and "could not be asked" in r.err
+    assert len(bfl.region.requests) == 5 * 3  # five polls, each tried three times
+    assert bfl.submits == 1
+
+
 def test_a_lost_submit_answer_is_not_resent(bfl: BFLFake) -> None:
     bfl.lose_answers = 1
     bfl.lose_delay = 2.0

@@ -61,6 +61,9 @@ class JobProvider(Provider):
     poll_start: ClassVar[float] = 1.0
     poll_factor: ClassVar[float] = 1.5
     poll_cap: ClassVar[float] = 5.0
+    # Polls in a row that fail (each after the Transport's own retries) before giving
+    # up before --timeout: a server answering garbage is not waited on for an hour.
+    poll_failures: ClassVar[int] = 5
 
     # -- what a dialect says ---------------------------------------------
     def job_of(self, answer: Any, info: CallInfo) -> Submitted:
@@ -142,6 +145,7 @@ class JobProvider(Provider):
         delay = self.poll_start
         status = self.first_status
         reporter.job_status(job_id, status)
+        failures = 0
         while True:
             failed: UnavailableError | None = None
             try:
@@ -150,7 +154,9 @@ class JobProvider(Provider):
                 raise self.poll_refused(job_id, exc) from None
             except UnavailableError as exc:  # after the Transport's retries: ask again
                 failed = exc
+                failures += 1
             if failed is None:
+                failures = 0
                 state = self.read_job(job_id, answer)
                 if state.status != status:
                     status = state.status
@@ -159,7 +165,7 @@ class JobProvider(Provider):
                     yield from self.job_images(job_id, answer, info, transport, reporter)
                     return
             elapsed = max(waited, time.monotonic() - started)
-            if elapsed >= transport.timeout:
+            if elapsed >= transport.timeout or failures >= self.poll_failures:
                 why = (f"could not be asked about ({failed.message})" if failed
                        else f"is still {status or 'pending'}")
                 raise UnavailableError(
