@@ -337,9 +337,19 @@ def test_providers_check_models_and_show(bfl: BFLFake) -> None:
     for model in ("flux-2-pro", "flux-2-max", "flux-2-flex", "flux-2-klein-4b",
                   "flux-kontext-pro", "flux-pro-1.1-ultra"):
         assert model in r.stdout
-    r = run_cli(["providers", "show", "bfl", "--json"])
+    r = run_cli(["providers", "show", "bfl"])
     assert r.code == 0, r.err
-    assert "flux-2-pro" in r.stdout
+    assert "per megapixel: first 0.03, additional 0.015, input 0.015" in r.stdout
+    assert "black-forest-labs/skills" in r.stdout and "read 2026-12-05" in r.stdout
+
+
+def test_edit_estimate_counts_input_megapixels(bfl: BFLFake) -> None:
+    Path("ref.png").write_bytes(png(1024, 1024))
+    r = run_cli(["edit", "x", "-p", "bfl", "-i", "ref.png", "--dry-run"])
+    assert r.code == 0, r.err
+    # 0.03 for the first output megapixel + 0.015 for the 1 MP input image.
+    assert json.loads(r.stdout)["estimated_cost"]["total_usd"] == {"min": 0.045,
+                                                                   "max": 0.045}
 
 
 def test_the_fake_refuses_what_bfl_refuses(bfl: BFLFake) -> None:
