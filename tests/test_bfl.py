@@ -200,6 +200,13 @@ def test_ctrl_c_while_polling_names_the_job(bfl: BFLFake,
     assert r.code == 130
     (job_id,) = bfl.tasks
     assert f"`imagegen job get bfl {job_id}`" in r.err and "Traceback" not in r.err
+    assert not Path("x.png").exists()
+    monkeypatch.setattr("imagegen_cli.transport.client._sleep", SLEEPS.append)
+    bfl.pending = 0
+    r = run_cli(["job", "get", "bfl", job_id])
+    assert r.code == 0, r.err
+    assert r.lines() == ["x.png"] and Path("x.png").exists()
+    assert bfl.submits == 1
 
 
 def test_key_never_goes_to_a_polling_url_on_another_host(bfl: BFLFake) -> None:
