@@ -23,6 +23,7 @@ BUILTINS = {
     "distribute": "imagegen_cli.providers.distribute:DistributeProvider",
     "nebula": "imagegen_cli.providers.nebula:NebulaProvider",
     "gemini": "imagegen_cli.providers.gemini:GeminiProvider",
+    "bfl": "imagegen_cli.providers.bfl:BFLProvider",
     "local": "imagegen_cli.providers.local:LocalProvider",
 }
 ENTRY_POINT_GROUP = "imagegen.providers"

@@ -173,6 +173,9 @@ class Reporter:
 
     def __init__(self) -> None:
         self.jobs: list[str] = []
+        # Where a job is asked about, when the provider said (BFL's polling_url): kept
+        # with its request so `imagegen job get` asks the same place.
+        self.job_where: dict[str, str] = {}
         self.job_hooks: list[Callable[[str, ImageRequest], None]] = []
 
     def __enter__(self) -> Reporter:
@@ -181,9 +184,12 @@ class Reporter:
     def __exit__(self, *exc: object) -> None:
         """A display to take down (the rich one); nothing by default."""
 
-    def job(self, job_id: str) -> None:
-        """A provider-side job was submitted (so Ctrl-C can say which)."""
+    def job(self, job_id: str, where: str | None = None) -> None:
+        """A provider-side job was submitted (so Ctrl-C can say which); WHERE is the
+        URL its status is read from, when the provider gave one."""
         self.jobs.append(job_id)
+        if where:
+            self.job_where[job_id] = where
 
     def status(self, text: str) -> None:
         """A coarse phase: 'waiting for provider', 'job QUEUED', ..."""

@@ -65,14 +65,14 @@ def test_importing_the_surface_loads_no_dialect_and_nothing_heavy() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.split()
     ours = [m for m in loaded if m.startswith("imagegen_cli.providers.")]
-    assert ours == ["imagegen_cli.providers.base"]
+    assert ours == ["imagegen_cli.providers.base", "imagegen_cli.providers.jobs"]
     heavy = [m for m in loaded if m.split(".")[0] in ("httpx", "httpcore", "PIL", "torch",
                                                       "diffusers", "typer", "click", "rich")]
     assert not heavy
 
 
 DIALECTS = sorted(p for p in (ROOT / "imagegen_cli" / "providers").glob("*.py")
-                  if p.name not in ("__init__.py", "base.py"))
+                  if p.name not in ("__init__.py", "base.py", "jobs.py"))
 
 
 @pytest.mark.parametrize("path", DIALECTS, ids=lambda p: p.name)
@@ -285,7 +285,7 @@ def test_a_plugin_cannot_take_a_built_in_name(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(registry, "_loaded", False)
     assert registry.dialect("openai") is OpenAIProvider
     assert read == []  # a built-in needs no scan
-    assert registry.dialect_names() == ["distribute", "gemini", "local", "mine", "nebula",
+    assert registry.dialect_names() == ["bfl", "distribute", "gemini", "local", "mine", "nebula",
                                         "openai", "xai"]
     assert registry.dialect("openai") is OpenAIProvider and read == ["imagegen.providers"]
 

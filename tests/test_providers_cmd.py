@@ -135,7 +135,7 @@ def test_check_all(fake: OpenAIFake, nebula: Any, distribute: Any,
     rows = {row["provider"]: row for row in json.loads(r.stdout)}
     rows.pop("local", None)  # needs no key: checked when diffusers is installed
     assert {n: row["ok"] for n, row in rows.items()} == {
-        "openai": True, "distribute": True, "nebula": True, "truefoundry": None,
+        "openai": True, "distribute": True, "nebula": True, "bfl": None, "truefoundry": None,
         "yescale": None, "azure": None, "xai": None, "gemini": None}
     assert rows["yescale"]["detail"] == "no key (set YESCALE_API_KEY)"
     monkeypatch.setenv("NEBULA_API_KEY", "wrong")

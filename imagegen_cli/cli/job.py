@@ -13,7 +13,8 @@ from imagegen_cli.cli.console import out, warn
 from imagegen_cli.errors import ConfigError, RefusedError, UsageError
 from imagegen_cli.settings.options import finite
 
-app = typer.Typer(help="Fetch the images of provider-side jobs (Distribute async jobs).",
+app = typer.Typer(help="Fetch the images of provider-side jobs (Distribute async jobs, Black "
+                  "Forest Labs).",
                   no_args_is_help=True, rich_markup_mode=None)
 
 
@@ -59,7 +60,7 @@ def get(
     prov = create(pcfg, env)
     if not prov.runs_jobs:  # said before asking for a key
         raise UsageError(f"Provider {prov.name} runs no jobs to look up: `imagegen job get` "
-                         "is for providers with async jobs (distribute)")
+                         "is for providers with async jobs (distribute, bfl)")
     record = jobs.load(provider, job_id) or jobs.JobRecord(provider, job_id, {})
     req = record.image_request()
     req = req.with_(model=req.model or prov.default_model())
@@ -82,7 +83,11 @@ def get(
     with reporter, Transport(timeout=timeout, retries=2, who=prov.name,
                              on_retry=reporter.retry) as tr:
         try:
-            for i, (img, info) in enumerate(prov.get_job(job_id, key, tr, reporter)):
+            where = record.extra.get("where")
+            # Only when the submitting run noted one: a plugin's get_job may predate WHERE.
+            found = (prov.get_job(job_id, key, tr, reporter, where=str(where)) if where
+                     else prov.get_job(job_id, key, tr, reporter))
+            for i, (img, info) in enumerate(found):
                 if info not in outcome.infos:
                     outcome.infos.append(info)
                 saved = saver.save(img, record.index + i)

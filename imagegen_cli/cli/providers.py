@@ -202,6 +202,12 @@ def _price_lines(name: str, prices: dict[str, Any]) -> list[str]:
         if per is not None:
             lines.append(f"      source: {f.get('per_image_source') or 'config'}"
                          + (f", read {f['per_image_date']}" if f.get("per_image_date") else ""))
+        mp = f.get("per_megapixel")
+        if mp:
+            lines.append("      per megapixel: " + ", ".join(f"{k} {v:g}" for k, v in mp.items()))
+            lines.append(f"      source: {f.get('per_megapixel_source') or 'config'}"
+                         + (f", read {f['per_megapixel_date']}"
+                            if f.get("per_megapixel_date") else ""))
         tok = f.get("tokens")
         if tok:
             lines.append("      tokens: " + ", ".join(f"{k} {v:g}" for k, v in tok.items()))

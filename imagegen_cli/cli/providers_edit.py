@@ -21,8 +21,8 @@ from imagegen_cli.errors import ConfigError, UsageError
 def add(
     name: Annotated[str, typer.Argument(help="A new provider name.")],
     type_: Annotated[str, typer.Option(
-        "--type", help="Dialect: openai, xai, gemini, distribute, nebula, local, or one a plugin "
-        "registers.")],
+        "--type", help="Dialect: openai, xai, gemini, bfl, distribute, nebula, local, or one a "
+        "plugin registers.")],
     base_url: Annotated[str, typer.Option("--base-url", help="The API's base URL.")],
     api_key_env: Annotated[str | None, typer.Option(
         "--api-key-env", help="Environment variable holding the key.")] = None,

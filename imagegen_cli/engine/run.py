@@ -386,7 +386,9 @@ def _job_recorder(job: Job, reporter: Reporter) -> Callable[[str, ImageRequest],
             provider=job.provider.name, job_id=job_id,
             request=pending.request_fields(sub), index=index, count=req.n,
             output=None if plan.stdout else plan.template, format=job.files.format,
-            metadata=job.files.metadata, sidecar=job.files.sidecar, extra={"exact": plan.exact}))
+            metadata=job.files.metadata, sidecar=job.files.sidecar,
+            extra={"exact": plan.exact, **({"where": reporter.job_where[job_id]}
+                                            if job_id in reporter.job_where else {})}))
 
     return record
 

@@ -217,6 +217,7 @@ class Scheduler(JobWriter):
         self.gate_lock = threading.Lock()
         self.transports: dict[tuple[str, float, int], Transport] = {}
         self.reporters: list[Reporter] = []
+        self.job_owner: dict[int, str] = {}  # id(reporter) -> its job's one provider
         self.stopping = False
         self.lock = threading.Lock()
         self.states: dict[int, JobState] = {}
@@ -278,9 +279,14 @@ class Scheduler(JobWriter):
         except KeyboardInterrupt:
             self.stopping = True
             ids = ", ".join(j for r in self.reporters for j in r.jobs)
+            # The command itself where the provider is certain (a job without fallback).
+            named = [f"`imagegen job get {self.job_owner[id(r)]} {j}`"
+                     for r in self.reporters for j in r.jobs if id(r) in self.job_owner]
+            how = (", ".join(named) if len(named) == len(ids.split(", "))
+                   else "`imagegen job get PROVIDER ID`")
             raise Interrupted(
                 f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
-                "(fetch their images later with `imagegen job get PROVIDER ID`)"
+                f"(fetch their images later with {how})"
                 if ids else "interrupted; nothing half-written") from None
         finally:
             if not feed.ended:
@@ -321,6 +327,8 @@ class Scheduler(JobWriter):
         with self.lock:
             if rep not in self.reporters:
                 self.reporters.append(rep)
+                if len(job.members) == 1:
+                    self.job_owner[id(rep)] = job.provider.name
         return rep
 
     def _refused(self, job: Job, wait: bool = False) -> ImagegenError | None:

@@ -113,10 +113,13 @@ def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Est
         est.how = f"{got} for {pricing.provider} model {pricing.model}"
         return est
     lo, hi, notes = got
-    est.calls, est.each = batches, (lo, hi)
     f = pricing.figures
     assert f is not None
-    src = f.per_image_source or pricing.origin
+    inputs = pricing.input_price([(i.width, i.height) for i in req.images if i.width])
+    if inputs:  # input images billed by the megapixel, in every call
+        lo, hi = lo + inputs, hi + inputs
+    est.calls, est.each = batches, (lo, hi)
+    src = f.per_image_source or f.per_megapixel_source or pricing.origin
     source = "your config" if pricing.origin == "config" else "the price table"
     how = (f"{est.images} image(s) x {money_range(lo, hi)} per image "
            f"({pricing.model}, size {req.resolution or req.size or f.default_size or 'auto'}, "
@@ -124,9 +127,15 @@ def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Est
            f"{req.quality or f.default_quality or 'auto'}) from {source}: "
            f"{_short_source(src)}")
     if notes:
-        why = "the output tokens" if f.tokens else "the size and quality the provider picks"
+        why = ("the output tokens" if f.tokens
+               else "whether a started megapixel is billed whole" if f.per_megapixel
+               else "the size and quality the provider picks")
         how += "; a range because the " + "; ".join(notes) + f" (the cost depends on {why})"
-    if req.images:
+    if req.images and f.per_megapixel is not None:
+        how += (f"; input images {money(inputs or 0.0)} a call" if inputs is not None else "")
+        if any(not i.width for i in req.images):
+            how += "; input images given as URLs are not included (their size is not known)"
+    elif req.images:
         how += "; input-image tokens are not included"
     est.how = how
     return est

@@ -17,6 +17,7 @@ Nothing here imports httpx, Pillow, typer or rich.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from imagegen_cli.settings.provider import ProviderConfig
 
 OPENAI_HOST = "api.openai.com"
+MEGAPIXEL = 1024 * 1024  # as BFL counts them: a 1024x1024 image is "1MP"
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
@@ -98,6 +100,8 @@ class Pricing:
         """(low, high, assumptions) for one image, or the reason it is unknown.
         An unset or 'auto' size or quality spans every listed one."""
         f = self.figures
+        if f is not None and f.per_megapixel is not None:
+            return self._by_megapixel(f, size or f.default_size)
         per = f.per_image if f else None
         if f is None or per is None:
             if f is not None and f.tokens and "image_out" in f.tokens:
@@ -137,9 +141,37 @@ class Pricing:
                 return f"no per-image price for quality {quality} at {s}"
         return min(values), max(values), notes
 
+    @staticmethod
+    def _by_megapixel(f: Figures, size: str | None) -> tuple[float, float, list[str]] | str:
+        """One output image at SIZE priced by the megapixel (1024 x 1024 pixels): the
+        first megapixel, then each further one. Whether a started megapixel is billed
+        whole is not published: low counts it in part, high whole."""
+        rates = f.per_megapixel or {}
+        m = re.match(r"^(\d+)x(\d+)$", size or "")
+        if not m:
+            return f"no per-megapixel price without a size (size {size or 'unset'})"
+        mp = int(m.group(1)) * int(m.group(2)) / MEGAPIXEL
+        more = max(0.0, mp - 1)
+        add = rates.get("additional", rates["first"])
+        lo = rates["first"] + more * add
+        hi = rates["first"] + math.ceil(more - 1e-9) * add
+        notes = [f"size {size} is {mp:.2f} MP"] if lo != hi else []
+        return lo, hi, notes
+
+    def input_price(self, sizes: list[tuple[int, int]]) -> float | None:
+        """What input images of SIZES (w, h) add to each call, where priced by the
+        megapixel; None when not priced so."""
+        rates = self.figures.per_megapixel if self.figures else None
+        if not rates or "input" not in rates:
+            return None
+        return sum(w * h / MEGAPIXEL for w, h in sizes) * rates["input"]
+
     def usage_cost(self, usage: Mapping[str, Any] | None, *, input_images: bool = False
                    ) -> float | None:
         """The exact cost of one call from the `usage` it reported, or None."""
+        reported = usage.get("cost_usd") if usage else None
+        if reported is not None and number(reported):
+            return float(reported)  # the provider's own word on the call's cost (BFL `cost`)
         rates = self.figures.tokens if self.figures else None
         if not usage or not rates:
             return None
@@ -188,6 +220,9 @@ class Pricing:
         if f.tokens is not None:
             out.append(f"tokens: {f.tokens_source or self.origin}"
                        + (f" (read {f.tokens_date})" if f.tokens_date else ""))
+        if f.per_megapixel is not None:
+            out.append(f"per megapixel: {f.per_megapixel_source or self.origin}"
+                       + (f" (read {f.per_megapixel_date})" if f.per_megapixel_date else ""))
         return out
 
 

@@ -43,6 +43,12 @@ class Figures:
     tokens: dict[str, float] | None = None
     tokens_source: str | None = None
     tokens_date: str | None = None
+    # USD by the megapixel (of 1024 x 1024 pixels): `first` for the first megapixel of
+    # output, `additional` for each one after it, `input` for each of the input images
+    # (Black Forest Labs' FLUX.2). An image's price is worked out from its size.
+    per_megapixel: dict[str, float] | None = None
+    per_megapixel_source: str | None = None
+    per_megapixel_date: str | None = None
     default_size: str | None = None
     default_quality: str | None = None
     note: str | None = None
@@ -92,7 +98,19 @@ def _check_tokens(value: Any, where: str) -> dict[str, float]:
 
 
 ENTRY_KEYS = {"per_image", "per_image_source", "per_image_date", "tokens", "tokens_source",
-              "tokens_date", "default_size", "default_quality", "note", "source", "date"}
+              "tokens_date", "per_megapixel", "per_megapixel_source", "per_megapixel_date",
+              "default_size", "default_quality", "note", "source", "date"}
+MEGAPIXEL_KEYS = ("first", "additional", "input")
+
+
+def _check_per_megapixel(value: Any, where: str) -> dict[str, float]:
+    if not isinstance(value, Mapping) or "first" not in value or any(
+            k not in MEGAPIXEL_KEYS or not number(v) for k, v in value.items()):
+        raise ConfigError(
+            f"{where}.per_megapixel must be a table of USD per megapixel with keys "
+            + ", ".join(MEGAPIXEL_KEYS) + " (first required; e.g. { first = 0.03, "
+            "additional = 0.015, input = 0.015 })")
+    return {k: float(v) for k, v in value.items()}
 
 
 def figures_from(raw: Any, where: str, *, source: str | None = None) -> Figures:
@@ -105,12 +123,14 @@ def figures_from(raw: Any, where: str, *, source: str | None = None) -> Figures:
     unknown = set(raw) - ENTRY_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; use per_image, "
-                          "tokens, source, date")
-    for k in ENTRY_KEYS - {"per_image", "tokens"}:
+                          "tokens, per_megapixel, source, date")
+    for k in ENTRY_KEYS - {"per_image", "tokens", "per_megapixel"}:
         if k in raw and not isinstance(raw[k], str):
             raise ConfigError(f"{where}.{k} must be a string")
     per_image = _check_per_image(raw["per_image"], where) if "per_image" in raw else None
     tokens = _check_tokens(raw["tokens"], where) if "tokens" in raw else None
+    per_mp = (_check_per_megapixel(raw["per_megapixel"], where) if "per_megapixel" in raw
+              else None)
     src = raw.get("source") or source
     date = raw.get("date")
     return Figures(
@@ -120,6 +140,9 @@ def figures_from(raw: Any, where: str, *, source: str | None = None) -> Figures:
         tokens=tokens,
         tokens_source=(raw.get("tokens_source") or src) if tokens is not None else None,
         tokens_date=(raw.get("tokens_date") or date) if tokens is not None else None,
+        per_megapixel=per_mp,
+        per_megapixel_source=(raw.get("per_megapixel_source") or src) if per_mp else None,
+        per_megapixel_date=(raw.get("per_megapixel_date") or date) if per_mp else None,
         default_size=raw.get("default_size"),
         default_quality=raw.get("default_quality"),
         note=raw.get("note"),

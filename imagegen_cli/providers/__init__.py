@@ -16,6 +16,7 @@ from imagegen_cli.errors import (
     UsageError,
 )
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
+from imagegen_cli.providers.jobs import JobProvider, JobState, Submitted
 from imagegen_cli.registry import register
 from imagegen_cli.settings.provider import ProviderConfig
 from imagegen_cli.settings.rules import check_base_url
@@ -31,6 +32,10 @@ __all__ = [
     "SizeRule",
     "opt",
     "param_merge",
+    # A provider whose images come from jobs: submit once, poll, fetch (jobs.py).
+    "JobProvider",
+    "JobState",
+    "Submitted",
     # What it is handed and what it yields.
     "ImageRequest",
     "InputImage",

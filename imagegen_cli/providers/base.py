@@ -256,12 +256,14 @@ class Provider:
         raise NotImplementedError
 
     def get_job(
-        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter
+        self, job_id: str, key: str | None, transport: Transport, reporter: Reporter,
+        where: str | None = None,
     ) -> Iterator[tuple[GeneratedImage, CallInfo]]:
         """The images of a job submitted earlier (`imagegen job get`), waiting for it
-        to finish within the transport's timeout."""
+        to finish within the transport's timeout. WHERE: the URL the provider gave for
+        the job's status when it was submitted (`Reporter.job`), if it gave one."""
         raise UsageError(f"Provider {self.name} runs no jobs to look up: `imagegen job get` "
-                         "is for providers with async jobs (distribute)")
+                         "is for providers with async jobs (distribute, bfl)")
 
     def check(self, key: str | None, transport: Transport) -> str:
         """The cheapest authenticated call; returns a short description."""

@@ -2,13 +2,14 @@
 
 Sync:  POST {base}/v1/images/generations, Bearer key; the answer is a bare JSON array.
 Async: POST {base}/async/images/create (raw key in `authorization`), then
-       POST {base}/async/images/result {"id"} until COMPLETED or ERROR.
+       POST {base}/async/images/result {"id"} until COMPLETED or ERROR, through the
+       shared job mechanism (api.JobProvider: submitted once, polled with backoff,
+       `imagegen job get distribute ID`).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,6 @@ from imagegen_cli.providers.openai_answers import parse_images
 
 SIZE_RE = re.compile(r"^([1-9]\d{0,2}|1024)x([1-9]\d{0,2}|1024)$")
 ASYNC_ONLY = ("--seed", "--steps", "--guidance")
-POLL_START, POLL_FACTOR, POLL_CAP = 1.0, 1.5, 5.0
 
 _SIZES = api.SizeRule(min_side=1, max_side=1024)
 SYNC = api.Capabilities(
@@ -51,9 +51,9 @@ def parse_time(value: Any) -> float | None:
     return None
 
 
-class DistributeProvider(api.Provider):
+class DistributeProvider(api.JobProvider):
     type_name = "distribute"
-    runs_jobs = True
+    first_status = "CREATED"
 
     def capabilities(self, model: str | None) -> api.Capabilities:
         return SYNC if self.cfg.mode == "sync" else ASYNC
@@ -129,87 +129,36 @@ class DistributeProvider(api.Provider):
             yield from parse_images(payload, api.CallInfo(request_id=api.request_id_of(resp)),
                                     self.name)
             return
-        yield from self._run_async(call, key, transport, reporter, req)
+        yield from self.submit_job(call, req, key, transport, reporter)
 
-    def _run_async(
-        self, call: api.HttpCall, key: str | None, transport: api.Transport, reporter: api.Reporter,
-        req: api.ImageRequest,
-    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
-        reporter.status(f"submitting job to {self.name}")
-        created, resp = transport.json(call)
-        job_id = created.get("id") if isinstance(created, dict) else None
-        if not isinstance(job_id, str) or not job_id:
-            raise api.UnavailableError(f"{self.name} accepted the job but sent no job id",
-                                   request_id=api.request_id_of(resp))
-        reporter.job(job_id)
-        reporter.job_request(job_id, req)
-        info = api.CallInfo(request_id=api.request_id_of(resp), job_id=job_id)
-        yield from self._poll(job_id, key, transport, reporter, info)
+    # -- the async job API, on the shared job mechanism (providers/jobs.py) --
+    def poll_call(self, job_id: str, where: str | None, key: str | None) -> api.HttpCall:
+        return api.HttpCall("POST", f"{self.base()}/async/images/result",
+                            self._headers(key, bearer=False), json={"id": job_id})
 
-    def get_job(
-        self, job_id: str, key: str | None, transport: api.Transport, reporter: api.Reporter
-    ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
-        try:
-            yield from self._poll(job_id, key, transport, reporter, api.CallInfo(job_id=job_id))
-        except api.UnavailableError as exc:
-            if exc.status != 404:
-                raise
-            # An id given by hand that the provider does not know: a refused request
-            # (exit 5), not an outage worth retrying later.
-            raise api.RefusedError(f"{self.name} does not know job {job_id}: check the id "
-                               "(the one `generate` printed when it stopped waiting)",
-                               status=404, request_id=exc.request_id) from None
+    def read_job(self, job_id: str, answer: Any) -> api.JobState:
+        if not isinstance(answer, dict):
+            raise api.UnavailableError(f"{self.name} sent a malformed job status for {job_id}")
+        status = str(answer.get("status") or "").upper()
+        if status == "ERROR":
+            msg = (answer.get("error") or answer.get("message") or answer.get("detail")
+                   or "no reason given")
+            if isinstance(msg, dict):
+                msg = msg.get("message") or str(msg)
+            raise api.RefusedError(f"{self.name} job {job_id} failed: {msg}")
+        return api.JobState(status, done=status == "COMPLETED")
 
-    def _poll(
-        self, job_id: str, key: str | None, transport: api.Transport, reporter: api.Reporter,
-        info: api.CallInfo,
+    def job_images(
+        self, job_id: str, answer: Any, info: api.CallInfo, transport: api.Transport,
+        reporter: api.Reporter,
     ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
-        poll = api.HttpCall("POST", f"{self.base()}/async/images/result",
-                        self._headers(key, bearer=False), json={"id": job_id})
-        started = time.monotonic()
-        waited = 0.0
-        delay = POLL_START
-        status = "CREATED"
-        reporter.job_status(job_id, status)
-        while True:
-            try:
-                answer, _ = transport.json(poll)
-            except api.RefusedError as exc:
-                if exc.status == 404:
-                    raise api.UnavailableError(f"{self.name} does not know job {job_id}",
-                                           status=404, request_id=exc.request_id) from None
-                raise
-            if not isinstance(answer, dict):
-                raise api.UnavailableError(f"{self.name} sent a malformed job status for {job_id}")
-            new = str(answer.get("status") or "").upper()
-            if new != status:
-                status = new
-                reporter.job_status(job_id, status)
-            if status == "ERROR":
-                msg = (answer.get("error") or answer.get("message") or answer.get("detail")
-                       or "no reason given")
-                if isinstance(msg, dict):
-                    msg = msg.get("message") or str(msg)
-                raise api.RefusedError(f"{self.name} job {job_id} failed: {msg}")
-            if status == "COMPLETED":
-                t0, t1 = parse_time(answer.get("created")), parse_time(answer.get("finished"))
-                timings = {"job_s": round(t1 - t0, 3)} if t0 is not None and t1 else {}
-                if timings:
-                    info.extra["job_s"] = timings["job_s"]
-                for img, i in parse_images(answer, info, self.name, items_key="results"):
-                    img.timings.update(timings)
-                    yield img, i
-                return
-            elapsed = max(waited, time.monotonic() - started)
-            if elapsed >= transport.timeout:
-                raise api.UnavailableError(
-                    f"{self.name} job {job_id} is still {status or 'pending'} after "
-                    f"{elapsed:.0f} s (raise --timeout, or fetch it later with "
-                    f"`imagegen job get {self.name} {job_id}`)")
-            pause = min(delay, POLL_CAP, max(transport.timeout - elapsed, 0.05))
-            transport.pause(pause)
-            waited += pause
-            delay = min(delay * POLL_FACTOR, POLL_CAP)
+        t0, t1 = parse_time(answer.get("created")), parse_time(answer.get("finished"))
+        timings = {"job_s": round(t1 - t0, 3)} if t0 is not None and t1 else {}
+        if timings:
+            info.extra["job_s"] = timings["job_s"]
+        for img, i in parse_images(answer, info, self.name, items_key="results"):
+            img.timings.update(timings)
+            yield img, i
 
     def check(self, key: str | None, transport: api.Transport) -> str:
         # No listing endpoint is documented: ask for a job that cannot exist. A 404

@@ -179,6 +179,8 @@ def preset_table(env: Mapping[str, str]) -> dict[str, ProviderConfig]:
                        "DISTRIBUTE_API_KEY", model="Flux.1 [dev]"),
         ProviderConfig("nebula", "nebula", "https://api.nebulablock.com/api/v1",
                        "NEBULA_API_KEY", model="black-forest-labs/FLUX.1-schnell"),
+        # BFL's recommended default model (docs.bfl.ai API reference, read 2026-12-05).
+        ProviderConfig("bfl", "bfl", "https://api.bfl.ai", "BFL_API_KEY", model="flux-2-pro"),
         ProviderConfig("truefoundry", "openai", tfy_base, "TFY_API_KEY", model=None),
         ProviderConfig("yescale", "openai", "https://api.yescale.io/v1", "YESCALE_API_KEY",
                        model="flux-pro"),

@@ -28,6 +28,11 @@ class HttpCall:
     json: Any = None
     data: dict[str, str] | None = None  # multipart text fields
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None  # multipart files
+    # False for a call that starts paid work (a job submit): once it may have reached
+    # the server (a timeout or a dropped connection after sending), it is never sent
+    # again, which could pay twice; only a failure to connect, or an answer that says
+    # nothing was done (429, 5xx), is retried.
+    resend_when_lost: bool = True
 
     def __post_init__(self) -> None:
         # Calls are built as BASE + "/path"; a base_url with a query (a gateway's

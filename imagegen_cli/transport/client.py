@@ -155,14 +155,20 @@ class Transport:
             deadline.start(self.timeout)
             try:
                 resp = self.client.send(request, stream=stream)
-            except httpx.TimeoutException:
-                err: ProviderError = UnavailableError(
-                    f"{self.who} did not answer within {self.timeout:g} s "
-                    "(raise --timeout for slow models)"
-                )
-                wait = self.backoff(attempt)
-            except httpx.TransportError as exc:
-                err = UnavailableError(f"Cannot reach {host_of(call.url)}: {reason(exc)}")
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if not call.resend_when_lost and not isinstance(
+                        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+                    raise UnavailableError(
+                        f"{self.who} did not answer {call.method} {host_of(call.url)} "
+                        f"({reason(exc)}); it may have been accepted, so it is not sent "
+                        "again (that could pay twice)") from None
+                if isinstance(exc, httpx.TimeoutException):
+                    err: ProviderError = UnavailableError(
+                        f"{self.who} did not answer within {self.timeout:g} s "
+                        "(raise --timeout for slow models)"
+                    )
+                else:
+                    err = UnavailableError(f"Cannot reach {host_of(call.url)}: {reason(exc)}")
                 wait = self.backoff(attempt)
             else:
                 if self.log:
