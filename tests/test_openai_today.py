@@ -51,8 +51,8 @@ def test_check_by_status_and_base_url() -> None:
     gw = lifecycle.check("gpt-image-1", "https://gateway.truefoundry.ai/api/llm", nov23)
     assert gw and "shut down by OpenAI on 2026-10-23" in gw and "gpt-image-2.6-flare" in gw
     dep = lifecycle.check("gpt-image-1.5", official, nov23)
-    assert dep == ("model gpt-image-1.5 is deprecated and shuts down on 2026-12-01: switch "
-                   "to gpt-image-2.6-flare or gpt-image-2.6-sunburst")
+    assert dep == ("model gpt-image-1.5 is deprecated by OpenAI and shuts down on 2026-12-01: "
+                   "switch to gpt-image-2.6-flare or gpt-image-2.6-sunburst")
     with pytest.raises(UsageError):
         lifecycle.check("gpt-image-1.5", official, date(2026, 12, 2))
 
@@ -108,7 +108,7 @@ def test_shut_down_model_on_a_gateway_only_warns(fake: OpenAIFake) -> None:
 def test_deprecated_model_warns_once_with_date_and_replacement(fake: OpenAIFake) -> None:
     r = run_cli(["generate", "x", "-m", "gpt-image-1-mini", "-n", "2", "-o", "d/"])
     assert r.code == 0, r.err
-    assert r.err.count("deprecated and shuts down on 2026-12-01") == 1
+    assert r.err.count("deprecated by OpenAI and shuts down on 2026-12-01") == 1
     assert "switch to gpt-image-2.6-flare" in r.err
 
 

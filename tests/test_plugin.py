@@ -65,14 +65,15 @@ def test_importing_the_surface_loads_no_dialect_and_nothing_heavy() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.split()
     ours = [m for m in loaded if m.startswith("imagegen_cli.providers.")]
-    assert ours == ["imagegen_cli.providers.base", "imagegen_cli.providers.jobs"]
+    assert ours == ["imagegen_cli.providers.base", "imagegen_cli.providers.jobs",
+                    "imagegen_cli.providers.lifecycle"]
     heavy = [m for m in loaded if m.split(".")[0] in ("httpx", "httpcore", "PIL", "torch",
                                                       "diffusers", "typer", "click", "rich")]
     assert not heavy
 
 
 DIALECTS = sorted(p for p in (ROOT / "imagegen_cli" / "providers").glob("*.py")
-                  if p.name not in ("__init__.py", "base.py", "jobs.py"))
+                  if p.name not in ("__init__.py", "base.py", "jobs.py", "lifecycle.py"))
 
 
 @pytest.mark.parametrize("path", DIALECTS, ids=lambda p: p.name)

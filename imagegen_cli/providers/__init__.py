@@ -17,6 +17,7 @@ from imagegen_cli.errors import (
 )
 from imagegen_cli.providers.base import Capabilities, Provider, SizeRule, opt, param_merge
 from imagegen_cli.providers.jobs import JobProvider, JobState, Submitted
+from imagegen_cli.providers.lifecycle import Entry, Lifecycle
 from imagegen_cli.registry import register
 from imagegen_cli.settings.provider import ProviderConfig
 from imagegen_cli.settings.rules import check_base_url
@@ -32,6 +33,9 @@ __all__ = [
     "SizeRule",
     "opt",
     "param_merge",
+    # A model table: active, deprecated, shut down, by date (data/NAME_models.json).
+    "Lifecycle",
+    "Entry",
     # A provider whose images come from jobs: submit once, poll, fetch (jobs.py).
     "JobProvider",
     "JobState",

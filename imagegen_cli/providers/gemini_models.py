@@ -11,17 +11,12 @@ not be confirmed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
-from typing import Any
 
-from imagegen_cli import clock
-from imagegen_cli.providers import Capabilities, SizeRule, UsageError, opt
+from imagegen_cli.providers import Capabilities, Entry, Lifecycle, SizeRule, opt
 
 GOOGLE_HOST = "generativelanguage.googleapis.com"
-ACTIVE, DEPRECATED, SHUTDOWN = "active", "deprecated", "shut down"
 
 # The recommended model: Google's changelog of 2026-10-06 (read 2026-12-05) releases
 # gemini-nano-banana-2.1 as GA and deprecates gemini-3.1-flash-image in its favour
@@ -123,92 +118,27 @@ def describe_outputs(m: Model) -> str:
 
 # ------------------------------------------------------------------ lifecycle
 
-@dataclass(frozen=True)
-class Entry:
-    model: str
-    declared: str
-    shutdown: date | None
-    deprecated: date | None
-    replacement: str | None
-    source: str
-    read: str
-
-    def status(self, today: date | None = None) -> str:
-        today = today or clock.today()
-        if self.declared == "shutdown" or (self.shutdown and today >= self.shutdown):
-            return SHUTDOWN
-        if self.declared == "deprecated" or (self.deprecated and today >= self.deprecated):
-            return DEPRECATED
-        return ACTIVE
-
-    def use_instead(self) -> str:
-        return self.replacement or "a current model (see `imagegen providers models gemini`)"
-
-    def describe(self, today: date | None = None) -> str:
-        status = self.status(today)
-        if status == ACTIVE:
-            return ACTIVE
-        when = self.shutdown.isoformat() if self.shutdown else "date not announced"
-        head = f"deprecated: shuts down {when}" if status == DEPRECATED else f"shut down {when}"
-        return f"{head}, use {self.use_instead()}"
-
-    def as_json(self, today: date | None = None) -> dict[str, Any]:
-        return {"model": self.model, "status": self.status(today),
-                "shutdown": self.shutdown.isoformat() if self.shutdown else None,
-                "replacement": self.replacement, "source": self.source, "read": self.read}
+LIFECYCLE = Lifecycle("gemini_models.json", "Google", "gemini", bare=lambda m: _bare(m))
 
 
-@lru_cache(maxsize=1)
 def table() -> dict[str, Entry]:
-    from importlib.resources import files
-
-    raw = json.loads(files("imagegen_cli").joinpath("data/gemini_models.json")
-                     .read_text(encoding="utf-8"))
-    sources: dict[str, str] = raw["sources"]
-
-    def day(value: Any) -> date | None:
-        return date.fromisoformat(value) if value else None
-
-    return {m["model"]: Entry(model=m["model"], declared=m["status"],
-                              shutdown=day(m.get("shutdown")),
-                              deprecated=day(m.get("deprecated")),
-                              replacement=m.get("replacement"),
-                              source=sources.get(m["source"], m["source"]),
-                              read=m.get("read") or raw["read"])
-            for m in raw["models"]}
+    return LIFECYCLE.table
 
 
 def read_on() -> str:
-    return max(e.read for e in table().values())
+    return LIFECYCLE.read_on()
 
 
 def lookup(name: str | None) -> Entry | None:
-    return table().get(_bare(name))
+    return LIFECYCLE.lookup(name)
 
 
 def current(today: date | None = None) -> list[str]:
     """Models one can still call: active first, then deprecated (the file's order)."""
-    entries = [e for e in table().values() if e.status(today) != SHUTDOWN]
-    entries.sort(key=lambda e: e.status(today) != ACTIVE)
-    return [e.model for e in entries]
+    return LIFECYCLE.current(today)
 
 
 def check(name: str | None, host: str, provider: str = "gemini") -> str | None:
     """A warning for a deprecated model; UsageError (exit 2) for a shut-down one on
     Google's own API (a proxy may still serve it: there it only warns)."""
-    entry = lookup(name)
-    if entry is None:
-        return None
-    status = entry.status()
-    if status == ACTIVE:
-        return None
-    when = entry.shutdown.isoformat() if entry.shutdown else "a date not yet announced"
-    if status == SHUTDOWN and host == GOOGLE_HOST:
-        raise UsageError(f"Model {name} was shut down by Google on {when}: pass -m "
-                         f"{entry.use_instead()} (or set providers.{provider}.model), see "
-                         "`imagegen providers models gemini`")
-    if status == SHUTDOWN:
-        return (f"model {name} was shut down by Google on {when}; this endpoint may still "
-                f"serve it. Its replacement is {entry.use_instead()}")
-    return (f"model {name} is deprecated by Google and shuts down on {when}: switch to "
-            f"{entry.use_instead()}")
+    return LIFECYCLE.check(name, first_party=host == GOOGLE_HOST, provider=provider)
