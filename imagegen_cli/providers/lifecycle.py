@@ -66,13 +66,14 @@ class Entry:
 
 
 class Lifecycle:
-    """The table in data/DATA of VENDOR's models (provider type PROVIDER_TYPE); BARE
+    """The table in PACKAGE's data/DATA of VENDOR's models (type PROVIDER_TYPE); BARE
     turns a model id as written (a gateway's 'account/model', the API's 'models/x')
     into the table's key."""
 
     def __init__(self, data: str, vendor: str, provider_type: str,
-                 bare: Callable[[str], str] = str.lower) -> None:
+                 bare: Callable[[str], str] = str.lower, package: str = "imagegen_cli") -> None:
         self.data = data
+        self.package = package  # whose data/ holds the table (a plugin names its own)
         self.vendor = vendor
         self.provider_type = provider_type
         self.bare = bare
@@ -81,7 +82,7 @@ class Lifecycle:
     def table(self) -> dict[str, Entry]:
         from importlib.resources import files
 
-        raw = json.loads(files("imagegen_cli").joinpath(f"data/{self.data}")
+        raw = json.loads(files(self.package).joinpath(f"data/{self.data}")
                          .read_text(encoding="utf-8"))
         sources: dict[str, str] = raw["sources"]
 
