@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import clock
@@ -41,6 +41,16 @@ if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
 
 
+
+
+@dataclass
+class Gates:
+    """The Gate of each provider, by name. A run makes its own; a server hands every
+    run the same one, so concurrent requests queue behind one set of limits (-j, rpm,
+    the shared 429 pause) instead of each opening its own."""
+
+    table: dict[str, Gate] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -199,6 +209,7 @@ class Scheduler(JobWriter):
         log: Callable[[str], None] | None = None,
         stdout: IO[bytes] | None = None,
         warn: Callable[[str], None] | None = None,
+        gates: Gates | None = None,
     ) -> None:
         self.concurrency = max(1, concurrency)
         self.rpm = rpm
@@ -213,8 +224,9 @@ class Scheduler(JobWriter):
         self.stdout = stdout
         self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
         self.now = clock.now()
-        self.gates: dict[str, Gate] = {}
-        self.gate_lock = threading.Lock()
+        shared = gates if gates is not None else Gates()
+        self.gates: dict[str, Gate] = shared.table
+        self.gate_lock = shared.lock
         self.transports: dict[tuple[str, float, int], Transport] = {}
         self.reporters: list[Reporter] = []
         self.stopping = False
@@ -335,6 +347,12 @@ class Scheduler(JobWriter):
             return self.admit(job, False)
 
     def _inline(self, call: Call) -> None:
+        # The provider's slot, as a pooled worker holds it: a run alone never waits for
+        # it, runs sharing their Gates (a server's requests) queue for it.
+        with self.gates[call.job.provider.name].slot():
+            self._inline_call(call)
+
+    def _inline_call(self, call: Call) -> None:
         refusal = self._refused(call.job)
         if refusal is not None:
             self._handle("error", call, refusal, None)
