@@ -29,6 +29,7 @@ from imagegen_cli.engine.save import SavedImage
 from imagegen_cli.engine.scheduler import Gates
 from imagegen_cli.errors import ImagegenError, UsageError
 from imagegen_cli.pricing.costs import check_cap, money
+from imagegen_cli.types import Reporter
 
 
 class OverCap(UsageError):
@@ -45,10 +46,13 @@ def record_served(image: SavedImage, *, job: Job, request_id: str,
 
 @dataclass
 class Ledger:
-    """--max-cost-per-day: what today's requests spent, plus what those running may
-    still spend (their estimate's high end, until their real cost is known)."""
+    """--max-cost-per-day (or, not PER_DAY, an MCP session's --max-cost): what the
+    requests spent, plus what those running may still spend (their estimate's high end,
+    until their real cost is known)."""
 
     cap: float
+    per_day: bool = True
+    what: str = "--max-cost-per-day"
     day: str = field(default_factory=lambda: clock.today().isoformat())
     spent: float = 0.0
     held: float = 0.0
@@ -56,7 +60,7 @@ class Ledger:
 
     def _roll(self) -> None:
         today = clock.today().isoformat()
-        if today != self.day:
+        if self.per_day and today != self.day:
             self.day, self.spent = today, 0.0
 
     def hold(self, job: Job) -> float:
@@ -66,10 +70,11 @@ class Ledger:
             self._roll()
             left = max(0.0, self.cap - self.spent - self.held)
             try:
-                check_cap(ests, left, "what is left of --max-cost-per-day")
+                check_cap(ests, left, f"what is left of {self.what}")
             except UsageError as exc:
-                raise OverCap(f"{exc} (the day's cap is {money(self.cap)}; "
-                              f"{money(self.spent)} spent today)") from None
+                when = "today" if self.per_day else "so far"
+                raise OverCap(f"{exc} ({self.what} is {money(self.cap)}; "
+                              f"{money(self.spent)} spent {when})") from None
             high = max(e.high for e in ests)
             self.held += high
             return high
@@ -187,8 +192,8 @@ class Door:
             prepared.held = self.ledger.hold(prepared.job)
         return prepared
 
-    def execute(self, prepared: Prepared,
-                on_event: Callable[[Event], None] | None = None) -> Served:
+    def execute(self, prepared: Prepared, on_event: Callable[[Event], None] | None = None,
+                reporter: Reporter | None = None) -> Served:
         """Run PREPARED here (a worker thread of the door): the images written, each to
         the history hook; ON_EVENT sees the event stream as it goes."""
         images: list[SavedImage] = []
@@ -207,8 +212,11 @@ class Door:
 
         spent = 0.0
         try:
-            tally = run.run(prepared.plan, run.Frontend(
-                note=self.frontend.note, warn=self.frontend.warn, sinks=[sink]))
+            frontend = run.Frontend(note=self.frontend.note, warn=self.frontend.warn,
+                                    sinks=[sink])
+            if reporter is not None:
+                frontend.reporter_for = lambda job: reporter
+            tally = run.run(prepared.plan, frontend)
             cost, _ = tally.cost()
             spent = cost if cost is not None else prepared.held
         finally:
