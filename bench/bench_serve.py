@@ -113,7 +113,7 @@ def main() -> None:
         print(f"serve ({args.format}): {wall_s:.2f} s, {n / wall_s:.1f} img/s, failed "
               f"{failed}; latency p50 {pct(lats, 50):.2f} s, p99 {pct(lats, 99):.2f} s, "
               f"mean {statistics.fmean(lats):.2f} s; peak RSS {rss_s / 1024:.0f} MiB")
-        print(f"throughput ratio batch/serve: {wall_s / wall_b:.2f}x the batch's time "
+        print(f"serve took {wall_s / wall_b:.2f}x the batch's time "
               f"(serve at {wall_b / wall_s:.0%} of batch throughput)")
     finally:
         fake.stop()

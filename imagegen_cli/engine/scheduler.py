@@ -51,6 +51,16 @@ class Gates:
 
     table: dict[str, Gate] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Shared runs share their transports too: one HTTP client per provider (and timeout,
+    # retries), its connections kept alive from one request to the next. Made by the
+    # first run that needs each; closed by `close`, not by a run.
+    transports: dict[tuple[str, float, int], Transport] = field(default_factory=dict)
+
+    def close(self) -> None:
+        with self.lock:
+            for tr in self.transports.values():
+                tr.close()
+            self.transports.clear()
 
 
 @dataclass
@@ -227,7 +237,8 @@ class Scheduler(JobWriter):
         shared = gates if gates is not None else Gates()
         self.gates: dict[str, Gate] = shared.table
         self.gate_lock = shared.lock
-        self.transports: dict[tuple[str, float, int], Transport] = {}
+        self.shared = gates is not None
+        self.transports: dict[tuple[str, float, int], Transport] = shared.transports
         self.reporters: list[Reporter] = []
         self.stopping = False
         self.lock = threading.Lock()
@@ -262,9 +273,14 @@ class Scheduler(JobWriter):
         name = member.provider.name
         k = (name, job.timeout, job.retries)
         if k not in self.transports:
-            self.transports[k] = Transport(timeout=job.timeout, retries=job.retries,
-                                           who=name, log=self.log, gate=self.gates[name],
-                                           on_retry=lambda text: self._reporter(job).retry(text))
+            with self.gate_lock:
+                if k not in self.transports:
+                    # Shared (a server's), a transport outlives this run: its retries
+                    # are not told to this run's reporter.
+                    self.transports[k] = Transport(
+                        timeout=job.timeout, retries=job.retries, who=name, log=self.log,
+                        gate=self.gates[name], on_retry=None if self.shared
+                        else lambda text: self._reporter(job).retry(text))
         return self.transports[k]
 
     def emit(self, ev: Event) -> None:
@@ -297,8 +313,9 @@ class Scheduler(JobWriter):
         finally:
             if not feed.ended:
                 self.tally.unread = True  # stopped before reading every job
-            for tr in self.transports.values():
-                tr.close()
+            if not self.shared:
+                for tr in self.transports.values():
+                    tr.close()
         return self.tally
 
     def _prepare(self, job: Job) -> Spans | None:

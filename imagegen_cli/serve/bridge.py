@@ -133,6 +133,10 @@ class Door:
         # notices: one request at a time; it is quick, and no call is made there.
         self.settling = threading.Lock()
 
+    def close(self) -> None:
+        """The HTTP clients every request shared, closed (the server has stopped)."""
+        self.gates.close()
+
     # ---------------------------------------------------------------- routing
 
     def route(self, model: str | None) -> tuple[str | None, str | None]:

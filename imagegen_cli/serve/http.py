@@ -160,6 +160,7 @@ class Server:
 
     def close(self) -> None:
         shutil.rmtree(self.uploads, ignore_errors=True)
+        self.door.close()
 
     # ------------------------------------------------------------ plumbing
 

@@ -317,4 +317,7 @@ def _preview(path: str) -> Image | None:
 
 
 def run(door: Door, folder: Path, cap: float | None) -> None:
-    make(door, folder, cap).run("stdio")
+    try:
+        make(door, folder, cap).run("stdio")
+    finally:
+        door.close()
