@@ -400,3 +400,14 @@ def test_help_loads_no_server_stack() -> None:
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[:2] == ["[]", "[]"]
+
+
+def test_port_in_use_is_a_usage_error(cli: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = cli(["serve", "--port", str(port), "--token", TOKEN])
+    assert r.code == 2 and "could not listen" in r.err

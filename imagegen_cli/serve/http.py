@@ -500,6 +500,10 @@ def run(server: Server) -> None:
             signal.signal(sig, _stopped)
     try:
         us.run()
+    except SystemExit:
+        if us.started:
+            raise
+        # uvicorn exits 1 when it cannot bind: said below as a usage error instead
     finally:
         if main:
             for sig, handler in previous.items():
@@ -508,7 +512,7 @@ def run(server: Server) -> None:
     if not us.started:
         s = server.settings
         raise UsageError(f"could not listen on {s.host}:{s.port} (in use, or not an "
-                         "address of this machine)")
+                         "address of this machine): pass another --port or --host")
 
 
 def _stopped(signum: int, frame: Any) -> None:
