@@ -168,6 +168,15 @@ def test_sdk_edit_multipart(srv: Running, fake: OpenAIFake) -> None:
     assert b"make it blue" in call.body
 
 
+def test_sdk_edit_stream(srv: Running) -> None:
+    events = list(srv.client().images.edit(
+        model="openai/gpt-image-1", image=("in.png", io.BytesIO(png(64, 64)), "image/png"),
+        prompt="blue", stream=True, partial_images=1))
+    assert [e.type for e in events] == ["image_edit.partial_image", "image_edit.completed"]
+    for ev in events:
+        check_stream_event(ev.model_dump(exclude_none=True), kind="image_edit")
+
+
 def test_edit_json_body_with_a_data_url(srv: Running, fake: OpenAIFake) -> None:
     data = "data:image/png;base64," + base64.b64encode(png(64, 64)).decode()
     r = httpx.post(srv.base + "/images/edits", headers=srv.headers(), timeout=30,
