@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +46,7 @@ from imagegen_cli.types import Reporter
 INLINE_COUNT = 4
 INLINE_SIDE = 512
 INLINE_BYTES = 256 * 1024
+HEARTBEAT = 5.0  # seconds between progress notifications while nothing else is said
 
 Prompt = Annotated[str, Field(description="What the image should show.")]
 Provider = Annotated[str | None, Field(description="Provider name (list_providers); "
@@ -183,10 +185,29 @@ class Tools:
             return self.door.execute(prepared, reporter=reporter,
                                      on_event=reporter.event)
 
-        try:
-            served = await anyio.to_thread.run_sync(work)
-        except ImagegenError as exc:
-            raise ToolError(redact(str(exc))) from None
+        served: Served | None = None
+        failed: ImagegenError | None = None
+
+        async def heartbeat() -> None:
+            # A slow provider says nothing for a minute: the host still hears from us.
+            started = time.monotonic()
+            while True:
+                await anyio.sleep(HEARTBEAT)
+                with contextlib.suppress(Exception):
+                    await ctx.report_progress(reporter.done, total, "still waiting for the "
+                                              f"provider ({time.monotonic() - started:.0f} s)")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(heartbeat)
+            try:
+                served = await anyio.to_thread.run_sync(work)
+            except ImagegenError as exc:  # (inside the group: kept out of an ExceptionGroup)
+                failed = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failed is not None:
+            raise ToolError(redact(str(failed)))
+        assert served is not None
         if not served.images:
             failure = served.failures[0] if served.failures else None
             raise ToolError(redact(str(failure)) if failure else "no image came back")
