@@ -18,6 +18,7 @@ from imagegen_cli.cli import generate as generate_cmd
 from imagegen_cli.cli import info as info_cmd
 from imagegen_cli.cli import job as job_cmd
 from imagegen_cli.cli import providers as providers_cmd
+from imagegen_cli.cli import serve as serve_cmd
 from imagegen_cli.cli.completion import init
 from imagegen_cli.cli.console import err as _err
 from imagegen_cli.cli.console import silence_stdout
@@ -72,6 +73,7 @@ app.add_typer(providers_cmd.app, name="providers")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(job_cmd.app, name="job")
 completion.register(app)
+serve_cmd.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

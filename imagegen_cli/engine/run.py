@@ -34,7 +34,7 @@ from imagegen_cli.engine.jobs import Job, Shard
 from imagegen_cli.engine.journal import DEFAULT_NAME, Journal
 from imagegen_cli.engine.options import Context, ImageOptions
 from imagegen_cli.engine.records import Record
-from imagegen_cli.engine.scheduler import Scheduler
+from imagegen_cli.engine.scheduler import Gates, Scheduler
 from imagegen_cli.engine.stream import JobStream
 from imagegen_cli.errors import Interrupted, OutputError, UsageError
 from imagegen_cli.files.atomic import clean_stale_parts, refuse_symlink, write_atomic
@@ -97,6 +97,7 @@ class Plan:
     budget: BatchBudget | None = None
     batch: Batch | None = None  # None: a one-off run (generate, inpaint, edit)
     stream: JobStream | None = None
+    gates: Gates | None = None  # shared with other runs (a server's); None: its own
 
     def each(self) -> Iterable[Job]:
         """Every job, in order: a list when all are known, else the stream."""
@@ -235,7 +236,7 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
                      and not batch.force else None),
         claim_for=journal.claim_for if journal is not None else (lambda job: None),
         stdout=frontend.stdout if any(j.plan.stdout for j in jobs) else None,
-        warn=frontend.warn)
+        warn=frontend.warn, gates=plan.gates)
     try:
         with frontend.live:
             tally = sched.run(plan.each())

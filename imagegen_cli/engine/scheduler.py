@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli import clock
@@ -41,6 +41,26 @@ if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
 
 
+
+
+@dataclass
+class Gates:
+    """The Gate of each provider, by name. A run makes its own; a server hands every
+    run the same one, so concurrent requests queue behind one set of limits (-j, rpm,
+    the shared 429 pause) instead of each opening its own."""
+
+    table: dict[str, Gate] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Shared runs share their transports too: one HTTP client per provider (and timeout,
+    # retries), its connections kept alive from one request to the next. Made by the
+    # first run that needs each; closed by `close`, not by a run.
+    transports: dict[tuple[str, float, int], Transport] = field(default_factory=dict)
+
+    def close(self) -> None:
+        with self.lock:
+            for tr in self.transports.values():
+                tr.close()
+            self.transports.clear()
 
 
 @dataclass
@@ -199,6 +219,7 @@ class Scheduler(JobWriter):
         log: Callable[[str], None] | None = None,
         stdout: IO[bytes] | None = None,
         warn: Callable[[str], None] | None = None,
+        gates: Gates | None = None,
     ) -> None:
         self.concurrency = max(1, concurrency)
         self.rpm = rpm
@@ -213,9 +234,11 @@ class Scheduler(JobWriter):
         self.stdout = stdout
         self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
         self.now = clock.now()
-        self.gates: dict[str, Gate] = {}
-        self.gate_lock = threading.Lock()
-        self.transports: dict[tuple[str, float, int], Transport] = {}
+        shared = gates if gates is not None else Gates()
+        self.gates: dict[str, Gate] = shared.table
+        self.gate_lock = shared.lock
+        self.shared = gates is not None
+        self.transports: dict[tuple[str, float, int], Transport] = shared.transports
         self.reporters: list[Reporter] = []
         self.job_owner: dict[int, str] = {}  # id(reporter) -> its job's one provider
         self.stopping = False
@@ -251,9 +274,14 @@ class Scheduler(JobWriter):
         name = member.provider.name
         k = (name, job.timeout, job.retries)
         if k not in self.transports:
-            self.transports[k] = Transport(timeout=job.timeout, retries=job.retries,
-                                           who=name, log=self.log, gate=self.gates[name],
-                                           on_retry=lambda text: self._reporter(job).retry(text))
+            with self.gate_lock:
+                if k not in self.transports:
+                    # Shared (a server's), a transport outlives this run: its retries
+                    # are not told to this run's reporter.
+                    self.transports[k] = Transport(
+                        timeout=job.timeout, retries=job.retries, who=name, log=self.log,
+                        gate=self.gates[name], on_retry=None if self.shared
+                        else lambda text: self._reporter(job).retry(text))
         return self.transports[k]
 
     def emit(self, ev: Event) -> None:
@@ -291,8 +319,9 @@ class Scheduler(JobWriter):
         finally:
             if not feed.ended:
                 self.tally.unread = True  # stopped before reading every job
-            for tr in self.transports.values():
-                tr.close()
+            if not self.shared:
+                for tr in self.transports.values():
+                    tr.close()
         return self.tally
 
     def _prepare(self, job: Job) -> Spans | None:
@@ -343,6 +372,12 @@ class Scheduler(JobWriter):
             return self.admit(job, False)
 
     def _inline(self, call: Call) -> None:
+        # The provider's slot, as a pooled worker holds it: a run alone never waits for
+        # it, runs sharing their Gates (a server's requests) queue for it.
+        with self.gates[call.job.provider.name].slot():
+            self._inline_call(call)
+
+    def _inline_call(self, call: Call) -> None:
         refusal = self._refused(call.job)
         if refusal is not None:
             self._handle("error", call, refusal, None)
