@@ -260,7 +260,8 @@ def test_providers_show_prices_and_sources() -> None:
     r = run_cli(["providers", "show", "openai"])
     assert r.code == 0
     assert "1024x1024: low 0.011, medium 0.042, high 0.167" in r.stdout
-    assert "platform.openai.com/docs/pricing" in r.stdout and "read 2026-11-23" in r.stdout
+    # Sources are shown for the default model (the others: --json).
+    assert "developers.openai.com/api/docs/pricing" in r.stdout and "read 2026-11-23" in r.stdout
     r = run_cli(["providers", "show", "nebula"])
     assert "prices   : unknown" in r.stdout and "[providers.nebula.prices" in r.stdout
     r = run_cli(["providers", "show", "local"])
