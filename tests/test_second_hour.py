@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +89,41 @@ def test_providers_show_key_set_is_said_once(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     r = run_cli(["providers", "show", "openai"])
     assert "key      : set via OPENAI_API_KEY\n" in r.stdout
+
+
+# ------------------------------------------------- 2. CSV quotes
+
+
+def test_csv_unclosed_quote_is_exit_2_naming_its_line(fake: Any) -> None:
+    Path("r.csv").write_text('prompt,n\n"a cat,1\nan owl,1\na dog,1\n')
+    r = run_cli(["batch", "r.csv", "-o", "o/"])
+    assert r.code == 2, r.err
+    assert "r.csv, line 2: a quoted cell opens on this line" in r.err
+    assert "csv-multiline" in r.err
+    assert not fake.server.calls("/images/generations")
+    # --skip-invalid: the other lines are still records of their own.
+    r = run_cli(["batch", "r.csv", "-o", "o/", "--skip-invalid", "--json"])
+    assert r.code == 0, r.err
+    assert sorted(json.loads(x)["id"] for x in r.lines()) == ["2", "3"]
+
+
+def test_csv_multiline_asked_for_still_refuses_a_quote_open_to_the_end(fake: Any) -> None:
+    Path("r.csv").write_text('prompt\nan owl\n"a cat\nasleep\non a mat\n')
+    r = run_cli(["batch", "r.csv", "-o", "o/", "--input-format", "csv-multiline"])
+    assert r.code == 2 and "r.csv, line 3: a quoted cell opens on this line and is never " \
+        "closed (it runs to the end of the file)" in r.err, r.err
+    assert not fake.server.calls("/images/generations")
+    Path("r.csv").write_text('prompt\n"a cat\nasleep"\n')
+    r = run_cli(["batch", "r.csv", "-o", "o/", "--input-format", "csv-multiline", "--json"])
+    assert r.code == 0, r.err
+    assert [c.json()["prompt"] for c in fake.server.calls("/images/generations")] \
+        == ["a cat\nasleep"]
+
+
+def test_csv_ids_start_at_1_for_the_first_record(fake: Any) -> None:
+    Path("r.csv").write_text('prompt\na fox\nan owl\n')
+    r = run_cli(["batch", "r.csv", "-o", "o/", "--json"])
+    assert r.code == 0, r.err
+    got = sorted((x["id"], x["line"]) for x in map(json.loads, r.lines()))
+    assert got == [("1", 2), ("2", 3)]
+    assert Path("o").joinpath("1-a-fox-1.png").exists()

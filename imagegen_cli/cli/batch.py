@@ -38,7 +38,7 @@ FILES = inspect.Parameter("files", inspect.Parameter.POSITIONAL_OR_KEYWORD, anno
                               "or .csv; - reads stdin. With --merge: NDJSON files to join.")])
 
 BATCH: list[inspect.Parameter] = [
-    option_param("input_format", Annotated[str | None, Opt("--input-format", metavar="FMT", help="text|jsonl|csv (default: from the extension).", rich_help_panel=BATCH_HELP)]),
+    option_param("input_format", Annotated[str | None, Opt("--input-format", metavar="FMT", help="text|jsonl|csv|csv-multiline (default: from the extension; csv-multiline: quoted cells may span lines).", rich_help_panel=BATCH_HELP)]),
     option_param("skip_invalid", Annotated[bool, Opt("--skip-invalid", help="Report bad records and run the rest (default: exit 2 before sending anything).", rich_help_panel=BATCH_HELP)], False),
     option_param("max_failures", Annotated[int | None, Opt("--max-failures", metavar="N", help="Stop starting jobs once N have failed (default: no limit).", rich_help_panel=BATCH_HELP)]),
     option_param("fail_fast", Annotated[bool, Opt("--fail-fast", help="Same as --max-failures 1.", rich_help_panel=BATCH_HELP)], False),
