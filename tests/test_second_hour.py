@@ -127,3 +127,92 @@ def test_csv_ids_start_at_1_for_the_first_record(fake: Any) -> None:
     got = sorted((x["id"], x["line"]) for x in map(json.loads, r.lines()))
     assert got == [("1", 2), ("2", 3)]
     assert Path("o").joinpath("1-a-fox-1.png").exists()
+
+
+# ------------------------------------------------- 3. --from an image made elsewhere
+
+
+def _a1111_png(path: str, text: str) -> None:
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+
+
+A1111 = ("a lighthouse\nNegative prompt: blurry\nSteps: 30, Sampler: Euler a, CFG scale: 7, "
+         "Seed: 42, Size: 1024x1024, Model: sd_xl_base_1.0")
+
+
+def test_from_elsewhere_drops_what_the_provider_cannot_take_naming_the_file(
+        fake: Any) -> None:
+    _a1111_png("mill.png", A1111)
+    r = run_cli(["generate", "--from", "mill.png", "-o", "o.png"])
+    assert r.code == 0, r.err
+    body = fake.server.calls("/images/generations")[0].json()
+    assert body["prompt"] == "a lighthouse" and body["model"] == "gpt-image-2.6-flare"
+    for key in ("seed", "num_steps", "steps", "guidance", "negative_prompt"):
+        assert key not in body
+    assert "seed 42 recorded in mill.png is not used with openai" in r.err
+    assert "steps 30 recorded in mill.png is not used with openai" in r.err
+    assert "drop --" not in r.err
+    assert "its model sd_xl_base_1.0 (made elsewhere) is not sent to openai" in r.err
+
+
+def test_from_model_goes_to_the_same_provider_only(nebula: Any) -> None:
+    _a1111_png("mill.png", A1111)
+    r = run_cli(["generate", "--from", "mill.png", "-p", "nebula", "-o", "o.png"])
+    assert r.code == 0, r.err
+    body = nebula.server.calls("/images/generation")[0].json()
+    assert body["model_name"] != "sd_xl_base_1.0" if "model_name" in body else \
+        body.get("model") != "sd_xl_base_1.0"
+    assert body["seed"] == 42  # FLUX.1-schnell takes a seed: kept
+    r = run_cli(["generate", "--from", "mill.png", "-p", "nebula", "--no-seed", "-o", "p.png"])
+    assert r.code == 0, r.err
+    assert "seed" not in nebula.server.calls("/images/generation")[1].json()
+    r = run_cli(["generate", "--from", "mill.png", "--no-seed", "--seed", "3"])
+    assert r.code == 2 and "--seed and --no-seed" in r.err
+
+
+def test_from_a_value_out_of_range_names_the_file(nebula: Any) -> None:
+    _a1111_png("mill.png", A1111.replace("Size: 1024x1024", "Size: 4096x4096"))
+    r = run_cli(["generate", "--from", "mill.png", "-p", "nebula", "-o", "o.png"])
+    assert r.code == 0, r.err
+    assert 'size "4096x4096" recorded in mill.png is not used with nebula' in r.err
+    body = nebula.server.calls("/images/generation")[0].json()
+    assert (body.get("width"), body.get("height")) != (4096, 4096)
+
+
+# ------------------------------------------------- 4. the provider chosen for you
+
+
+def test_automatic_provider_is_said_once_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTRIBUTE_API_KEY", "d-key")
+    r = run_cli(["generate", "a cat", "-n", "3", "--dry-run"])
+    assert r.code == 0, r.err
+    assert r.err.count("using provider distribute") == 1
+    assert "DISTRIBUTE_API_KEY is set" in r.err and "default_provider" in r.err
+    r = run_cli(["generate", "a cat", "--dry-run", "-q"])
+    assert "using provider" not in r.err
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-1")
+    r = run_cli(["generate", "a cat", "--dry-run"])
+    assert "using provider openai" in r.err and "the first of 2 providers with a key" in r.err
+    monkeypatch.delenv("DISTRIBUTE_API_KEY")
+    r = run_cli(["generate", "a cat", "--dry-run"])
+    assert "using provider" not in r.err  # OPENAI_API_KEY alone: the Quick start
+    r = run_cli(["generate", "a cat", "-p", "openai", "--dry-run"])
+    assert "using provider" not in r.err
+
+
+# ------------------------------------------------- 7. typos
+
+
+@pytest.mark.parametrize("args", [["generate", "x", "-p", "opneai", "--dry-run"],
+                                  ["providers", "show", "opneai"],
+                                  ["config", "get", "providers.opneai.model", "--effective"]])
+def test_unknown_provider_suggests_and_points_at_providers_add(args: list[str]) -> None:
+    r = run_cli(args)
+    assert r.code == 3, r.err
+    assert "Did you mean 'openai'?" in r.err
+    assert "imagegen providers add opneai" in r.err
+    assert "[providers.opneai] table" not in r.err

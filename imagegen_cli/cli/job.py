@@ -10,7 +10,7 @@ import typer
 
 from imagegen_cli.cli.completion import complete_provider
 from imagegen_cli.cli.console import out, warn
-from imagegen_cli.errors import ConfigError, RefusedError, UsageError
+from imagegen_cli.errors import RefusedError, UsageError
 from imagegen_cli.settings.options import finite
 
 app = typer.Typer(help="Fetch the images of provider-side jobs (Distribute async jobs).",
@@ -53,8 +53,7 @@ def get(
     for w in cfg.warnings:
         warn(w)
     if provider not in cfg.providers:
-        raise ConfigError(f"Unknown provider '{provider}': known providers are "
-                          + ", ".join(sorted(cfg.providers)))
+        raise config.unknown_provider(cfg, provider)
     pcfg = cfg.providers[provider]
     prov = create(pcfg, env)
     if not prov.runs_jobs:  # said before asking for a key

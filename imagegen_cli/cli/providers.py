@@ -15,7 +15,6 @@ import typer
 
 from imagegen_cli.cli.completion import complete_provider
 from imagegen_cli.cli.console import out, warn
-from imagegen_cli.errors import ConfigError
 
 if TYPE_CHECKING:
     from imagegen_cli.providers.base import Provider
@@ -43,10 +42,10 @@ def load_config() -> Config:
 
 def get(cfg: Config, name: str) -> tuple[ProviderConfig, Provider]:
     from imagegen_cli.registry import create
+    from imagegen_cli.settings import config as cfgmod
 
     if name not in cfg.providers:
-        raise ConfigError(f"Unknown provider '{name}': known providers are "
-                          + ", ".join(sorted(cfg.providers)))
+        raise cfgmod.unknown_provider(cfg, name)
     p = cfg.providers[name]
     return p, create(p, os.environ)
 

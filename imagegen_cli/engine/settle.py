@@ -148,16 +148,26 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         "input_fidelity": (setting("input_fidelity", "--input-fidelity") if inpaint or edit
                            else Picked(opts.input_fidelity, flag("--input-fidelity"))),
     }
+    if opts.recorded:
+        # Values a --from file filled in: named by the file, and dropped (with a note)
+        # where this provider cannot take them, as a [defaults] value is.
+        for key in opts.recorded & picked.keys():
+            if picked[key].source is not None and picked[key].source.kind == "flag":
+                picked[key] = Picked(picked[key].value, Source("from", key, opts.from_file))
+        if "seed" in opts.recorded:
+            picked["seed"] = Picked(opts.seed, Source("from", "seed", opts.from_file))
+    seed = picked.pop("seed", Picked(opts.seed)).value
     req = ImageRequest(
         prompt=opts.prompt.strip(),
-        seed=opts.seed,
+        seed=seed,
         stream=opts.stream or opts.partial_images is not None,
         partial_images=opts.partial_images,
         strength=opts.strength,
         params=dict(opts.params),
         device=opts.device,
         dtype=opts.dtype,
-        origins=origins(picked),
+        origins=origins({**picked, "seed": Picked(seed, Source("from", "seed", opts.from_file))
+                         if "seed" in opts.recorded else Picked(seed)}),
         **{k: p.value for k, p in picked.items()},
     )
     if inpaint and provider.inpaint_model() is None and not req.model:
@@ -212,7 +222,10 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
                 else frozenset())
     skippable = {f: p.source for f, p in picked.items()
                  if p.source is not None and (p.source.global_default or (
-                     p.source.kind == "config" and flag_of(f) in gen_only))}
+                     p.source.kind == "config" and flag_of(f) in gen_only)
+                     or (p.source.kind == "from" and f != "model"))}
+    if "seed" in opts.recorded and req.seed is not None:
+        skippable["seed"] = Source("from", "seed", opts.from_file)
     if aspect.value and aspect.source is not None and aspect.source.global_default \
             and req.size:
         skippable["size"] = aspect.source
@@ -321,14 +334,15 @@ def origins(picked: Mapping[str, Picked]) -> dict[str, str]:
     """flag -> where its value came from, for the values not typed as flags."""
     out = {}
     for name, p in picked.items():
-        if p.source is not None and p.source.kind in ("env", "config") and p.value is not None:
+        if p.source is not None and p.source.kind in ("env", "config", "from") \
+                and p.value is not None:
             out[flag_of(name)] = p.source.describe()
     return out
 
 
 def blame(exc: UsageError, source: Source | None) -> UsageError:
     """EXC with where the offending value was set, when that was not a flag."""
-    if source is not None and source.kind in ("env", "config"):
+    if source is not None and source.kind in ("env", "config", "from"):
         return UsageError(f"{exc.message} (set by {source.describe()})")
     return exc
 
@@ -354,6 +368,10 @@ def settle_global_defaults(
             provider.validate(trial, inpaint=inpaint)
         except UsageError as exc:
             reason = exc.message
+            if source.kind == "from":
+                notes.append(f"{source.name} {_show(value)} recorded in {source.path} is not "
+                             f"used with {provider.name}: {_no_hint(reason)}")
+                continue
             notes.append(f"{source.name} = {_show(value)} (in {source.path}) is not used with "
                          f"{provider.name}: {reason}" + (
                              f"; set it per provider in [providers.{provider.name}.defaults] "
@@ -361,6 +379,13 @@ def settle_global_defaults(
             continue
         kept[field] = value
     return req.with_(**{f: (kept[f] if f in kept else _unset(f)) for f in skippable}), notes
+
+
+def _no_hint(reason: str) -> str:
+    """A provider's refusal without its advice to drop a flag nobody typed."""
+    import re
+
+    return re.sub(r"[:;] (drop|remove) --?[a-z-]+.*$", "", reason)
 
 
 def _unset(field: str) -> Any:

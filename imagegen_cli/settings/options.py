@@ -213,6 +213,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", ("--seed",), "Random seed, where the provider takes one.", IMAGE_HELP,
            on(*ALL), value=int, metavar="N", from_file=True, record=True, request="seed",
            capability=True),
+    Option("no_seed", ("--no-seed",), "Send no seed: with --from, a new image rather than "
+           "the recorded one.", IMAGE_HELP, on(GENERATE), value=bool),
     Option("steps", ("--steps",), "Denoising steps.", IMAGE_HELP, on(*ALL), value=int,
            metavar="N", from_file=True, record=True, config="steps", bounds=Bounds(1),
            request="steps", capability=True),

@@ -23,7 +23,8 @@ class Source:
     """Where a setting's value came from, so every message about it can say so.
 
     kind: "flag" (name is the flag), "env" (the variable), "config" (the dotted key,
-    with the file and line), or "default" (built in).
+    with the file and line), "from" (a field a `--from` file recorded, with the file),
+    or "default" (built in).
     """
 
     kind: str
@@ -39,6 +40,8 @@ class Source:
         if self.kind == "config":
             where = f"{self.path}, line {self.line}" if self.line else str(self.path)
             return f"{self.name} in {where}"
+        if self.kind == "from":
+            return f"{self.name} recorded in {self.path} (--from)"
         return "the built-in default"
 
     @property
