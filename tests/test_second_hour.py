@@ -216,3 +216,35 @@ def test_unknown_provider_suggests_and_points_at_providers_add(args: list[str]) 
     assert "Did you mean 'openai'?" in r.err
     assert "imagegen providers add opneai" in r.err
     assert "[providers.opneai] table" not in r.err
+
+
+def test_unquoted_prompt_says_to_quote_it() -> None:
+    r = run_cli(["generate", "a", "cat", "on", "a", "mat"])
+    assert r.code == 2
+    assert 'quote the prompt: imagegen generate "a cat on a mat"' in r.err
+    r = run_cli(["edit", "a", "cat", "-i", "x.png"])
+    assert 'quote the prompt: imagegen edit "a cat"' in r.err
+    r = run_cli(["config", "get", "a", "b"])
+    assert r.code == 2 and "quote the prompt" not in r.err
+
+
+# ------------------------------------------------- 15. help
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_help_never_wraps_inside_a_word_and_describes_every_argument(columns: int) -> None:
+    for command in (["generate"], ["batch"], ["edit"], ["config", "get"], ["info"]):
+        code, text = on_terminal([*command, "--help"], columns)
+        assert code == 0, text
+        assert not any(line.rstrip().endswith(("gpt-", "Re-")) for line in text.splitlines())
+        section = text.split("Arguments:\n", 1)[1].split("\n\n", 1)[0]
+        assert len(section.splitlines()[0].split()) > 1, section  # NAME and its help
+        assert "Positional arguments" not in text
+
+
+def test_batch_help_offers_no_stdout_output() -> None:
+    r = run_cli(["batch", "--help"])
+    block = r.stdout.split("-o, --output PATH", 1)[1].split("\n  -", 1)[0]
+    assert "stdout" not in block and "Folder" in block
+    r = run_cli(["generate", "--help"])
+    assert "- for stdout" in r.stdout

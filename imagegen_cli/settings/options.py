@@ -230,7 +230,10 @@ OPTIONS: tuple[Option, ...] = (
            metavar="KEY=VALUE", from_file=True, record=True),
     Option("output", ("-o", "--output"), "File, folder/, template with {prompt} {index} "
            "{count} {id} {seed} {model} {provider} {date} {time} {ext}, or - for stdout.",
-           OUTPUT_HELP, on(*ALL), metavar="PATH", said="-o", complete="path", record=True,
+           OUTPUT_HELP, on(GENERATE, INPAINT, EDIT, **{BATCH: Use(
+               "Folder (made if need be), or template with {id} {prompt} {index} {count} "
+               "{seed} {model} {provider} {date} {time} {ext}; default: the current folder.")}),
+           metavar="PATH", said="-o", complete="path", record=True,
            config="output", check=OUTPUT,
            unset="{date}-{time}-{prompt}-{index}.{ext} in the current folder"),
     Option("format", ("-f", "--format"), "png|jpeg|webp; gif|svg as drawn by gpt-image-2.6 "
