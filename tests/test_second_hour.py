@@ -248,3 +248,30 @@ def test_batch_help_offers_no_stdout_output() -> None:
     assert "stdout" not in block and "Folder" in block
     r = run_cli(["generate", "--help"])
     assert "- for stdout" in r.stdout
+
+
+# ------------------------------------------------- 5. providers check nebula
+
+
+def test_nebula_check_without_a_model_list(nebula: Any,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes.server import Request, Response
+
+    real = nebula.server.app
+
+    def app(req: Request) -> Response:
+        if req.path.endswith("/serverless/models"):
+            return Response.json({"detail": "Not Found"}, 404)
+        return real(req)
+
+    nebula.server.app = app
+    r = run_cli(["providers", "check", "nebula"])
+    assert r.code == 0, r.err
+    assert "key accepted" in r.stdout + r.err
+    r = run_cli(["providers", "check", "--all"])
+    assert r.code == 0, r.stdout + r.err
+    assert not [c for c in nebula.server.calls("/images/generation")
+                if c.json().get("prompt")]  # nothing that makes an image was sent
+    monkeypatch.setenv("NEBULA_API_KEY", "wrong")
+    r = run_cli(["providers", "check", "nebula"])
+    assert r.code == 4, r.err
