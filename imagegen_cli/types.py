@@ -48,6 +48,9 @@ class ImageSettings:
     input_fidelity: str | None = None
     user: str | None = None
     strength: float | None = None
+    # How an edit of an image URL is sent (OpenAI): "json" (the URL itself), "multipart"
+    # (downloaded first), "auto" or None (JSON, then multipart once on a 400 refusal).
+    edit_body: str | None = None
     # The image size as a named tier ("1K", "2K", "4K"; xAI "1k", "2k") where a model
     # chooses its size by tier rather than by WxH (Gemini, xAI): --resolution.
     resolution: str | None = None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_config
 
 
 def on_terminal(args: list[str], columns: int,
@@ -275,3 +275,67 @@ def test_nebula_check_without_a_model_list(nebula: Any,
     monkeypatch.setenv("NEBULA_API_KEY", "wrong")
     r = run_cli(["providers", "check", "nebula"])
     assert r.code == 4, r.err
+
+
+# ------------------------------------------------- 6. JSON edit body refused
+
+
+def _multipart_only(fake: Any) -> None:
+    from tests.fakes.server import Request, Response
+
+    real = fake.server.app
+
+    def app(req: Request) -> Response:
+        if req.path.endswith("/images/edits") and \
+                req.headers.get("content-type", "").startswith("application/json"):
+            return Response.json({"error": {"message": "expected multipart/form-data",
+                                            "type": "invalid_request_error"}}, 400)
+        return real(req)
+
+    fake.server.app = app
+
+
+def _served_png(fake: Any) -> str:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "green").save(buf, format="PNG")
+    fake.files["ref.png"] = buf.getvalue()
+    return f"{fake.server.url}/files/ref.png"
+
+
+def test_json_edit_body_refused_falls_back_to_multipart_once(fake: Any) -> None:
+    url = _served_png(fake)
+    _multipart_only(fake)
+    r = run_cli(["edit", "x", "-i", url, "-o", "e.png"])
+    assert r.code == 0, r.err
+    assert r.err.count("refused the JSON edit body") == 1 and "multipart" in r.err
+    first, second = fake.server.calls("/images/edits")
+    assert first.headers["content-type"].startswith("application/json")
+    assert second.headers["content-type"].startswith("multipart/form-data")
+    assert "authorization" not in fake.server.calls("/files/ref.png")[0].headers
+    # --edit-body json: no second try; multipart: downloaded first, one call.
+    r = run_cli(["edit", "x", "-i", url, "-o", "f.png", "--edit-body", "json"])
+    assert r.code == 5, r.err
+    assert len(fake.server.calls("/images/edits")) == 3
+    r = run_cli(["edit", "x", "-i", url, "-o", "g.png", "--edit-body", "multipart"])
+    assert r.code == 0, r.err
+    assert len(fake.server.calls("/images/edits")) == 4
+    assert fake.server.calls("/images/edits")[3].headers["content-type"].startswith(
+        "multipart/form-data")
+    r = run_cli(["edit", "x", "-i", url, "--edit-body", "both"])
+    assert r.code == 2 and "--edit-body" in r.err
+
+
+def test_edit_body_from_config(fake: Any, monkeypatch: pytest.MonkeyPatch,
+                               tmp_path: Path) -> None:
+    url = _served_png(fake)
+    write_config(f'[providers.openai]\nbase_url = "{fake.url}"\n'
+                 '[defaults]\nedit_body = "multipart"\n', monkeypatch, tmp_path)
+    r = run_cli(["edit", "x", "-i", url, "-o", "e.png", "--dry-run"])
+    assert r.code == 0, r.err
+    assert "multipart" in r.stdout
+    r = run_cli(["config", "set", "defaults.edit_body", "sometimes"])
+    assert r.code == 2

@@ -120,6 +120,10 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
                 except UsageError as exc:
                     raise blame(exc, sz.source) from None
             break
+    body_p = setting("edit_body", "--edit-body") if edit else Picked(None)
+    if body_p.value is not None and body_p.value not in ("auto", "json", "multipart"):
+        raise blame(UsageError(f"--edit-body {body_p.value}: pass auto, json or multipart"),
+                    body_p.source)
     timeout = setting("timeout", "--timeout", default=300.0)
     retries = setting("retries", "--retries", default=2)
     if float(timeout.value) <= 0:
@@ -147,6 +151,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         # Only edits take it: a [defaults] value is not even looked at for generate.
         "input_fidelity": (setting("input_fidelity", "--input-fidelity") if inpaint or edit
                            else Picked(opts.input_fidelity, flag("--input-fidelity"))),
+        "edit_body": body_p,
     }
     if opts.recorded:
         # Values a --from file filled in: named by the file, and dropped (with a note)
@@ -204,7 +209,8 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
 
         req = attach_references(req, [str(p) for p in opts.image], opts.mask,
                                 opts.invert_mask,
-                                takes_urls=provider.capabilities(req.model).image_urls,
+                                takes_urls=provider.capabilities(req.model).image_urls
+                                and req.edit_body != "multipart",
                                 timeout=float(timeout.value), retries=int(retries.value),
                                 fetch=not opts.dry_run)
     final_fmt = fmt or implied

@@ -164,6 +164,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("strength", ("--strength",), "local: how far to move from the image (img2img; "
            "default 0.6).", IMAGE_HELP, on(EDIT), value=float, metavar="0..1", record=True,
            request="strength", capability=True),
+    Option("edit_body", ("--edit-body",), "How -i URL goes (OpenAI): json (the URL), "
+           "multipart (downloaded first), auto (json; multipart once if refused).",
+           IMAGE_HELP, on(EDIT), metavar="B", values=("auto", "json", "multipart"),
+           check=ONE_OF, config="edit_body", request="edit_body",
+           unset="auto: the JSON body, then multipart once when a 400 refuses it"),
     Option("provider", ("-p", "--provider"), "Provider name (see `imagegen providers list`); "
            "a,b,c: on to b, then c, when a is unavailable.", PROVIDER_HELP, on(*ALL),
            metavar="NAME", said="-p", complete="provider", from_file=True, record=True,
