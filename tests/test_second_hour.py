@@ -339,3 +339,28 @@ def test_edit_body_from_config(fake: Any, monkeypatch: pytest.MonkeyPatch,
     assert "multipart" in r.stdout
     r = run_cli(["config", "set", "defaults.edit_body", "sometimes"])
     assert r.code == 2
+
+
+# ------------------------------------------------- 8. base URL without /v1
+
+
+def test_404_on_images_path_says_to_check_base_url(fake: Any, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    root = fake.url.rsplit("/v1", 1)[0]
+    write_config(f'[providers.gw]\ntype = "openai"\nbase_url = "{root}"\n'
+                 'api_key_env = "OPENAI_API_KEY"\n', monkeypatch, tmp_path)
+    r = run_cli(["generate", "x", "-p", "gw", "-m", "gpt-image-2.6-flare", "-o", "a.png"])
+    assert r.code == 5, r.err
+    assert "OpenAI-compatible URLs usually end in /v1" in r.err and f"{root}/v1" in r.err
+
+
+def test_providers_add_warns_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("IMAGEGEN_CONFIG", str(tmp_path / "c.toml"))
+    r = run_cli(["providers", "add", "gw", "--type", "openai", "--base-url",
+                 "https://gw.example.com", "--api-key-env", "GW_KEY"])
+    assert r.code == 0, r.err
+    assert "usually served under /v1" in r.err
+    assert "no --model: every request will need -m MODEL" in r.err
+    r = run_cli(["providers", "add", "gw2", "--type", "openai", "--base-url",
+                 "https://gw.example.com/v1", "--model", "m"])
+    assert r.code == 0 and "warning" not in r.err, r.err

@@ -301,7 +301,21 @@ class OpenAIProvider(api.Provider):
         self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
         reporter: api.Reporter,
     ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
-        yield from self._tagged(self._send(call, req, transport, reporter), req)
+        try:
+            yield from self._tagged(self._send(call, req, transport, reporter), req)
+        except api.RefusedError as exc:
+            if exc.status == 404 and exc.code != "model_not_found" and not self.cfg.api_version:
+                exc.message += self.not_found_hint()
+            raise
+
+    def not_found_hint(self) -> str:
+        """A 404 on the images path is most often a base URL without its /v1."""
+        base = self.url("")
+        path = urlsplit(base).path.rstrip("/")
+        if path.endswith("/v1"):
+            return f" (check base_url {base}: the images path was not found there)"
+        return (f" (check base_url {base}: OpenAI-compatible URLs usually end in /v1, "
+                f"e.g. {base.rstrip('/')}/v1)")
 
     def _send(
         self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,

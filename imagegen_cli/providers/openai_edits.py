@@ -13,9 +13,8 @@ from typing import Any
 
 from imagegen_cli.files.images import sniff
 from imagegen_cli.files.masks import load_area
-from imagegen_cli.providers import ImageRequest, InputImage, UsageError
+from imagegen_cli.providers import ImageRequest, InputImage, Transport, UsageError
 from imagegen_cli.transport import b64
-from imagegen_cli.transport.client import Transport
 
 
 def data_url(data: bytes) -> str:
