@@ -364,3 +364,21 @@ def test_providers_add_warns_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     r = run_cli(["providers", "add", "gw2", "--type", "openai", "--base-url",
                  "https://gw.example.com/v1", "--model", "m"])
     assert r.code == 0 and "warning" not in r.err, r.err
+
+
+# ------------------------------------------------- 9. bash completion
+
+
+def test_bash_install_without_bash_completion_says_how_else(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from imagegen_cli.cli import completion
+
+    monkeypatch.setattr(completion, "BASH_COMPLETION", (str(tmp_path / "none"),))
+    r = run_cli(["completion", "--install", "bash"])
+    assert r.code == 0, r.err
+    assert "bash-completion package" in r.err and "was not found" in r.err
+    assert "source <(imagegen completion bash)" in r.err
+    (tmp_path / "bc").write_text("")
+    monkeypatch.setattr(completion, "BASH_COMPLETION", (str(tmp_path / "bc"),))
+    r = run_cli(["completion", "--install", "bash"])
+    assert r.code == 0 and "was not found" not in r.err
