@@ -382,3 +382,26 @@ def test_bash_install_without_bash_completion_says_how_else(
     monkeypatch.setattr(completion, "BASH_COMPLETION", (str(tmp_path / "bc"),))
     r = run_cli(["completion", "--install", "bash"])
     assert r.code == 0 and "was not found" not in r.err
+
+
+# ------------------------------------------------- 10. batch --dry-run after a run
+
+
+def test_batch_dry_run_after_a_finished_batch_skips_and_estimates_nothing(fake: Any) -> None:
+    Path("p.txt").write_text("a fox\nan owl\n")
+    r = run_cli(["batch", "p.txt", "-o", "out/", "-m", "gpt-image-2", "--quality", "low",
+                 "-q"])
+    assert r.code == 0, r.err
+    Path("p.txt").write_text("a fox\nan owl\na cat\n")
+    sent = len(fake.server.requests)
+    r = run_cli(["batch", "p.txt", "-o", "out/", "-m", "gpt-image-2", "--quality", "low",
+                 "--dry-run"])
+    assert r.code == 0, r.err
+    lines = [json.loads(x) for x in r.lines()]
+    assert [x.get("skipped", False) for x in lines] == [True, True, False]
+    assert "estimated_cost" not in lines[0] and "estimated_cost" in lines[2]
+    assert "estimated cost of 1 job: $0.005-$0.006;" in r.err and "2 finished earlier" in r.err
+    assert len(fake.server.requests) == sent
+    r = run_cli(["batch", "p.txt", "-o", "out/", "-m", "gpt-image-2", "--quality", "low",
+                 "--dry-run", "--force"])
+    assert not any(json.loads(x).get("skipped") for x in r.lines())

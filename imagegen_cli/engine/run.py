@@ -310,6 +310,22 @@ def output_folder(batch: Batch, ctx: Context) -> Path:
         default=ctx.default_template).template)
 
 
+def written_before(plan: Plan) -> Callable[[Job], int]:
+    """For `batch --dry-run`: how many of a job's images the batch's journal says an
+    earlier run wrote (and are still there, intact). The journal is read without
+    taking its lock and nothing is written: a dry run may look at a batch while it
+    runs."""
+    batch = plan.batch
+    if batch is None or batch.force:
+        return lambda job: 0
+    journal = Journal(batch.state or output_folder(batch, plan.ctx) / DEFAULT_NAME)
+
+    def written(job: Job) -> int:
+        return len(journal.finished(job) or ())
+
+    return written
+
+
 def _journal(plan: Plan, batch: Batch) -> Journal:
     folder = output_folder(batch, plan.ctx)
     journal = Journal(batch.state or folder / DEFAULT_NAME, force=batch.force)
