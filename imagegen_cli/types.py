@@ -89,7 +89,13 @@ class ImageRequest(ImageSettings):
         was not the command line."""
         text = flag if value is None else f"{flag} {value}"
         origin = self.origins.get(flag)
-        return f"{text} (set by {origin})" if origin else text
+        if not origin:
+            return text
+        key, sep, where = origin.partition(" in ")
+        if sep and value is not None and key.replace("_", "").replace(".", "").isalnum():
+            # A config key or a --from field: named as the user wrote it, where they did.
+            return f"{key} = {value} (in {where})"
+        return f"{text} (set by {origin})"
 
     def options_set(self) -> dict[str, Any]:
         """The user-visible options that carry a value (for capability checks)."""

@@ -405,3 +405,27 @@ def test_batch_dry_run_after_a_finished_batch_skips_and_estimates_nothing(fake: 
     r = run_cli(["batch", "p.txt", "-o", "out/", "-m", "gpt-image-2", "--quality", "low",
                  "--dry-run", "--force"])
     assert not any(json.loads(x).get("skipped") for x in r.lines())
+
+
+# ------------------------------------------------- 11. errors name where a value was set
+
+
+def test_config_value_errors_name_the_key_and_file(fake: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = Path.home() / ".config" / "imagegen" / "config.toml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    monkeypatch.delenv("IMAGEGEN_CONFIG")
+    cfg.write_text(f'[providers.openai]\nbase_url = "{fake.url}"\n'
+                   '[defaults]\noutput = "pic.bmp"\n')
+    r = run_cli(["generate", "x"])
+    assert r.code == 2
+    assert r.err.startswith(
+        "error: defaults.output in ~/.config/imagegen/config.toml, line 4: -o pic.bmp"), r.err
+    cfg.write_text(f'[providers.openai]\nbase_url = "{fake.url}"\n'
+                   '[providers.openai.defaults]\nsize = "100x100"\n')
+    r = run_cli(["generate", "x"])
+    assert r.code == 2
+    assert "providers.openai.defaults.size = 100x100 (in ~/.config/imagegen/config.toml, " \
+        "line 4) is not accepted" in r.err
+    assert "--size" not in r.err
+    assert not fake.server.requests

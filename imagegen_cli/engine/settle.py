@@ -349,7 +349,7 @@ def origins(picked: Mapping[str, Picked]) -> dict[str, str]:
 def blame(exc: UsageError, source: Source | None) -> UsageError:
     """EXC with where the offending value was set, when that was not a flag."""
     if source is not None and source.kind in ("env", "config", "from"):
-        return UsageError(f"{exc.message} (set by {source.describe()})")
+        return UsageError(f"{source.describe()}: {exc.message}")
     return exc
 
 
@@ -374,6 +374,7 @@ def settle_global_defaults(
             provider.validate(trial, inpaint=inpaint)
         except UsageError as exc:
             reason = exc.message
+            reason = _no_flag(reason)
             if source.kind == "from":
                 notes.append(f"{source.name} {_show(value)} recorded in {source.path} is not "
                              f"used with {provider.name}: {_no_hint(reason)}")
@@ -385,6 +386,15 @@ def settle_global_defaults(
             continue
         kept[field] = value
     return req.with_(**{f: (kept[f] if f in kept else _unset(f)) for f in skippable}), notes
+
+
+def _no_flag(reason: str) -> str:
+    """A provider's refusal of a value that was not typed, without the flag it would
+    have been typed as: "--size 100x100 is not accepted ..." -> "it is not accepted
+    ..."."""
+    import re
+
+    return re.sub(r"^-[-\w/]+(?: \S+)? (?=is |applies |needs )", "it ", reason)
 
 
 def _no_hint(reason: str) -> str:
