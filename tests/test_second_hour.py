@@ -429,3 +429,51 @@ def test_config_value_errors_name_the_key_and_file(fake: Any,
         "line 4) is not accepted" in r.err
     assert "--size" not in r.err
     assert not fake.server.requests
+
+
+# ------------------------------------------------- 12. prices by config set
+
+
+def test_config_set_prices_with_dots_and_slashes_in_model_ids(
+        fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tomllib
+
+    path = write_config(f'[providers.openai]\nbase_url = "{fake.url}"\n', monkeypatch, tmp_path)
+    for key, value in [("providers.openai.prices.gpt-image-2.6-flare", "0.3"),
+                       ('providers.openai.prices."gpt-image-2".per_image.1024x1024.low',
+                        "0.01"),
+                       ("providers.openai.prices.gpt-image-2.tokens",
+                        "{ image_out = 30.0 }"),
+                       ('providers.truefoundry.prices."openai-main/gpt-image-2"', "0.07")]:
+        r = run_cli(["config", "set", key, value])
+        assert r.code == 0, (key, r.err)
+    prices = tomllib.loads(path.read_text())["providers"]
+    assert prices["openai"]["prices"]["gpt-image-2.6-flare"] == 0.3
+    assert prices["openai"]["prices"]["gpt-image-2"] == {
+        "per_image": {"1024x1024": {"low": 0.01}}, "tokens": {"image_out": 30.0}}
+    assert prices["truefoundry"]["prices"]["openai-main/gpt-image-2"] == 0.07
+    r = run_cli(["generate", "x", "--max-cost", "0.2"])
+    assert r.code == 2 and "$0.30" in r.err
+    r = run_cli(["config", "get", 'providers.openai.prices."gpt-image-2.6-flare"'])
+    assert r.stdout.strip() == "0.3"
+    r = run_cli(["config", "set", "providers.openai.prices.x.per_image", "banana"])
+    assert r.code == 2 and "not stored" in r.err
+    r = run_cli(["config", "unset", "providers.openai.prices.gpt-image-2.tokens"])
+    assert r.code == 0
+    assert "tokens" not in tomllib.loads(path.read_text())["providers"]["openai"]["prices"][
+        "gpt-image-2"]
+
+
+# ------------------------------------------------- 15. cost messages
+
+
+def test_cost_messages_end_with_how_to_narrow_the_range(fake: Any) -> None:
+    r = run_cli(["generate", "x", "-m", "gpt-image-2", "--max-cost", "0.1"])
+    assert r.code == 2
+    assert "Nothing was sent: pass --size or --quality to narrow it" in r.err
+    assert "any of" not in r.err  # not every value listed
+    r = run_cli(["generate", "x", "--dry-run"])
+    assert r.err.rstrip().endswith("pass --quality to narrow it"), r.err
+    r = run_cli(["generate", "x", "-m", "gpt-image-2", "--quality", "low", "--size",
+                 "1024x1024", "--dry-run"])
+    assert "narrow" not in r.err

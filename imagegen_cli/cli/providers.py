@@ -259,8 +259,8 @@ def _price_lines(name: str, prices: dict[str, Any], default: str | None) -> list
     if not prices["models"]:
         why = prices["note"] or "no entry in the price table"
         return [f"  prices   : unknown ({why})",
-                f"             set them in [providers.{name}.prices.\"MODEL\"] "
-                "per_image = USD (see README, Costs)"]
+                f"             set them with `imagegen config set providers.{name}.prices."
+                '"MODEL" USD` (see README, Costs)']
     lines.append("  prices   : USD; per image by size and quality, tokens per 1M")
     hidden = False
     for model, f in prices["models"].items():
