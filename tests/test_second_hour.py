@@ -477,3 +477,80 @@ def test_cost_messages_end_with_how_to_narrow_the_range(fake: Any) -> None:
     r = run_cli(["generate", "x", "-m", "gpt-image-2", "--quality", "low", "--size",
                  "1024x1024", "--dry-run"])
     assert "narrow" not in r.err
+
+
+# ------------------------------------------------- 13. --summary after Ctrl-C
+
+
+def _cancel_batch(lines: int, *extra: str) -> dict[str, Any]:
+    import signal
+    import time
+
+    Path("p.txt").write_text("\n".join(f"scene {i}" for i in range(lines)) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "imagegen_cli", "batch", "p.txt", "-o",
+                             "o/", "-j", "2", "--summary", "s.json", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (Path("o").exists()
+                                               and len(list(Path("o").glob("*.png"))) >= 2):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    return dict(json.loads(Path("s.json").read_text()))
+
+
+def test_summary_after_ctrl_c_counts_every_job_once(slow: Any) -> None:
+    s = _cancel_batch(30)
+    assert s["interrupted"] is True and s["jobs"] == 30
+    assert s["done"] >= 2 and s["not_run"] > 0
+    assert s["done"] + s["failed"] + s["skipped"] + s["not_run"] == s["jobs"]
+
+
+def test_summary_after_ctrl_c_of_a_long_input_says_it_was_not_read_whole(slow: Any) -> None:
+    from imagegen_cli.engine.stream import WINDOW
+
+    s = _cancel_batch(WINDOW + 50)  # past the window: the rest is read as the run goes
+    assert s["done"] + s["failed"] + s["skipped"] + s["not_run"] == s["jobs"]
+    assert s["jobs"] >= WINDOW and s["unread"] is True
+
+
+def test_ctrl_c_names_the_provider_in_job_get(distribute: Any) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagegen_cli", "generate", "forever fox", "-p", "distribute",
+         "--seed", "1", "-n", "2", "-o", "t/{index}.png"],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(distribute.jobs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    first = next(iter(distribute.jobs))
+    assert "imagegen job get distribute " in err and "PROVIDER" not in err, err
+    assert any(f"job get distribute {j}" in err for j in distribute.jobs), (first, err)
+
+
+# ------------------------------------------------- 15. job get twice
+
+
+def test_second_job_get_points_at_the_images_instead_of_a_stray_copy(distribute: Any) -> None:
+    r = run_cli(["generate", "forever fox", "-p", "distribute", "--seed", "5", "--timeout",
+                 "3", "-o", "out/{prompt}-{index}-{seed}.{ext}"])
+    assert r.code == 6
+    (job_id,) = distribute.jobs
+    distribute.jobs[job_id]["body"]["prompt"] = "now done"
+    r = run_cli(["job", "get", "distribute", job_id])
+    assert r.code == 0 and r.lines() == ["out/forever-fox-1-5.png"], r.err
+    before = sorted(str(p) for p in Path(".").rglob("*.png"))
+    r = run_cli(["job", "get", "distribute", job_id])
+    assert r.code == 0, r.err
+    assert r.lines() == ["out/forever-fox-1-5.png"] and "fetched already" in r.err
+    assert sorted(str(p) for p in Path(".").rglob("*.png")) == before
+    r = run_cli(["job", "get", "distribute", job_id, "-o", "again.png"])
+    assert r.code == 0 and Path("again.png").exists(), r.err

@@ -175,6 +175,9 @@ class Tally:
             "failures": [failure_record(job, exc) for job, exc in self.failures],
             "invalid": invalid,  # --skip-invalid: each record left out, and why
             **({"interrupted": True} if interrupted else {}),  # Ctrl-C or SIGTERM
+            # Stopped before the input was read to its end: `jobs` counts those read;
+            # the records after them are in no count (how many is not known).
+            **({"unread": True} if self.unread else {}),
         }
 
     def cost(self) -> tuple[float | None, str | None]:

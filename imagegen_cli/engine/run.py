@@ -364,6 +364,14 @@ def _interrupted(exc: Interrupted, plan: Plan, tally: Tally) -> None:
     a one-off run's images."""
     batch = plan.batch
     if batch is not None:
+        if plan.stream is not None:
+            # A long input: the jobs read (settled) but not yet handed to the scheduler
+            # are not run either; records past them were never read (`unread`).
+            read = plan.stream.made
+            if read > tally.jobs:
+                tally.not_run += read - tally.jobs
+                tally.jobs = read
+            tally.unread = not plan.stream.exhausted
         total = plan.total()
         of = f"{total}" if total is not None else f"the {tally.jobs} read of more"
         exc.message += (f" ({tally.done + tally.skipped} of {of} jobs finished; "

@@ -217,6 +217,9 @@ class Scheduler(JobWriter):
         self.gate_lock = threading.Lock()
         self.transports: dict[tuple[str, float, int], Transport] = {}
         self.reporters: list[Reporter] = []
+        # Per reporter: the providers of its jobs that run provider-side jobs (what
+        # `imagegen job get PROVIDER ID` needs after a Ctrl-C).
+        self.job_providers: dict[int, set[str]] = {}
         self.stopping = False
         self.lock = threading.Lock()
         self.states: dict[int, JobState] = {}
@@ -277,11 +280,11 @@ class Scheduler(JobWriter):
                 self._pooled(feed)
         except KeyboardInterrupt:
             self.stopping = True
-            ids = ", ".join(j for r in self.reporters for j in r.jobs)
-            raise Interrupted(
-                f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
-                "(fetch their images later with `imagegen job get PROVIDER ID`)"
-                if ids else "interrupted; nothing half-written") from None
+            # Every job read is in exactly one count: those stopped before they finished
+            # (never started, or cut off in flight) are not run.
+            self.tally.not_run += max(0, self.tally.jobs - (
+                self.tally.done + self.tally.failed + self.tally.skipped + self.tally.not_run))
+            raise Interrupted(self._stopped_message()) from None
         finally:
             if not feed.ended:
                 self.tally.unread = True  # stopped before reading every job
@@ -321,7 +324,25 @@ class Scheduler(JobWriter):
         with self.lock:
             if rep not in self.reporters:
                 self.reporters.append(rep)
+            self.job_providers.setdefault(id(rep), set()).update(
+                m.provider.name for m in job.members if m.provider.runs_jobs)
         return rep
+
+    def _stopped_message(self) -> str:
+        """Ctrl-C's message: nothing half-written, and the provider-side jobs still
+        running, each with the command that fetches its images later."""
+        left = []
+        for r in self.reporters:
+            names = self.job_providers.get(id(r), set())
+            name = next(iter(names)) if len(names) == 1 else "PROVIDER"
+            left += [(name, j) for j in r.jobs]
+        if not left:
+            return "interrupted; nothing half-written"
+        ids = ", ".join(j for _, j in left)
+        name, first = left[0]
+        more = " (and so on for each)" if len(left) > 1 else ""
+        return (f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
+                f"(fetch their images later with `imagegen job get {name} {first}`{more})")
 
     def _refused(self, job: Job, wait: bool = False) -> ImagegenError | None:
         """The admit hook's refusal of JOB, or None. WAIT (a pooled worker): the hook
