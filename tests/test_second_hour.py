@@ -554,3 +554,20 @@ def test_second_job_get_points_at_the_images_instead_of_a_stray_copy(distribute:
     assert sorted(str(p) for p in Path(".").rglob("*.png")) == before
     r = run_cli(["job", "get", "distribute", job_id, "-o", "again.png"])
     assert r.code == 0 and Path("again.png").exists(), r.err
+
+
+# ------------------------------------------------- 14. one message for a broken file
+
+
+def test_a_broken_config_file_gets_one_message_from_every_command(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = write_config('[defaults]\nsize = "1024x1024\nsteps = 4\n', monkeypatch, tmp_path)
+    said = set()
+    for args in (["generate", "x", "--dry-run"], ["config", "show"],
+                 ["config", "get", "defaults.size"], ["config", "set", "defaults.steps", "5"],
+                 ["config", "unset", "defaults.steps"], ["providers", "list"],
+                 ["config", "get", "defaults.size", "--effective"]):
+        r = run_cli(args)
+        assert r.code == 3, (args, r.err)
+        said.add(r.err.strip())
+    assert said == {f"error: Bad config file {path}, line 2: Illegal character '\\n'"}

@@ -58,6 +58,7 @@ def read_document(path: Path) -> Any:
         return tomlkit.document()
     except OSError as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc.strerror or exc}") from None
+    schema.load_toml(text, path)  # a broken file: the message every command gives
     try:
         return tomlkit.parse(text)
     except Exception as exc:  # noqa: BLE001 - tomlkit's ParseError has no common base
