@@ -571,3 +571,41 @@ def test_a_broken_config_file_gets_one_message_from_every_command(
         assert r.code == 3, (args, r.err)
         said.add(r.err.strip())
     assert said == {f"error: Bad config file {path}, line 2: Illegal character '\\n'"}
+
+
+# ------------------------------------------------- 15. small things
+
+
+@pytest.mark.parametrize(("given", "used"), [(",nebula", "nebula"),
+                                             ("nebula,nebula", "nebula"),
+                                             ("nebula,,nebula", "nebula")])
+def test_odd_provider_lists_are_normalised_with_a_note(nebula: Any, given: str,
+                                                       used: str) -> None:
+    r = run_cli(["generate", "x", "-p", given, "--dry-run"])
+    assert r.code == 0, r.err
+    assert f"-p {given}: using {used} (empty names and repeats left out)" in r.err
+    r = run_cli(["generate", "x", "-p", "nebula", "--dry-run"])
+    assert "left out" not in r.err
+
+
+def test_info_mentions_the_sidecar_beside_the_image(fake: Any) -> None:
+    r = run_cli(["generate", "a fox", "--sidecar", "-o", "fox.png"])
+    assert r.code == 0, r.err
+    r = run_cli(["info", "fox.png"])
+    assert "sidecar:" in r.stdout and "fox.json" in r.stdout
+    r = run_cli(["info", "fox.png", "--json"])
+    assert json.loads(r.stdout)[0]["sidecar"] == "fox.json"
+    r = run_cli(["generate", "a cat", "-o", "cat.png"])
+    assert json.loads(run_cli(["info", "cat.png", "--json"]).stdout)[0]["sidecar"] is None
+
+
+def test_huge_count_dry_run_is_a_summary(fake: Any) -> None:
+    r = run_cli(["generate", "x", "-n", "100000", "--dry-run"])
+    assert r.code == 0, r.err
+    assert len(r.out) < 100_000
+    shown = json.loads(r.stdout)
+    assert shown["requests_total"] == 10_000 and len(shown["requests"]) == 100
+    assert "showing the first 100 of 10,000 requests" in r.err
+    Path("p.txt").write_text("a fox\n")
+    r = run_cli(["batch", "p.txt", "-n", "100000", "--dry-run"])
+    assert r.code == 0 and len(r.out) < 100_000, r.err
