@@ -456,6 +456,9 @@ def test_config_set_prices_with_dots_and_slashes_in_model_ids(
     assert r.code == 2 and "$0.30" in r.err
     r = run_cli(["config", "get", 'providers.openai.prices."gpt-image-2.6-flare"'])
     assert r.stdout.strip() == "0.3"
+    r = run_cli(["config", "get", "providers.openai.prices.gpt-image-2.6-flare",
+                 "--effective"])
+    assert r.stdout.split("\t")[0] == "0.3"
     r = run_cli(["config", "set", "providers.openai.prices.x.per_image", "banana"])
     assert r.code == 2 and "not stored" in r.err
     r = run_cli(["config", "unset", "providers.openai.prices.gpt-image-2.tokens"])

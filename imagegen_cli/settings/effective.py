@@ -42,6 +42,8 @@ def effective_value(parts: list[str], env: Mapping[str, str],
     if key == "api_key":
         return ("***" if p.key(env) else None), f"key {p.key_origin(env)}"
     value = getattr(p, key, None)
+    for part in parts[3:]:  # into a table: providers.NAME.prices."MODEL".per_image
+        value = value.get(part) if isinstance(value, dict) else None
     table = cfg.data.get("providers", {}).get(name, {})
     if key in table:
         return value, _describe(cfg.source_of(f"providers.{name}.{key}"))
