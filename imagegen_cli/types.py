@@ -48,6 +48,9 @@ class ImageSettings:
     input_fidelity: str | None = None
     user: str | None = None
     strength: float | None = None
+    # How an edit of an image URL is sent (OpenAI): "json" (the URL itself), "multipart"
+    # (downloaded first), "auto" or None (JSON, then multipart once on a 400 refusal).
+    edit_body: str | None = None
     # The image size as a named tier ("1K", "2K", "4K"; xAI "1k", "2k") where a model
     # chooses its size by tier rather than by WxH (Gemini, xAI): --resolution.
     resolution: str | None = None
@@ -86,7 +89,13 @@ class ImageRequest(ImageSettings):
         was not the command line."""
         text = flag if value is None else f"{flag} {value}"
         origin = self.origins.get(flag)
-        return f"{text} (set by {origin})" if origin else text
+        if not origin:
+            return text
+        key, sep, where = origin.partition(" in ")
+        if sep and value is not None and key.replace("_", "").replace(".", "").isalnum():
+            # A config key or a --from field: named as the user wrote it, where they did.
+            return f"{key} = {value} (in {where})"
+        return f"{text} (set by {origin})"
 
     def options_set(self) -> dict[str, Any]:
         """The user-visible options that carry a value (for capability checks)."""

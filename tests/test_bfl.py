@@ -68,7 +68,7 @@ def test_n_2_is_two_submits_with_consecutive_seeds(bfl: BFLFake) -> None:
 @pytest.mark.parametrize("argv, needle", [
     (["-s", "250x192"], "multiples of 16"),
     (["-s", "48x64"], "sides 64..any"),
-    (["-s", "4096x2048"], "at most 4194304 pixels"),
+    (["-s", "4096x2048"], "at most 4,194,304 pixels"),
     (["--steps", "20"], "--steps is not supported by provider bfl (model flux-2-pro)"),
     (["-m", "flux-2-klein-4b", "--guidance", "3"], "--guidance is not supported"),
     (["-m", "flux-2-flex", "--steps", "51"], "--steps 51 is out of range"),

@@ -155,7 +155,7 @@ def test_the_options_carry_every_row_they_name() -> None:
     row a record may set is one of its fields."""
     fields = {f.name for f in dataclasses.fields(ImageOptions)}
     names = {r.name for r in table.OPTIONS}
-    assert fields - names == {"prompt", "fallback"}
+    assert fields - names == {"prompt", "fallback", "recorded"}
     assert {r.name for r in table.OPTIONS if r.record} <= fields
 
 

@@ -165,7 +165,8 @@ def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort
             sys.stderr.write(ctx.get_help() + "\n")
             return int(ExitCode.USAGE)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        err(_once(exc.format_message()) + hint, prefix="error")
+        err(_once(exc.format_message()) + (_quote_hint(ctx, exc.format_message()) or hint),
+            prefix="error")
         return int(ExitCode.USAGE)
     except (click_abort, KeyboardInterrupt):
         err("terminated (SIGTERM); nothing half-written" if state["terminated"]
@@ -189,6 +190,21 @@ def _main(command: Any, args: list[str], err: Any, click_usage: Any, click_abort
     if isinstance(rv, int):
         return rv
     return 0
+
+
+def _quote_hint(ctx: Any, message: str) -> str | None:
+    """`imagegen generate a cat`: the words after the first are extra arguments; say to
+    quote the prompt, showing the command as it should have been typed."""
+    import re
+    import shlex
+
+    match = re.match(r"Got unexpected extra arguments? \((.*)\)$", message.strip())
+    if ctx is None or match is None or "prompt" not in ctx.params:
+        return None
+    words = [str(ctx.params.get("prompt") or ""), match.group(1)]
+    prompt = " ".join(w for w in words if w)
+    shown = (f'"{prompt}"' if not set(prompt) & set('"$`\\!') else shlex.quote(prompt))
+    return f": quote the prompt: {ctx.command_path} {shown}"
 
 
 def _once(message: str) -> str:

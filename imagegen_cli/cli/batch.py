@@ -12,7 +12,7 @@ import dataclasses
 import inspect
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
@@ -38,7 +38,7 @@ FILES = inspect.Parameter("files", inspect.Parameter.POSITIONAL_OR_KEYWORD, anno
                               "or .csv; - reads stdin. With --merge: NDJSON files to join.")])
 
 BATCH: list[inspect.Parameter] = [
-    option_param("input_format", Annotated[str | None, Opt("--input-format", metavar="FMT", help="text|jsonl|csv (default: from the extension).", rich_help_panel=BATCH_HELP)]),
+    option_param("input_format", Annotated[str | None, Opt("--input-format", metavar="FMT", help="text|jsonl|csv|csv-multiline (default: from the extension; csv-multiline: quoted cells may span lines).", rich_help_panel=BATCH_HELP)]),
     option_param("skip_invalid", Annotated[bool, Opt("--skip-invalid", help="Report bad records and run the rest (default: exit 2 before sending anything).", rich_help_panel=BATCH_HELP)], False),
     option_param("max_failures", Annotated[int | None, Opt("--max-failures", metavar="N", help="Stop starting jobs once N have failed (default: no limit).", rich_help_panel=BATCH_HELP)]),
     option_param("fail_fast", Annotated[bool, Opt("--fail-fast", help="Same as --max-failures 1.", rich_help_panel=BATCH_HELP)], False),
@@ -112,7 +112,7 @@ def run_batch(opts: dict[str, Any]) -> None:
                           width=width)
     run.cap_cost(plan, max_cost_of(opts, ctx.cfg, os.environ))
     if opts["dry_run"]:
-        _dry_run(plan.each(), quiet)
+        _dry_run(plan.each(), quiet, run.written_before(plan))
         return
     _run(opts, plan, frontend, quiet)
 
@@ -162,9 +162,12 @@ def _lines_of(f: BinaryIO, path: Path) -> Iterator[tuple[int, str]]:
             raise UsageError(f"Cannot read batch file {path}: {exc.strerror or exc}") from None
 
 
-def _dry_run(jobs: Iterable[Job], quiet: bool = False) -> None:
+def _dry_run(jobs: Iterable[Job], quiet: bool = False,
+             written: Callable[[Job], int] = lambda job: 0) -> None:
     """Each job's exact calls (secrets redacted) as a JSON line, its fallbacks and
-    estimated cost; the batch's estimate on stderr."""
+    estimated cost; the batch's estimate on stderr. A job the journal says is written
+    (WRITTEN: its images an earlier run wrote) is marked `"skipped": true` and left
+    out of the estimate, as a re-run would send nothing for it."""
     import json
 
     from imagegen_cli.cli.summary import note_shown
@@ -173,8 +176,14 @@ def _dry_run(jobs: Iterable[Job], quiet: bool = False) -> None:
     from imagegen_cli.secrets import register_secret
 
     low = high = 0.0
-    unknown = count = 0
+    unknown = count = skipped = 0
     for job in jobs:
+        done = written(job)
+        if done >= job.n:
+            skipped += 1
+            out(json.dumps({"id": job.id, "line": job.line, "key": job.key,
+                            "skipped": True}, ensure_ascii=False))
+            continue
         count += 1
         register_secret(job.api_key)
         shown = job.api_key or (f"${job.pcfg.api_key_env}" if job.pcfg.api_key_env else None)
@@ -186,14 +195,18 @@ def _dry_run(jobs: Iterable[Job], quiet: bool = False) -> None:
         out(json.dumps(line, ensure_ascii=False))
         if not quiet:
             note_shown(line, f" (job {job.id})")
+        if done:
+            line["images_written_before"] = done  # only the rest would be sent
         if ests[0].known:
-            low, high = low + ests[0].low, high + ests[0].high
+            rest = (job.n - done) / job.n
+            low, high = low + ests[0].low * rest, high + ests[0].high * rest
         else:
             unknown += 1
-    if not quiet and count:
+    if not quiet and (count or skipped):
         note(f"estimated cost of {count} job{'' if count == 1 else 's'}: "
              f"{money_range(low, high)}"
-             + (f", plus {unknown} at an unknown price" if unknown else ""))
+             + (f", plus {unknown} at an unknown price" if unknown else "")
+             + (f"; {skipped} finished earlier (the journal), skipped" if skipped else ""))
 
 
 def _run(opts: dict[str, Any], plan: Plan, frontend: Frontend, quiet: bool) -> None:

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
-from imagegen_cli.cli.console import note, out
+from imagegen_cli.cli.console import note, out, warn
 from imagegen_cli.cli.state import COMPLETE_VAR
 from imagegen_cli.errors import ImagegenError, OutputError, UsageError
 from imagegen_cli.settings import options as option_table
@@ -312,9 +312,27 @@ def completion(
     written = install(name, os.environ)
     for path in written:
         out(str(path))
-    how = {"bash": "needs the bash-completion package", "zsh": "fpath set in ~/.zshrc",
-           "fish": "loaded by fish on demand"}[name]
+    how = {"bash": "loaded on demand by the bash-completion package",
+           "zsh": "fpath set in ~/.zshrc", "fish": "loaded by fish on demand"}[name]
     note(f"{name} completion installed in {written[0]} ({how}); open a new shell to use it")
+    if name == "bash" and not bash_completion_found():
+        warn("the bash-completion package, which loads that file, was not found: install "
+             "it (apt install bash-completion, dnf install bash-completion, brew install "
+             "bash-completion@2), or instead add this line to ~/.bashrc: "
+             "source <(imagegen completion bash)")
+
+
+# Where distributions and Homebrew put bash-completion's loader.
+BASH_COMPLETION = ("/usr/share/bash-completion/bash_completion", "/etc/bash_completion",
+                   "/usr/local/share/bash-completion/bash_completion",
+                   "/usr/local/etc/profile.d/bash_completion.sh",
+                   "/opt/homebrew/etc/profile.d/bash_completion.sh",
+                   "/opt/homebrew/share/bash-completion/bash_completion",
+                   "/data/data/com.termux/files/usr/share/bash-completion/bash_completion")
+
+
+def bash_completion_found() -> bool:
+    return any(Path(p).is_file() for p in BASH_COMPLETION)
 
 
 def register(app: typer.Typer) -> None:

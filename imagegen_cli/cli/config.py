@@ -136,6 +136,17 @@ def set_cmd(
 
             configfile.validate_text(tomlkit.dumps(doc), path, os.environ)
         configfile.set_value(doc, parts, parsed)
+        if parts[0] == "providers" and parts[2] == "prices":
+            # A price entry is checked as a whole, as loading the file will check it.
+            import tomlkit
+
+            from imagegen_cli.errors import ConfigError
+
+            try:
+                configfile.validate_text(tomlkit.dumps(doc), path, os.environ)
+            except ConfigError as exc:
+                why = exc.message.split(": ", 1)[-1]
+                raise UsageError(f"{key} = {parsed!r} not stored: {why}") from None
         configfile.save(doc, path, os.environ, changed=f"{key} = {parsed!r}")
     note(f"{key} set in {path}" if parts[-1] not in configfile.SECRET_KEYS
          else f"{key} stored in {path} (mode 600)")

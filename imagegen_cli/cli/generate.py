@@ -42,7 +42,7 @@ def run_images(opts: dict[str, Any], *, inpaint: bool = False, edit: bool = Fals
     ctx = run.session(frontend, env)
     literal_prompt = None
     if opts.get("from_file") is not None:
-        opts, literal_prompt = with_settings_from(opts, ctx.cfg, env)
+        opts, literal_prompt = with_settings_from(opts, ctx.cfg, env, frontend.note)
     elif opts["prompt"] is None:
         raise UsageError("Missing PROMPT: pass the text, - for stdin, @FILE"
                          + ("" if inpaint or edit else ", or --from IMAGE"))

@@ -73,28 +73,47 @@ def options_from(opts: dict[str, Any]) -> ImageOptions:
                 raise UsageError(f"{row.flag} {str(value)[:40]}: pass {exc.want}") from None
         given[row.name] = value
     given["prompt"] = read_prompt(opts["prompt"]) if opts.get("prompt") is not None else None
+    given["recorded"] = frozenset(opts.get("recorded") or ())
     return ImageOptions(**given)
 
 
-def with_settings_from(opts: dict[str, Any], cfg: Any,
-                        env: Any) -> tuple[dict[str, Any], str | None]:
+def with_settings_from(opts: dict[str, Any], cfg: Any, env: Any,
+                       note: Any = None) -> tuple[dict[str, Any], str | None]:
     """OPTS filled from the --from file wherever no flag was given (flags win), and
-    the recorded prompt when no PROMPT was given."""
+    the recorded prompt when no PROMPT was given. The fields it filled are listed
+    under "recorded": a value the provider in use cannot take is then dropped with a
+    note naming the file (settle), never refused as if typed. The recorded model goes
+    only to the provider that made the image; NOTE says when it is left out."""
     from imagegen_cli.files.metadata.read import settings_from
     from imagegen_cli.settings import config as cfgmod
 
-    found = settings_from(opts["from_file"])
-    _check_from(opts["from_file"], found)
+    path = opts["from_file"]
+    found = settings_from(path)
+    _check_from(path, found)
     opts = dict(opts)
-    if found.get("provider") not in cfg.providers:
+    if opts.get("no_seed"):
+        if opts.get("seed") is not None:
+            raise UsageError("--seed and --no-seed both decide the seed: pass one")
+        found.pop("seed", None)
+    made_by = found.get("provider")
+    if made_by not in cfg.providers:
         found.pop("provider", None)  # made by a provider this config does not know
     provider = opts["provider"] or found.get("provider")
     model = found.get("model")
-    if model and provider and opts["model"] is None:
-        pcfg, _ = cfgmod.resolve_provider(cfg, provider.split(",")[0], env)
-        # The local provider records a model folder by its name only: keep the
-        # configured folder rather than look for a folder of that name here.
-        if pcfg.type == "local" and "/" not in model:
+    if model and opts["model"] is None:
+        pcfg, _ = cfgmod.resolve_provider(cfg, provider.split(",")[0] if provider else None,
+                                          env)
+        if made_by != pcfg.name:
+            # A model id means something to the provider that made the image only
+            # (an AUTOMATIC1111 checkpoint is no Nebula model).
+            found.pop("model")
+            if note is not None:
+                by = f"made by {made_by}" if made_by else "made elsewhere"
+                note(f"--from {path}: its model {model} ({by}) is not sent to "
+                     f"{pcfg.name}; using {pcfg.name}'s own model (pass -m to choose)")
+        elif pcfg.type == "local" and "/" not in model:
+            # The local provider records a model folder by its name only: keep the
+            # configured folder rather than look for a folder of that name here.
             found.pop("model")
     params = found.pop("params", None)
     if params and not opts["params"]:
@@ -102,12 +121,16 @@ def with_settings_from(opts: dict[str, Any], cfg: Any,
 
         opts["params"] = [f"{k}={json.dumps(v)}" for k, v in params.items()]
     prompt = found.pop("prompt")
+    recorded = set()
     for key, value in found.items():
         row = table.by_name(key)
         if row is not None and row.from_file and key in opts and opts[key] is None:
             opts[key] = value
+            recorded.add(key)
     if opts["aspect"] is not None and "size" in found and opts["size"] == found["size"]:
         opts["size"] = None  # --aspect given beside --from replaces the recorded size
+        recorded.discard("size")
+    opts["recorded"] = frozenset(recorded)
     return opts, (prompt if opts["prompt"] is None else None)
 
 

@@ -33,16 +33,21 @@ def describe(path: Path) -> dict[str, Any]:
         width, height = images.dimensions(data)
     except ValueError:
         raise UsageError(f"{path} is a damaged {got['format']} image") from None
+    sidecar = path.with_suffix(".json")
     return {"path": str(path), "format": got["format"], "width": width, "height": height,
             "ai_generated": got["ai_generated"], "source": got["source"],
-            "metadata": got["fields"]}
+            "metadata": got["fields"],
+            # The --sidecar file beside it (the whole text when a JPEG's copy was cut).
+            "sidecar": str(sidecar) if sidecar.is_file() else None}
 
 
 def _human(report: dict[str, Any]) -> str:
     fields = report["metadata"]
     head = f"{report['path']}: {report['format'].upper()} {report['width']}x{report['height']}"
     if not fields and not report["ai_generated"]:
-        return head + "\n  no metadata (neither imagegen's nor AUTOMATIC1111 parameters)"
+        beside = (f"; its sidecar {report['sidecar']} may hold them: pass that to --from"
+                  if report.get("sidecar") else "")
+        return head + f"\n  no metadata (neither imagegen's nor AUTOMATIC1111 parameters){beside}"
     lines = [head]
     width = max(len(label) for _, label in LABELS) + 1
     for key, label in LABELS:
@@ -57,6 +62,9 @@ def _human(report: dict[str, Any]) -> str:
     source = {"imagegen": "imagegen metadata", "a1111": "AUTOMATIC1111 parameters"}.get(
         report["source"] or "", "none")
     lines.append(f"  {'read from:':<{width}} {source}")
+    if report.get("sidecar"):
+        lines.append(f"  {'sidecar:':<{width}} {report['sidecar']} (the same metadata as "
+                     "JSON: `imagegen generate --from` takes it too)")
     return "\n".join(lines)
 
 

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
-from imagegen_cli.cli.console import out, warn
-from imagegen_cli.errors import ConfigError, RefusedError, UsageError
+from imagegen_cli.cli.console import note, out, warn
+from imagegen_cli.errors import RefusedError, UsageError
 from imagegen_cli.settings.options import finite
 
 app = typer.Typer(help="Fetch the images of provider-side jobs (Distribute async jobs, Black "
@@ -54,14 +54,20 @@ def get(
     for w in cfg.warnings:
         warn(w)
     if provider not in cfg.providers:
-        raise ConfigError(f"Unknown provider '{provider}': known providers are "
-                          + ", ".join(sorted(cfg.providers)))
+        raise config.unknown_provider(cfg, provider)
     pcfg = cfg.providers[provider]
     prov = create(pcfg, env)
     if not prov.runs_jobs:  # said before asking for a key
         raise UsageError(f"Provider {prov.name} runs no jobs to look up: `imagegen job get` "
                          "is for providers with async jobs (distribute, bfl)")
     record = jobs.load(provider, job_id) or jobs.JobRecord(provider, job_id, {})
+    done = jobs.already_fetched(record)
+    if done and output is None and not overwrite:
+        for path in done:
+            out(path)
+        note(f"job {job_id} was fetched already: its images are listed above (pass -o "
+             "PATH to write them again)")
+        return
     req = record.image_request()
     req = req.with_(model=req.model or prov.default_model())
     if output == "-":
@@ -98,7 +104,7 @@ def get(
         except RefusedError:
             jobs.drop(provider, job_id)  # the job failed: nothing will come later
             raise
-    jobs.drop(provider, job_id)
+    jobs.fetched(record, [s.path for s in outcome.saved])
     if json_out:
         import json
 

@@ -22,6 +22,34 @@ from typer.core import TyperGroup
 from typer.main import get_command, get_command_from_info, get_command_name, get_group
 
 
+def _help_as_typer_writes_it() -> None:
+    """Help text wraps at spaces only, never inside `gpt-image` or `re-running` (click's
+    wrapper, a textwrap.TextWrapper, splits words as with break_on_hyphens off). And
+    each argument keeps its help: click 8.5's Argument sets `help` after typer has (so
+    typer's `Arguments:` listed bare names) and adds a second section of its own."""
+    import textwrap
+
+    from click import _textwrap
+    from typer.core import TyperArgument, TyperCommand
+
+    _textwrap.TextWrapper.wordsep_re = textwrap.TextWrapper.wordsep_simple_re
+    if getattr(TyperArgument, "_help_kept", False):
+        return
+    init = TyperArgument.__init__
+
+    def keep_help(self: TyperArgument, *args: Any, help: str | None = None,
+                  **kwargs: Any) -> None:
+        init(self, *args, help=help, **kwargs)
+        self.help = help
+
+    setattr(TyperArgument, "__init__", keep_help)  # noqa: B010
+    setattr(TyperArgument, "_help_kept", True)  # noqa: B010
+    setattr(TyperCommand, "format_arguments", lambda self, ctx, formatter: None)  # noqa: B010
+
+
+_help_as_typer_writes_it()
+
+
 class LazyGroup(TyperGroup):
     """A TyperGroup whose commands are built on first use, in registration order."""
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from imagegen_cli.cli.console import note
+from imagegen_cli.cli.console import note, warn
 from imagegen_cli.cli.providers import NameArg, load_config
 from imagegen_cli.errors import ConfigError, UsageError
 
@@ -81,6 +81,8 @@ def add(
             doc["providers"] = tomlkit.table(is_super_table=True)
         doc["providers"][name] = table
         configfile.save(doc, path, os.environ)
+    for text in _doubts(name, type_, base_url, model, api_version):
+        warn(text)
     if api_key_env and os.environ.get(api_key_env):
         hint = f"; {api_key_env} is set: `imagegen providers check {name}` tries it"
     elif api_key_env:
@@ -88,6 +90,31 @@ def add(
     else:
         hint = f"; store a key with `imagegen config set providers.{name}.api_key`"
     note(f"added {name} to {path}{hint}")
+
+
+def _doubts(name: str, type_: str, base_url: str, model: str | None,
+            api_version: str | None) -> list[str]:
+    """What `providers add` can tell at once will fail later."""
+    from urllib.parse import urlsplit
+
+    out = []
+    if type_ == "openai" and not api_version and urlsplit(base_url).path.strip("/") == "":
+        out.append(f"{base_url} has no path: OpenAI-compatible APIs are usually served under "
+                   f"/v1 (requests go to {base_url.rstrip('/')}/images/generations); if "
+                   f"they get a 404, run `imagegen providers add {name} --force --type "
+                   f"{type_} --base-url {base_url.rstrip('/')}/v1 ...`")
+    if not model:
+        cfg = load_config()
+        default = None
+        if name in cfg.providers:
+            from imagegen_cli.registry import create
+
+            default = create(cfg.providers[name], os.environ).default_model()
+        uses = (f"requests will ask for {type_}'s default model, {default}, which {name} "
+                "may not serve" if default else "every request will need -m MODEL")
+        out.append(f"no --model: {uses}; set one with `imagegen config set "
+                   f"providers.{name}.model MODEL`")
+    return out
 
 
 def remove(name: NameArg) -> None:

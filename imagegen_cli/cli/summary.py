@@ -44,7 +44,8 @@ def print_dry_run(job: Job, ests: list[Estimate], quiet: bool) -> None:
         for shown_one in (report, *report.get("fallback", ())):
             note_shown(shown_one)
         for e in ests:
-            note(f"estimated cost ({e.provider}): {e.text()} ({e.reason or e.how})")
+            note(f"estimated cost ({e.provider}): {e.text()} ({e.reason or e.how})"
+                 + (f"; {e.advice()}" if e.advice() else ""))
 
 
 def note_shown(described: dict[str, Any], who: str = "") -> None:

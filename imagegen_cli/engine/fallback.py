@@ -59,7 +59,10 @@ def settle_chain(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
     A model set for the run names the first provider's; a fallback uses its own default.
     The job carries every member, and a per-image cost function over them."""
 
-    names = split_flag(opts.provider)
+    names = list(dict.fromkeys(split_flag(opts.provider)))  # a name once, where it is first
+    if opts.provider and ",".join(names) != opts.provider.replace(" ", ""):
+        ctx.notice(f"-p {opts.provider}: using " + (",".join(names) or "the default provider")
+                   + " (empty names and repeats left out)")
     job = settle(opts.with_(provider=names[0] if names else None), ctx, inpaint=inpaint,
                  edit=edit)
     for pc in chain(ctx.cfg, job.pcfg, names[1:] or list(opts.fallback))[1:]:

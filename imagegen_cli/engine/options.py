@@ -59,6 +59,10 @@ class ImageOptions(ImageSettings):
     # `fallback`; fallback.settle_chain reads it)
     fallback: tuple[str, ...] = ()
     dry_run: bool = False  # nothing is fetched either (edit's -i URLs)
+    # `generate --from FILE`: the file, and the fields its values filled (no flag given):
+    # a value the provider cannot take is dropped with a note naming the file.
+    from_file: Path | None = None
+    recorded: frozenset[str] = frozenset()
 
     def with_(self, **changes: Any) -> ImageOptions:
         return dataclasses.replace(self, **changes)

@@ -70,6 +70,21 @@ def load(provider: str, job_id: str) -> JobRecord | None:
         return None
 
 
+def fetched(record: JobRecord, paths: list[str]) -> None:
+    """RECORD's images are written, at PATHS: kept as that, so that `job get` again
+    points at them instead of writing another copy (in the current folder)."""
+    record.extra["fetched"] = paths
+    save(record)
+
+
+def already_fetched(record: JobRecord | None) -> list[str] | None:
+    """The paths RECORD's images were written to, when they all still exist."""
+    paths = record.extra.get("fetched") if record is not None else None
+    if not isinstance(paths, list) or not paths:
+        return None
+    return [str(p) for p in paths] if all(Path(str(p)).is_file() for p in paths) else None
+
+
 def drop(provider: str, job_id: str) -> None:
     with contextlib.suppress(OSError):
         _path(provider, job_id).unlink()

@@ -22,7 +22,7 @@ from imagegen_cli.errors import UsageError
 from imagegen_cli.files import jsontext
 from imagegen_cli.settings import options
 
-FORMATS = ("text", "jsonl", "csv")
+FORMATS = ("text", "jsonl", "csv", "csv-multiline")
 # The fields that are no option of the image commands (the rest: settings/options.py).
 RECORD_ONLY = ("prompt", "id", "fallback")
 
@@ -38,6 +38,11 @@ class Record:
     id: str | None  # the record's own id, if it gave one
     options: ImageOptions
     given: frozenset[str] = frozenset()  # the fields the record itself set
+    number: int = 0  # the default id: the line, less a CSV's header row
+
+    @property
+    def default_id(self) -> int:
+        return self.number or self.line
 
     def field_in(self, message: str) -> str | None:
         """The record's own field that MESSAGE (about an option, by its flag) is about."""
@@ -67,7 +72,8 @@ def format_by_name(name: str, wanted: str | None) -> str | None:
     if wanted:
         wanted = wanted.strip().lower()  # --input-format CSV
         if wanted not in FORMATS:
-            raise UsageError(f"--input-format '{wanted}' is not one of text, jsonl, csv")
+            raise UsageError(f"--input-format '{wanted}' is not one of text, jsonl, csv, "
+                             "csv-multiline")
         return wanted
     suffix = Path(name).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
@@ -90,13 +96,14 @@ def stream(numbered: Iterator[tuple[int, str]], name: str, fmt: str, base: Image
            on_invalid: Callable[[UsageError], None] | None = None) -> Iterator[Record]:
     """The records of NUMBERED lines (see `read_lines`) over BASE, one at a time as the
     lines are read: a million-line file starts its first job at once, in flat memory."""
-    rows = {"text": _text_rows, "jsonl": _jsonl_rows, "csv": _csv_rows}[fmt](numbered, name)
+    rows = (_csv_rows(numbered, name, multiline=True) if fmt == "csv-multiline" else
+            {"text": _text_rows, "jsonl": _jsonl_rows, "csv": _csv_rows}[fmt](numbered, name))
     ids: dict[str, int] = {}
     for line, fields in rows:
         try:
             if isinstance(fields, UsageError):
                 raise fields
-            rec = _record(line, fields, base, name, from_csv=fmt == "csv")
+            rec = _record(line, fields, base, name, from_csv=fmt.startswith("csv"))
             if rec.id is not None:
                 if rec.id in ids:
                     raise UsageError(f"{name}, line {line}: id '{rec.id}' is already used on "
@@ -171,17 +178,20 @@ def _jsonl_rows(numbered: Iterator[tuple[int, str]], name: str) -> Iterator[tupl
         yield i, obj
 
 
-def _csv_rows(numbered: Iterator[tuple[int, str]], name: str) -> Iterator[tuple[int, Any]]:
-    import csv
-
-    # The csv module reads lines with their ends: a quoted cell may span several.
-    reader = csv.reader(ln + "\n" for _, ln in numbered)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
+def _csv_rows(numbered: Iterator[tuple[int, str]], name: str,
+              multiline: bool = False) -> Iterator[tuple[int, Any]]:
+    """One record per line. A quoted cell spans lines only when asked for
+    (`--input-format csv-multiline`): a quote left open (`"a cat,1`, a typo) would
+    otherwise swallow every line after it into one paid prompt. Either way a quote still
+    open at the end of the input is exit 2 naming the line it opened on."""
+    chunks = _csv_chunks(numbered, name, multiline)
+    first = next(chunks, None)
+    if first is None:
         return
-    except csv.Error as exc:
-        raise UsageError(f"{name}, line 1: bad CSV header ({exc})") from None
+    if isinstance(first[1], UsageError):
+        raise UsageError(f"{name}, line {first[0]}: bad CSV header "
+                         f"({first[1].message.split(': ', 1)[1]})")
+    header = [h.strip() for h in first[1]]
     fields = known()
     for h in header:
         if h not in fields:
@@ -189,24 +199,55 @@ def _csv_rows(numbered: Iterator[tuple[int, str]], name: str) -> Iterator[tuple[
                              "known: " + ", ".join(sorted(fields)))
     if "prompt" not in header:
         raise UsageError(f"{name}, line 1: no 'prompt' column in the header row")
-    while True:
-        # A record's line is where it starts: a quoted cell may span several lines.
-        start = reader.line_num + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            yield start, UsageError(f"{name}, line {start}: bad CSV ({exc})")
+    for line, cells in chunks:
+        if isinstance(cells, UsageError):
+            yield line, cells
             continue
         if not any(c.strip() for c in cells):
             continue
         if len(cells) > len(header):
-            yield start, UsageError(
-                f"{name}, line {start}: {len(cells)} cells but the header names "
+            yield line, UsageError(
+                f"{name}, line {line}: {len(cells)} cells but the header names "
                 f"{len(header)} columns (quote cells that hold commas)")
             continue
-        yield start, {h: c for h, c in zip(header, cells, strict=False) if c.strip() != ""}
+        yield line, {h: c for h, c in zip(header, cells, strict=False) if c.strip() != ""}
+
+
+def _csv_chunks(numbered: Iterator[tuple[int, str]], name: str, multiline: bool
+                ) -> Iterator[tuple[int, list[str] | UsageError]]:
+    """The cells of each CSV record, numbered by the line it starts on."""
+    import csv
+
+    start, buf = 0, ""
+    for line, text in numbered:
+        if not buf:
+            start = line
+        buf += text + "\n"
+        try:
+            cells = next(csv.reader([buf], strict=True), [])
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):  # a quote still open
+                if multiline:
+                    continue
+                buf = ""
+                yield start, UsageError(
+                    f"{name}, line {start}: a quoted cell opens on this line and is not "
+                    "closed on it (a CSV record is one line: close the quote and write a "
+                    'quote inside a cell as ""; for prompts of several lines use '
+                    "--input-format csv-multiline, or JSONL with \\n)")
+                continue
+            try:  # any other irregularity reads as it always has (csv's lenient default)
+                cells = next(csv.reader([buf]), [])
+            except csv.Error as exc2:
+                buf = ""
+                yield start, UsageError(f"{name}, line {start}: bad CSV ({exc2})")
+                continue
+        buf = ""
+        yield start, cells
+    if buf:
+        yield start, UsageError(
+            f"{name}, line {start}: a quoted cell opens on this line and is never closed "
+            "(it runs to the end of the file): close the quote")
 
 
 def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
@@ -251,7 +292,8 @@ def _record(line: int, fields: dict[str, Any], base: ImageOptions, name: str,
         where = "field 'mask'" if "mask" in changes else "--mask"
         raise UsageError(f"{name}, line {line}: {where} needs an image to repaint: add an "
                          "'image' field (or pass --image)")
-    return Record(line, rid, opts, frozenset(k for k, v in fields.items() if v is not None))
+    return Record(line, rid, opts, frozenset(k for k, v in fields.items() if v is not None),
+                  number=line - 1 if from_csv else line)
 
 
 def _value(row: options.Option, key: str, value: Any, base: ImageOptions, from_csv: bool,

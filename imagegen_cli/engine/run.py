@@ -311,6 +311,22 @@ def output_folder(batch: Batch, ctx: Context) -> Path:
         default=ctx.default_template).template)
 
 
+def written_before(plan: Plan) -> Callable[[Job], int]:
+    """For `batch --dry-run`: how many of a job's images the batch's journal says an
+    earlier run wrote (and are still there, intact). The journal is read without
+    taking its lock and nothing is written: a dry run may look at a batch while it
+    runs."""
+    batch = plan.batch
+    if batch is None or batch.force:
+        return lambda job: 0
+    journal = Journal(batch.state or output_folder(batch, plan.ctx) / DEFAULT_NAME)
+
+    def written(job: Job) -> int:
+        return len(journal.finished(job) or ())
+
+    return written
+
+
 def _journal(plan: Plan, batch: Batch) -> Journal:
     folder = output_folder(batch, plan.ctx)
     journal = Journal(batch.state or folder / DEFAULT_NAME, force=batch.force)
@@ -349,6 +365,14 @@ def _interrupted(exc: Interrupted, plan: Plan, tally: Tally) -> None:
     a one-off run's images."""
     batch = plan.batch
     if batch is not None:
+        if plan.stream is not None:
+            # A long input: the jobs read (settled) but not yet handed to the scheduler
+            # are not run either; records past them were never read (`unread`).
+            read = plan.stream.made
+            if read > tally.jobs:
+                tally.not_run += read - tally.jobs
+                tally.jobs = read
+            tally.unread = not plan.stream.exhausted
         total = plan.total()
         of = f"{total}" if total is not None else f"the {tally.jobs} read of more"
         exc.message += (f" ({tally.done + tally.skipped} of {of} jobs finished; "

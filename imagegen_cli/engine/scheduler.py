@@ -240,7 +240,9 @@ class Scheduler(JobWriter):
         self.shared = gates is not None
         self.transports: dict[tuple[str, float, int], Transport] = shared.transports
         self.reporters: list[Reporter] = []
-        self.job_owner: dict[int, str] = {}  # id(reporter) -> its job's one provider
+        # Per reporter: the providers of its jobs that run provider-side jobs (what
+        # `imagegen job get PROVIDER ID` needs after a Ctrl-C).
+        self.job_providers: dict[int, set[str]] = {}
         self.stopping = False
         self.lock = threading.Lock()
         self.states: dict[int, JobState] = {}
@@ -306,16 +308,11 @@ class Scheduler(JobWriter):
                 self._pooled(feed)
         except KeyboardInterrupt:
             self.stopping = True
-            ids = ", ".join(j for r in self.reporters for j in r.jobs)
-            # The command itself where the provider is certain (a job without fallback).
-            named = [f"`imagegen job get {self.job_owner[id(r)]} {j}`"
-                     for r in self.reporters for j in r.jobs if id(r) in self.job_owner]
-            how = (", ".join(named) if len(named) == len(ids.split(", "))
-                   else "`imagegen job get PROVIDER ID`")
-            raise Interrupted(
-                f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
-                f"(fetch their images later with {how})"
-                if ids else "interrupted; nothing half-written") from None
+            # Every job read is in exactly one count: those stopped before they finished
+            # (never started, or cut off in flight) are not run.
+            self.tally.not_run += max(0, self.tally.jobs - (
+                self.tally.done + self.tally.failed + self.tally.skipped + self.tally.not_run))
+            raise Interrupted(self._stopped_message()) from None
         finally:
             if not feed.ended:
                 self.tally.unread = True  # stopped before reading every job
@@ -356,9 +353,25 @@ class Scheduler(JobWriter):
         with self.lock:
             if rep not in self.reporters:
                 self.reporters.append(rep)
-                if len(job.members) == 1:
-                    self.job_owner[id(rep)] = job.provider.name
+            self.job_providers.setdefault(id(rep), set()).update(
+                m.provider.name for m in job.members if m.provider.runs_jobs)
         return rep
+
+    def _stopped_message(self) -> str:
+        """Ctrl-C's message: nothing half-written, and the provider-side jobs still
+        running, each with the command that fetches its images later."""
+        left = []
+        for r in self.reporters:
+            names = self.job_providers.get(id(r), set())
+            name = next(iter(names)) if len(names) == 1 else "PROVIDER"
+            left += [(name, j) for j in r.jobs]
+        if not left:
+            return "interrupted; nothing half-written"
+        ids = ", ".join(j for _, j in left)
+        name, first = left[0]
+        more = " (and so on for each)" if len(left) > 1 else ""
+        return (f"interrupted; nothing half-written. Job ids still at the provider: {ids} "
+                f"(fetch their images later with `imagegen job get {name} {first}`{more})")
 
     def _refused(self, job: Job, wait: bool = False) -> ImagegenError | None:
         """The admit hook's refusal of JOB, or None. WAIT (a pooled worker): the hook

@@ -120,6 +120,10 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
                 except UsageError as exc:
                     raise blame(exc, sz.source) from None
             break
+    body_p = setting("edit_body", "--edit-body") if edit else Picked(None)
+    if body_p.value is not None and body_p.value not in ("auto", "json", "multipart"):
+        raise blame(UsageError(f"--edit-body {body_p.value}: pass auto, json or multipart"),
+                    body_p.source)
     timeout = setting("timeout", "--timeout", default=300.0)
     retries = setting("retries", "--retries", default=2)
     if float(timeout.value) <= 0:
@@ -147,17 +151,28 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         # Only edits take it: a [defaults] value is not even looked at for generate.
         "input_fidelity": (setting("input_fidelity", "--input-fidelity") if inpaint or edit
                            else Picked(opts.input_fidelity, flag("--input-fidelity"))),
+        "edit_body": body_p,
     }
+    if opts.recorded:
+        # Values a --from file filled in: named by the file, and dropped (with a note)
+        # where this provider cannot take them, as a [defaults] value is.
+        for key in opts.recorded & picked.keys():
+            if picked[key].source is not None and picked[key].source.kind == "flag":
+                picked[key] = Picked(picked[key].value, Source("from", key, opts.from_file))
+        if "seed" in opts.recorded:
+            picked["seed"] = Picked(opts.seed, Source("from", "seed", opts.from_file))
+    seed = picked.pop("seed", Picked(opts.seed)).value
     req = ImageRequest(
         prompt=opts.prompt.strip(),
-        seed=opts.seed,
+        seed=seed,
         stream=opts.stream or opts.partial_images is not None,
         partial_images=opts.partial_images,
         strength=opts.strength,
         params=dict(opts.params),
         device=opts.device,
         dtype=opts.dtype,
-        origins=origins(picked),
+        origins=origins({**picked, "seed": Picked(seed, Source("from", "seed", opts.from_file))
+                         if "seed" in opts.recorded else Picked(seed)}),
         **{k: p.value for k, p in picked.items()},
     )
     if inpaint and provider.inpaint_model() is None and not req.model:
@@ -194,7 +209,8 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
 
         req = attach_references(req, [str(p) for p in opts.image], opts.mask,
                                 opts.invert_mask,
-                                takes_urls=provider.capabilities(req.model).image_urls,
+                                takes_urls=provider.capabilities(req.model).image_urls
+                                and req.edit_body != "multipart",
                                 timeout=float(timeout.value), retries=int(retries.value),
                                 fetch=not opts.dry_run)
     final_fmt = fmt or implied
@@ -212,7 +228,10 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
                 else frozenset())
     skippable = {f: p.source for f, p in picked.items()
                  if p.source is not None and (p.source.global_default or (
-                     p.source.kind == "config" and flag_of(f) in gen_only))}
+                     p.source.kind == "config" and flag_of(f) in gen_only)
+                     or (p.source.kind == "from" and f != "model"))}
+    if "seed" in opts.recorded and req.seed is not None:
+        skippable["seed"] = Source("from", "seed", opts.from_file)
     if aspect.value and aspect.source is not None and aspect.source.global_default \
             and req.size:
         skippable["size"] = aspect.source
@@ -321,15 +340,16 @@ def origins(picked: Mapping[str, Picked]) -> dict[str, str]:
     """flag -> where its value came from, for the values not typed as flags."""
     out = {}
     for name, p in picked.items():
-        if p.source is not None and p.source.kind in ("env", "config") and p.value is not None:
+        if p.source is not None and p.source.kind in ("env", "config", "from") \
+                and p.value is not None:
             out[flag_of(name)] = p.source.describe()
     return out
 
 
 def blame(exc: UsageError, source: Source | None) -> UsageError:
     """EXC with where the offending value was set, when that was not a flag."""
-    if source is not None and source.kind in ("env", "config"):
-        return UsageError(f"{exc.message} (set by {source.describe()})")
+    if source is not None and source.kind in ("env", "config", "from"):
+        return UsageError(f"{source.describe()}: {exc.message}")
     return exc
 
 
@@ -354,6 +374,11 @@ def settle_global_defaults(
             provider.validate(trial, inpaint=inpaint)
         except UsageError as exc:
             reason = exc.message
+            reason = _no_flag(reason)
+            if source.kind == "from":
+                notes.append(f"{source.name} {_show(value)} recorded in {source.path} is not "
+                             f"used with {provider.name}: {_no_hint(reason)}")
+                continue
             notes.append(f"{source.name} = {_show(value)} (in {source.path}) is not used with "
                          f"{provider.name}: {reason}" + (
                              f"; set it per provider in [providers.{provider.name}.defaults] "
@@ -361,6 +386,22 @@ def settle_global_defaults(
             continue
         kept[field] = value
     return req.with_(**{f: (kept[f] if f in kept else _unset(f)) for f in skippable}), notes
+
+
+def _no_flag(reason: str) -> str:
+    """A provider's refusal of a value that was not typed, without the flag it would
+    have been typed as: "--size 100x100 is not accepted ..." -> "it is not accepted
+    ..."."""
+    import re
+
+    return re.sub(r"^-[-\w/]+(?: \S+)? (?=is |applies |needs )", "it ", reason)
+
+
+def _no_hint(reason: str) -> str:
+    """A provider's refusal without its advice to drop a flag nobody typed."""
+    import re
+
+    return re.sub(r"[:;] (drop|remove) --?[a-z-]+.*$", "", reason)
 
 
 def _unset(field: str) -> Any:

@@ -83,7 +83,7 @@ class Templates:
             self.cache.move_to_end(key)
             return self._copy(tpl, str(rec.options.prompt).strip())
         tpl = settle_chain(rec.options, self.ctx, inpaint=rec.inpaint)
-        tpl.id, tpl.line = rec.id or str(rec.line), rec.line  # what a hook's error names
+        tpl.id, tpl.line = rec.id or str(rec.default_id), rec.line  # what a hook's error names
         self.check(tpl)
         for hook in self.on_new:
             hook(tpl)
@@ -164,7 +164,7 @@ class JobStream:
                 pending.append((rec, job))
         if self.exhausted or self.width is None:
             # Ids are zero-filled to the last record's line number, when it was read.
-            self.width = len(str(pending[-1][0].line)) if pending and self.exhausted \
+            self.width = len(str(pending[-1][0].default_id)) if pending and self.exhausted \
                 else self.width or 1
         for rec, job in pending:
             self._finish(rec, job)
@@ -203,7 +203,7 @@ class JobStream:
             return None
 
     def _finish(self, rec: Record, job: Job) -> None:
-        job.id, job.line = rec.id or str(rec.line).zfill(self.width or 1), rec.line
+        job.id, job.line = rec.id or str(rec.default_id).zfill(self.width or 1), rec.line
         self.keys.assign(job, rec.id is not None)
         if self.shard is None or self.shard.holds(job.shard_key):
             self.made += 1

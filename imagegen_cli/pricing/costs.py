@@ -38,6 +38,14 @@ class Estimate:
     free: bool = False
     reason: str | None = None
     how: str = ""
+    # The flags that would narrow a range (--quality, --size): what the user can do.
+    narrow: tuple[str, ...] = ()
+
+    def advice(self) -> str:
+        """How to narrow the range, for the end of a message ('' when exact)."""
+        if not self.narrow:
+            return ""
+        return f"pass {' or '.join(self.narrow)} to narrow it"
 
     @property
     def images(self) -> int:
@@ -127,10 +135,15 @@ def estimate(pricing: Pricing, req: ImageRequest, batches: Sequence[int]) -> Est
            f"{req.quality or f.default_quality or 'auto'}) from {source}: "
            f"{_short_source(src)}")
     if notes:
+        # Which settings were left open, not every value they might take: short enough
+        # to read; `--dry-run --json` and `providers show` have the figures.
+        open_ = [n.split()[0] for n in notes if ", " in n] or [n.split()[0] for n in notes]
         why = ("the output tokens" if f.tokens
                else "whether a started megapixel is billed whole" if f.per_megapixel
-               else "the size and quality the provider picks")
-        how += "; a range because the " + "; ".join(notes) + f" (the cost depends on {why})"
+               else "what the provider picks")
+        how += (f"; a range: {' and '.join(open_)} not set or auto (the cost depends on "
+                f"{why})")
+        est.narrow = tuple(f"--{o}" for o in open_ if o in ("quality", "size"))
     if req.images and f.per_megapixel is not None:
         how += (f"; input images {money(inputs or 0.0)} a call" if inputs is not None else "")
         if any(not i.width for i in req.images):
@@ -164,16 +177,17 @@ def check_cap(estimates: Sequence[Estimate], cap: float, where: str, *,
         if not est.known:
             raise UsageError(
                 f"{where} {money(cap)} needs a price, and the price of {est.provider} model "
-                f"{est.model} is unknown ({est.reason or est.how}): set one in "
-                f"[providers.{est.provider}.prices.\"{est.model}\"] (e.g. per_image = 0.04) "
-                f"or drop {where}")
+                f"{est.model} is unknown ({est.reason or est.how}): set one with `imagegen "
+                f"config set providers.{est.provider}.prices.\"{est.model}\" USD` (per "
+                f"image, any size; see README, Costs) or drop {where}")
     if known_only:
         return
     worst = max(estimates, key=lambda e: e.high)
     if worst.high > cap + 1e-12:
+        narrow = f"{worst.advice()}, " if worst.advice() else ""
         raise UsageError(
             f"Estimated cost {worst.text()} is over {where} {money(cap)}: {worst.how}. "
-            "Nothing was sent; raise the cap or ask for fewer or cheaper images")
+            f"Nothing was sent: {narrow}raise the cap, or ask for fewer or cheaper images")
 
 
 # ------------------------------------------------------------------ after the run

@@ -44,8 +44,16 @@ class SizeRule:
         if self.max_ratio:
             parts.append(f"ratio up to {self.max_ratio:g}:1")
         if self.max_pixels:
-            parts.append(f"at most {self.max_pixels} pixels")
+            parts.append(f"at most {self.pixels()}")
         return ", ".join(parts)
+
+    def pixels(self) -> str:
+        """The pixel cap as a reader pictures it: `3840x2160 pixels` where the longest
+        side divides it, else the count with separators."""
+        side, cap = self.max_side, self.max_pixels or 0
+        if side and cap % side == 0:
+            return f"{side}x{cap // side} pixels ({cap:,})"
+        return f"{cap:,} pixels"
 
     def check(self, size: str) -> str | None:
         """None when SIZE is accepted, else the reason."""
@@ -65,7 +73,7 @@ class SizeRule:
         if self.max_ratio and max(w, h) / min(w, h) > self.max_ratio:
             return f"aspect ratio must be within {self.max_ratio:g}:1"
         if self.max_pixels and w * h > self.max_pixels:
-            return f"at most {self.max_pixels} pixels"
+            return f"at most {self.pixels()}"
         return None
 
     def closest(self, ratio: float, target_pixels: int = 1024 * 1024) -> str:

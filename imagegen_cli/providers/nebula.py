@@ -159,7 +159,28 @@ class NebulaProvider(api.Provider):
             yield img, info
 
     def check(self, key: str | None, transport: api.Transport) -> str:
-        models = self.list_models(key, transport)
+        try:
+            models = self.list_models(key, transport)
+        except api.RefusedError as exc:
+            if exc.status not in (404, 405):
+                raise
+            # No model list here (a proxy, an API change): ask for an image with no
+            # prompt instead, refused before any work (nothing billed); 401/403 would
+            # mean the key, as for any call.
+            probe = api.HttpCall("POST", f"{self.base()}/images/generation",
+                                 self.headers(key), json={"model": self.default_model()})
+            try:
+                transport.json(probe)
+            except api.RefusedError as refused:
+                if refused.status in (400, 422):
+                    return ("key accepted (no model list at GET /serverless/models; a "
+                            "POST /images/generation without a prompt was refused as "
+                            "expected)")
+                if refused.status in (404, 405):
+                    return ("reachable; key not verified (no model list at GET "
+                            "/serverless/models, and no answer to judge the key by)")
+                raise
+            return "key accepted"
         return f"key accepted, {len(models)} models listed"
 
     def list_models(self, key: str | None, transport: api.Transport) -> list[str]:

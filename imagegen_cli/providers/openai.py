@@ -31,7 +31,12 @@ from imagegen_cli.providers.openai_answers import (
     parse_images,
     resolved_fields,
 )
-from imagegen_cli.providers.openai_edits import dalle2_edit_inputs, data_url, form_value
+from imagegen_cli.providers.openai_edits import (
+    dalle2_edit_inputs,
+    data_url,
+    downloaded_inputs,
+    form_value,
+)
 from imagegen_cli.providers.openai_models import (
     FAMILY_CAPS,
     GENERATION_ONLY_FORMATS,
@@ -217,7 +222,7 @@ class OpenAIProvider(api.Provider):
                                      f"{where} takes input images under 50 MB: shrink it")
         if inpaint and fam == "dall-e-2":
             req = dalle2_edit_inputs(req)
-        if any(im.url for im in req.images):
+        if any(im.url for im in req.images) and req.edit_body != "multipart":
             if not self.capabilities(req.model).image_urls:
                 raise api.UsageError(f"{where} cannot take image URLs: download the image "
                                      "first")
@@ -225,7 +230,7 @@ class OpenAIProvider(api.Provider):
         return req
 
     def prepare(self, req: api.ImageRequest, key: str | None) -> list[api.HttpCall]:
-        if req.images and any(im.url for im in req.images):
+        if req.images and any(im.url for im in req.images) and req.edit_body != "multipart":
             return [self._edit_json_call(req, key)]
         if req.images:
             return [self._edit_call(req, key)]
@@ -241,6 +246,10 @@ class OpenAIProvider(api.Provider):
         name = "image[]" if len(req.images) > 1 else "image"
         files: list[tuple[str, tuple[str, bytes, str]]] = []
         for im in req.images:
+            if im.url and not im.data:  # --dry-run of --edit-body multipart: not fetched
+                files.append((name, (f"{im.path.name} (downloaded from {im.url} when sent)",
+                                     b"", "image/*")))
+                continue
             fmt = sniff(im.data) or "png"
             ext = "jpg" if fmt == "jpeg" else fmt
             files.append((name, (f"{im.path.stem}.{ext}", im.data, f"image/{fmt}")))
@@ -267,13 +276,46 @@ class OpenAIProvider(api.Provider):
         reporter: api.Reporter,
     ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
         (call,) = self.prepare(req, key)
-        yield from self.send(call, req, transport, reporter)
+        if call.json is None or not req.images or req.edit_body == "json":
+            yield from self.send(call, req, transport, reporter)
+            return
+        # The JSON edit body (an image URL): a gateway that takes only multipart refuses
+        # it with a 400. Then, once, the images are downloaded and sent as multipart.
+        items = self.send(call, req, transport, reporter)
+        try:
+            first = next(items, None)
+        except api.RefusedError as exc:
+            if exc.status != 400 or exc.code in REFUSALS_OF_CONTENT:
+                raise
+            reporter.note(f"{self.name} refused the JSON edit body ({exc.message}); "
+                          "downloading the image and sending it as multipart instead "
+                          "(--edit-body multipart does so from the start)")
+            req = downloaded_inputs(req, transport)
+            yield from self.send(self._edit_call(req, key), req, transport, reporter)
+            return
+        if first is not None:
+            yield first
+            yield from items
 
     def send(
         self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
         reporter: api.Reporter,
     ) -> Iterator[tuple[api.GeneratedImage, api.CallInfo]]:
-        yield from self._tagged(self._send(call, req, transport, reporter), req)
+        try:
+            yield from self._tagged(self._send(call, req, transport, reporter), req)
+        except api.RefusedError as exc:
+            if exc.status == 404 and exc.code != "model_not_found" and not self.cfg.api_version:
+                exc.message += self.not_found_hint()
+            raise
+
+    def not_found_hint(self) -> str:
+        """A 404 on the images path is most often a base URL without its /v1."""
+        base = self.url("")
+        path = urlsplit(base).path.rstrip("/")
+        if path.endswith("/v1"):
+            return f" (check base_url {base}: the images path was not found there)"
+        return (f" (check base_url {base}: OpenAI-compatible URLs usually end in /v1, "
+                f"e.g. {base.rstrip('/')}/v1)")
 
     def _send(
         self, call: api.HttpCall, req: api.ImageRequest, transport: api.Transport,
@@ -413,6 +455,10 @@ class OpenAIProvider(api.Provider):
         ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")]
         image = [i for i in ids if family(i) != "other" or "image" in i or "flux" in i]
         return sorted(image or ids)
+
+
+# A 400 for what the prompt or image holds: sending it another way would not help.
+REFUSALS_OF_CONTENT = ("content_policy_violation", "moderation_blocked")
 
 
 # The JSON edit body (the spec's EditImageBodyJsonParam, what an edit with -i URL

@@ -13,7 +13,7 @@ from typing import Any
 
 from imagegen_cli.files.images import sniff
 from imagegen_cli.files.masks import load_area
-from imagegen_cli.providers import ImageRequest, InputImage, UsageError
+from imagegen_cli.providers import ImageRequest, InputImage, Transport, UsageError
 from imagegen_cli.transport import b64
 
 
@@ -28,6 +28,36 @@ def form_value(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return str(value)
+
+
+def downloaded_inputs(req: ImageRequest, transport: Transport) -> ImageRequest:
+    """REQ with each URL input downloaded (through TRANSPORT's download, which never
+    sends the provider's key, capped as any answer is) into bytes for multipart: PNG,
+    JPEG and WebP as they are, anything else as PNG."""
+    import dataclasses
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for im in req.images:
+        if not im.url:
+            images.append(im)
+            continue
+        data = transport.download_spooled(im.url).read()
+        try:
+            with Image.open(io.BytesIO(data)) as pil:
+                pil.load()
+                size = pil.size
+                if sniff(data) not in ("png", "jpeg", "webp"):
+                    buf = io.BytesIO()
+                    pil.convert("RGBA").save(buf, format="PNG")
+                    data = buf.getvalue()
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            raise UsageError(f"-i {im.url} is not a readable image") from None
+        images.append(dataclasses.replace(im, data=data, width=size[0], height=size[1],
+                                          url=None))
+    return req.with_(images=images)
 
 
 DALLE2_EDIT_MAX = 4 * 1024 * 1024

@@ -87,17 +87,23 @@ def resolve_provider(
     name = picked.value
     if name is not None:
         if name not in cfg.providers:
-            known = ", ".join(sorted(cfg.providers))
             where = (f" (set by {picked.source.describe()})"
                      if picked.source is not None and picked.source.kind != "flag" else "")
-            raise ConfigError(
-                f"Unknown provider '{name}'{where}: known providers are {known}; add one "
-                f"with a [providers.{name}] table in {cfg.path}"
-            )
+            raise unknown_provider(cfg, name, where)
         return cfg.providers[name], None
-    for p in cfg.providers.values():
-        if p.needs_key and p.key(env):
-            return p, None
+    keyed = [p for p in cfg.providers.values() if p.needs_key and p.key(env)]
+    if keyed:
+        p = keyed[0]
+        if p.name == "openai" and len(keyed) == 1:
+            return p, None  # the Quick start: OPENAI_API_KEY alone means OpenAI
+        # Any other pick is a guess worth a line (a stray DISTRIBUTE_API_KEY).
+        var = p.key_var(env)
+        why = f"{var} is set" if var else f"providers.{p.name}.api_key is in {cfg.path}"
+        also = (f" (the first of {len(keyed)} providers with a key: "
+                + ", ".join(k.name for k in keyed) + ")" if len(keyed) > 1 else "")
+        return p, (f"using provider {p.name}: no provider was named (-p, {ENV_PROVIDER}, "
+                   f"default_provider) and {why}{also}; pass -p NAME or run `imagegen "
+                   "config set default_provider NAME` to choose")
     local = cfg.providers.get("local")
     if local is not None and _local_available():
         return local, "No provider configured and no API key set: using the local model"
@@ -108,6 +114,19 @@ def resolve_provider(
         "No provider configured: set one of " + lines + ", or pass -p NAME, or set "
         f"default_provider in {cfg.path}, or install the local model: {install_local()}"
     )
+
+
+def unknown_provider(cfg: Config, name: str, where: str = "") -> ConfigError:
+    """The error for a provider NAME the config does not know: the closest known name,
+    and how to add one."""
+    import difflib
+
+    known = sorted(cfg.providers)
+    close = difflib.get_close_matches(name.strip().lower(), known, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(
+        f"Unknown provider '{name}'{where}.{hint} Known providers: {', '.join(known)}; "
+        f"add one with `imagegen providers add {name or 'NAME'} --type openai --base-url URL`")
 
 
 def install_local() -> str:

@@ -58,17 +58,50 @@ def read_document(path: Path) -> Any:
         return tomlkit.document()
     except OSError as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc.strerror or exc}") from None
+    schema.load_toml(text, path)  # a broken file: the message every command gives
     try:
         return tomlkit.parse(text)
     except Exception as exc:  # noqa: BLE001 - tomlkit's ParseError has no common base
         raise ConfigError(f"Bad config file {path}: {exc}") from None
 
 
+# What a price entry holds (pricing/table.py ENTRY_KEYS), to find where a model id
+# with dots in it ends in an unquoted key.
+PRICE_FIELDS = ("per_image", "tokens", "source", "date", "per_image_source",
+                "per_image_date", "tokens_source", "tokens_date")
+
+
 def split_key(key: str) -> list[str]:
-    parts = key.split(".")
+    """A dotted key's parts. A part may be "double-quoted", as in TOML, to hold dots or
+    slashes (`providers.tfy.prices."openai-main/gpt-image-2".per_image`); in a price
+    key the model id may also go unquoted: everything between `prices.` and the entry's
+    field (per_image, tokens, source) is the model."""
+    parts: list[str] = []
+    quoted: list[bool] = []
+    i, n = 0, len(key)
+    while i <= n:
+        if i < n and key[i] == '"':
+            end = key.find('"', i + 1)
+            if end < 0 or (end + 1 < n and key[end + 1] != "."):
+                raise UsageError(f"Bad key '{key}': a quoted part must end with \" before "
+                                 "the next dot")
+            parts.append(key[i + 1:end])
+            quoted.append(True)
+            i = end + 2
+            continue
+        end = key.find(".", i)
+        end = n if end < 0 else end
+        parts.append(key[i:end])
+        quoted.append(False)
+        i = end + 1
     if not all(parts):
         raise UsageError(f"Bad key '{key}': use dotted names like defaults.size or "
                          "providers.nebula.model")
+    if len(parts) > 4 and parts[0] == "providers" and parts[2] == "prices" \
+            and not quoted[3]:
+        stop = next((j for j in range(4, len(parts)) if parts[j] in PRICE_FIELDS and
+                     not quoted[j]), len(parts))
+        parts = [*parts[:3], ".".join(parts[3:stop]), *parts[stop:]]
     return parts
 
 
@@ -88,6 +121,8 @@ def schema_type(parts: list[str]) -> schema.ConfigType:
             return keys[parts[3]]
         raise UsageError(f"Unknown key '{'.'.join(parts)}'; known: "
                          + ", ".join(sorted(keys)))
+    if len(parts) >= 3 and parts[0] == "providers" and parts[2] == "prices":
+        return object  # a number, a string or an inline table: checked once set
     if len(parts) == 3 and parts[0] == "providers":
         if parts[2] in schema.PROVIDER_KEYS:
             return schema.PROVIDER_KEYS[parts[2]]
@@ -110,9 +145,11 @@ def parse_value(raw: str, expected: type | tuple[type, ...], key: str) -> Any:
         if items and all(isinstance(x, str) and x for x in items):
             return items
         raise UsageError(f"{key} takes provider names, e.g. nebula,local")
-    if expected is dict:  # providers.NAME.prices
-        raise UsageError(f"{key} is a table of prices: edit it with `imagegen config edit` "
-                         "(see README, Costs)")
+    if expected is object:  # providers.NAME.prices...: as TOML (a number, {...}), or text
+        if key.count(".") == 2 and key.endswith(".prices") and not isinstance(value, dict):
+            raise UsageError(f"{key} is a table of model = price: set one model's with "
+                             f"`imagegen config set {key}.\"MODEL\" USD`")
+        return value
     if expected is bool:
         if isinstance(value, bool):
             return value
@@ -142,7 +179,9 @@ def set_value(doc: Any, parts: list[str], value: Any) -> None:
     for i, p in enumerate(parts[:-1]):
         if p not in node:
             # providers.NAME becomes [providers.NAME], not an inline table.
-            super_table = parts[0] == "providers" and (i == 0 or (i == 1 and len(parts) == 4))
+            super_table = parts[0] == "providers" and (
+                i == 0 or (i == 1 and len(parts) == 4)
+                or (parts[2] == "prices" and i < len(parts) - 2))
             node[p] = tomlkit.table(is_super_table=super_table)
         node = node[p]
         if not hasattr(node, "get"):
@@ -160,8 +199,11 @@ def unset_value(doc: Any, parts: list[str]) -> bool:
         return False
     del node[parts[-1]]
     # Drop tables left empty by the removal (providers.NAME after its last key).
-    if len(parts) == 4 and not doc["providers"][parts[1]]["defaults"]:
-        del doc["providers"][parts[1]]["defaults"]
+    if len(parts) >= 4 and parts[0] == "providers":
+        for depth in range(len(parts) - 1, 2, -1):
+            table = get_value(doc, parts[:depth])
+            if table is not None and hasattr(table, "get") and not table:
+                del get_value(doc, parts[:depth - 1])[parts[depth - 1]]
     if len(parts) >= 3 and parts[0] == "providers" and not doc["providers"][parts[1]]:
         del doc["providers"][parts[1]]
     return True

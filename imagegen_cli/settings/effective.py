@@ -37,12 +37,13 @@ def effective_value(parts: list[str], env: Mapping[str, str],
         return picked.value, _describe(picked.source)
     name, key = parts[1], parts[2]
     if name not in cfg.providers:
-        raise ConfigError(f"Unknown provider '{name}': known providers are "
-                          + ", ".join(sorted(cfg.providers)))
+        raise config.unknown_provider(cfg, name)
     p = cfg.providers[name]
     if key == "api_key":
         return ("***" if p.key(env) else None), f"key {p.key_origin(env)}"
     value = getattr(p, key, None)
+    for part in parts[3:]:  # into a table: providers.NAME.prices."MODEL".per_image
+        value = value.get(part) if isinstance(value, dict) else None
     table = cfg.data.get("providers", {}).get(name, {})
     if key in table:
         return value, _describe(cfg.source_of(f"providers.{name}.{key}"))

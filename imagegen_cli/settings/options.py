@@ -164,6 +164,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("strength", ("--strength",), "local: how far to move from the image (img2img; "
            "default 0.6).", IMAGE_HELP, on(EDIT), value=float, metavar="0..1", record=True,
            request="strength", capability=True),
+    Option("edit_body", ("--edit-body",), "How -i URL goes (OpenAI): json (the URL), "
+           "multipart (downloaded first), auto (json; multipart once if refused).",
+           IMAGE_HELP, on(EDIT), metavar="B", values=("auto", "json", "multipart"),
+           check=ONE_OF, config="edit_body", request="edit_body",
+           unset="auto: the JSON body, then multipart once when a 400 refuses it"),
     Option("provider", ("-p", "--provider"), "Provider name (see `imagegen providers list`); "
            "a,b,c: on to b, then c, when a is unavailable.", PROVIDER_HELP, on(*ALL),
            metavar="NAME", said="-p", complete="provider", from_file=True, record=True,
@@ -213,6 +218,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", ("--seed",), "Random seed, where the provider takes one.", IMAGE_HELP,
            on(*ALL), value=int, metavar="N", from_file=True, record=True, request="seed",
            capability=True),
+    Option("no_seed", ("--no-seed",), "Send no seed: with --from, a new image rather than "
+           "the recorded one.", IMAGE_HELP, on(GENERATE), value=bool),
     Option("steps", ("--steps",), "Denoising steps.", IMAGE_HELP, on(*ALL), value=int,
            metavar="N", from_file=True, record=True, config="steps", bounds=Bounds(1),
            request="steps", capability=True),
@@ -228,7 +235,10 @@ OPTIONS: tuple[Option, ...] = (
            metavar="KEY=VALUE", from_file=True, record=True),
     Option("output", ("-o", "--output"), "File, folder/, template with {prompt} {index} "
            "{count} {id} {seed} {model} {provider} {date} {time} {ext}, or - for stdout.",
-           OUTPUT_HELP, on(*ALL), metavar="PATH", said="-o", complete="path", record=True,
+           OUTPUT_HELP, on(GENERATE, INPAINT, EDIT, **{BATCH: Use(
+               "Folder (made if need be), or template with {id} {prompt} {index} {count} "
+               "{seed} {model} {provider} {date} {time} {ext}; default: the current folder.")}),
+           metavar="PATH", said="-o", complete="path", record=True,
            config="output", check=OUTPUT,
            unset="{date}-{time}-{prompt}-{index}.{ext} in the current folder"),
     Option("format", ("-f", "--format"), "png|jpeg|webp; gif|svg as drawn by gpt-image-2.6 "

@@ -23,7 +23,8 @@ class Source:
     """Where a setting's value came from, so every message about it can say so.
 
     kind: "flag" (name is the flag), "env" (the variable), "config" (the dotted key,
-    with the file and line), or "default" (built in).
+    with the file and line), "from" (a field a `--from` file recorded, with the file),
+    or "default" (built in).
     """
 
     kind: str
@@ -37,14 +38,25 @@ class Source:
         if self.kind == "env":
             return f"environment variable {self.name}"
         if self.kind == "config":
-            where = f"{self.path}, line {self.line}" if self.line else str(self.path)
+            shown = _home_short(self.path) if self.path is not None else "the config file"
+            where = f"{shown}, line {self.line}" if self.line else shown
             return f"{self.name} in {where}"
+        if self.kind == "from":
+            return f"{self.name} in --from {self.path}"
         return "the built-in default"
 
     @property
     def global_default(self) -> bool:
         """A [defaults] value: meant for every provider, so skippable for one."""
         return self.kind == "config" and self.name.startswith("defaults.")
+
+
+def _home_short(path: Path) -> str:
+    """PATH as a user reads it: ~/.config/imagegen/config.toml under the home folder."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except (ValueError, RuntimeError, KeyError):  # elsewhere, or no home to be found
+        return str(path)
 
 
 @dataclass(frozen=True)

@@ -133,10 +133,11 @@ def _check_type(value: Any, expected: type | tuple[type, ...]) -> bool:
     return isinstance(value, expected)
 
 
-def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
-
+def load_toml(text: str, path: Path) -> dict[str, Any]:
+    """TEXT as TOML, or the one message every command gives for a file that is not
+    (`Bad config file PATH, line N: ...`), whichever reads it."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
@@ -144,6 +145,11 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
             msg = msg[: m.start()].strip()
             raise ConfigError(f"Bad config file {path}, line {m.group(1)}: {msg}") from None
         raise ConfigError(f"Bad config file {path}: {msg}") from None
+
+
+def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
+
+    data = load_toml(text, path)
 
     warnings: list[str] = []
     for key in data:
