@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from imagegen_cli.cli.completion import complete_provider
-from imagegen_cli.cli.console import out, warn
+from imagegen_cli.cli.console import note, out, warn
 from imagegen_cli.errors import ConfigError, RefusedError, UsageError
 from imagegen_cli.settings.options import finite
 
@@ -74,7 +74,7 @@ def get(
     key = pcfg.require_key(env) if prov.needs_key else None
     register_secret(key)
     saver = Saver(plan=plan, provider=prov.name, model=str(req.model), request=req,
-                  count=record.count,
+                  count=record.count, warn=warn, note=None if quiet else note,
                   files=SaveOptions(format=record.format or plan.wanted_format(),
                                    metadata=record.metadata, sidecar=record.sidecar))
     outcome = Outcome()

@@ -235,7 +235,7 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
                      and not batch.force else None),
         claim_for=journal.claim_for if journal is not None else (lambda job: None),
         stdout=frontend.stdout if any(j.plan.stdout for j in jobs) else None,
-        warn=frontend.warn)
+        warn=frontend.warn, note=frontend.note)
     try:
         with frontend.live:
             tally = sched.run(plan.each())

@@ -199,6 +199,7 @@ class Scheduler(JobWriter):
         log: Callable[[str], None] | None = None,
         stdout: IO[bytes] | None = None,
         warn: Callable[[str], None] | None = None,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self.concurrency = max(1, concurrency)
         self.rpm = rpm
@@ -212,6 +213,8 @@ class Scheduler(JobWriter):
         self.log = log
         self.stdout = stdout
         self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
+        self.note = note  # e.g. a signed image written as received
+        self.said: set[str] = set()
         self.now = clock.now()
         self.gates: dict[str, Gate] = {}
         self.gate_lock = threading.Lock()

@@ -42,6 +42,8 @@ class JobWriter:
     max_failures: int | None
     claim_for: Callable[[Job], Claim | None]
     warn: Callable[[str], None] | None
+    note: Callable[[str], None] | None
+    said: set[str]  # notices given this run, each once (shared by its savers)
     stdout: IO[bytes] | None
     now: datetime
 
@@ -53,6 +55,7 @@ class JobWriter:
             st.saver = Saver(
                 plan=job.plan, provider=job.provider.name,
                 model=job.provider.public_model(str(job.request.model)), warn=self.warn,
+                note=self.note, said=self.said,
                 request=job.request, count=job.n, files=job.files,
                 stdout=self.stdout if job.plan.stdout else None, now=self.now, id=job.id,
                 claim=self.claim_for(job), cost_of=job.cost_of)
