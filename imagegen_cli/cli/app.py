@@ -15,6 +15,7 @@ from imagegen_cli.cli import batch as batch_cmd
 from imagegen_cli.cli import completion, providers_check, providers_edit
 from imagegen_cli.cli import config as config_cmd
 from imagegen_cli.cli import generate as generate_cmd
+from imagegen_cli.cli import history as history_cmd
 from imagegen_cli.cli import info as info_cmd
 from imagegen_cli.cli import job as job_cmd
 from imagegen_cli.cli import providers as providers_cmd
@@ -65,6 +66,7 @@ def root(
 generate_cmd.register(app)
 batch_cmd.register(app)
 info_cmd.register(app)
+history_cmd.register(app)
 # `providers`: list and show, then models, check, add, remove (the order --help shows).
 providers_check.register(providers_cmd.app)
 providers_edit.register(providers_cmd.app)

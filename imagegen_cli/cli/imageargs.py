@@ -80,10 +80,15 @@ def with_settings_from(opts: dict[str, Any], cfg: Any,
                         env: Any) -> tuple[dict[str, Any], str | None]:
     """OPTS filled from the --from file wherever no flag was given (flags win), and
     the recorded prompt when no PROMPT was given."""
+    from imagegen_cli.engine import history
     from imagegen_cli.files.metadata.read import settings_from
     from imagegen_cli.settings import config as cfgmod
 
-    found = settings_from(opts["from_file"])
+    source = opts["from_file"]
+    if str(source).isdigit() and not Path(source).exists():  # an `imagegen history` ID
+        found = history.settings_from_id(int(str(source)), env)
+    else:
+        found = settings_from(source)
     _check_from(opts["from_file"], found)
     opts = dict(opts)
     if found.get("provider") not in cfg.providers:

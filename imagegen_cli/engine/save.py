@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from imagegen_cli import clock
+from imagegen_cli.engine import history
 from imagegen_cli.errors import ImagegenError, OutputError
 from imagegen_cli.files import images
 from imagegen_cli.files.atomic import clean_once, folder_lock, write_atomic
+from imagegen_cli.files.history import Entry
 from imagegen_cli.files.metadata import credentials
 from imagegen_cli.files.metadata import write as metadata
 from imagegen_cli.files.naming import EXTENSIONS, OutputPlan
@@ -111,6 +113,8 @@ class Saver:
     claim: Claim | None = None
     # (call info, width, height) -> (USD, "usage" | "table"), or (None, None): unknown
     cost_of: Callable[[CallInfo | None, int, int], tuple[float | None, str | None]] | None = None
+    # Each image written, for the history (engine/history.py); None: history off.
+    history: Callable[[Entry], None] | None = None
     # Partial frames land beside the final image's name; remember it per index.
     _partial_base: dict[int, Path] = field(default_factory=dict)
 
@@ -268,11 +272,24 @@ class Saver:
                                  (json.dumps(side, indent=2, ensure_ascii=False)
                                   + "\n").encode(), overwrite=True)
             saved.path = str(written)
-            return saved
-        return SavedImage(path="-", index=index, width=width, height=height, format=fmt,
-                          bytes=len(data), sha256=digest, seed=seed,
-                          revised_prompt=img.revised_prompt, partial=img.partial,
-                          timings=dict(img.timings), resolved=dict(img.resolved), **who)
+            return self._remember(saved, meta)
+        return self._remember(SavedImage(
+            path="-", index=index, width=width, height=height, format=fmt, bytes=len(data),
+            sha256=digest, seed=seed, revised_prompt=img.revised_prompt, partial=img.partial,
+            timings=dict(img.timings), resolved=dict(img.resolved), **who), meta)
+
+    def _remember(self, saved: SavedImage, meta: dict[str, Any]) -> SavedImage:
+        """SAVED, recorded in the history (a kept partial frame is no image made)."""
+        if self.history is not None and saved.partial is None:
+            self.history(Entry(
+                time=history.now().isoformat(), prompt=self.request.prompt or "",
+                negative_prompt=self.request.negative_prompt, provider=saved.provider,
+                model=saved.model, options=history.options_of(meta), seed=saved.seed,
+                cost_usd=saved.cost_usd, cost_source=saved.cost_source,
+                path=str(Path(saved.path).absolute()) if saved.path != "-" else "-",
+                sha256=saved.sha256, bytes=saved.bytes, width=saved.width,
+                height=saved.height, format=saved.format, job=self.id))
+        return saved
 
 
 @dataclass

@@ -214,6 +214,12 @@ def settings_from(path: Any) -> dict[str, Any]:
         why = f"; {'; '.join(notes)}" if notes else ""
         raise UsageError(f"--from {path} carries no prompt (written with --no-metadata, or "
                          f"by another tool{why}): pass the prompt yourself")
+    return settings_of(fields)
+
+
+def settings_of(fields: dict[str, Any]) -> dict[str, Any]:
+    """What `--from` takes from recorded FIELDS (an image's, a sidecar's, a history
+    row's): FROM_KEYS, the requested size, params."""
     out = {k: fields[k] for k in FROM_KEYS if fields.get(k) not in (None, "")}
     if fields.get("generator") == "imagegen":
         # Our `size` is what came back; what was asked (if anything) is requested_size.
