@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +129,13 @@ def searching(db: Path, rows: int) -> None:
             samples.append(time.perf_counter() - t0)
         print(f"history {text!r:>12}: {statistics.median(samples) * 1e3:7.2f} ms "
               f"(median of 9; {len(got)} shown)")
+    # The worst case: a common word and a filter no row passes (every match is read).
+    for text, kw in (("w0", {"provider": "nebula"}), (None, {"provider": "nebula"}),
+                     ("w100", {"since": datetime(2026, 12, 1)})):
+        t0 = time.perf_counter()
+        got = store.search(text, limit=20, **kw)
+        print(f"history {text!r} {kw}: {(time.perf_counter() - t0) * 1e3:.1f} ms "
+              f"({len(got)} shown; the worst case: no row passes the filter)")
     store.close()
     env = dict(os.environ, IMAGEGEN_HISTORY_DB=str(db))
     samples = []

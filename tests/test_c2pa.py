@@ -180,6 +180,7 @@ def test_stdout_gets_the_signed_bytes(signing: OpenAIFake) -> None:
     r = run_cli(["generate", "a red square", "-o", "-"])
     assert r.code == 0, r.err
     assert r.out == signed("png")
+    assert_valid(r.out, "png")
     assert "stdout has no sidecar" in r.err
 
 
@@ -209,6 +210,7 @@ def test_batch_every_image_kept_said_once(signing: OpenAIFake) -> None:
     assert len(files) == 3
     for path in files:
         assert path.read_bytes() == signed("png")
+        assert_valid(path.read_bytes(), "png")
         assert path.with_suffix(".json").exists()
     assert r.err.count("content credentials") == 1
 
@@ -227,6 +229,7 @@ def test_no_metadata_keeps_the_file_whole_and_says_so(signing: OpenAIFake) -> No
     r = run_cli(["generate", "a red square", "--no-metadata", "-o", "bare.png"])
     assert r.code == 0, r.err
     assert Path("bare.png").read_bytes() == signed("png")
+    assert_valid(Path("bare.png").read_bytes(), "png")
     assert not Path("bare.json").exists()
     assert "--no-metadata keeps the file as received" in r.err
 

@@ -181,6 +181,16 @@ def test_many_processes_at_once(tmp_path: Path) -> None:
     store.close()
 
 
+def test_provider_filter_is_exact() -> None:
+    store = Store(location(os.environ))
+    for provider in ("my", "my-gw", "gw"):
+        store.add(entry(f"a cat by {provider}", "2026-11-22T10:00:00", provider=provider))
+    store.close()
+    assert [r["provider"] for r in rows("--provider", "my")] == ["my"]
+    assert [r["provider"] for r in rows("cat", "--provider", "my-gw")] == ["my-gw"]
+    assert [r["provider"] for r in rows("cat", "-p", "gw")] == ["gw"]
+
+
 def test_fts_query_quotes_every_word() -> None:
     assert fts_query('a "b" c*') == '"a" """b""" "c"*'
     assert fts_query("   ") == '""'

@@ -11,7 +11,7 @@ rows answers in milliseconds.
     images   id, time, run, job, prompt, negative_prompt, provider, model,
              options (JSON: what was asked and what the provider chose), seed,
              cost_usd, cost_source, path, sha256, bytes, width, height, format
-    prompts  FTS5 over images(prompt, negative_prompt)
+    prompts  FTS5 over images(prompt, negative_prompt, provider)
 
 Nothing here knows where a row comes from: the engine's recorder
 (engine/history.py) fills it. No key is ever stored: rows are built from the
@@ -64,14 +64,14 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_time ON images(time);
 CREATE INDEX IF NOT EXISTS images_run ON images(run);
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
-    prompt, negative_prompt, content='images', content_rowid='id');
+    prompt, negative_prompt, provider, content='images', content_rowid='id');
 CREATE TRIGGER IF NOT EXISTS images_ai AFTER INSERT ON images BEGIN
-    INSERT INTO prompts(rowid, prompt, negative_prompt)
-    VALUES (new.id, new.prompt, new.negative_prompt);
+    INSERT INTO prompts(rowid, prompt, negative_prompt, provider)
+    VALUES (new.id, new.prompt, new.negative_prompt, new.provider);
 END;
 CREATE TRIGGER IF NOT EXISTS images_ad AFTER DELETE ON images BEGIN
-    INSERT INTO prompts(prompts, rowid, prompt, negative_prompt)
-    VALUES ('delete', old.id, old.prompt, old.negative_prompt);
+    INSERT INTO prompts(prompts, rowid, prompt, negative_prompt, provider)
+    VALUES ('delete', old.id, old.prompt, old.negative_prompt, old.provider);
 END;
 """
 
@@ -202,26 +202,37 @@ class Store:
         when it ends in *), written at or after SINCE, by PROVIDER."""
         where: list[str] = []
         args: list[str | int] = []
-        if text:
+        if text or provider:
             # The full-text table leads, newest first: FTS5 walks its index in rowid
             # order and stops at LIMIT, whatever the number of matches (a common word
-            # over a million rows: a few ms, not a sort of every match).
+            # over a million rows: a fraction of a ms, not a sort of every match). The
+            # provider is in that index too, so a filter few rows pass costs no walk.
+            match = []
+            if text:
+                match.append(f"{{prompt negative_prompt}} : ({fts_query(text)})")
+            if provider:
+                match.append(f"provider : ({fts_query(provider)})")
             source = "prompts JOIN images ON images.id = prompts.rowid"
             where.append("prompts MATCH ?")
-            args.append(fts_query(text))
-            order = "prompts.rowid DESC"
+            args.append(" AND ".join(match))
+            key = "prompts.rowid"
         else:
-            source, order = "images", "images.id DESC"
+            source, key = "images", "images.id"
+        if provider:
+            where.append("images.provider = ?")  # the index matched words: exact here
+            args.append(provider)
         if since is not None:
             where.append("images.time >= ?")
             args.append(since.isoformat(timespec="seconds"))
-        if provider:
-            where.append("images.provider = ?")
-            args.append(provider)
+            # Rows are added as images are written, so ids follow time: the first id
+            # at SINCE bounds the walk (a clock set back may hide a row from --since).
+            where.append(f"{key} >= coalesce((SELECT id FROM images WHERE time >= ? "
+                         "ORDER BY time LIMIT 1), 1 << 62)")
+            args.append(since.isoformat(timespec="seconds"))
         sql = (f"SELECT {', '.join('images.' + c for c in COLUMNS)}, "
                "(SELECT status FROM runs WHERE runs.id = images.run) "
                f"FROM {source}" + (f" WHERE {' AND '.join(where)}" if where else "")
-               + f" ORDER BY {order} LIMIT ?")
+               + f" ORDER BY {key} DESC LIMIT ?")
         args.append(max(0, limit))
         with self._lock:
             rows = self._conn().execute(sql, args).fetchall()
