@@ -290,3 +290,19 @@ def test_generate_from_a_signed_image_reads_the_sidecar(signing: OpenAIFake) -> 
     assert r.code == 0, r.err
     body = json.loads(signing.server.calls("/images/generations")[-1].body)
     assert body["prompt"] == "a red square" and body["model"] == "dall-e-2"
+
+
+def test_job_get_kept(distribute: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes import distribute_fake
+
+    monkeypatch.setattr(distribute_fake, "png", lambda w, h, color: signed("png"))
+    r = run_cli(["generate", "forever fox", "-p", "distribute", "--seed", "5", "--timeout", "3",
+                 "-o", "out/fox.png"])
+    assert r.code == 6
+    (job_id,) = distribute.jobs
+    distribute.jobs[job_id]["body"]["prompt"] = "now done"  # the fake finishes it
+    r = run_cli(["job", "get", "distribute", job_id])
+    assert r.code == 0, r.err
+    assert_valid(Path("out/fox.png").read_bytes(), "png")
+    assert sidecar("out/fox.png")["prompt"] == "forever fox"
+    assert "sidecar" in r.err
