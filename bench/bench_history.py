@@ -12,7 +12,8 @@
    built once and kept in the temp folder) answers `history TEXT` (the query
    `imagegen history` makes: FTS5 match, newest 20) for words common and rare; the
    figure is the median time of the query, and of the whole `imagegen history
-   TEXT` process beside it (Python's start-up included).
+   TEXT` process beside it (Python's start-up included); then the worst cases (a
+   filter no row passes) and `spend` over every row.
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ def searching(db: Path, rows: int) -> None:
         got = store.search(text, limit=20, **kw)
         print(f"history {text!r} {kw}: {(time.perf_counter() - t0) * 1e3:.1f} ms "
               f"({len(got)} shown; the worst case: no row passes the filter)")
+    for by in ("provider", "model", "day"):
+        t0 = time.perf_counter()
+        store.spend(since=datetime(2026, 9, 1), by=by)
+        print(f"spend --by {by} over every row: {(time.perf_counter() - t0) * 1e3:.0f} ms")
     store.close()
     env = dict(os.environ, IMAGEGEN_HISTORY_DB=str(db))
     samples = []

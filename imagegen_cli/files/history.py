@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS images (
     height INTEGER,
     format TEXT
 );
-CREATE INDEX IF NOT EXISTS images_time ON images(time);
+-- --since, and what `spend` adds up read from this index alone (a covering index).
+CREATE INDEX IF NOT EXISTS images_time ON images(time, provider, model, cost_usd);
 CREATE INDEX IF NOT EXISTS images_run ON images(run);
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
     prompt, negative_prompt, provider, content='images', content_rowid='id');
