@@ -93,7 +93,7 @@ def recorder(cfg: Config | None, env: Mapping[str, str], *, command: str | None 
         return None
     import os
 
-    run = f"{now():%Y%m%dT%H%M%S}-{os.getpid()}-{id(env) & 0xFFFF:04x}"
+    run = f"{now():%Y%m%dT%H%M%S}-{os.getpid()}-{os.urandom(3).hex()}"
     return Recorder(Store(location(env)), run, command=command, batch=batch, warn=warn)
 
 
