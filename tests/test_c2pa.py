@@ -42,8 +42,13 @@ def _signer_pems() -> tuple[bytes, bytes]:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
                           x509.NameAttribute(NameOID.ORGANIZATION_NAME, "imagegen tests")])
 
-    now = datetime.datetime.now(datetime.UTC)
-    life = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
+    # c2pa-python checks validity against the real clock; scripts/calendar-check moves
+    # Python's: valid across both.
+    import time
+
+    seen = (datetime.datetime.now(datetime.UTC),
+            datetime.datetime.fromtimestamp(time.time(), datetime.UTC))
+    life = (min(seen) - datetime.timedelta(days=1), max(seen) + datetime.timedelta(days=30))
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(name("test root")).issuer_name(name("test root"))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
