@@ -66,6 +66,9 @@ def _human(report: dict[str, Any]) -> str:
         lines.append(f"  {label + ':':<{width}} {text}")
     mark = "yes (IPTC DigitalSourceType: trainedAlgorithmicMedia)" if report["ai_generated"] \
         else "not marked"
+    if cred.get("ai_generated"):
+        mark = ("yes (C2PA manifest: "
+                f"{str(cred.get('digital_source_type')).rsplit('/', 1)[-1]})")
     lines.append(f"  {'AI-generated:':<{width}} {mark}")
     source = {"imagegen": "imagegen metadata", "a1111": "AUTOMATIC1111 parameters",
               "sidecar": "the .json sidecar beside it"}.get(report["source"] or "", "none")
