@@ -56,6 +56,8 @@ def test_every_image_recorded_never_a_key(fake: OpenAIFake) -> None:
         assert row["options"]["size"] == "64x64"
     db = location(os.environ)
     assert oct(db.stat().st_mode & 0o777) == "0o600"
+    assert run_cli(["generate", f"a fox {KEY}", "-o", "k.png"]).code == 0  # pasted key
+    assert KEY not in json.dumps(rows()[0])
     raw = b"".join(p.read_bytes() for p in db.parent.glob("history.db*"))
     assert KEY.encode() not in raw
 

@@ -282,8 +282,9 @@ class Saver:
         """SAVED, recorded in the history (a kept partial frame is no image made)."""
         if self.history is not None and saved.partial is None:
             self.history(Entry(
-                time=history.now().isoformat(), prompt=self.request.prompt or "",
-                negative_prompt=self.request.negative_prompt, provider=saved.provider,
+                # From META, as the image carries it: redacted (a key pasted in a prompt).
+                time=history.now().isoformat(), prompt=str(meta.get("prompt") or ""),
+                negative_prompt=meta.get("negative_prompt"), provider=saved.provider,
                 model=saved.model, options=history.options_of(meta), seed=saved.seed,
                 cost_usd=saved.cost_usd, cost_source=saved.cost_source,
                 path=str(Path(saved.path).absolute()) if saved.path != "-" else "-",
