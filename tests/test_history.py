@@ -203,3 +203,14 @@ def test_record_for_other_front_doors() -> None:
     assert rows()[0]["prompt"] == "from serve"
     assert history.record(entry("off", "2026-11-22T10:00:00"),
                           env={**os.environ, "IMAGEGEN_HISTORY": "0"}) is None
+
+
+def test_stdout_images_are_recorded_too_and_an_empty_history_says_so(
+        fake: OpenAIFake) -> None:
+    r = run_cli(["history"])
+    assert r.code == 0 and r.stdout == "" and "no image recorded yet" in r.err
+    r = run_cli(["generate", "a cat on stdout", "-o", "-"])
+    assert r.code == 0, r.err
+    (row,) = rows()
+    assert row["path"] == "-" and row["prompt"] == "a cat on stdout"
+    assert row["sha256"] == hashlib.sha256(r.out).hexdigest()
