@@ -32,6 +32,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("IMAGEGEN_TODAY", TODAY)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    # State (job notes, the history database) under this test's home, never the real one.
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     monkeypatch.setenv("NO_COLOR", "1")
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                   "all_proxy"):

@@ -21,7 +21,7 @@ def test_help_imports_no_heavy_modules() -> None:
             "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
             "with contextlib.redirect_stdout(io.StringIO()): main(['generate', '--help'])\n"
             "heavy = {'httpx', 'PIL', 'torch', 'diffusers', 'rich', 'httpcore', 'textual_image',"
-            " 'anyascii'}\n"
+            " 'anyascii', 'c2pa'}\n"
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n")
     r = _run("-c", code)
     assert r.returncode == 0, r.stderr

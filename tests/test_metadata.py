@@ -177,7 +177,8 @@ def test_generate_no_metadata_writes_none(fake: object) -> None:
     assert r.code == 0, r.err
     data = Path("bare.png").read_bytes()
     assert read_metadata(data) == {"format": "png", "source": None, "fields": {},
-                                   "ai_generated": False, "notes": []}
+                                   "ai_generated": False, "notes": [],
+                                   "credentials": {"present": False}}
     r = run_cli(["generate", "a fox", "-o", "full.png"])
     assert read_metadata(Path("full.png").read_bytes())["ai_generated"] is True
 

@@ -91,7 +91,7 @@ def test_help_lists_each_row_in_table_order() -> None:
 
 def test_config_keys_are_the_rows_with_one() -> None:
     rows = [r for r in table.OPTIONS if r.config]
-    assert schema.default_keys() == {r.config: r.config_type for r in rows}
+    assert schema.default_keys() == {r.config: r.config_type for r in rows} | schema.RUN_KEYS
     assert set(schema.default_keys(per_provider=True)) == {r.config for r in rows
                                                             if r.per_provider}
     assert {"provider", "max_cost"} <= set(schema.default_keys()) - set(

@@ -14,7 +14,9 @@ from imagegen_cli import __version__
 from imagegen_cli.cli import batch as batch_cmd
 from imagegen_cli.cli import completion, providers_check, providers_edit
 from imagegen_cli.cli import config as config_cmd
+from imagegen_cli.cli import gallery as gallery_cmd
 from imagegen_cli.cli import generate as generate_cmd
+from imagegen_cli.cli import history as history_cmd
 from imagegen_cli.cli import info as info_cmd
 from imagegen_cli.cli import job as job_cmd
 from imagegen_cli.cli import providers as providers_cmd
@@ -66,6 +68,8 @@ def root(
 generate_cmd.register(app)
 batch_cmd.register(app)
 info_cmd.register(app)
+history_cmd.register(app)
+gallery_cmd.register(app)
 # `providers`: list and show, then models, check, add, remove (the order --help shows).
 providers_check.register(providers_cmd.app)
 providers_edit.register(providers_cmd.app)

@@ -84,11 +84,15 @@ def with_settings_from(opts: dict[str, Any], cfg: Any, env: Any,
     under "recorded": a value the provider in use cannot take is then dropped with a
     note naming the file (settle), never refused as if typed. The recorded model goes
     only to the provider that made the image; NOTE says when it is left out."""
+    from imagegen_cli.engine import history
     from imagegen_cli.files.metadata.read import settings_from
     from imagegen_cli.settings import config as cfgmod
 
     path = opts["from_file"]
-    found = settings_from(path)
+    if str(path).isdigit() and not Path(path).exists():  # an `imagegen history` ID
+        found = history.settings_from_id(int(str(path)), env)
+    else:
+        found = settings_from(path)
     _check_from(path, found)
     opts = dict(opts)
     if opts.get("no_seed"):

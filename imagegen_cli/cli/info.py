@@ -23,7 +23,9 @@ LABELS = [
 def describe(path: Path) -> dict[str, Any]:
     """One file's report; UsageError for a file that is not an image."""
     from imagegen_cli.files import images
+    from imagegen_cli.files.metadata import credentials
     from imagegen_cli.files.metadata.read import read as read_metadata
+    from imagegen_cli.files.metadata.read import sidecar_of
 
     data = images.read_image_file(path)
     got = read_metadata(data)
@@ -34,20 +36,31 @@ def describe(path: Path) -> dict[str, Any]:
     except ValueError:
         raise UsageError(f"{path} is a damaged {got['format']} image") from None
     sidecar = path.with_suffix(".json")
+    fields, source = got["fields"], got["source"]
+    if not fields:
+        side = sidecar_of(path)
+        if side is not None:
+            fields, source = side, "sidecar"
+    cred = dict(got["credentials"])
+    if cred["present"]:
+        # None: c2pa-python (the `c2pa` extra) is not installed
+        cred["validation"] = credentials.validate(data, got["format"])
     return {"path": str(path), "format": got["format"], "width": width, "height": height,
-            "ai_generated": got["ai_generated"], "source": got["source"],
-            "metadata": got["fields"],
+            "ai_generated": got["ai_generated"], "source": source,
+            "metadata": fields, "content_credentials": cred,
             # The --sidecar file beside it (the whole text when a JPEG's copy was cut).
             "sidecar": str(sidecar) if sidecar.is_file() else None}
 
 
 def _human(report: dict[str, Any]) -> str:
     fields = report["metadata"]
+    cred = report["content_credentials"]
     head = f"{report['path']}: {report['format'].upper()} {report['width']}x{report['height']}"
-    if not fields and not report["ai_generated"]:
+    if not fields and not report["ai_generated"] and not cred["present"]:
         beside = (f"; its sidecar {report['sidecar']} may hold them: pass that to --from"
                   if report.get("sidecar") else "")
-        return head + f"\n  no metadata (neither imagegen's nor AUTOMATIC1111 parameters){beside}"
+        return head + f"\n  no metadata (neither imagegen's nor AUTOMATIC1111 parameters){beside}" \
+            + "\n  content credentials: none"
     lines = [head]
     width = max(len(label) for _, label in LABELS) + 1
     for key, label in LABELS:
@@ -58,14 +71,45 @@ def _human(report: dict[str, Any]) -> str:
         lines.append(f"  {label + ':':<{width}} {text}")
     mark = "yes (IPTC DigitalSourceType: trainedAlgorithmicMedia)" if report["ai_generated"] \
         else "not marked"
+    if cred.get("ai_generated"):
+        mark = ("yes (C2PA manifest: "
+                f"{str(cred.get('digital_source_type')).rsplit('/', 1)[-1]})")
     lines.append(f"  {'AI-generated:':<{width}} {mark}")
-    source = {"imagegen": "imagegen metadata", "a1111": "AUTOMATIC1111 parameters"}.get(
-        report["source"] or "", "none")
+    source = {"imagegen": "imagegen metadata", "a1111": "AUTOMATIC1111 parameters",
+              "sidecar": "the .json sidecar beside it"}.get(report["source"] or "", "none")
     lines.append(f"  {'read from:':<{width}} {source}")
     if report.get("sidecar"):
         lines.append(f"  {'sidecar:':<{width}} {report['sidecar']} (the same metadata as "
                      "JSON: `imagegen generate --from` takes it too)")
+    lines += _credentials(cred, width)
     return "\n".join(lines)
+
+
+def _credentials(cred: dict[str, Any], width: int) -> list[str]:
+    """The content credentials (C2PA) lines of a report."""
+    label = f"  {'credentials:':<{width}} "
+    if not cred["present"]:
+        return [label + "none (no C2PA manifest)"]
+    lines = [label + "C2PA manifest" + (" (damaged)" if cred.get("damaged") else "")]
+    pad = " " * (width + 3)
+    for key, name in (("claim_generator", "claim generator"), ("title", "title")):
+        if cred.get(key):
+            lines.append(f"{pad}{name}: {cred[key]}")
+    if cred.get("actions"):
+        lines.append(f"{pad}actions: {', '.join(cred['actions'])}")
+    if cred.get("digital_source_type"):
+        lines.append(f"{pad}digital source type: {cred['digital_source_type']}")
+    check = cred.get("validation")
+    if check is None:
+        lines.append(f"{pad}signature: not checked (install imagegen-cli[c2pa] to check it)")
+    else:
+        verdict = ("valid, trusted" if check["trusted"] else
+                   "valid (certificate not on a trust list)" if check["valid"] else "INVALID")
+        lines.append(f"{pad}signature: {verdict}")
+        for why in check["failures"]:
+            if not (check["valid"] and why.startswith("signingCredential.untrusted")):
+                lines.append(f"{pad}  {why}")
+    return lines
 
 
 def info(

@@ -39,6 +39,7 @@ def get(
     and metadata the command that submitted it would have used."""
     from imagegen_cli.cli.report import make_reporter
     from imagegen_cli.cli.summary import report_of
+    from imagegen_cli.engine import history
     from imagegen_cli.engine import pending as jobs
     from imagegen_cli.engine.save import Outcome, SaveOptions, Saver
     from imagegen_cli.files.naming import OutputPlan
@@ -80,8 +81,10 @@ def get(
     plan.check_writable()
     key = pcfg.require_key(env) if prov.needs_key else None
     register_secret(key)
+    recorder = history.recorder(cfg, env, command="job get", warn=warn)
     saver = Saver(plan=plan, provider=prov.name, model=str(req.model), request=req,
-                  count=record.count,
+                  count=record.count, warn=warn, note=None if quiet else note,
+                  history=recorder,
                   files=SaveOptions(format=record.format or plan.wanted_format(),
                                    metadata=record.metadata, sidecar=record.sidecar))
     outcome = Outcome()
@@ -105,6 +108,8 @@ def get(
             jobs.drop(provider, job_id)  # the job failed: nothing will come later
             raise
     jobs.fetched(record, [s.path for s in outcome.saved])
+    if recorder is not None:
+        recorder.finish(0)
     if json_out:
         import json
 

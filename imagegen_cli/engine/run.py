@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from imagegen_cli.engine import pending
+from imagegen_cli.engine import history, pending
 from imagegen_cli.engine.budget import BatchBudget, batch_budget
 from imagegen_cli.engine.events import Event, FellBack, JobFinished, Tally
 from imagegen_cli.engine.fallback import estimates, require_keys, settle_chain
@@ -36,7 +36,7 @@ from imagegen_cli.engine.options import Context, ImageOptions
 from imagegen_cli.engine.records import Record
 from imagegen_cli.engine.scheduler import Gates, Scheduler
 from imagegen_cli.engine.stream import JobStream
-from imagegen_cli.errors import Interrupted, OutputError, UsageError
+from imagegen_cli.errors import ExitCode, Interrupted, OutputError, UsageError
 from imagegen_cli.files.atomic import clean_stale_parts, refuse_symlink, write_atomic
 from imagegen_cli.files.naming import OutputPlan, inside, static_dir
 from imagegen_cli.pricing.costs import check_cap, money
@@ -228,6 +228,9 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
             rep = frontend.reporter_for(job)
             rep.job_hooks.append(_job_recorder(job, rep))
         sinks.append(_drop_job_records)
+    recorder = history.recorder(
+        plan.ctx.cfg, plan.ctx.env, command=_command(plan), warn=frontend.warn,
+        batch=plan.stream.source if plan.stream is not None else None)
     sched = Scheduler(
         concurrency=plan.concurrency, rpm=plan.rpm, max_failures=plan.max_failures,
         sinks=sinks, reporter_for=frontend.reporter_for, log=frontend.log,
@@ -236,19 +239,43 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
                      and not batch.force else None),
         claim_for=journal.claim_for if journal is not None else (lambda job: None),
         stdout=frontend.stdout if any(j.plan.stdout for j in jobs) else None,
-        warn=frontend.warn, gates=plan.gates)
+        warn=frontend.warn, note=frontend.note, history=recorder, gates=plan.gates)
+    status = int(ExitCode.INTERRUPTED)
     try:
         with frontend.live:
             tally = sched.run(plan.each())
+        status = _status(tally)
     except Interrupted as exc:
         _interrupted(exc, plan, sched.tally)
         raise
     finally:
         if journal is not None:
             journal.close()
+        if recorder is not None:
+            recorder.finish(status)
     if batch is not None and batch.summary is not None:
         _write_summary(batch, tally)
     return tally
+
+
+def _command(plan: Plan) -> str:
+    if plan.batch is not None:
+        return "batch"
+    req = plan.jobs[0].request if plan.jobs else None
+    if req is not None and req.mask is not None:
+        return "inpaint"
+    return "edit" if req is not None and (req.edit or req.images) else "generate"
+
+
+def _status(tally: Tally) -> int:
+    """The exit status the run ends with, as the CLI maps it (cli/batch.py `_exit`,
+    cli/summary.py): 0, 8 when some jobs failed beside others done, else the first
+    failure's."""
+    if not tally.failed and not tally.not_run:
+        return 0
+    if tally.done or tally.skipped or not tally.failures:
+        return int(ExitCode.PARTIAL)
+    return int(tally.failures[0][1].exit_code)
 
 
 def _check(plan: Plan, frontend: Frontend) -> None:

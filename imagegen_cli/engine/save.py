@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from imagegen_cli import clock
+from imagegen_cli.engine import history
 from imagegen_cli.errors import ImagegenError, OutputError
 from imagegen_cli.files import images
 from imagegen_cli.files.atomic import clean_once, folder_lock, write_atomic
+from imagegen_cli.files.history import Entry
+from imagegen_cli.files.metadata import credentials
 from imagegen_cli.files.metadata import write as metadata
 from imagegen_cli.files.naming import EXTENSIONS, OutputPlan
 from imagegen_cli.secrets import redact_data
@@ -102,11 +105,16 @@ class Saver:
     files: SaveOptions = field(default_factory=SaveOptions)
     stdout: IO[bytes] | None = None
     warn: Callable[[str], None] | None = None
+    note: Callable[[str], None] | None = None
+    # What was already said this run (shared by a run's savers): each notice once.
+    said: set[str] = field(default_factory=set)
     now: datetime = field(default_factory=clock.now)
     id: str = "1"
     claim: Claim | None = None
     # (call info, width, height) -> (USD, "usage" | "table"), or (None, None): unknown
     cost_of: Callable[[CallInfo | None, int, int], tuple[float | None, str | None]] | None = None
+    # Each image written, for the history (engine/history.py); None: history off.
+    history: Callable[[Entry], None] | None = None
     # Partial frames land beside the final image's name; remember it per index.
     _partial_base: dict[int, Path] = field(default_factory=dict)
 
@@ -151,16 +159,32 @@ class Saver:
         meta: dict[str, Any] = redact_data({k: v for k, v in out.items() if v is not None})
         return meta
 
+    def _once(self, key: str, text: str, say: Callable[[str], None] | None) -> None:
+        if key not in self.said and say is not None:
+            self.said.add(key)
+            say(text)
+
     def save(self, img: GeneratedImage, index: int,
              info: CallInfo | None = None) -> SavedImage | None:
         data = img.load()
         img.data = None  # the only copy from here on is `data`
         as_received = self.files.format if self.files.format in images.AS_RECEIVED else None
         fmt, width, height = images.verify(data, expect=as_received)
+        # The provider's content credentials (C2PA) sign these very bytes: any byte
+        # added or taken out breaks them, so a signed image is written as received.
+        signed = credentials.present(data, fmt)
+        who_signed = (info and info.provider) or self.provider
         if as_received is None:
             target = self.files.format or (
                 fmt if fmt in EXTENSIONS and fmt not in images.AS_RECEIVED else "png")
             if fmt != target:
+                if signed:  # the user asked for the other format: done, and said
+                    self._once("c2pa-lost", f"{who_signed}'s image carries content "
+                               f"credentials (C2PA); converting it from {fmt.upper()} to "
+                               f"{target.upper()} re-encodes it, so they are lost: ask for "
+                               f"{fmt.upper()} (-o NAME.{EXTENSIONS[fmt]} or --format "
+                               f"{fmt}) to keep them", self.warn)
+                    signed = False
                 data = images.convert(data, target)
                 fmt = target
         meta = self.meta(img, width, height, info)
@@ -172,7 +196,21 @@ class Saver:
                "cost_source": cost_source, "fallback_from": meta.get("fallback_from"),
                "request_id": info.request_id if info else None}
         cut = False
-        if self.files.metadata and as_received is None:
+        if signed:
+            if not self.files.metadata:
+                self._once("c2pa-kept", f"{who_signed}'s image carries content credentials "
+                           "(C2PA): --no-metadata keeps the file as received, manifest "
+                           "included (taking it out is the only other way to leave a "
+                           "valid file)", self.note)
+            elif self.stdout is not None:
+                self._once("c2pa-stdout", f"{who_signed}'s image carries content "
+                           "credentials (C2PA): written as received, without imagegen's "
+                           "metadata (stdout has no sidecar)", self.note)
+            else:
+                self._once("c2pa-sidecar", f"{who_signed}'s image carries content "
+                           "credentials (C2PA): written as received, imagegen's metadata "
+                           "is in the .json sidecar beside it", self.note)
+        elif self.files.metadata and as_received is None:
             # Timings vary run to run: kept out of the file (the sidecar and --json have
             # them), so equal pixels and parameters give equal bytes.
             data, cut = metadata.embed(
@@ -202,7 +240,9 @@ class Saver:
                 clean_once(path.parent)
             # A prompt cut to fit the image's metadata lives whole in the sidecar; GIF
             # and SVG are written as received, so their metadata goes there too.
-            sidecar = self.files.sidecar or cut or (self.files.metadata and as_received is not None)
+            # A signed image takes nothing of ours: the sidecar carries it all.
+            sidecar = self.files.sidecar or cut or (
+                self.files.metadata and (as_received is not None or signed))
             companions = (".json",) if sidecar and img.partial is None else ()
             saved = SavedImage(path="", index=index, width=width, height=height, format=fmt,
                                bytes=len(data), sha256=digest, seed=seed,
@@ -226,15 +266,31 @@ class Saver:
                     side = dict(meta, file=written.name, width=width, height=height,
                                 format=fmt, sha256=digest, cost_usd=cost,
                                 cost_source=cost_source)
+                    if signed:  # the file's own manifest: `imagegen info` reads it
+                        side["content_credentials"] = "kept as received"
                     write_atomic(written.with_suffix(".json"),
                                  (json.dumps(side, indent=2, ensure_ascii=False)
                                   + "\n").encode(), overwrite=True)
             saved.path = str(written)
-            return saved
-        return SavedImage(path="-", index=index, width=width, height=height, format=fmt,
-                          bytes=len(data), sha256=digest, seed=seed,
-                          revised_prompt=img.revised_prompt, partial=img.partial,
-                          timings=dict(img.timings), resolved=dict(img.resolved), **who)
+            return self._remember(saved, meta)
+        return self._remember(SavedImage(
+            path="-", index=index, width=width, height=height, format=fmt, bytes=len(data),
+            sha256=digest, seed=seed, revised_prompt=img.revised_prompt, partial=img.partial,
+            timings=dict(img.timings), resolved=dict(img.resolved), **who), meta)
+
+    def _remember(self, saved: SavedImage, meta: dict[str, Any]) -> SavedImage:
+        """SAVED, recorded in the history (a kept partial frame is no image made)."""
+        if self.history is not None and saved.partial is None:
+            self.history(Entry(
+                # From META, as the image carries it: redacted (a key pasted in a prompt).
+                time=history.now().isoformat(), prompt=str(meta.get("prompt") or ""),
+                negative_prompt=meta.get("negative_prompt"), provider=saved.provider,
+                model=saved.model, options=history.options_of(meta), seed=saved.seed,
+                cost_usd=saved.cost_usd, cost_source=saved.cost_source,
+                path=str(Path(saved.path).absolute()) if saved.path != "-" else "-",
+                sha256=saved.sha256, bytes=saved.bytes, width=saved.width,
+                height=saved.height, format=saved.format, job=self.id))
+        return saved
 
 
 @dataclass

@@ -32,6 +32,7 @@ from imagegen_cli.engine.jobs import Job, Spans
 from imagegen_cli.engine.save import Claim, Outcome, SavedImage, warm_up
 from imagegen_cli.engine.writer import FATAL, JobState, JobWriter
 from imagegen_cli.errors import ImagegenError, Interrupted, OutputError
+from imagegen_cli.files.history import Entry
 from imagegen_cli.transport.client import Transport
 from imagegen_cli.transport.limits import Gate
 from imagegen_cli.types import GeneratedImage, Reporter
@@ -220,6 +221,8 @@ class Scheduler(JobWriter):
         stdout: IO[bytes] | None = None,
         warn: Callable[[str], None] | None = None,
         gates: Gates | None = None,
+        note: Callable[[str], None] | None = None,
+        history: Callable[[Entry], None] | None = None,
     ) -> None:
         self.concurrency = max(1, concurrency)
         self.rpm = rpm
@@ -233,6 +236,9 @@ class Scheduler(JobWriter):
         self.log = log
         self.stdout = stdout
         self.warn = warn  # e.g. a prompt cut to fit a JPEG's metadata
+        self.note = note  # e.g. a signed image written as received
+        self.said: set[str] = set()
+        self.history = history
         self.now = clock.now()
         shared = gates if gates is not None else Gates()
         self.gates: dict[str, Gate] = shared.table

@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING, Any
 from imagegen_cli.engine.events import Event, ImageWritten, JobFinished, JobStarted, PartialWritten
 from imagegen_cli.engine.save import Claim, Outcome, Saver
 from imagegen_cli.errors import DiskFullError, ExitCode, OutputError, UnavailableError
+from imagegen_cli.files.history import Entry
 from imagegen_cli.types import CallInfo
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ class JobWriter:
     max_failures: int | None
     claim_for: Callable[[Job], Claim | None]
     warn: Callable[[str], None] | None
+    note: Callable[[str], None] | None
+    said: set[str]  # notices given this run, each once (shared by its savers)
+    history: Callable[[Entry], None] | None  # each image written, remembered
     stdout: IO[bytes] | None
     now: datetime
 
@@ -53,6 +57,7 @@ class JobWriter:
             st.saver = Saver(
                 plan=job.plan, provider=job.provider.name,
                 model=job.provider.public_model(str(job.request.model)), warn=self.warn,
+                note=self.note, said=self.said, history=self.history,
                 request=job.request, count=job.n, files=job.files,
                 stdout=self.stdout if job.plan.stdout else None, now=self.now, id=job.id,
                 claim=self.claim_for(job), cost_of=job.cost_of)

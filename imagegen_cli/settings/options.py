@@ -135,7 +135,8 @@ ALL = (GENERATE, INPAINT, EDIT, BATCH)
 # Table order is --help order: each command takes its rows in this order.
 OPTIONS: tuple[Option, ...] = (
     Option("from_file", ("--from",), "Take prompt and settings from an image imagegen (or "
-           "AUTOMATIC1111) wrote, or its sidecar .json; flags given beside it win.",
+           "AUTOMATIC1111) wrote, its sidecar .json, or an `imagegen history` ID; flags "
+           "given beside it win.",
            IMAGE_HELP, on(GENERATE), value=Path, metavar="FILE", complete="path"),
     Option("image", ("-i", "--image"), "The image to repaint (repeatable for gpt-image).",
            IMAGE_HELP, on(inpaint=Use(required=True),

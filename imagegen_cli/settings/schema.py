@@ -80,8 +80,15 @@ def default_keys(*, per_provider: bool = False) -> dict[str, ConfigType]:
     options (settings/options.py). With PER_PROVIDER, those
     [providers.NAME.defaults] may hold: not the provider (it is NAME), nor what caps
     a whole run whichever providers serve it (max_cost)."""
-    return {o.config: o.config_type for o in options.config_keys(per_provider=per_provider)
+    keys = {o.config: o.config_type for o in options.config_keys(per_provider=per_provider)
             if o.config}
+    return keys if per_provider else {**keys, **RUN_KEYS}
+
+
+# [defaults] keys that are no image option: they shape every run, whatever its provider.
+RUN_KEYS: dict[str, ConfigType] = {
+    "history": bool,  # record each image written (engine/history.py); IMAGEGEN_HISTORY
+}
 
 
 # The most concurrency or rpm a provider's table may say: more is a typo (or inf).

@@ -16,6 +16,7 @@ from typing import Any
 from imagegen_cli.errors import UsageError
 from imagegen_cli.files import jsontext
 from imagegen_cli.files.images import sniff
+from imagegen_cli.files.metadata import credentials
 from imagegen_cli.files.metadata.chunks import TYPE_SIZE, jpeg_segments, png_chunks, riff_chunks
 from imagegen_cli.files.metadata.infotext import from_infotext
 from imagegen_cli.files.metadata.xmp import parse_xmp
@@ -65,6 +66,9 @@ def read(data: bytes) -> dict[str, Any]:
             elif t == b"XMP ":
                 xmp = b
     xmp_fields, ai = parse_xmp(xmp) if xmp else ({}, False)
+    # A provider's signed manifest (C2PA) saying "made by a model" marks it too.
+    signed = credentials.summary(data, fmt)
+    ai = ai or bool(signed.get("ai_generated"))
     fields: dict[str, Any] = {}
     source = None
     if "imagegen" in texts:
@@ -81,7 +85,22 @@ def read(data: bytes) -> dict[str, Any]:
     if not fields and params:
         fields, source = from_infotext(params), "a1111"
     return {"format": fmt, "source": source, "fields": fields, "ai_generated": ai,
-            "notes": notes}
+            "notes": notes, "credentials": signed}
+
+
+def sidecar_of(path: Any) -> dict[str, Any] | None:
+    """The imagegen sidecar beside the image at PATH (NAME.json), or None: where a
+    signed image, written as received, keeps imagegen's metadata."""
+    from pathlib import Path
+
+    side = Path(path).with_suffix(".json")
+    try:
+        fields = jsontext.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(fields, dict) or fields.get("generator") != "imagegen":
+        return None
+    return dict(fields)
 
 
 def _png_text_value(ctype: bytes, body: bytes, room: int) -> tuple[str, str | None]:
@@ -175,6 +194,8 @@ def settings_from(path: Any) -> dict[str, Any]:
     if sniff(data) is not None:
         got = read(data)
         fields, notes = got["fields"], got["notes"]
+        if not fields.get("prompt"):  # a signed image keeps ours beside it
+            fields = sidecar_of(path) or fields
     else:
         try:
             fields = jsontext.loads(data.decode("utf-8"))
@@ -193,6 +214,12 @@ def settings_from(path: Any) -> dict[str, Any]:
         why = f"; {'; '.join(notes)}" if notes else ""
         raise UsageError(f"--from {path} carries no prompt (written with --no-metadata, or "
                          f"by another tool{why}): pass the prompt yourself")
+    return settings_of(fields)
+
+
+def settings_of(fields: dict[str, Any]) -> dict[str, Any]:
+    """What `--from` takes from recorded FIELDS (an image's, a sidecar's, a history
+    row's): FROM_KEYS, the requested size, params."""
     out = {k: fields[k] for k in FROM_KEYS if fields.get(k) not in (None, "")}
     if fields.get("generator") == "imagegen":
         # Our `size` is what came back; what was asked (if anything) is requested_size.

@@ -14,6 +14,9 @@ The XMP carries IPTC DigitalSourceType = trainedAlgorithmicMedia, the mark
 the industry reads as "AI-generated". Values are spliced into the container:
 received pixels are never re-encoded. Nothing here imports Pillow.
 
+A provider's signed image (C2PA, credentials.py) must not come here: its
+signature covers these very bytes. The writer (engine/save.py) asks first.
+
 This module owns writing (`embed`) and stripping (`strip`). Its parts live
 beside it: infotext.py (A1111 `parameters`), xmp.py (the XMP packet),
 chunks.py (PNG/JPEG/RIFF/TIFF layout) and metaread.py (`read`, `settings_from`);
