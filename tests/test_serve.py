@@ -420,3 +420,25 @@ def test_port_in_use_is_a_usage_error(cli: Any) -> None:
         port = s.getsockname()[1]
         r = cli(["serve", "--port", str(port), "--token", TOKEN])
     assert r.code == 2 and "could not listen" in r.err
+
+
+def test_every_served_image_goes_to_the_history_with_both_request_ids(srv: Running) -> None:
+    import sqlite3
+
+    from imagegen_cli.files.history import location
+
+    client = srv.client()
+    raw = client.images.with_raw_response.generate(
+        model="openai/gpt-image-1", prompt="a lighthouse in fog",
+        extra_headers={"X-Client-Request-Id": "client-abc-1"})
+    request_id = raw.headers["x-request-id"]
+    import os
+
+    db = sqlite3.connect(location(os.environ))
+    rows = db.execute("SELECT images.prompt, images.path, runs.command, runs.batch FROM images "
+                      "JOIN runs ON runs.id = images.run").fetchall()
+    assert len(rows) == 1
+    prompt, path, command, part = rows[0]
+    assert prompt == "a lighthouse in fog" and Path(path).parent == srv.output
+    assert command == "serve"
+    assert request_id in part and "client-abc-1" in part

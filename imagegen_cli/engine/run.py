@@ -67,6 +67,10 @@ class Frontend:
     reporter_for: Callable[[Job], Reporter] = _no_reporter  # each job's progress
     # A display held open while the calls run (a progress bar), closed however they end.
     live: AbstractContextManager[object] = field(default_factory=contextlib.nullcontext)
+    # How the history names this run: the command (else generate/edit/inpaint/batch, from
+    # the plan) and what it was part of (a batch's file; a server's request and client ids).
+    history_command: str | None = None
+    history_part: str | None = None
 
 
 @dataclass
@@ -229,8 +233,9 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
             rep.job_hooks.append(_job_recorder(job, rep))
         sinks.append(_drop_job_records)
     recorder = history.recorder(
-        plan.ctx.cfg, plan.ctx.env, command=_command(plan), warn=frontend.warn,
-        batch=plan.stream.source if plan.stream is not None else None)
+        plan.ctx.cfg, plan.ctx.env, command=frontend.history_command or _command(plan),
+        warn=frontend.warn,
+        batch=plan.stream.source if plan.stream is not None else frontend.history_part)
     sched = Scheduler(
         concurrency=plan.concurrency, rpm=plan.rpm, max_failures=plan.max_failures,
         sinks=sinks, reporter_for=frontend.reporter_for, log=frontend.log,

@@ -37,13 +37,6 @@ class OverCap(UsageError):
     sent (HTTP 402)."""
 
 
-def record_served(image: SavedImage, *, job: Job, request_id: str,
-                  client_request_id: str | None, door: str) -> None:
-    """HISTORY HOOK (issue 23): every image `serve` or `mcp` writes passes here once,
-    with the server's request id and the client's own (`X-Client-Request-Id`), so the
-    history can record it. A no-op until the history lands."""
-
-
 @dataclass
 class Ledger:
     """--max-cost-per-day (or, not PER_DAY, an MCP session's --max-cost): what the
@@ -206,8 +199,6 @@ class Door:
         def sink(ev: Event) -> None:
             if isinstance(ev, ImageWritten) and not ev.skipped:
                 images.append(ev.image)
-                record_served(ev.image, job=ev.job, request_id=prepared.request_id,
-                              client_request_id=prepared.client_request_id, door=self.name)
             elif isinstance(ev, JobFinished):
                 finished.append(ev)
             if on_event is not None and isinstance(ev, (ImageWritten, PartialWritten,
@@ -216,8 +207,13 @@ class Door:
 
         spent = 0.0
         try:
+            # Every image goes to the history (engine/run.py records what the run writes)
+            # under this door's name, with the request's id and the client's own.
+            cid = prepared.client_request_id
             frontend = run.Frontend(note=self.frontend.note, warn=self.frontend.warn,
-                                    sinks=[sink])
+                                    sinks=[sink], history_command=self.name,
+                                    history_part=f"request {prepared.request_id}"
+                                    + (f", client request {cid}" if cid else ""))
             if reporter is not None:
                 frontend.reporter_for = lambda job: reporter
             tally = run.run(prepared.plan, frontend)
