@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from imagegen_cli.engine import pending
 from imagegen_cli.engine.budget import BatchBudget, batch_budget
+from imagegen_cli.engine.calls import run_chain
 from imagegen_cli.engine.events import Event, FellBack, JobFinished, Tally
 from imagegen_cli.engine.fallback import estimates, require_keys, settle_chain
 from imagegen_cli.engine.jobs import Job, Shard
@@ -97,6 +98,9 @@ class Plan:
     budget: BatchBudget | None = None
     batch: Batch | None = None  # None: a one-off run (generate, inpaint, edit)
     stream: JobStream | None = None
+    # Where each call's images come from (None: the providers, live); `batch
+    # --batch-api` reads them from a batch's answered lines (engine/batchapi.py).
+    chain: Callable[..., Any] | None = None
 
     def each(self) -> Iterable[Job]:
         """Every job, in order: a list when all are known, else the stream."""
@@ -235,7 +239,7 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
                      and not batch.force else None),
         claim_for=journal.claim_for if journal is not None else (lambda job: None),
         stdout=frontend.stdout if any(j.plan.stdout for j in jobs) else None,
-        warn=frontend.warn)
+        warn=frontend.warn, chain=plan.chain or run_chain)
     try:
         with frontend.live:
             tally = sched.run(plan.each())
