@@ -218,14 +218,16 @@ def test_job_get_fetches_a_batch_by_id(bfake: OpenAIBatchFake) -> None:
     assert r.code == 0, r.err
     recs = records(r.stdout)
     assert len(recs) == 2 and all(Path(str(x["path"])).is_file() for x in recs)
-    assert {Path(str(x["path"])).name.split("-1.")[0] for x in recs} == {
-        "a-red-fox-number-0", "a-red-fox-number-1"}
+    names = sorted(Path(str(x["path"])).name for x in recs)
+    assert names[0].endswith("a-red-fox-number-0-1.png"), names
+    assert names[1].endswith("a-red-fox-number-1-1.png"), names
+    assert all(x["via"] == "batch-api" and x["batch_id"] == bid for x in recs)
 
 
 def test_max_cost_at_the_batch_price(bfake: OpenAIBatchFake) -> None:
     write_prompts(4)  # $0.009 live each, $0.0045 in a batch
     r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", "--max-cost", "0.0135",
-                 "--json", *FAST])
+                 "--size", "1024x1024", "--json", *FAST])
     assert r.code == 8, r.err
     recs = records(r.stdout)
     assert len([x for x in recs if "path" in x]) == 3  # live, only one would fit
