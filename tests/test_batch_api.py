@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,6 +95,9 @@ def test_happy_path_writes_what_a_live_batch_writes(bfake: OpenAIBatchFake) -> N
     for f in ("prompt", "model", "provider", "quality", "generator"):
         assert a.get(f) == b.get(f), f
     assert "the same images live" in r.err
+    # progress on stderr: status, counts, elapsed
+    assert re.search(r"batch batch_\d+: in_progress, 0/5 done, 0 failed, 0m0\ds elapsed", r.err)
+    assert re.search(r"batch batch_\d+: completed, 5/5 done, 0 failed", r.err)
 
 
 def test_dry_run_prints_lines_and_estimate_sends_nothing(bfake: OpenAIBatchFake) -> None:
@@ -199,11 +203,10 @@ def test_expired_or_cancelled_batch_writes_its_finished_lines(bfake: OpenAIBatch
     assert len(list(Path("out").glob("*.png"))) == 2
     assert sum("batch_" in str(x.get("error")) for x in recs) == 2
     # a re-run submits only the two that did not come back
+    bfake.end_as, bfake.answer_first = "completed", None
     r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", *FAST])
-    bfake.end_as = "completed"
-    if r.code != 0:  # expired again (end_as still set): run once more as completed
-        r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", *FAST])
     assert r.code == 0, r.err
+    assert bfake.creates == 2
     assert len(list(Path("out").glob("*.png"))) == 4
     resent = [x for f in list(bfake.uploaded.values())[1:] if f["purpose"] == "batch"
               for x in f["content"].splitlines()]
@@ -241,7 +244,7 @@ def _cli_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("where", ["upload", "create", "content"])
+@pytest.mark.parametrize("where", ["upload", "create", "poll", "content"])
 def test_kill_9_then_rerun_submits_nothing_twice(bfake: OpenAIBatchFake, where: str,
                                                  tmp_path: Path) -> None:
     write_prompts(3)
@@ -258,3 +261,44 @@ def test_kill_9_then_rerun_submits_nothing_twice(bfake: OpenAIBatchFake, where: 
     assert bfake.creates == 1 and bfake.uploads == 1
     assert len(list(Path("out").glob("*.png"))) == 3
     assert len({x["path"] for x in records(r.stdout)}) == 3
+
+
+def test_parts_split_at_the_line_limit_and_by_model(bfake: OpenAIBatchFake,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegen_cli.engine import batchapi
+
+    monkeypatch.setattr(batchapi, "MAX_LINES", 2)  # 50,000 in real life
+    write_prompts(5)
+    with Path("p.jsonl").open("a") as fh:
+        fh.write(json.dumps({"id": "other", "prompt": "x", "model": "gpt-image-2"}) + "\n")
+    r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", "--json", *FAST])
+    assert r.code == 0, r.err
+    assert bfake.creates == 4  # 2 + 2 + 1 lines of gpt-image-1.5, 1 of gpt-image-2
+    sizes = sorted(len(f["content"].splitlines()) for f in bfake.uploaded.values()
+                   if f["purpose"] == "batch")
+    assert sizes == [1, 1, 2, 2]
+    assert len({x["batch_id"] for x in records(r.stdout)}) == 4
+    assert len(list(Path("out").glob("*.png"))) == 6
+
+
+def test_n_over_the_models_max_is_several_lines(bfake: OpenAIBatchFake) -> None:
+    Path("p.jsonl").write_text(json.dumps({"id": "d3", "prompt": "an owl", "n": 3,
+                                           "model": "dall-e-3"}) + "\n")
+    r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", "--json", *FAST])
+    assert r.code == 0, r.err
+    sent = lines_sent(bfake)
+    assert sorted(str(x["custom_id"])[-2:] for x in sent) == ["-0", "-1", "-2"]
+    assert all(x["body"]["n"] == 1 for x in sent)  # type: ignore[index]
+    assert sorted(int(x["index"]) for x in records(r.stdout)) == [1, 2, 3]  # type: ignore[call-overload]
+
+
+def test_long_input_read_again_for_the_fetch(bfake: OpenAIBatchFake,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegen_cli.engine import stream
+
+    monkeypatch.setattr(stream, "WINDOW", 2)  # the input is read as a stream past it
+    write_prompts(5)
+    r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", "--json", *FAST])
+    assert r.code == 0, r.err
+    assert sorted(str(x["id"]) for x in records(r.stdout)) == [f"r{i}" for i in range(5)]
+    assert bfake.creates == 1

@@ -50,7 +50,7 @@ class OpenAIBatchFake(OpenAIFake):
         self.steps = 1  # status steps per GET (3: completed on the first GET)
         self.shuffle = random.Random(7)
         self.seq = itertools.count(1)
-        # Called with the route name ("upload", "create", "content") after the fake has
+        # Called with the route name ("upload", "create", "poll", "content") after the fake has
         # done the work and before it answers: a test kills the client there.
         self.after: dict[str, Callable[[], None]] = {}
 
@@ -92,7 +92,7 @@ class OpenAIBatchFake(OpenAIFake):
             if b is None:
                 return error(404, f"No batch found with id '{parts[1]}'.")
             self._advance(b)
-            return Response.json(self._public(b))
+            return self._hooked("poll", Response.json(self._public(b)))
         if len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel" \
                 and req.method == "POST":
             b = self.batches.get(parts[1])
