@@ -302,3 +302,46 @@ def test_long_input_read_again_for_the_fetch(bfake: OpenAIBatchFake,
     assert r.code == 0, r.err
     assert sorted(str(x["id"]) for x in records(r.stdout)) == [f"r{i}" for i in range(5)]
     assert bfake.creates == 1
+
+
+def test_edits_go_as_json_edit_bodies_inputs_uploaded_once(bfake: OpenAIBatchFake) -> None:
+    from tests.fakes.server import png
+
+    Path("house.png").write_bytes(png(64, 64, (10, 20, 30)))
+    Path("mask.png").write_bytes(png(64, 64, (255, 255, 255)))  # white: repaint
+    Path("p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [
+        {"id": "a", "prompt": "a red door", "image": "house.png", "mask": "mask.png",
+         "model": "gpt-image-1.5"},
+        {"id": "b", "prompt": "a blue door", "image": "house.png", "mask": "mask.png",
+         "model": "gpt-image-1.5"},
+        {"id": "g", "prompt": "a plain fox", "model": "gpt-image-1.5"}]))
+    r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", "--json", *FAST])
+    assert r.code == 0, r.err
+    assert len([x for x in records(r.stdout) if "path" in x]) == 3
+    images = [f for f in bfake.uploaded.values() if f["purpose"] == "vision"]
+    assert len(images) == 2  # house.png once, the mask once (for two records)
+    edits = [b for b in bfake.batches.values() if b["endpoint"] == "/v1/images/edits"]
+    assert len(edits) == 1 and bfake.creates == 2  # one batch per endpoint
+    sent = {str(x["body"]["prompt"]): x for x in lines_sent(bfake)}  # type: ignore[index]
+    door = sent["a red door"]
+    assert door["url"] == "/v1/images/edits"
+    body = door["body"]
+    assert isinstance(body, dict) and set(body["images"][0]) == {"file_id"}
+    assert set(body["mask"]) == {"file_id"}
+    assert len(bfake.image_refs) == 4  # every reference resolved to an uploaded image
+    # a re-run uploads nothing again
+    r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", *FAST])
+    assert r.code == 0, r.err
+    assert len([f for f in bfake.uploaded.values() if f["purpose"] == "vision"]) == 2
+
+
+def test_dalle2_edit_is_exit_2(bfake: OpenAIBatchFake) -> None:
+    from tests.fakes.server import png
+
+    Path("sq.png").write_bytes(png(64, 64))
+    Path("m.png").write_bytes(png(64, 64, (255, 255, 255)))
+    Path("p.jsonl").write_text(json.dumps({"prompt": "x", "image": "sq.png", "mask": "m.png",
+                                           "model": "dall-e-2"}) + "\n")
+    r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api"])
+    assert r.code == 2, r.err
+    assert "goes as multipart only" in r.err and bfake.server.requests == []

@@ -93,7 +93,9 @@ def run_batch_api(opts: dict[str, Any], plan: Plan, make_plan: Callable[[], Plan
     path = batch.state or run.output_folder(batch, ctx) / DEFAULT_NAME
     reuse = plan.stream is None or plan.stream.exhausted  # every job is in plan.jobs
     jobs: Iterable[Job] = list(plan.jobs) if reuse else plan.each()
-    for job in plan.jobs:  # keys now (exit 3), before anything is sent
+    for job in plan.jobs:  # before anything is sent: what a batch cannot carry (exit 2),
+        batchapi.check_job(job, ctx)  # then the keys (exit 3)
+    for job in plan.jobs:
         require_keys(job, ctx.env)
     clients = Clients(ctx, frontend.log)
     try:
@@ -176,6 +178,13 @@ def _cost_line(tally: Any, plan: Plan) -> None:
         f"{money(cost / factor)})")
 
 
+def _to_upload(data: bytes) -> str:
+    """What a --dry-run line shows for an input image it would upload."""
+    import hashlib
+
+    return f"(upload of sha256:{hashlib.sha256(data).hexdigest()[:16]})"
+
+
 def dry_run(plan: Plan, quiet: bool) -> None:
     """Every JSONL line the batch would upload (nothing is sent), and the estimate at
     the batch price (and the live one) on stderr."""
@@ -189,7 +198,8 @@ def dry_run(plan: Plan, quiet: bool) -> None:
     for job in plan.each():
         batchapi.check_job(job, plan.ctx)
         for i, off, n in batchapi.calls_of(job):
-            out(redact(batchapi.line_of(job, i, off, n).decode().rstrip("\n")))
+            line = batchapi.line_of(job, i, off, n, _to_upload)
+            out(redact(line.decode().rstrip("\n")))
             lines += 1
         factor = batchapi.price_of(job).factor
         lo, hi, known = batchapi.estimate_of(job)

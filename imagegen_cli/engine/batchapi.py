@@ -24,6 +24,7 @@ skips any line without `key`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -46,17 +47,22 @@ from imagegen_cli.errors import (
     UsageError,
 )
 from imagegen_cli.files import jsontext
+from imagegen_cli.files.images import sniff
 from imagegen_cli.pricing.costs import estimate, money
 from imagegen_cli.pricing.lookup import BatchPrice, batch_price
 from imagegen_cli.providers.openai import OpenAIProvider
 from imagegen_cli.providers.openai_batch import (
     ENDED,
     GENERATIONS,
+    INPUT_PURPOSE,
     MAX_BYTES,
     MAX_LINES,
     TOKEN_KEY,
     BatchClient,
+    batch_body,
+    check_batchable,
     custom_id_of,
+    endpoint_of,
     images_of,
     line_error,
     new_token,
@@ -110,9 +116,8 @@ def check_job(job: Job, ctx: Context) -> None:
     if job.request.stream:
         raise UsageError("--batch-api: --stream has no meaning in a batch (answers come "
                          "whole, within 24 h): drop --stream")
-    if job.request.images or job.request.mask is not None:
-        raise UsageError("--batch-api sends generations only for now: this record is an "
-                         "edit (image/mask); run it without --batch-api")
+    assert isinstance(job.provider, OpenAIProvider)
+    check_batchable(job.provider, job.request)
 
 
 def offering(ctx: Context) -> list[str]:
@@ -127,13 +132,15 @@ def offering(ctx: Context) -> list[str]:
     return out
 
 
-def line_of(job: Job, index: int, offset: int, n: int) -> bytes:
-    """One BatchRequestInput line: the live request's exact JSON body."""
-    (call,) = job.provider.prepare(sub_request(job, offset, n), None)
-    if call.json is None or not call.url.split("?")[0].endswith("/images/generations"):
-        raise UsageError(f"--batch-api: line {job.line} (id {job.id}) is not a generation")
+def line_of(job: Job, index: int, offset: int, n: int,
+            file_id_of: Callable[[bytes], str] = lambda data: "") -> bytes:
+    """One BatchRequestInput line: the live request's exact JSON body (an edit's: the
+    JSON edit body, its local inputs as the file ids FILE_ID_OF gives)."""
+    assert isinstance(job.provider, OpenAIProvider)
+    req = sub_request(job, offset, n)
+    body = batch_body(job.provider, req, file_id_of)
     return (json.dumps({"custom_id": custom_id(job, index), "method": "POST",
-                        "url": GENERATIONS, "body": call.json}, ensure_ascii=False)
+                        "url": endpoint_of(req), "body": body}, ensure_ascii=False)
             + "\n").encode()
 
 
@@ -165,6 +172,7 @@ class Part:
     bytes: int = 0
     estimate: float | None = None  # the top of its estimate, at the batch price
     sha256: str | None = None  # of its lines as written (checked before a re-upload)
+    endpoint: str = GENERATIONS
     file_id: str | None = None
     batch_id: str | None = None
     fetched: bool = False
@@ -193,6 +201,7 @@ class Ledger:
         self.journal_path = journal_path
         self.folder = journal_path.with_name(journal_path.name + ".batches")
         self.parts: dict[str, Part] = {}
+        self.inputs: dict[tuple[str, str], str] = {}  # (provider, sha256) -> file id
         if not force:
             self._load()
 
@@ -215,12 +224,15 @@ class Ledger:
                     continue  # a line cut short by a kill
 
     def apply(self, rec: dict[str, Any]) -> None:
+        if rec[ENTRY] == "input":  # an edit's input image, uploaded once per provider
+            self.inputs[(str(rec["provider"]), str(rec["sha256"]))] = str(rec["file_id"])
+            return
         kind, token = rec[ENTRY], str(rec["token"])
         if kind == "part":
             self.parts[token] = Part(token, str(rec["provider"]),
                                      self.folder / str(rec["file"]), int(rec["lines"]),
                                      int(rec["bytes"]), rec.get("estimate"),
-                                     rec.get("sha256"))
+                                     rec.get("sha256"), str(rec.get("endpoint") or GENERATIONS))
             return
         part = self.parts[token]
         if kind == "file":
@@ -277,9 +289,9 @@ class Submitter:
         self.note = note
         self.force = force
         self.cap = cap
-        # (provider, model) -> (part, its file, its sha256 so far): a batch file holds
-        # requests to one model (a rule of the Batch guide's input format).
-        self.writing: dict[tuple[str, str], tuple[Part, Any, Any]] = {}
+        # (provider, model, endpoint) -> (part, its file, its sha256 so far): a batch
+        # goes to one endpoint, and a file holds requests to one model.
+        self.writing: dict[tuple[str, str, str], tuple[Part, Any, Any]] = {}
         self.out = Submitted([])
         self.committed = 0.0
 
@@ -318,16 +330,32 @@ class Submitter:
                         f"({money(self.committed)} spent or committed)")
                     continue
                 self.committed += high * factor
+            inputs = functools.partial(self._input, job.provider.name)
             for i, off, n in todo:
-                self._add(job, line_of(job, i, off, n), high * factor / len(todo)
-                          if known else None)
-        for name in list(self.writing):
-            self._flush(name)
+                self._add(job, line_of(job, i, off, n, inputs),
+                          high * factor / len(todo) if known else None)
+        for open_part in list(self.writing):
+            self._flush(open_part)
         self.out.parts = self.ledger.open_parts()
         return self.out
 
+    def _input(self, provider: str, data: bytes) -> str:
+        """The file id of an edit's input image: uploaded once per distinct file (by
+        sha256) and journaled. A run killed between an upload and its line uploads that
+        image again (an unused file, no cost)."""
+        sha = hashlib.sha256(data).hexdigest()
+        got = self.ledger.inputs.get((provider, sha))
+        if got is None:
+            ext = sniff(data) or "png"
+            got = self.client_for(provider).upload(
+                f"imagegen-input-{sha[:40]}.{'jpg' if ext == 'jpeg' else ext}", data,
+                purpose=INPUT_PURPOSE, content_type=f"image/{ext}")
+            self.ledger.record(self.journal, {ENTRY: "input", "provider": provider,
+                                              "sha256": sha, "file_id": got})
+        return got
+
     def _add(self, job: Job, line: bytes, est: float | None) -> None:
-        name = (job.provider.name, str(job.request.model))
+        name = (job.provider.name, str(job.request.model), endpoint_of(job.request))
         cur = self.writing.get(name)
         if cur is not None and (cur[0].lines + 1 > MAX_LINES
                                 or cur[0].bytes + len(line) > MAX_BYTES):
@@ -336,7 +364,8 @@ class Submitter:
         if cur is None:
             self.ledger.folder.mkdir(parents=True, exist_ok=True)
             token = new_token()
-            part = Part(token, name[0], self.ledger.folder / f"{token}.jsonl", estimate=0.0)
+            part = Part(token, name[0], self.ledger.folder / f"{token}.jsonl", estimate=0.0,
+                        endpoint=name[2])
             fh = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in _flush
                 dir=self.ledger.folder, prefix=f".{token}.", suffix=".part", delete=False)
             cur = (part, fh, hashlib.sha256())
@@ -351,7 +380,7 @@ class Submitter:
             part.estimate += est
         self.writing[name] = (part, fh, sha)
 
-    def _flush(self, name: tuple[str, str]) -> None:
+    def _flush(self, name: tuple[str, str, str]) -> None:
         part, fh, sha = self.writing.pop(name)
         fh.flush()
         os.fsync(fh.fileno())
@@ -363,7 +392,7 @@ class Submitter:
             ENTRY: "part", "token": part.token, "provider": part.provider,
             "model": name[1], "file": part.path.name,
             "lines": part.lines, "bytes": part.bytes, "sha256": sha.hexdigest(),
-            "endpoint": GENERATIONS,
+            "endpoint": part.endpoint,
             "estimate": round(part.estimate, 6) if part.estimate is not None else None})
         self.out.new += 1
         self._submit(self.ledger.parts[part.token], self.client_for(part.provider))
@@ -392,7 +421,7 @@ class Submitter:
         assert part.file_id is not None
         batch = client.find_batch(part.token)
         if batch is None:
-            batch = client.create(part.file_id, GENERATIONS, {
+            batch = client.create(part.file_id, part.endpoint, {
                 "generator": "imagegen", TOKEN_KEY: part.token,
                 "journal": str(self.journal.path)[-512:]})
         part.batch = batch

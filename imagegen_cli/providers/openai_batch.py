@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -45,6 +45,7 @@ from imagegen_cli.providers import (
     ImageRequest,
     RefusedError,
     UnavailableError,
+    UsageError,
 )
 from imagegen_cli.providers.openai_answers import parse_images
 from imagegen_cli.transport.classify import body_errors
@@ -54,6 +55,12 @@ if TYPE_CHECKING:
     from imagegen_cli.transport.client import Transport
 
 GENERATIONS = "/v1/images/generations"
+EDITS = "/v1/images/edits"
+# The purpose of an input image referenced by `file_id` in a batched JSON edit. Not
+# settled by what we could read (file_create_params.py lists assistants, batch,
+# fine-tune, vision, user_data, evals; third-party tools upload edit inputs as
+# `vision`): see docs/providers/openai-batch.md, "Unconfirmed".
+INPUT_PURPOSE = "vision"
 COMPLETION_WINDOW = "24h"  # batch_create_params.py: "Currently only `24h` is supported."
 MAX_LINES = 50_000  # batch_create_params.py, input_file_id
 MAX_BYTES = 200 * 1024 * 1024  # the same: "up to 200 MB in size"
@@ -89,12 +96,13 @@ class BatchClient:
         return payload
 
     # -- files ----------------------------------------------------------------
-    def upload(self, filename: str, data: bytes) -> str:
-        """POST /files, multipart: `file` and `purpose=batch` (file_create_params.py)."""
+    def upload(self, filename: str, data: bytes, *, purpose: str = "batch",
+               content_type: str = "application/jsonl") -> str:
+        """POST /files, multipart: `file` and `purpose` (file_create_params.py)."""
         headers = self.provider.headers(self.key)
         del headers["content-type"]  # httpx sets multipart/form-data with its boundary
-        call = HttpCall("POST", self.provider.url("/files"), headers, data={"purpose": "batch"},
-                        files=[("file", (filename, data, "application/jsonl"))])
+        call = HttpCall("POST", self.provider.url("/files"), headers, data={"purpose": purpose},
+                        files=[("file", (filename, data, content_type))])
         return _id_of(self._json(call), "file", self.provider.name)
 
     def find_file(self, filename: str) -> str | None:
@@ -239,3 +247,43 @@ def images_of(provider: OpenAIProvider, req: ImageRequest, body: Any, info: Call
         if real != req.model:
             image.resolved = {**image.resolved, "base_model": real}
         yield image, got
+
+
+def endpoint_of(req: ImageRequest) -> str:
+    return EDITS if req.images or req.mask is not None else GENERATIONS
+
+
+def check_batchable(provider: OpenAIProvider, req: ImageRequest) -> None:
+    """Exit 2 for an edit the JSON edit body cannot carry: GPT image models only
+    (EditImageBodyJsonParam: "DALL-E edits require multipart"), its narrower enums."""
+    from imagegen_cli.providers.openai import json_edit_fits
+    from imagegen_cli.providers.openai_models import family, is_gpt_image
+
+    if endpoint_of(req) == EDITS:
+        if not is_gpt_image(family(provider.real(req.model))):
+            raise UsageError(f"--batch-api: an edit with {req.model} goes as multipart "
+                             "only, which a batch cannot carry: use a GPT image model, or "
+                             "run it without --batch-api")
+        json_edit_fits(req)
+
+
+def batch_body(provider: OpenAIProvider, req: ImageRequest,
+               file_id_of: Callable[[bytes], str]) -> dict[str, Any]:
+    """The `body` of REQ's batch line. A generation: the live request's JSON body,
+    exactly (`prepare`). An edit: the JSON edit body (EditImageBodyJsonParam), the live
+    body's fields with `images` as ImageRefParam, {"file_id"} for a local file
+    (FILE_ID_OF uploads it) or {"image_url"} for a URL, and `mask` as {"file_id"} of
+    the RGBA mask the live call sends."""
+    from imagegen_cli.files.masks import openai_mask
+
+    if endpoint_of(req) == GENERATIONS:
+        (call,) = provider.prepare(req, None)
+        assert isinstance(call.json, dict)
+        return call.json
+    check_batchable(provider, req)
+    body = provider.body(req)
+    body["images"] = [{"image_url": im.url} if im.url else {"file_id": file_id_of(im.data)}
+                      for im in req.images]
+    if req.mask is not None:
+        body["mask"] = {"file_id": file_id_of(openai_mask(req.mask))}
+    return body

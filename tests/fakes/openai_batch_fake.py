@@ -50,6 +50,7 @@ class OpenAIBatchFake(OpenAIFake):
         self.steps = 1  # status steps per GET (3: completed on the first GET)
         self.shuffle = random.Random(7)
         self.seq = itertools.count(1)
+        self.image_refs: list[str] = []  # file ids that batched edits referenced
         # Called with the route name ("upload", "create", "poll", "content") after the fake has
         # done the work and before it answers: a test kills the client there.
         self.after: dict[str, Callable[[], None]] = {}
@@ -265,6 +266,21 @@ class OpenAIBatchFake(OpenAIFake):
                            "message": "every request of a batch must use the same model"})
         return errors
 
+    def _refs(self, body: Any) -> Response | None:
+        """An edit's {file_id} references must name uploaded image files."""
+        refs = list(body.get("images") or []) + ([body["mask"]] if "mask" in body else []) \
+            if isinstance(body, dict) else []
+        for ref in refs:
+            fid = ref.get("file_id") if isinstance(ref, dict) else None
+            if fid is None:
+                continue
+            f = self.uploaded.get(fid)
+            if f is None or f["purpose"] not in ("vision", "user_data"):
+                return error(400, f"Invalid file_id {fid}: no such image file",
+                             "invalid_value", "images")
+            self.image_refs.append(fid)
+        return None
+
     def finish(self, b: dict[str, Any], status: str) -> None:
         """Answer the lines (all, or the first `answer_first` when the batch expired or
         was cancelled), each through the Images fake's own validation."""
@@ -286,8 +302,9 @@ class OpenAIBatchFake(OpenAIFake):
                                             "before the batch ended."}}).encode() + b"\n")
                 continue
             resp = (self.generate(line["body"], "") if b["endpoint"].endswith("generations")
-                    else self.edit_json(Request("POST", "/v1/images/edits", {},
-                                                json.dumps(line["body"]).encode())))
+                    else self._refs(line["body"]) or self.edit_json(
+                        Request("POST", "/v1/images/edits", {},
+                                json.dumps(line["body"]).encode())))
             body = json.loads(resp.body) if isinstance(resp.body, bytes) else None
             rec = {"id": rid, "custom_id": line["custom_id"],
                    "response": {"status_code": resp.status,
