@@ -53,9 +53,12 @@ class Clients:
                 raise UsageError(f"Provider {name} does not offer OpenAI's Batch API")
             key = pcfg.require_key(self.ctx.env) if prov.needs_key else None
             register_secret(key)
+            # Status calls are short; a file's upload or content gets an hour (--timeout
+            # bounds a call as a whole, and an output file can be gigabytes).
             tr = Transport(timeout=300.0, retries=2, who=name, log=self.log)
-            self.transports.append(tr)
-            self.made[name] = BatchClient(prov, key, tr)
+            bulk = Transport(timeout=3600.0, retries=2, who=name, log=self.log)
+            self.transports += [tr, bulk]
+            self.made[name] = BatchClient(prov, key, tr, bulk)
         return self.made[name]
 
     def close(self) -> None:
@@ -99,15 +102,9 @@ def run_batch_api(opts: dict[str, Any], plan: Plan, make_plan: Callable[[], Plan
         require_keys(job, ctx.env)
     clients = Clients(ctx, frontend.log)
     try:
-        journal = Journal(path, force=batch.force)
         ledger = batchapi.Ledger(path, force=batch.force)
-        journal.open()
-        try:
-            sub = batchapi.submit(jobs, ctx, journal, ledger, clients, note=frontend.note,
-                                  force=batch.force,
-                                  cap=max_cost_of(opts, ctx.cfg, os.environ))
-        finally:
-            journal.close()
+        sub = _submit(jobs, ctx, Journal(path, force=batch.force), ledger, clients,
+                      frontend.note, batch.force, max_cost_of(opts, ctx.cfg, os.environ))
         if sub.refused:
             frontend.warn(f"--batch-api: {len(sub.refused)} job(s) not submitted: they "
                           "would take the batch over its --max-cost")
@@ -119,12 +116,20 @@ def run_batch_api(opts: dict[str, Any], plan: Plan, make_plan: Callable[[], Plan
                           note=frontend.note if not quiet else (lambda text: None))
         covered = ledger.covered()
         results = batchapi.Results(covered, sub.refused)
+        fetch = plan
         try:
             for part in sub.parts:
                 results.load(part, clients(part.provider))
-            fetch = plan if reuse else make_plan()
             if reuse:
+                fetch = plan
                 fetch.jobs = list(jobs)
+            else:
+                # The input is read again for the fetch: let the first reading's jobs go
+                # first (the 10,000 read ahead would otherwise be held twice).
+                plan.jobs.clear()
+                plan.stream = None
+                jobs = []
+                fetch = make_plan()
             fetch.chain = results.chain
             fetch.budget = None  # the cap was kept when submitting: these are paid for
             fetch.max_failures = None  # every answer is paid for: write them all
@@ -132,7 +137,7 @@ def run_batch_api(opts: dict[str, Any], plan: Plan, make_plan: Callable[[], Plan
         finally:
             results.close()
         if not tally.not_run and not tally.unread and not tally.fatal:
-            journal = Journal(path)
+            journal = Journal(path, force=True)  # to append to: its entries are not read
             journal.open()
             try:
                 for part in sub.parts:
@@ -142,7 +147,7 @@ def run_batch_api(opts: dict[str, Any], plan: Plan, make_plan: Callable[[], Plan
             finally:
                 journal.close()
         if not quiet:
-            _cost_line(tally, plan)
+            _cost_line(tally, fetch)
         finish(tally)
     except Interrupted as exc:
         exc.message += (" (the batches are still at the provider: run the same command "
@@ -150,6 +155,20 @@ def run_batch_api(opts: dict[str, Any], plan: Plan, make_plan: Callable[[], Plan
         raise
     finally:
         clients.close()
+
+
+def _submit(jobs: Iterable[Job], ctx: Context, journal: Any, ledger: Any, clients: Clients,
+            note: Callable[[str], None], force: bool, cap: tuple[float, str] | None) -> Any:
+    """The submit step under the journal's lock; its entries are let go after it (the
+    fetch reads the journal again)."""
+    from imagegen_cli.engine import batchapi
+
+    journal.open()
+    try:
+        return batchapi.submit(jobs, ctx, journal, ledger, clients, note=note, force=force,
+                               cap=cap)
+    finally:
+        journal.close()
 
 
 def _print_parts(parts: list[Any], journal: Any, as_json: bool) -> None:

@@ -77,12 +77,16 @@ def new_token() -> str:
 
 class BatchClient:
     """The Files and Batches endpoints of PROVIDER (an openai-type provider whose
-    service offers the Batch API), over TRANSPORT (retries, deadlines, redaction)."""
+    service offers the Batch API), over TRANSPORT (retries, deadlines, redaction);
+    uploads and file contents (up to 200 MB in, gigabytes of images out) over BULK,
+    a transport with a deadline to match (default: TRANSPORT)."""
 
-    def __init__(self, provider: OpenAIProvider, key: str | None, transport: Transport) -> None:
+    def __init__(self, provider: OpenAIProvider, key: str | None, transport: Transport,
+                 bulk: Transport | None = None) -> None:
         self.provider = provider
         self.key = key
         self.tr = transport
+        self.bulk = bulk or transport
 
     def _call(self, method: str, route: str, body: Any = None) -> HttpCall:
         return HttpCall(method, self.provider.url(route), self.provider.headers(self.key),
@@ -103,7 +107,11 @@ class BatchClient:
         del headers["content-type"]  # httpx sets multipart/form-data with its boundary
         call = HttpCall("POST", self.provider.url("/files"), headers, data={"purpose": purpose},
                         files=[("file", (filename, data, content_type))])
-        return _id_of(self._json(call), "file", self.provider.name)
+        payload, _ = self.bulk.json(call)
+        if not isinstance(payload, dict):
+            raise UnavailableError(f"{self.provider.name} answered an upload with something "
+                                   "not an object")
+        return _id_of(payload, "file", self.provider.name)
 
     def find_file(self, filename: str) -> str | None:
         """The newest file of purpose `batch` named FILENAME (an upload whose answer a
@@ -130,10 +138,10 @@ class BatchClient:
         call = HttpCall("GET", self.provider.url(f"/files/{quote(file_id, safe='')}/content"),
                         {k: v for k, v in self.provider.headers(self.key).items()
                          if k != "content-type"})
-        resp = self.tr.send(call, stream=True)
+        resp = self.bulk.send(call, stream=True)
         total = 0
         try:
-            with body_errors(self.provider.name, None, self.tr.timeout):
+            with body_errors(self.provider.name, None, self.bulk.timeout):
                 for chunk in resp.iter_bytes(1 << 20):
                     dest.write(chunk)
                     total += len(chunk)
