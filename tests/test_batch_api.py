@@ -167,14 +167,13 @@ def test_error_lines_fail_their_jobs_exit_8(bfake: OpenAIBatchFake) -> None:
 
 def test_failed_batch_names_its_error_lines(bfake: OpenAIBatchFake,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    # Two models in one file break the fake's one-model rule only if the engine mixed
-    # them; a bad url does too: force one by editing what the engine writes.
+    # The engine writes valid lines: break one (method GET) to see the batch fail.
     from imagegen_cli.engine import batchapi
 
     real = batchapi.line_of
 
-    def bad_line(job, i, off, n):  # type: ignore[no-untyped-def]
-        return real(job, i, off, n).replace(b'"POST"', b'"GET"')
+    def bad_line(job, i, off, n, inputs):  # type: ignore[no-untyped-def]
+        return real(job, i, off, n, inputs).replace(b'"POST"', b'"GET"')
 
     monkeypatch.setattr(batchapi, "line_of", bad_line)
     write_prompts(2)
