@@ -51,8 +51,8 @@ from imagegen_cli.providers.openai_answers import parse_images
 from imagegen_cli.transport.classify import body_errors
 
 if TYPE_CHECKING:
+    from imagegen_cli.providers import Transport
     from imagegen_cli.providers.openai import OpenAIProvider
-    from imagegen_cli.transport.client import Transport
 
 GENERATIONS = "/v1/images/generations"
 EDITS = "/v1/images/edits"
