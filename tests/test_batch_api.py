@@ -71,6 +71,11 @@ def test_happy_path_writes_what_a_live_batch_writes(bfake: OpenAIBatchFake) -> N
     (create_call,) = [c for c in bfake.server.calls("/batches") if c.method == "POST"]
     create = create_call.json()
     assert create["completion_window"] == "24h" and create["metadata"]["generator"] == "imagegen"
+    assert set(create) == {"input_file_id", "endpoint", "completion_window", "metadata"}
+    assert create["endpoint"] == "/v1/images/generations"
+    # names imagegen and the batch (a part token, the journal's hash), never a local path
+    assert set(create["metadata"]) == {"generator", "imagegen_part", "imagegen_journal"}
+    assert not any("/" in v for v in create["metadata"].values())
 
     # The same batch live, into another folder: the same names, metadata and records
     # (less timings, ids and the batch fields).

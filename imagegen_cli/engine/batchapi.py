@@ -200,9 +200,15 @@ class Ledger:
     def __init__(self, journal_path: Path, *, force: bool = False) -> None:
         self.journal_path = journal_path
         self.folder = journal_path.with_name(journal_path.name + ".batches")
+        self.force = force
         self.parts: dict[str, Part] = {}
         self.inputs: dict[tuple[str, str], str] = {}  # (provider, sha256) -> file id
-        if not force:
+
+    def load(self) -> None:
+        """Read the journal's batch lines: call it holding the journal (`Journal.open`),
+        so no other run's submit lands between reading and submitting."""
+        self.parts, self.inputs = {}, {}
+        if not self.force:
             self._load()
 
     def _load(self) -> None:
@@ -423,7 +429,9 @@ class Submitter:
         if batch is None:
             batch = client.create(part.file_id, part.endpoint, {
                 "generator": "imagegen", TOKEN_KEY: part.token,
-                "journal": str(self.journal.path)[-512:]})
+                # Which batch of yours this is, without telling the provider your paths.
+                "imagegen_journal": hashlib.sha256(
+                    str(self.journal.path.resolve()).encode()).hexdigest()[:16]})
         part.batch = batch
         self.ledger.record(self.journal, {ENTRY: "batch", "token": part.token,
                                           "batch_id": str(batch["id"]),
@@ -436,7 +444,9 @@ def submit(jobs: Iterable[Job], ctx: Context, journal: Journal, ledger: Ledger,
            client_for: Callable[[str], BatchClient], *, note: Callable[[str], None],
            force: bool = False, cap: tuple[float, str] | None = None) -> Submitted:
     """Submit every call of JOBS that no open part holds and the journal has not
-    written; first resume the parts a killed run left half-submitted."""
+    written; first resume the parts a killed run left half-submitted. JOURNAL is held
+    (opened) by the caller; LEDGER is read now."""
+    ledger.load()
     return Submitter(journal, ledger, client_for, note=note, force=force,
                      cap=cap).run(jobs, ctx)
 
