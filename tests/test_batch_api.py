@@ -349,3 +349,39 @@ def test_dalle2_edit_is_exit_2(bfake: OpenAIBatchFake) -> None:
     r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api"])
     assert r.code == 2, r.err
     assert "goes as multipart only" in r.err and bfake.server.requests == []
+
+
+def test_kill_9_while_writing_then_rerun_writes_each_image_once(bfake: OpenAIBatchFake,
+                                                                tmp_path: Path) -> None:
+    import time
+
+    write_prompts(150)
+    r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", "--no-wait"])
+    assert r.code == 0, r.err
+    args = [sys.executable, "-m", "imagegen_cli", "batch", "p.jsonl", "-o", "out/",
+            "--batch-api", "-j", "1", *FAST]
+    proc = subprocess.Popen(args, env=_cli_env(tmp_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list(Path("out").glob("*.png"))) < 5 and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = len(list(Path("out").glob("*.png")))
+    assert 5 <= written < 150  # killed mid-fetch
+    r = run_cli(["batch", "p.jsonl", "-o", "out/", "--batch-api", "--json", *FAST])
+    assert r.code == 0, r.err
+    recs = records(r.stdout)
+    assert sum(bool(x["skipped"]) for x in recs) >= written
+    assert len({x["path"] for x in recs}) == 150
+    assert len(list(Path("out").glob("*.png"))) == 150  # each once: no "-2" copies
+    assert not [p for p in Path("out").iterdir() if p.name.startswith(".") and
+                p.suffix not in (".jsonl", ".batches") and not p.is_dir()]
+    assert bfake.creates == 1
+    journal = [json.loads(x) for x in Path("out/.imagegen-batch.jsonl").read_text()
+               .splitlines() if '"key"' in x]
+    # (a claim whose file never appeared, the kill landing between the two, is redone
+    # and claimed again: as in a live batch, the last claim of each image stands)
+    last = {(x["key"], x["index"]): x["path"] for x in journal}
+    assert len(last) == 150 and all(Path(p).is_file() for p in last.values())
