@@ -50,6 +50,9 @@ BATCH: list[inspect.Parameter] = [
     option_param("shard", Annotated[str | None, Opt("--shard", metavar="I/N", help="Run only shard I of N (1-based; default: from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or CI_NODE_INDEX).", rich_help_panel=BATCH_HELP)]),
     option_param("shard_count", Annotated[int | None, Opt("--shard-count", metavar="N", help="N for JOB_COMPLETION_INDEX (or IMAGEGEN_SHARD_COUNT).", rich_help_panel=BATCH_HELP)]),
     option_param("merge", Annotated[bool, Opt("--merge", help="Join the NDJSON files given (shards' --json output) into one manifest on stdout.", rich_help_panel=BATCH_HELP)], False),
+    option_param("batch_api", Annotated[bool, Opt("--batch-api", help="Send the jobs through OpenAI's Batch API (half price, answered within 24 h); a re-run polls and fetches, never submits twice.", rich_help_panel=BATCH_HELP)], False),
+    option_param("poll_interval", Annotated[float | None, Opt("--poll-interval", metavar="SECONDS", help="With --batch-api: seconds between status checks (default 30).", rich_help_panel=BATCH_HELP)]),
+    option_param("no_wait", Annotated[bool, Opt("--no-wait", help="With --batch-api: submit, print each batch id and exit 0; run again later to fetch.", rich_help_panel=BATCH_HELP)], False),
 ]
 
 
@@ -95,26 +98,39 @@ def run_batch(opts: dict[str, Any]) -> None:
         os.environ, opts["shard_count"])
     if shard is not None and shard.source != "--shard":
         frontend.note(f"running shard {shard} (from {shard.source})")
-    name, numbered, width = _open_input(opts["files"][0])
-    fmt = records.format_by_name(name, opts["input_format"])
-    if fmt is None:
-        fmt, numbered = records.peek_format(numbered)
-    base = options_from({**opts, "prompt": None})
-    invalid = run.Invalid(frontend.warn) if opts["skip_invalid"] else None
-    recs = records.stream(numbered, name, fmt, base, invalid)
-    ctx = run.session(frontend, os.environ, default_template=BATCH_TEMPLATE)
-    batch = run.Batch(output=opts["output"], state=Path(opts["state"]) if opts["state"]
-                      else None, force=opts["force"], shard=shard,
-                      allow_outside=opts["allow_outside"],
-                      summary=Path(opts["summary"]) if opts["summary"] else None)
-    plan = run.plan_batch(recs, ctx, source=name, invalid=invalid, batch=batch,
-                          concurrency=concurrency, rpm=opts["rpm"], max_failures=max_failures,
-                          width=width)
-    run.cap_cost(plan, max_cost_of(opts, ctx.cfg, os.environ))
+    if (opts.get("no_wait") or opts.get("poll_interval") is not None) and not opts.get("batch_api"):
+        raise UsageError("--no-wait and --poll-interval go with --batch-api")
+
+    def make_plan() -> Plan:
+        name, numbered, width = _open_input(opts["files"][0])
+        fmt = records.format_by_name(name, opts["input_format"])
+        if fmt is None:
+            fmt, numbered = records.peek_format(numbered)
+        base = options_from({**opts, "prompt": None})
+        invalid = run.Invalid(frontend.warn) if opts["skip_invalid"] else None
+        recs = records.stream(numbered, name, fmt, base, invalid)
+        ctx = run.session(frontend, os.environ, default_template=BATCH_TEMPLATE)
+        batch = run.Batch(output=opts["output"], state=Path(opts["state"]) if opts["state"]
+                          else None, force=opts["force"], shard=shard,
+                          allow_outside=opts["allow_outside"],
+                          summary=Path(opts["summary"]) if opts["summary"] else None)
+        plan = run.plan_batch(recs, ctx, source=name, invalid=invalid, batch=batch,
+                              concurrency=concurrency, rpm=opts["rpm"],
+                              max_failures=max_failures, width=width)
+        if not opts.get("batch_api"):  # a batch's cap is kept when it is submitted
+            run.cap_cost(plan, max_cost_of(opts, ctx.cfg, os.environ))
+        return plan
+
+    plan = make_plan()
+    if opts.get("batch_api"):
+        from imagegen_cli.cli.batchapi import run_batch_api
+
+        run_batch_api(opts, plan, make_plan, frontend, quiet, write=_run, finish=_exit)
+        return
     if opts["dry_run"]:
         _dry_run(plan.each(), quiet, run.written_before(plan))
         return
-    _run(opts, plan, frontend, quiet)
+    _exit(_run(opts, plan, frontend, quiet))
 
 
 def _open_input(arg: str) -> tuple[str, Iterator[tuple[int, str]], int | None]:
@@ -209,7 +225,7 @@ def _dry_run(jobs: Iterable[Job], quiet: bool = False,
              + (f"; {skipped} finished earlier (the journal), skipped" if skipped else ""))
 
 
-def _run(opts: dict[str, Any], plan: Plan, frontend: Frontend, quiet: bool) -> None:
+def _run(opts: dict[str, Any], plan: Plan, frontend: Frontend, quiet: bool) -> Tally:
     """The batch through the engine: paths (or NDJSON) on stdout as images are
     written, the progress display on a terminal, then one summary line."""
     from imagegen_cli.cli import report
@@ -244,7 +260,7 @@ def _run(opts: dict[str, Any], plan: Plan, frontend: Frontend, quiet: bool) -> N
     if not quiet and batch is not None:
         err(report.summary_line(tally, str(batch.shard) if batch.shard else None,
                                 len(batch.invalid)))
-    _exit(tally)
+    return tally
 
 
 def _exit(tally: Tally) -> None:

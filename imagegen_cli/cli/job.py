@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from imagegen_cli.cli.batchapi import cancel_batch, get_batch, is_batch_id
 from imagegen_cli.cli.completion import complete_provider
 from imagegen_cli.cli.console import note, out, warn
 from imagegen_cli.errors import RefusedError, UsageError
@@ -57,6 +58,10 @@ def get(
     if provider not in cfg.providers:
         raise config.unknown_provider(cfg, provider)
     pcfg = cfg.providers[provider]
+    if is_batch_id(pcfg.type, job_id):  # OpenAI's Batch API (batch --batch-api)
+        get_batch(provider, job_id, output=output, overwrite=overwrite, json_out=json_out,
+                  timeout=timeout, quiet=quiet)
+        return
     prov = create(pcfg, env)
     if not prov.runs_jobs:  # said before asking for a key
         raise UsageError(f"Provider {prov.name} runs no jobs to look up: `imagegen job get` "
@@ -115,3 +120,24 @@ def get(
 
         out(json.dumps(report_of(prov.name, req.model, outcome), indent=2,
                        ensure_ascii=False))
+
+
+@app.command("cancel")
+def cancel(
+    provider: Annotated[str, typer.Argument(help="Provider name.",
+                                            autocompletion=complete_provider)],
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The batch id (batch_...).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Cancel batch ID at PROVIDER (OpenAI's Batch API): it stops within minutes, and
+    its finished lines can still be fetched (run the batch command again, or `job
+    get`)."""
+    from imagegen_cli.settings import config
+
+    cfg = config.load(os.environ)
+    if provider not in cfg.providers:
+        raise config.unknown_provider(cfg, provider)
+    if not is_batch_id(cfg.providers[provider].type, job_id):
+        raise UsageError(f"`imagegen job cancel` cancels OpenAI batches (batch_...) at an "
+                         f"openai-type provider; {job_id} at {provider} is not one")
+    cancel_batch(provider, job_id, json_out=json_out)

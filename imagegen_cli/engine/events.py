@@ -88,6 +88,7 @@ def image_record(ev: ImageWritten) -> dict[str, Any]:
         "resolved": img.resolved or {}, "skipped": ev.skipped,
         "cost_usd": img.cost_usd, "cost_source": img.cost_source,
         **({"fallback_from": img.fallback_from} if img.fallback_from else {}),
+        **({"via": "batch-api", "batch_id": img.batch_id} if img.batch_id else {}),
     }
 
 

@@ -105,8 +105,14 @@ def cost_function(members: list[Member]
                         members[0])
         count = 1 if m.request.stream else (info.images if info is not None and info.images
                                             else 1)
-        return image_cost(m.pricing, info.usage if info is not None else None, count,
-                          m.request.resolution or m.request.size, m.request.quality,
-                          actual_size=f"{width}x{height}", input_images=bool(m.request.images))
+        usd, source = image_cost(m.pricing, info.usage if info is not None else None, count,
+                                 m.request.resolution or m.request.size, m.request.quality,
+                                 actual_size=f"{width}x{height}",
+                                 input_images=bool(m.request.images))
+        # A line answered through the Batch API costs its share of the live price.
+        factor = info.extra.get("price_factor") if info is not None else None
+        if usd is not None and isinstance(factor, float):
+            usd *= factor
+        return usd, source
 
     return cost_of

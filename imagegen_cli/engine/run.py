@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from imagegen_cli.engine import history, pending
 from imagegen_cli.engine.budget import BatchBudget, batch_budget
+from imagegen_cli.engine.calls import run_chain
 from imagegen_cli.engine.events import Event, FellBack, JobFinished, Tally
 from imagegen_cli.engine.fallback import estimates, require_keys, settle_chain
 from imagegen_cli.engine.jobs import Job, Shard
@@ -102,6 +103,9 @@ class Plan:
     batch: Batch | None = None  # None: a one-off run (generate, inpaint, edit)
     stream: JobStream | None = None
     gates: Gates | None = None  # shared with other runs (a server's); None: its own
+    # Where each call's images come from (None: the providers, live); `batch
+    # --batch-api` reads them from a batch's answered lines (engine/batchapi.py).
+    chain: Callable[..., Any] | None = None
 
     def each(self) -> Iterable[Job]:
         """Every job, in order: a list when all are known, else the stream."""
@@ -244,7 +248,8 @@ def run(plan: Plan, frontend: Frontend) -> Tally:
                      and not batch.force else None),
         claim_for=journal.claim_for if journal is not None else (lambda job: None),
         stdout=frontend.stdout if any(j.plan.stdout for j in jobs) else None,
-        warn=frontend.warn, note=frontend.note, history=recorder, gates=plan.gates)
+        warn=frontend.warn, note=frontend.note, history=recorder, gates=plan.gates,
+        chain=plan.chain or run_chain)
     status = int(ExitCode.INTERRUPTED)
     try:
         with frontend.live:

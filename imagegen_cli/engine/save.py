@@ -53,6 +53,8 @@ class SavedImage:
     cost_usd: float | None = None
     cost_source: str | None = None  # "usage" | "table" | None (unknown)
     fallback_from: str | None = None
+    # Made through OpenAI's Batch API (`batch --batch-api`): that batch's id.
+    batch_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         out = {
@@ -64,6 +66,8 @@ class SavedImage:
         }
         if self.fallback_from:
             out["fallback_from"] = self.fallback_from
+        if self.batch_id:
+            out.update(via="batch-api", batch_id=self.batch_id)
         if self.timings:
             out["timings"] = self.timings
         if self.resolved:
@@ -80,7 +84,7 @@ class SavedImage:
                    model=rec.get("model"), cost_usd=rec.get("cost_usd"),
                    cost_source=rec.get("cost_source"), fallback_from=rec.get("fallback_from"),
                    request_id=rec.get("request_id"),
-                   resolved=dict(rec.get("resolved") or {}))
+                   resolved=dict(rec.get("resolved") or {}), batch_id=rec.get("batch_id"))
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,8 @@ class Saver:
             cost = round(cost, 6)  # token arithmetic leaves float noise (0.00275000...03)
         who = {"provider": meta["provider"], "model": meta["model"], "cost_usd": cost,
                "cost_source": cost_source, "fallback_from": meta.get("fallback_from"),
-               "request_id": info.request_id if info else None}
+               "request_id": info.request_id if info else None,
+               "batch_id": info.extra.get("batch_id") if info else None}
         cut = False
         if signed:
             if not self.files.metadata:

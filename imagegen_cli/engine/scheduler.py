@@ -35,7 +35,7 @@ from imagegen_cli.errors import ImagegenError, Interrupted, OutputError
 from imagegen_cli.files.history import Entry
 from imagegen_cli.transport.client import Transport
 from imagegen_cli.transport.limits import Gate
-from imagegen_cli.types import GeneratedImage, Reporter
+from imagegen_cli.types import CallInfo, GeneratedImage, Reporter
 
 if TYPE_CHECKING:
     from imagegen_cli.engine.jobs import Member
@@ -223,7 +223,11 @@ class Scheduler(JobWriter):
         gates: Gates | None = None,
         note: Callable[[str], None] | None = None,
         history: Callable[[Entry], None] | None = None,
+        chain: Callable[..., Iterator[tuple[GeneratedImage, CallInfo, Transport]]] = run_chain,
     ) -> None:
+        # Where a call's images come from: the providers of its job's chain, or (batch
+        # --batch-api) the answered lines of a batch.
+        self.chain = chain
         self.concurrency = max(1, concurrency)
         self.rpm = rpm
         self.max_failures = max_failures
@@ -406,8 +410,8 @@ class Scheduler(JobWriter):
         rep = self._reporter(call.job)
         try:
             t0 = time.perf_counter()
-            for img, info, tr in run_chain(call, self.transport, rep,
-                                           lambda ev: self._handle("fallback", call, ev, None)):
+            for img, info, tr in self.chain(call, self.transport, rep,
+                                            lambda ev: self._handle("fallback", call, ev, None)):
                 self._handle("image", call, self._fetch(img, tr, rep, t0), info)
         except OutputError:
             raise
@@ -447,7 +451,7 @@ class Scheduler(JobWriter):
 
                     try:
                         t0 = time.perf_counter()
-                        for img, info, tr in run_chain(call, self.transport, rep, fell_back):
+                        for img, info, tr in self.chain(call, self.transport, rep, fell_back):
                             room.acquire()
                             inbox.put(("image", call, self._fetch(img, tr, rep, t0), info))
                     except ImagegenError as exc:

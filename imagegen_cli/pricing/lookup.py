@@ -275,3 +275,29 @@ def provider_prices(pcfg: ProviderConfig) -> dict[str, Any]:
     for m, f in check_config_prices(pcfg.name, config).items() if config else ():
         out["models"][m] = dict(f.as_json(), origin="config")
     return out
+
+
+# ------------------------------------------------------------------ batch API
+
+@dataclass(frozen=True)
+class BatchPrice:
+    """The Batch API's price: FACTOR times the live price, and where that was read."""
+
+    factor: float
+    source: str
+    date: str | None = None
+
+
+def batch_price(pcfg: ProviderConfig) -> BatchPrice | None:
+    """The Batch API's share of the live price for PCFG's service (prices.toml
+    `batch_api`), or None where the table has none."""
+    service = service_of(pcfg)
+    entry = table().get("providers", {}).get(service or "", {}).get("batch_api")
+    if not isinstance(entry, dict) or not number(entry.get("factor")):
+        # A gateway that offers batches is priced as OpenAI's (its `prices` say otherwise).
+        entry = table().get("providers", {}).get("openai", {}).get("batch_api") \
+            if pcfg.type == "openai" else None
+        if not isinstance(entry, dict) or not number(entry.get("factor")):
+            return None
+    return BatchPrice(float(entry["factor"]), str(entry.get("source") or ""),
+                      str(entry["date"]) if entry.get("date") else None)

@@ -253,6 +253,11 @@ class Provider:
                                  f"{where}: {reason}")
         return req
 
+    def offers_batch_api(self) -> bool:
+        """Whether this provider's service takes OpenAI's Batch API (`imagegen batch
+        --batch-api`): the jobs go as one file, answered within 24 h at half price."""
+        return False
+
     def prepare(self, req: ImageRequest, key: str | None) -> list[HttpCall]:
         """The exact HTTP calls one batch makes first (for --dry-run)."""
         raise NotImplementedError

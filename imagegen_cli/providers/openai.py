@@ -69,6 +69,16 @@ class OpenAIProvider(api.Provider):
         return self.cfg.name == "azure" or host.endswith((".openai.azure.com",
                                                           ".cognitiveservices.azure.com"))
 
+    def offers_batch_api(self) -> bool:
+        """OpenAI's own API (api.openai.com) offers the Batch API for images since
+        2026-02-10 (openai-python b13d6fe9, batch_create_params.py); a gateway or a
+        proxy in front of it says so with `batch_api = true` in its table, and
+        `batch_api = false` turns it off. Azure's batches are another API."""
+        if self.cfg.batch_api is not None:
+            return self.cfg.batch_api and not self._is_azure()
+        host = (urlsplit(self.cfg.base_url or "https://api.openai.com/v1").hostname or "")
+        return host.lower() == "api.openai.com" and not self._is_azure()
+
     def capabilities(self, model: str | None) -> api.Capabilities:
         caps = FAMILY_CAPS.get(family(self.real(model)))
         if caps is not None:

@@ -47,6 +47,9 @@ class ProviderConfig:
     models: dict[str, str] | None = field(default=None, compare=False)
     # The environment variable base_url came from (OPENAI_BASE_URL, ...), said on stderr.
     base_url_env: str | None = None
+    # openai type: whether the service takes OpenAI's Batch API (None: only
+    # api.openai.com does; see OpenAIProvider.offers_batch_api).
+    batch_api: bool | None = None
 
     def real_model(self, model: str | None) -> str | None:
         """MODEL as the provider knows it: a deployment named in `models` maps to its

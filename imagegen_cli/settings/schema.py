@@ -72,6 +72,7 @@ PROVIDER_KEYS: dict[str, ConfigType] = {
     "key_header": str,
     "api_version": str,
     "models": dict,
+    "batch_api": bool,
 }
 
 
