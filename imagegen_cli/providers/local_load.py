@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.providers import ConfigError, UsageError
+from imagegen_cli.providers.local_families import Model, cuda_dtype
 from imagegen_cli.settings.config import install_local
 
 
@@ -47,9 +48,11 @@ def pick_device(torch: Any, wanted: str) -> str:
     return wanted
 
 
-def pick_dtype(torch: Any, wanted: str | None, device: str) -> Any:
+def pick_dtype(torch: Any, wanted: str | None, device: str, family: Model | None = None) -> Any:
+    """The dtype asked for; unset: the family's on CUDA (bfloat16 for the DiT
+    families, float16 for the UNet ones), float32 elsewhere."""
     if wanted is None:
-        return torch.float16 if device == "cuda" else torch.float32
+        return getattr(torch, cuda_dtype(family)) if device == "cuda" else torch.float32
     return getattr(torch, wanted)
 
 
@@ -124,18 +127,21 @@ def is_inpainting_model(model: str) -> bool:
 
 
 def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False,
-                  img2img: bool = False) -> Any:
+                  img2img: bool = False, cls_name: str | None = None,
+                  family: Model | None = None) -> Any:
     """A diffusers pipeline from a folder or a hub id; ConfigError (exit 3) when the
-    model is neither on disk nor downloadable."""
+    model is neither on disk nor downloadable. CLS_NAME: the class FAMILY's table row
+    names (local_families.py); without one, diffusers' AutoPipeline picks."""
     _quiet_libraries(quiet)
-    from diffusers import (
-        AutoPipelineForImage2Image,
-        AutoPipelineForInpainting,
-        AutoPipelineForText2Image,
-    )
+    import diffusers
 
-    cls = AutoPipelineForInpainting if inpaint else (
-        AutoPipelineForImage2Image if img2img else AutoPipelineForText2Image)
+    if cls_name:
+        cls = getattr(diffusers, cls_name)
+    else:
+        cls = (diffusers.AutoPipelineForInpainting if inpaint else
+               diffusers.AutoPipelineForImage2Image if img2img else
+               diffusers.AutoPipelineForText2Image)
+    what = f"{family.family.name} model {model}" if family else f"model {model}"
     path = Path(os.path.expanduser(model))
     # A hub id is ORG/NAME; anything else that is not on disk is a missing folder.
     hub_id = not path.exists() and not model.startswith((".", "/", "~")) \
@@ -143,6 +149,13 @@ def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False,
     if path.exists():
         if not (path / "model_index.json").exists():
             raise ConfigError(f"{path} is not a diffusers model folder (no model_index.json)")
+        missing = [c for c in (family.components() if family else [])
+                   if not (path / c).is_dir()]
+        if missing:
+            raise ConfigError(
+                f"The {what} is incomplete: model_index.json names "
+                f"{', '.join(missing)}, which the folder lacks. Copy the whole model "
+                "folder, or pass -m with a complete one")
         source, kwargs = str(path), {"local_files_only": True}
     elif not hub_id:
         raise ConfigError(f"Model folder {model} does not exist: pass -m with a diffusers "
@@ -167,9 +180,13 @@ def load_pipeline(model: str, *, inpaint: bool, dtype: Any, quiet: bool = False,
     except Exception as exc:  # noqa: BLE001 - every loader failure becomes one message
         reason = str(exc).strip().splitlines()[0][:200].rstrip(".") if str(exc).strip() else type(
             exc).__name__
-        raise ConfigError(
-            f"Cannot load model {model}: {reason}. Fetch it with `hf download {model}` "
-            "while online, or pass -m /path/to/a/diffusers/folder") from None
+        # A folder is here already: downloading is no cure for it.
+        cure = ("check the folder is a complete diffusers model" if path.exists() else
+                f"fetch it with `hf download {model}` while online, or pass -m "
+                "/path/to/a/diffusers/folder")
+        piece = f" (loading it as {cls.__name__})" if cls_name else ""
+        raise ConfigError(f"Cannot load the {what}{piece}: {reason}. {cure[0].upper()}"
+                          f"{cure[1:]}") from None
     with contextlib.suppress(Exception):
         pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -1,0 +1,288 @@
+"""The local provider's families (FLUX.2 klein, Z-Image, Qwen-Image, SD), chosen by
+the model's model_index.json, on tiny pipelines built offline from configs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("diffusers")
+pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+
+from tests.conftest import run_cli  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests import tiny_pipelines as tp
+
+    root = tmp_path_factory.mktemp("families")
+    sd, sd_inpaint = tp.build(root)
+    return {"sd": sd, "sd-inpaint": sd_inpaint,
+            "klein": tp.klein(root / "klein", distilled=True),
+            "klein-base": tp.klein(root / "klein-base", distilled=False),
+            "z-image": tp.z_image(root / "z-image"), "qwen": tp.qwen_image(root / "qwen")}
+
+
+DIT = ("klein", "klein-base", "z-image", "qwen")
+NAMES = {"klein": "FLUX.2 klein", "klein-base": "FLUX.2 klein", "z-image": "Z-Image",
+         "qwen": "Qwen-Image", "sd": "Stable Diffusion"}
+
+
+def pixels(path: str) -> bytes:
+    with Image.open(path) as im:
+        return im.convert("RGB").tobytes()
+
+
+def body(args: list[str]) -> dict[str, Any]:
+    r = run_cli([*args, "--dry-run"])
+    assert r.code == 0, r.err
+    return dict(json.loads(r.stdout)["requests"][0]["body"])
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every load_pipeline call: the class it loaded."""
+    import imagegen_cli.providers.local as local
+
+    seen: list[dict[str, Any]] = []
+    real = local.load_pipeline
+
+    def spy(model: str, **kw: Any) -> Any:
+        pipe = real(model, **kw)
+        seen.append({"cls": type(pipe).__name__, "model": model})
+        return pipe
+
+    monkeypatch.setattr(local, "load_pipeline", spy)
+    return seen
+
+
+def refuses_before_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagegen_cli.providers.local as local
+
+    def never(*a: Any, **k: Any) -> Any:
+        raise AssertionError("loaded")
+
+    monkeypatch.setattr(local, "load_pipeline", never)
+
+
+def test_family_comes_from_model_index_not_name(models: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    from imagegen_cli.providers.local_families import identify
+
+    for key, name in NAMES.items():
+        found = identify(str(models[key]))
+        assert found is not None and found.family.name == name
+    # A distilled klein says so in its model_index.json: 4 steps, whatever its name.
+    klein = identify(str(models["klein"]))
+    assert klein and klein.distilled and klein.steps == 4
+    base = identify(str(models["klein-base"]))
+    assert base and not base.distilled and base.steps is None
+    # "turbo" in a folder's name no longer means 2 steps...
+    turbo = tmp_path / "my-turbo"
+    shutil.copytree(models["sd"], turbo)
+    t = identify(str(turbo))
+    assert t and t.steps is None
+    # ...but a folder of a known id keeps the model card's settings.
+    zt = tmp_path / "Z-Image-Turbo"
+    shutil.copytree(models["z-image"], zt)
+    z = identify(str(zt))
+    assert z and (z.steps, z.guidance) == (9, 0.0)
+
+
+def test_defaults_steps_and_guidance(models: dict[str, Path]) -> None:
+    b = body(["generate", "x", "-p", "local", "-m", str(models["klein"])])
+    assert b["num_inference_steps"] == 4 and b["guidance_scale"] == 1.0
+    b = body(["generate", "x", "-p", "local", "-m", str(models["klein-base"])])
+    assert "num_inference_steps" not in b and "guidance_scale" not in b  # the pipeline's
+    b = body(["generate", "x", "-p", "local", "-m", "Tongyi-MAI/Z-Image-Turbo"])
+    assert (b["num_inference_steps"], b["guidance_scale"]) == (9, 0.0)
+    b = body(["generate", "x", "-p", "local", "-m", "stabilityai/sd-turbo"])
+    assert (b["num_inference_steps"], b["guidance_scale"]) == (2, 0.0)
+
+
+@pytest.mark.parametrize("key", DIT)
+def test_generate_each_family(models: dict[str, Path], key: str,
+                              loads: list[dict[str, Any]]) -> None:
+    base = ["generate", "a red fox", "-p", "local", "-m", str(models[key]), "--steps", "2",
+            "--size", "48x32", "--seed", "1", "-q", "--json"]
+    r = run_cli([*base, "-o", "a.png"])
+    assert r.code == 0, r.err
+    with Image.open("a.png") as im:
+        assert im.size == (48, 32)
+        assert "Steps: 2" in im.text["parameters"]  # type: ignore[attr-defined]
+    assert run_cli(["generate", "a blue cat", *base[2:], "-o", "b.png"]).code == 0
+    assert pixels("a.png") != pixels("b.png")  # the prompt reaches the pixels
+    cls = {"klein": "Flux2KleinPipeline", "klein-base": "Flux2KleinPipeline",
+           "z-image": "ZImagePipeline", "qwen": "QwenImagePipeline"}[key]
+    assert loads[0]["cls"] == cls
+
+
+@pytest.mark.parametrize("key", DIT)
+def test_size_multiple_of_16(models: dict[str, Path], key: str,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    refuses_before_loading(monkeypatch)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models[key]), "--size", "40x40"])
+    assert r.code == 2, r.err
+    assert "multiples of 16" in r.err and NAMES[key] in r.err
+
+
+@pytest.mark.parametrize("key", ["klein", "klein-base"])
+def test_klein_refuses_negative_prompt_before_loading(
+        models: dict[str, Path], key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    refuses_before_loading(monkeypatch)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models[key]),
+                 "--negative-prompt", "blur"])
+    assert r.code == 2, r.err
+    assert "FLUX.2 klein takes no negative prompt" in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("key", ["z-image", "qwen", "sd"])
+def test_negative_prompt_changes_pixels(models: dict[str, Path], key: str) -> None:
+    base = ["generate", "a red fox", "-p", "local", "-m", str(models[key]), "--steps", "2",
+            "--size", "32x32", "--seed", "1", "-q", "--guidance", "4"]
+    assert run_cli([*base, "-o", "a.png"]).code == 0
+    r = run_cli([*base, "--negative-prompt", "green trees", "-o", "b.png"])
+    assert r.code == 0, r.err
+    assert pixels("a.png") != pixels("b.png")
+
+
+def test_qwen_guidance_is_true_cfg_with_a_blank_negative(models: dict[str, Path]) -> None:
+    b = body(["generate", "x", "-p", "local", "-m", str(models["qwen"]), "--guidance", "5"])
+    assert b["true_cfg_scale"] == 5.0 and "guidance_scale" not in b
+    assert b["negative_prompt"] == " "  # the model card's examples: CFG needs one
+    b = body(["generate", "x", "-p", "local", "-m", str(models["qwen"]), "--guidance", "1"])
+    assert "negative_prompt" not in b
+    base = ["generate", "a red fox", "-p", "local", "-m", str(models["qwen"]), "--steps", "2",
+            "--size", "32x32", "--seed", "1", "-q"]
+    assert run_cli([*base, "--guidance", "1", "-o", "a.png"]).code == 0
+    assert run_cli([*base, "--guidance", "6", "-o", "b.png"]).code == 0
+    assert pixels("a.png") != pixels("b.png")  # no longer silently ignored
+
+
+@pytest.mark.parametrize("key", ["klein-base", "z-image"])
+def test_guidance_changes_pixels(models: dict[str, Path], key: str) -> None:
+    base = ["generate", "a red fox", "-p", "local", "-m", str(models[key]), "--steps", "2",
+            "--size", "32x32", "--seed", "1", "-q"]
+    assert run_cli([*base, "--guidance", "1", "-o", "a.png"]).code == 0
+    assert run_cli([*base, "--guidance", "6", "-o", "b.png"]).code == 0
+    assert pixels("a.png") != pixels("b.png")
+
+
+def test_distilled_klein_refuses_guidance(models: dict[str, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    refuses_before_loading(monkeypatch)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models["klein"]), "--guidance", "3"])
+    assert r.code == 2 and "FLUX.2 klein (distilled) ignores guidance" in r.err
+
+
+@pytest.mark.parametrize("key", ["klein", "klein-base"])
+def test_klein_edit_takes_every_image_as_reference(
+        models: dict[str, Path], key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffusers import Flux2KleinPipeline
+
+    calls: list[dict[str, Any]] = []
+    real = Flux2KleinPipeline.__call__
+
+    def spy(self: Any, *a: Any, **kw: Any) -> Any:
+        calls.append(kw)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Flux2KleinPipeline, "__call__", spy)
+    Image.new("RGB", (80, 64), "blue").save("a.png")
+    Image.new("RGB", (64, 64), "red").save("b.png")
+    base = ["edit", "put them together", "-p", "local", "-m", str(models[key]), "-i", "a.png",
+            "-i", "b.png", "--steps", "2", "--seed", "3", "-q"]
+    r = run_cli([*base, "-o", "out.png"])
+    assert r.code == 0, r.err
+    assert len(calls[0]["image"]) == 2 and "strength" not in calls[0]
+    with Image.open("out.png") as im:
+        assert im.size == (80, 64)  # the first reference's size
+    r = run_cli([*base, "--strength", "0.5"])
+    assert r.code == 2 and "FLUX.2 klein edits from reference images and takes no --strength" \
+        in r.err
+    Image.new("RGB", (40, 24), "blue").save("small.png")
+    r = run_cli([*base, "-i", "small.png"])
+    assert r.code == 2 and "at least 64 px a side; small.png is 40x24" in r.err
+
+
+@pytest.mark.parametrize(("key", "cls"), [("z-image", "ZImageImg2ImgPipeline"),
+                                          ("qwen", "QwenImageImg2ImgPipeline"),
+                                          ("sd", "StableDiffusionImg2ImgPipeline")])
+def test_edit_by_strength(models: dict[str, Path], key: str, cls: str,
+                          loads: list[dict[str, Any]]) -> None:
+    Image.new("RGB", (40, 24), "blue").save("a.png")
+    base = ["edit", "a cat", "-p", "local", "-m", str(models[key]), "-i", "a.png", "--steps",
+            "4", "--seed", "3", "-q"]
+    assert run_cli([*base, "--strength", "0.5", "-o", "x.png"]).code == 0
+    r = run_cli([*base, "--strength", "1.0", "-o", "y.png"])
+    assert r.code == 0, r.err
+    assert loads[0]["cls"] == cls
+    with Image.open("x.png") as im:
+        assert im.size == (40, 24)
+    assert pixels("x.png") != pixels("y.png")
+
+
+@pytest.mark.parametrize(("key", "cls"), [("klein", "Flux2KleinInpaintPipeline"),
+                                          ("z-image", "ZImageInpaintPipeline"),
+                                          ("qwen", "QwenImageInpaintPipeline")])
+def test_inpaint_loads_the_family_class(models: dict[str, Path], key: str, cls: str,
+                                        loads: list[dict[str, Any]]) -> None:
+    Image.new("RGB", (60, 44), (10, 120, 200)).save("in.png")
+    m = Image.new("L", (60, 44), 0)
+    m.paste(255, (0, 0, 30, 44))
+    m.save("m.png")
+    r = run_cli(["inpaint", "a door", "-p", "local", "-m", str(models[key]), "-i", "in.png",
+                 "--mask", "m.png", "--steps", "4", "--seed", "3", "-o", "out.png"])
+    assert r.code == 0, r.err
+    assert loads[0]["cls"] == cls
+    with Image.open("out.png") as im:
+        assert im.size == (60, 44)
+
+
+def test_unknown_argument_is_refused_before_loading(models: dict[str, Path],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    refuses_before_loading(monkeypatch)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models["klein"]), "--param",
+                 "eta=0.5", "--size", "32x32"])
+    assert r.code == 2, r.err
+    assert "FLUX.2 klein takes no eta" in r.err and "--param eta" in r.err
+
+
+def test_edit_only_model_refuses_generate(models: dict[str, Path], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tiny_pipelines import write_index
+
+    edit = tmp_path / "qwen-edit"
+    shutil.copytree(models["qwen"], edit)
+    write_index(edit, _class_name="QwenImageEditPlusPipeline")
+    refuses_before_loading(monkeypatch)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(edit)])
+    assert r.code == 2 and "only edits" in r.err and "imagegen edit" in r.err
+    Image.new("RGB", (32, 32)).save("a.png")
+    r = run_cli(["edit", "x", "-p", "local", "-m", str(edit)] + ["-i", "a.png"] * 4)
+    assert r.code == 2 and "at most 3 reference images" in r.err
+
+
+def test_incomplete_folder_names_family_and_piece(models: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    broken = tmp_path / "klein-broken"
+    shutil.copytree(models["klein"], broken)
+    shutil.rmtree(broken / "text_encoder")
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(broken), "--size", "32x32"])
+    assert r.code == 3, r.err
+    assert "FLUX.2 klein" in r.err and "text_encoder" in r.err
+    assert "hf download" not in r.err and "Traceback" not in r.err
+    # A folder whose weights are damaged: the reason, and still no `hf download`.
+    shutil.copytree(models["klein"] / "text_encoder", broken / "text_encoder")
+    for f in (broken / "transformer").glob("*.safetensors"):
+        f.write_bytes(b"not weights")
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(broken), "--size", "32x32"])
+    assert r.code == 3, r.err
+    assert "Cannot load the FLUX.2 klein model" in r.err and "hf download" not in r.err
