@@ -54,6 +54,7 @@ class ImageSettings:
     # local provider
     device: str | None = None
     dtype: str | None = None
+    fast_vae: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class ImageRequest(ImageSettings):
             "resolution": "--resolution",
             "device": "--device",
             "dtype": "--dtype",
+            "fast_vae": "--fast-vae",
         }
         out: dict[str, Any] = {}
         for attr, flag in names.items():

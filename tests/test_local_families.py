@@ -286,3 +286,78 @@ def test_incomplete_folder_names_family_and_piece(models: dict[str, Path],
     r = run_cli(["generate", "x", "-p", "local", "-m", str(broken), "--size", "32x32"])
     assert r.code == 3, r.err
     assert "Cannot load the FLUX.2 klein model" in r.err and "hf download" not in r.err
+
+
+# ------------------------------------------------------------------ a faster CPU path
+
+
+@pytest.fixture
+def taesd_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A hub cache holding a tiny madebyollin/taesd (built from a config, nothing
+    downloaded)."""
+    from tests.tiny_pipelines import hub_cache, tiny_taesd
+
+    cache = tmp_path / "hub"
+    hub_cache(cache, "madebyollin/taesd", tiny_taesd(tmp_path / "taesd"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_fast_vae_swaps_the_decoder(models: dict[str, Path], taesd_cache: Path) -> None:
+    base = ["generate", "a red fox", "-p", "local", "-m", str(models["sd"]), "--steps", "2",
+            "--size", "32x32", "--seed", "1", "-q"]
+    assert run_cli([*base, "-o", "full.png"]).code == 0
+    r = run_cli([*base, "--fast-vae", "--json", "-o", "tiny.png"])
+    assert r.code == 0, r.err
+    assert pixels("full.png") != pixels("tiny.png")
+    with Image.open("tiny.png") as im:
+        assert im.size == (32, 32)
+    r = run_cli([*base, "--fast-vae", "--sidecar", "-o", "s.png"])
+    assert json.loads(Path("s.json").read_text())["resolved"]["vae"] == "madebyollin/taesd"
+
+
+def test_fast_vae_refused_without_a_tiny_decoder(models: dict[str, Path],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    refuses_before_loading(monkeypatch)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models["klein"]), "--fast-vae"])
+    assert r.code == 2, r.err
+    assert "FLUX.2 klein has no tiny decoder for --fast-vae" in r.err
+    assert "Stable Diffusion, SDXL, SD3, FLUX.1, Z-Image" in r.err
+
+
+def test_fast_vae_not_downloaded_says_how(models: dict[str, Path], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models["sd"]), "--fast-vae",
+                 "--size", "32x32", "--steps", "1"])
+    assert r.code == 3, r.err
+    assert "hf download madebyollin/taesd" in r.err and "Traceback" not in r.err
+
+
+def test_dtype_auto_follows_the_cpu(models: dict[str, Path], tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from imagegen_cli.providers import local_load
+    from imagegen_cli.providers.local_families import identify
+
+    with_bf16 = tmp_path / "bf16"
+    with_bf16.write_text("processor: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    without = tmp_path / "plain"
+    without.write_text("processor: 0\nflags\t\t: fpu sse2 avx2\n")
+    assert local_load.cpu_has_bf16(with_bf16) and not local_load.cpu_has_bf16(without)
+    assert not local_load.cpu_has_bf16(tmp_path / "absent")
+    klein = identify(str(models["klein"]))
+    sd = identify(str(models["sd"]))
+    monkeypatch.setattr(local_load, "cpu_has_bf16", lambda: False)
+    assert local_load.pick_dtype(torch, "auto", "cpu", klein) is torch.float32
+    assert local_load.pick_dtype(torch, "auto", "cuda", klein) is torch.bfloat16
+    assert local_load.pick_dtype(torch, "auto", "cuda", sd) is torch.float16
+    assert local_load.pick_dtype(torch, None, "cpu", klein) is torch.float32
+    monkeypatch.setattr(local_load, "cpu_has_bf16", lambda: True)
+    assert local_load.pick_dtype(torch, "auto", "cpu", sd) is torch.bfloat16
+    # ...and what was chosen is recorded with the image.
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models["sd"]), "--dtype", "auto",
+                 "--size", "32x32", "--steps", "1", "--sidecar", "-q", "-o", "a.png"])
+    assert r.code == 0, r.err
+    assert json.loads(Path("a.json").read_text())["resolved"]["dtype"] == "bfloat16"

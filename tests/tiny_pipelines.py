@@ -103,17 +103,43 @@ def components(tok: Any, in_channels: int) -> dict[str, Any]:
             "requires_safety_checker": False}
 
 
-def tiny_taesd(folder: Path, latent_channels: int = 4) -> Path:
-    """An AutoencoderTiny shaped like TAESD (scale 8: three upsamplings), tiny widths."""
+def tiny_taesd(folder: Path, latent_channels: int = 4, blocks: int = 2) -> Path:
+    """An AutoencoderTiny like TAESD (diffusers' AutoencoderTiny defaults) with tiny
+    widths; BLOCKS - 1 up/downsamplings: 2 matches the tiny SD VAE's scale of 2 (TAESD
+    itself has 4, for SD's 8)."""
     import torch
     from diffusers import AutoencoderTiny
 
     torch.manual_seed(0)
-    AutoencoderTiny(encoder_block_out_channels=(4, 4, 4, 4),
-                    decoder_block_out_channels=(4, 4, 4, 4),
-                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
+    AutoencoderTiny(encoder_block_out_channels=(4,) * blocks,
+                    decoder_block_out_channels=(4,) * blocks,
+                    num_encoder_blocks=(1,) * blocks, num_decoder_blocks=(1,) * blocks,
                     latent_channels=latent_channels).save_pretrained(folder)
     return folder
+
+
+def hub_cache(cache: Path, repo: str, folder: Path, commit: str = "0" * 40) -> Path:
+    """Put FOLDER's files into the hub cache CACHE as REPO's snapshot, laid out as
+    huggingface_hub lays it out (blobs by hash, snapshot links, refs/main)."""
+    import hashlib
+    import os
+
+    repo_dir = cache / ("models--" + repo.replace("/", "--"))
+    snap = repo_dir / "snapshots" / commit
+    (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    for f in folder.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            blob = repo_dir / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(data)
+            link = snap / f.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.exists() or link.is_symlink():
+                link.unlink()
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    return snap
 
 
 def build(root: Path) -> tuple[Path, Path]:

@@ -157,6 +157,8 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         params=dict(opts.params),
         device=opts.device,
         dtype=opts.dtype,
+        # A switch: off on the command line is "not given", so a config default counts.
+        fast_vae=bool(opts.fast_vae or cfg.default("fast_vae", name).value),
         origins=origins(picked),
         **{k: p.value for k, p in picked.items()},
     )

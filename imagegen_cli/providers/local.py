@@ -28,11 +28,18 @@ from typing import Any
 
 from imagegen_cli import providers as api
 from imagegen_cli.files.masks import load_area
-from imagegen_cli.providers.local_families import Model, check, identify, pipeline_class
+from imagegen_cli.providers.local_families import (
+    FAST_VAE_FAMILIES,
+    Model,
+    check,
+    identify,
+    pipeline_class,
+)
 
 # `NAME`: re-exported, callers have always found these here.
 from imagegen_cli.providers.local_load import (
     is_inpainting_model,
+    load_fast_vae,
     load_pipeline,
     pick_device,
     pick_dtype,
@@ -42,9 +49,9 @@ from imagegen_cli.providers.local_load import (
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 CAPS = api.Capabilities(
     options=api.opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype",
-                "--strength"),
+                "--strength", "--fast-vae"),
     values={"--device": ("auto", "cpu", "cuda", "mps"),
-            "--dtype": ("float32", "float16", "bfloat16")},
+            "--dtype": ("auto", "float32", "float16", "bfloat16")},
     ranges={"--steps": (1, 1000), "--strength": (0.0, 1.0)},
     sizes=api.SizeRule(min_side=8, max_side=4096, multiple=8),
     max_n=64, max_count=64, inpaint=True, edit=True,
@@ -106,11 +113,16 @@ class LocalProvider(api.Provider):
             check(found, mode=_mode(req, inpaint), negative=bool(req.negative_prompt),
                   guidance=req.guidance is not None, strength=req.strength is not None,
                   images=len(req.images), where=where,
-                  sizes=tuple((i.url or i.path.name, i.width, i.height) for i in req.images))
+                  sizes=tuple((i.url or i.path.name, i.width, i.height) for i in req.images),
+                  fast_vae=req.fast_vae)
             reason = req.size and req.size != "auto" and self.capabilities(req.model).sizes
             if reason and (why := reason.check(req.size or "")):
                 raise api.UsageError(f"{req.named('--size', req.size)} is not accepted by "
                                      f"{found.family.name} ({where}): {why}")
+        elif req.fast_vae:
+            raise api.UsageError(f"--fast-vae needs a model of a known family ({req.model} "
+                                 f"is not one): there is a tiny decoder for "
+                                 f"{FAST_VAE_FAMILIES}")
         req = super().validate(req, inpaint=inpaint)
         self._validate_inpainting_model(req, inpaint)
         if req.edit and req.mask is None and not (found and found.family.reference_edit):
@@ -159,7 +171,7 @@ class LocalProvider(api.Provider):
         started = time.perf_counter()
         # Loaded once per distinct model for the whole command (a batch shares this
         # provider instance), then reused by every job.
-        cache_key = (str(req.model), inpaint, img2img, str(dtype), device)
+        cache_key = (str(req.model), inpaint, img2img, str(dtype), device, req.fast_vae)
         pipe = self._pipes.get(cache_key)
         if pipe is None:
             if cls_name:
@@ -177,11 +189,15 @@ class LocalProvider(api.Provider):
             if not inpaint and getattr(getattr(unet, "config", None), "in_channels", 4) == 9:
                 raise api.UsageError(f"{req.model} is an inpainting model: use `imagegen inpaint` "
                                  "with it, or pick a text-to-image model with -m")
+            if req.fast_vae and found and found.family.fast_vae:
+                pipe.vae = load_fast_vae(found.family.fast_vae, dtype=dtype)
             pipe.to(device)
             self._pipes[cache_key] = pipe
-        info = api.CallInfo(extra={"device": device, "dtype": str(dtype).removeprefix("torch."),
-                                   "load_s": round(time.perf_counter() - started, 3),
-                                   **({"family": found.family.name} if found else {})})
+        # What ran, recorded with each image (`resolved` in its metadata and --json).
+        used = {"device": device, "dtype": str(dtype).removeprefix("torch."),
+                **({"family": found.family.name} if found else {}),
+                **({"vae": found.family.fast_vae} if req.fast_vae and found else {})}
+        info = api.CallInfo(extra={**used, "load_s": round(time.perf_counter() - started, 3)})
         base_seed = req.seed if req.seed is not None else secrets.randbits(31)
         multiple = found.family.multiple if found else 8
         stop = _StopFlag()
@@ -222,7 +238,7 @@ class LocalProvider(api.Provider):
                 image.save(buf, format="PNG", compress_level=4)
                 yield api.GeneratedImage(index=i, data=buf.getvalue(), seed=seed, timings={
                     "inference_s": round(time.perf_counter() - t0, 3)},
-                    settings=_used_settings(pipe, args, found)), info
+                    settings=_used_settings(pipe, args, found), resolved=dict(used)), info
 
 
 def _mode(req: api.ImageRequest, inpaint: bool) -> str:

@@ -101,8 +101,10 @@ ZIMAGE = Family(
     # pipelines/z_image: all_patch_size 2 on a VAE of scale 8 = 16 px (the pipeline
     # raises otherwise); CFG when guidance_scale > 0.
     "Z-Image", ("ZImagePipeline", "ZImageImg2ImgPipeline", "ZImageInpaintPipeline"),
+    # Its VAE is FLUX.1's (16 latent channels, scaling 0.3611, shift 0.1159 in
+    # Tongyi-MAI/Z-Image-Turbo vae/config.json), so TAEF1 decodes it.
     "ZImagePipeline", "ZImageImg2ImgPipeline", "ZImageInpaintPipeline", multiple=16,
-    cuda_dtype="bfloat16", dit=True)
+    cuda_dtype="bfloat16", dit=True, fast_vae="madebyollin/taef1")
 QWEN = Family(
     # pipeline_qwenimage.py: `do_true_cfg = true_cfg_scale > 1 and has_neg_prompt`;
     # guidance_scale is for guidance-distilled checkpoints only (None by default).
@@ -247,8 +249,12 @@ def pipeline_class(model: Model, mode: str) -> str:
     return fam.text2img or ""
 
 
+FAST_VAE_FAMILIES = ", ".join(f.name for f in FAMILIES if f.fast_vae)
+
+
 def check(model: Model, *, mode: str, negative: bool, guidance: bool, strength: bool,
-          images: int, where: str, sizes: tuple[tuple[str, int, int], ...] = ()) -> None:
+          images: int, where: str, sizes: tuple[tuple[str, int, int], ...] = (),
+          fast_vae: bool = False) -> None:
     """Refuse, before loading, what MODEL's pipeline cannot take (exit 2). SIZES: each
     input image's name, width and height."""
     fam = model.family
@@ -282,6 +288,9 @@ def check(model: Model, *, mode: str, negative: bool, guidance: bool, strength: 
                          "--negative-prompt")
     if guidance and fam.guidance_arg is None:
         raise UsageError(f"{fam.name} takes no guidance ({where}): drop --guidance")
+    if fast_vae and not fam.fast_vae:
+        raise UsageError(f"{fam.name} has no tiny decoder for --fast-vae ({where}): there is "
+                         f"one for {FAST_VAE_FAMILIES}; drop --fast-vae")
     if guidance and model.distilled and fam.distilled_guidance is not None:
         raise UsageError(f"{name} ignores guidance: it is step-distilled ({where}); drop "
                          "--guidance, or use its base model")
