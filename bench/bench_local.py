@@ -3,9 +3,16 @@
 same steps and size, runs interleaved in one process tree.
 
     .venv/bin/python bench/bench_local.py [--runs 5] [--steps 20] [--size 256]
+    .venv/bin/python bench/bench_local.py --vae [--vae-size 512] [--runs 3]
 
 Reports each median wall time, the import both pay (torch + diffusers), and
 imagegen's overhead: (imagegen - bare) / bare, and the same excluding imports.
+
+--vae times what --fast-vae and --dtype change, on this CPU: decoding one
+VAE-SIZE² latent with sd-turbo's full AutoencoderKL (its vae/config.json) against
+TAESD (diffusers' AutoencoderTiny defaults are TAESD's), each built from its config
+with random weights (the work is the same as with the real ones; nothing is
+downloaded), in float32 and bfloat16.
 """
 
 from __future__ import annotations
@@ -43,12 +50,66 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
+# stabilityai/sd-turbo vae/config.json (the SD 2.1 VAE).
+SD_VAE = {"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,
+          "latent_channels": 4, "norm_num_groups": 32, "sample_size": 768,
+          "down_block_types": ["DownEncoderBlock2D"] * 4,
+          "up_block_types": ["UpDecoderBlock2D"] * 4, "scaling_factor": 0.18215}
+
+
+def vae_figures(size: int, runs: int) -> None:
+    import warnings
+
+    import torch
+    from diffusers import AutoencoderKL, AutoencoderTiny
+    from diffusers.utils import logging as dlog
+
+    dlog.set_verbosity_error()  # "modules that should be kept in float32: []"
+    warnings.filterwarnings("ignore")
+
+    from imagegen_cli.providers.local_load import cpu_has_bf16
+
+    torch.manual_seed(0)
+    decoders = {"AutoencoderKL (sd-turbo)": AutoencoderKL(**SD_VAE).eval(),
+                "AutoencoderTiny (TAESD)": AutoencoderTiny().eval()}
+    latents = torch.randn(1, 4, size // 8, size // 8)
+    print(f"decoding one {size}x{size} latent, {torch.get_num_threads()} threads, "
+          f"bf16 instructions: {cpu_has_bf16()}; median of {runs}\n")
+    print("| decoder | float32 s | bfloat16 s |\n|---|---|---|")
+    med: dict[tuple[str, str], float] = {}
+    for name, vae in decoders.items():
+        row = []
+        for dtype in (torch.float32, torch.bfloat16):
+            v = vae.to(dtype)
+            x = latents.to(dtype)
+            times = []
+            with torch.inference_mode():
+                v.decode(x)  # warm
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    v.decode(x)
+                    times.append(time.perf_counter() - t0)
+            med[name, str(dtype)] = statistics.median(times)
+            row.append(f"{med[name, str(dtype)]:.3f}")
+        print(f"| {name} | {' | '.join(row)} |")
+    full, tiny = (med[k, "torch.float32"] for k in decoders)
+    full_bf, tiny_bf = (med[k, "torch.bfloat16"] for k in decoders)
+    print(f"\n--fast-vae: decode {full / tiny:.1f}x faster in float32, {full_bf / tiny_bf:.1f}x "
+          f"in bfloat16; bfloat16 vs float32: {full / full_bf:.2f}x (full), "
+          f"{tiny / tiny_bf:.2f}x (tiny)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--vae", action="store_true", help="time the decoders and dtypes instead")
+    ap.add_argument("--vae-size", type=int, default=512)
     args = ap.parse_args()
+    if args.vae:
+        vae_figures(args.vae_size, args.runs)
+        return
 
     from tests.tiny_pipelines import build
 

@@ -55,6 +55,7 @@ class ImageSettings:
     device: str | None = None
     dtype: str | None = None
     fast_vae: bool = False
+    lora: tuple[str, ...] = ()  # PATH_OR_REPO[:WEIGHT], as given
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,12 @@ class ImageRequest(ImageSettings):
             "device": "--device",
             "dtype": "--dtype",
             "fast_vae": "--fast-vae",
+            "lora": "--lora",
         }
         out: dict[str, Any] = {}
         for attr, flag in names.items():
             value = getattr(self, attr)
-            if value is not None and value is not False:
+            if value is not None and value is not False and value != ():
                 out[flag] = value
         return out
 

@@ -361,3 +361,76 @@ def test_dtype_auto_follows_the_cpu(models: dict[str, Path], tmp_path: Path,
                  "--size", "32x32", "--steps", "1", "--sidecar", "-q", "-o", "a.png"])
     assert r.code == 0, r.err
     assert json.loads(Path("a.json").read_text())["resolved"]["dtype"] == "bfloat16"
+
+
+# ------------------------------------------------------------------ LoRA
+
+
+@pytest.fixture(scope="session")
+def lora(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("peft")
+    from tests.tiny_pipelines import tiny_lora
+
+    return tiny_lora(models["sd"], tmp_path_factory.mktemp("lora"))
+
+
+def test_lora_weight_changes_pixels_and_is_recorded(
+        models: dict[str, Path], lora: Path, loads: list[dict[str, Any]]) -> None:
+    base = ["generate", "a red fox", "-p", "local", "-m", str(models["sd"]), "--steps", "2",
+            "--size", "32x32", "--seed", "1", "-q"]
+    assert run_cli([*base, "-o", "none.png"]).code == 0
+    r = run_cli([*base, "--lora", f"{lora}:1.0", "-o", "one.png"])
+    assert r.code == 0, r.err
+    assert run_cli([*base, "--lora", f"{lora}:0.3", "-o", "low.png"]).code == 0
+    assert run_cli([*base, "--lora", str(lora), "-o", "plain.png"]).code == 0
+    assert pixels("none.png") != pixels("one.png") != pixels("low.png")
+    assert pixels("plain.png") == pixels("one.png")  # the weight defaults to 1
+    with Image.open("low.png") as im:
+        text = im.text  # type: ignore[attr-defined]
+    first = text["parameters"].splitlines()[0]
+    assert first == "a red fox <lora:pixel-style:0.3>"  # A1111's tag, no path
+    assert str(lora.parent) not in str(text)
+
+
+def test_lora_read_back_by_from(models: dict[str, Path], lora: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagegen_cli.providers.local as local
+
+    monkeypatch.chdir(lora.parent)  # where the recorded NAME is found as NAME.safetensors
+    base = ["-p", "local", "-m", str(models["sd"]), "--steps", "2", "--size", "32x32",
+            "--seed", "1", "-q"]
+    assert run_cli(["generate", "a fox", *base, "--lora", f"{lora}:0.5", "-o",
+                    str(tmp_path / "a.png")]).code == 0
+    seen: list[Any] = []
+    real = local.load_pipeline
+    monkeypatch.setattr(local, "load_pipeline", lambda m, **kw: seen.append(m) or real(m, **kw))
+    r = run_cli(["generate", "--from", str(tmp_path / "a.png"), *base, "-o",
+                 str(tmp_path / "b.png")])
+    assert r.code == 0, r.err
+    assert seen and pixels(str(tmp_path / "a.png")) == pixels(str(tmp_path / "b.png"))
+    # An A1111 image's prompt tags become --lora; a typed prompt's stay words.
+    from imagegen_cli.files.metadata.infotext import from_infotext
+
+    got = from_infotext("a cat <lora:pixel-style:0.7> in snow\nSteps: 2, Seed: 1, Size: 32x32")
+    assert got["prompt"] == "a cat in snow" and got["lora"] == ["pixel-style:0.7"]
+
+
+def test_lora_is_part_of_the_cache_key_and_checked(models: dict[str, Path], lora: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    import imagegen_cli.providers.local as local
+
+    loads: list[str] = []
+    real = local.load_pipeline
+    monkeypatch.setattr(local, "load_pipeline",
+                        lambda m, **kw: loads.append(m) or real(m, **kw))
+    recs = [{"prompt": "a", "lora": [f"{lora}:0.5"]}, {"prompt": "b", "lora": [f"{lora}:0.5"]},
+            {"prompt": "c"}]
+    Path("r.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    r = run_cli(["batch", "r.jsonl", "-p", "local", "-m", str(models["sd"]), "--steps", "1",
+                 "--size", "32x32", "-o", "o/", "-j", "1", "-q"])
+    assert r.code == 0, r.err
+    assert len(loads) == 2  # once with the LoRA, once without
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models["sd"]), "--lora",
+                 str(tmp_path / "nope.safetensors")])
+    assert r.code == 2 and "no such file or folder" in r.err

@@ -280,3 +280,22 @@ def write_index(folder: Path, **changes: Any) -> None:
     index = json.loads(path.read_text())
     index.update(changes)
     path.write_text(json.dumps(index))
+
+
+def tiny_lora(sd: Path, folder: Path) -> Path:
+    """A LoRA for the tiny SD pipeline at SD, as a .safetensors file: rank 2 on the
+    UNet's attention, with random (not zero) up-weights so it changes the pixels
+    (peft's init_lora_weights=False), saved as diffusers saves a trained one."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = StableDiffusionPipeline.from_pretrained(sd, local_files_only=True)
+    torch.manual_seed(1)
+    pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
+                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    StableDiffusionPipeline.save_lora_weights(
+        folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+        weight_name="pixel-style.safetensors")
+    return folder / "pixel-style.safetensors"

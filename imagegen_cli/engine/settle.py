@@ -159,6 +159,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         dtype=opts.dtype,
         # A switch: off on the command line is "not given", so a config default counts.
         fast_vae=bool(opts.fast_vae or cfg.default("fast_vae", name).value),
+        lora=tuple(opts.lora),
         origins=origins(picked),
         **{k: p.value for k, p in picked.items()},
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 from imagegen_cli import providers as api
 from imagegen_cli.files.masks import load_area
+from imagegen_cli.providers import local_lora
 from imagegen_cli.providers.local_families import (
     FAST_VAE_FAMILIES,
     Model,
@@ -49,7 +50,7 @@ from imagegen_cli.providers.local_load import (
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 CAPS = api.Capabilities(
     options=api.opt("--seed", "--steps", "--guidance", "--negative-prompt", "--device", "--dtype",
-                "--strength", "--fast-vae"),
+                "--strength", "--fast-vae", "--lora"),
     values={"--device": ("auto", "cpu", "cuda", "mps"),
             "--dtype": ("auto", "float32", "float16", "bfloat16")},
     ranges={"--steps": (1, 1000), "--strength": (0.0, 1.0)},
@@ -124,6 +125,8 @@ class LocalProvider(api.Provider):
                                  f"is not one): there is a tiny decoder for "
                                  f"{FAST_VAE_FAMILIES}")
         req = super().validate(req, inpaint=inpaint)
+        for spec in req.lora:
+            local_lora.resolve(local_lora.parse(spec))
         self._validate_inpainting_model(req, inpaint)
         if req.edit and req.mask is None and not (found and found.family.reference_edit):
             # img2img runs int(steps * strength) denoising steps: none is an error.
@@ -168,10 +171,12 @@ class LocalProvider(api.Provider):
         mode = "inpaint" if inpaint else "edit" if img2img else "generate"
         cls_name = pipeline_class(found, mode) if found else None
         reference = bool(found and found.family.reference_edit and img2img)
+        loras = tuple(local_lora.resolve(local_lora.parse(s)) for s in req.lora)
+        family_name = found.family.name if found else f"model {req.model}"
         started = time.perf_counter()
-        # Loaded once per distinct model for the whole command (a batch shares this
-        # provider instance), then reused by every job.
-        cache_key = (str(req.model), inpaint, img2img, str(dtype), device, req.fast_vae)
+        # Loaded once per distinct model and set of LoRAs for the whole command (a batch
+        # shares this provider instance), then reused by every job.
+        cache_key = (str(req.model), inpaint, img2img, str(dtype), device, req.fast_vae, loras)
         pipe = self._pipes.get(cache_key)
         if pipe is None:
             if cls_name:
@@ -179,8 +184,11 @@ class LocalProvider(api.Provider):
                 # __call__ (no TypeError half way through a batch).
                 import diffusers
 
-                _check_call(getattr(diffusers, cls_name),
-                            _call_args(req, found), found, self.public_model(str(req.model)))
+                cls = getattr(diffusers, cls_name)
+                _check_call(cls, _call_args(req, found), found, self.public_model(str(req.model)))
+                if loras and not hasattr(cls, "load_lora_weights"):
+                    raise api.UsageError(f"{family_name} takes no LoRA ({cls_name} loads "
+                                         "none): drop --lora")
             reporter.status(f"loading {req.model}")
             pipe = load_pipeline(str(req.model), inpaint=inpaint, img2img=img2img,
                                  dtype=dtype, quiet=bool(getattr(reporter, "quiet", False)),
@@ -191,12 +199,15 @@ class LocalProvider(api.Provider):
                                  "with it, or pick a text-to-image model with -m")
             if req.fast_vae and found and found.family.fast_vae:
                 pipe.vae = load_fast_vae(found.family.fast_vae, dtype=dtype)
+            local_lora.load(pipe, loras, family=family_name)
             pipe.to(device)
             self._pipes[cache_key] = pipe
         # What ran, recorded with each image (`resolved` in its metadata and --json).
         used = {"device": device, "dtype": str(dtype).removeprefix("torch."),
                 **({"family": found.family.name} if found else {}),
-                **({"vae": found.family.fast_vae} if req.fast_vae and found else {})}
+                **({"vae": found.family.fast_vae} if req.fast_vae and found else {}),
+                # AUTOMATIC1111's spelling: the infotext carries them after the prompt.
+                **({"loras": [lora.tag() for lora in loras]} if loras else {})}
         info = api.CallInfo(extra={**used, "load_s": round(time.perf_counter() - started, 3)})
         base_seed = req.seed if req.seed is not None else secrets.randbits(31)
         multiple = found.family.multiple if found else 8

@@ -287,6 +287,10 @@ OPTIONS: tuple[Option, ...] = (
            "where the CPU has bf16 instructions, or on CUDA for DiT models).", RUN_HELP,
            on(*ALL), metavar="DTYPE", values=("auto", "float32", "float16", "bfloat16"),
            record=True, request="dtype", capability=True),
+    Option("lora", ("--lora",), "local: a LoRA (.safetensors file, folder or hub id) and its "
+           "weight (default 1); repeatable.", IMAGE_HELP, on(*ALL), many=True,
+           metavar="PATH[:WEIGHT]", from_file=True, record=True, request="lora",
+           capability=True),
     Option("fast_vae", ("--fast-vae",), "local: decode with the tiny AutoencoderTiny (TAESD, "
            "TAESDXL, TAESD3, TAEF1): much faster, slightly softer.", RUN_HELP, on(*ALL),
            value=bool, record=True, config="fast_vae", request="fast_vae", capability=True),
