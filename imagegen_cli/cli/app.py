@@ -17,6 +17,7 @@ from imagegen_cli.cli import config as config_cmd
 from imagegen_cli.cli import generate as generate_cmd
 from imagegen_cli.cli import info as info_cmd
 from imagegen_cli.cli import job as job_cmd
+from imagegen_cli.cli import models as models_cmd
 from imagegen_cli.cli import providers as providers_cmd
 from imagegen_cli.cli.completion import init
 from imagegen_cli.cli.console import err as _err
@@ -71,6 +72,7 @@ providers_edit.register(providers_cmd.app)
 app.add_typer(providers_cmd.app, name="providers")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(job_cmd.app, name="job")
+app.add_typer(models_cmd.app, name="models")
 completion.register(app)
 
 

@@ -32,6 +32,14 @@ def require_libraries() -> Any:
     return torch
 
 
+def require_hub() -> None:
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"The model cache needs the 'local' extra: {install_local()}") from None
+
+
 def pick_device(torch: Any, wanted: str) -> str:
     if wanted == "auto":
         if torch.cuda.is_available():
