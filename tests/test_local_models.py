@@ -78,3 +78,107 @@ def test_pull_fetches_only_what_the_pipeline_loads() -> None:
                       "safety_checker": [None, None], "vae": ["diffusers", "V"]})
     assert allow == ["model_index.json", "README.md", "LICENSE*", "unet/*", "vae/*"]
     assert "*.bin" in SKIP and "*.fp16.*" in SKIP
+
+
+class FakeHub:
+    """The Hub's read API on 127.0.0.1, as huggingface_hub calls it for one repo:
+    `GET /api/models/ID/revision/REV` (its sha), `GET /api/models/ID/tree/REV`
+    (its files), `HEAD`/`GET /ID/resolve/REV/PATH` (a file, with X-Repo-Commit and
+    ETag). Records each path asked for."""
+
+    def __init__(self, repo: str, files: dict[str, bytes]) -> None:
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sha = "a" * 40
+        fetched: list[str] = []
+        self.fetched = fetched
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def answer(self, body: bytes, ctype: str, extra: dict[str, str] | None = None,
+                       head: bool = False) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def route(self, head: bool) -> None:
+                path = self.path.split("?")[0]
+                api = f"/api/models/{repo}/"
+                if path.startswith(api + "revision/"):
+                    self.answer(json.dumps({"id": repo, "sha": sha, "siblings": [
+                        {"rfilename": f} for f in files]}).encode(), "application/json")
+                elif path.startswith(api + "tree/"):
+                    tree = [{"type": "file", "path": f, "size": len(b),
+                             "oid": hashlib.sha1(b).hexdigest()} for f, b in files.items()]
+                    self.answer(json.dumps(tree).encode(), "application/json")
+                elif path.startswith(f"/{repo}/resolve/"):
+                    name = path.split("/resolve/", 1)[1].split("/", 1)[1]
+                    if name not in files:
+                        self.send_response(404)
+                        self.send_header("X-Error-Code", "EntryNotFound")
+                        self.end_headers()
+                        return
+                    if not head:
+                        fetched.append(name)
+                    data = files[name]
+                    self.answer(data, "application/octet-stream",
+                                {"X-Repo-Commit": sha,
+                                 "ETag": '"' + hashlib.sha256(data).hexdigest() + '"'}, head)
+                else:
+                    self.send_response(404)
+                    self.end_headers()
+
+            def do_GET(self) -> None:
+                self.route(head=False)
+
+            def do_HEAD(self) -> None:
+                self.route(head=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_pull_from_a_loopback_hub_takes_only_pipeline_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants as hconst
+
+    index = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "U"],
+             "safety_checker": [None, None]}
+    files = {"model_index.json": json.dumps(index).encode(),
+             "README.md": b"---\nlicense: openrail\n---\n",
+             "unet/config.json": b"{}", "unet/diffusion_pytorch_model.safetensors": b"w" * 100,
+             "unet/diffusion_pytorch_model.fp16.safetensors": b"h" * 50,
+             "unet/diffusion_pytorch_model.bin": b"b" * 100,
+             "safety_checker/model.safetensors": b"s" * 100,
+             "sd_turbo.safetensors": b"x" * 300}
+    hub = FakeHub("org/tiny", files)
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setattr(hconst, "HF_HUB_OFFLINE", False)  # read once, at import
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+        r = run_cli(["models", "pull", "org/tiny", "-q", "--json"])
+        assert r.code == 0, r.err
+        folder = Path(json.loads(r.stdout)["path"])
+        got = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        assert got == ["README.md", "model_index.json", "unet/config.json",
+                       "unet/diffusion_pytorch_model.safetensors"]
+        assert "sd_turbo.safetensors" not in hub.fetched
+        listed = json.loads(run_cli(["models", "list", "--json"]).stdout)["models"]
+        assert [(m["model"], m["license"]) for m in listed] == [("org/tiny", "openrail")]
+    finally:
+        hub.stop()
