@@ -60,8 +60,9 @@ print(json.dumps({"import_s": t1 - t0, "load_s": load, "image_s": times}))
 """
 
 
-def build(name: str, folder: Path, device: str) -> dict[str, Any]:
-    """The pipeline CONFIGS/NAME.json describes, random weights, saved to FOLDER."""
+def pipeline(name: str, device: str, dtype_name: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The pipeline CONFIGS/NAME.json describes, random weights, on DEVICE (in the
+    config's dtype unless DTYPE_NAME), and its spec."""
     import diffusers
     import torch
     import transformers
@@ -69,7 +70,7 @@ def build(name: str, folder: Path, device: str) -> dict[str, Any]:
     from tests.tiny_pipelines import qwen_tokenizer, tokenizer
 
     spec = json.loads((CONFIGS / f"{name}.json").read_text())
-    dtype = getattr(torch, spec["dtype"])
+    dtype = getattr(torch, dtype_name or spec["dtype"])
     parts: dict[str, Any] = {}
     torch.manual_seed(0)
     sched = {k: v for k, v in spec["scheduler"].items() if k != "_class"}
@@ -102,13 +103,18 @@ def build(name: str, folder: Path, device: str) -> dict[str, Any]:
     if spec["pipeline"] == "StableDiffusionPipeline":
         extra = {"safety_checker": None, "feature_extractor": None,
                  "requires_safety_checker": False}
-    elif spec["pipeline"] == "StableDiffusionXLPipeline":
-        extra = {}
     if spec.get("is_distilled"):
         extra["is_distilled"] = True
-    pipe = getattr(diffusers, spec["pipeline"])(**parts, **extra)
+    return getattr(diffusers, spec["pipeline"])(**parts, **extra), spec
+
+
+def build(name: str, folder: Path, device: str) -> dict[str, Any]:
+    """The pipeline CONFIGS/NAME.json describes, random weights, saved to FOLDER."""
+    import torch
+
+    pipe, spec = pipeline(name, device)
     pipe.save_pretrained(folder)
-    del pipe, parts
+    del pipe
     if device == "cuda":
         torch.cuda.empty_cache()
     return spec
