@@ -434,3 +434,18 @@ def test_lora_is_part_of_the_cache_key_and_checked(models: dict[str, Path], lora
     r = run_cli(["generate", "x", "-p", "local", "-m", str(models["sd"]), "--lora",
                  str(tmp_path / "nope.safetensors")])
     assert r.code == 2 and "no such file or folder" in r.err
+
+
+def test_flux1_negative_prompt_needs_true_cfg(models: dict[str, Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tiny_pipelines import write_index
+
+    flux = tmp_path / "flux1"
+    shutil.copytree(models["sd"], flux)  # only its model_index.json is read before loading
+    write_index(flux, _class_name="FluxPipeline")
+    refuses_before_loading(monkeypatch)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(flux), "--negative-prompt", "blur"])
+    assert r.code == 2 and "add --param true_cfg_scale=4" in r.err
+    b = body(["generate", "x", "-p", "local", "-m", str(flux), "--negative-prompt", "blur",
+              "--param", "true_cfg_scale=4"])
+    assert b["negative_prompt"] == "blur" and b["true_cfg_scale"] == 4

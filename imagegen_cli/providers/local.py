@@ -115,7 +115,7 @@ class LocalProvider(api.Provider):
                   guidance=req.guidance is not None, strength=req.strength is not None,
                   images=len(req.images), where=where,
                   sizes=tuple((i.url or i.path.name, i.width, i.height) for i in req.images),
-                  fast_vae=req.fast_vae)
+                  fast_vae=req.fast_vae, params=req.params)
             reason = req.size and req.size != "auto" and self.capabilities(req.model).sizes
             if reason and (why := reason.check(req.size or "")):
                 raise api.UsageError(f"{req.named('--size', req.size)} is not accepted by "

@@ -48,6 +48,9 @@ class Family:
     # as the model cards' examples do.
     guidance_needs_negative: bool = False
     negative: bool = True
+    # FLUX.1: the negative prompt is used only when `true_cfg_scale` > 1 (pipeline_flux.py
+    # `do_true_cfg`), which --guidance does not set (it is the distilled guidance).
+    negative_needs_true_cfg: bool = False
     cuda_dtype: str = "float16"
     dit: bool = False  # a transformer backbone (bf16 on CUDA under --dtype auto)
     fast_vae: str | None = None  # an AutoencoderTiny for its latents (a hub id)
@@ -78,10 +81,11 @@ SD3 = Family(
 FLUX1 = Family(
     # pipeline_flux.py packs 2x2 latent patches: `vae_scale_factor * 2` = 16 px.
     # guidance_scale is the distilled guidance embedding; negative_prompt works
-    # with true_cfg_scale > 1 (left at the pipeline's default here).
+    # only with true_cfg_scale > 1.
     "FLUX.1", ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
     "FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", multiple=16,
-    cuda_dtype="bfloat16", dit=True, fast_vae="madebyollin/taef1")
+    negative_needs_true_cfg=True, cuda_dtype="bfloat16", dit=True,
+    fast_vae="madebyollin/taef1")
 FLUX2 = Family(
     # pipeline_flux2.py: `image` is a list of references, no negative_prompt, no
     # inpaint class; Flux2ImageProcessor(vae_scale_factor * 2) = 16 px.
@@ -254,7 +258,7 @@ FAST_VAE_FAMILIES = ", ".join(f.name for f in FAMILIES if f.fast_vae)
 
 def check(model: Model, *, mode: str, negative: bool, guidance: bool, strength: bool,
           images: int, where: str, sizes: tuple[tuple[str, int, int], ...] = (),
-          fast_vae: bool = False) -> None:
+          fast_vae: bool = False, params: dict[str, Any] | None = None) -> None:
     """Refuse, before loading, what MODEL's pipeline cannot take (exit 2). SIZES: each
     input image's name, width and height."""
     fam = model.family
@@ -286,6 +290,12 @@ def check(model: Model, *, mode: str, negative: bool, guidance: bool, strength: 
     if negative and not fam.negative:
         raise UsageError(f"{fam.name} takes no negative prompt ({where}): drop "
                          "--negative-prompt")
+    if negative and fam.negative_needs_true_cfg:
+        true_cfg = (params or {}).get("true_cfg_scale")
+        if not isinstance(true_cfg, (int, float)) or true_cfg <= 1:
+            raise UsageError(f"{fam.name} uses a negative prompt only with true CFG ({where}): "
+                             "add --param true_cfg_scale=4 (each step then runs twice), or "
+                             "drop --negative-prompt")
     if guidance and fam.guidance_arg is None:
         raise UsageError(f"{fam.name} takes no guidance ({where}): drop --guidance")
     if fast_vae and not fam.fast_vae:
