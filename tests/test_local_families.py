@@ -449,3 +449,13 @@ def test_flux1_negative_prompt_needs_true_cfg(models: dict[str, Path], tmp_path:
     b = body(["generate", "x", "-p", "local", "-m", str(flux), "--negative-prompt", "blur",
               "--param", "true_cfg_scale=4"])
     assert b["negative_prompt"] == "blur" and b["true_cfg_scale"] == 4
+
+
+def test_fast_vae_config_default_skips_families_without_one(
+        models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.conftest import write_config
+
+    write_config("[defaults]\nfast_vae = true\n", monkeypatch, tmp_path)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models["klein"]), "--dry-run"])
+    assert r.code == 0, r.err
+    assert "asks for --fast-vae: FLUX.2 klein has no tiny decoder" in r.err

@@ -148,6 +148,8 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         "input_fidelity": (setting("input_fidelity", "--input-fidelity") if inpaint or edit
                            else Picked(opts.input_fidelity, flag("--input-fidelity"))),
     }
+    fast_vae = (Picked(True, flag("--fast-vae")) if opts.fast_vae
+                else cfg.default("fast_vae", name))
     req = ImageRequest(
         prompt=opts.prompt.strip(),
         seed=opts.seed,
@@ -158,9 +160,9 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         device=opts.device,
         dtype=opts.dtype,
         # A switch: off on the command line is "not given", so a config default counts.
-        fast_vae=bool(opts.fast_vae or cfg.default("fast_vae", name).value),
+        fast_vae=bool(fast_vae.value),
         lora=tuple(opts.lora),
-        origins=origins(picked),
+        origins=origins({**picked, "fast_vae": fast_vae}),
         **{k: p.value for k, p in picked.items()},
     )
     if inpaint and provider.inpaint_model() is None and not req.model:

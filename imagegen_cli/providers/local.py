@@ -109,6 +109,13 @@ class LocalProvider(api.Provider):
     def validate(self, req: api.ImageRequest, *, inpaint: bool = False) -> api.ImageRequest:
         req = self.resolve_model(req, inpaint=inpaint)
         found = self.family(req.model)
+        if req.fast_vae and "--fast-vae" in req.origins and not (found and found.family.fast_vae):
+            # A config default is for the models that have a tiny decoder, not an error
+            # for those that have none.
+            req = req.with_(fast_vae=False, notices=[*req.notices, (
+                f"{req.origins['--fast-vae']} asks for --fast-vae: "
+                f"{found.family.name if found else 'this model'} has no tiny decoder, "
+                "decoding with its own")])
         if found is not None:
             where = self.public_model(str(req.model))
             check(found, mode=_mode(req, inpaint), negative=bool(req.negative_prompt),
