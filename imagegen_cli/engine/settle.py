@@ -138,6 +138,11 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         "background": setting("background", "--background"),
         "moderation": setting("moderation", "--moderation"),
         "steps": setting("steps", "--steps"),
+        # A switch: off on the command line is "not given", so a config default counts.
+        "fast_vae": (Picked(True, flag("--fast-vae")) if opts.fast_vae
+                     else Picked(bool(cfg.default("fast_vae", name).value),
+                                 cfg.default("fast_vae", name).source)),
+        "lora": Picked(tuple(opts.lora), flag("--lora")),
         "guidance": setting("guidance", "--guidance"),
         "negative_prompt": setting("negative_prompt", "--negative-prompt"),
         "complexity": setting("complexity", "--complexity"),
@@ -148,8 +153,6 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         "input_fidelity": (setting("input_fidelity", "--input-fidelity") if inpaint or edit
                            else Picked(opts.input_fidelity, flag("--input-fidelity"))),
     }
-    fast_vae = (Picked(True, flag("--fast-vae")) if opts.fast_vae
-                else cfg.default("fast_vae", name))
     req = ImageRequest(
         prompt=opts.prompt.strip(),
         seed=opts.seed,
@@ -159,10 +162,7 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         params=dict(opts.params),
         device=opts.device,
         dtype=opts.dtype,
-        # A switch: off on the command line is "not given", so a config default counts.
-        fast_vae=bool(fast_vae.value),
-        lora=tuple(opts.lora),
-        origins=origins({**picked, "fast_vae": fast_vae}),
+        origins=origins(picked),
         **{k: p.value for k, p in picked.items()},
     )
     if inpaint and provider.inpaint_model() is None and not req.model:
