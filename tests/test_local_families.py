@@ -458,4 +458,8 @@ def test_fast_vae_config_default_skips_families_without_one(
     write_config("[defaults]\nfast_vae = true\n", monkeypatch, tmp_path)
     r = run_cli(["generate", "x", "-p", "local", "-m", str(models["klein"]), "--dry-run"])
     assert r.code == 0, r.err
+    assert "defaults.fast_vae = True" in r.err and "FLUX.2 klein has no tiny decoder" in r.err
+    write_config("[providers.local.defaults]\nfast_vae = true\n", monkeypatch, tmp_path)
+    r = run_cli(["generate", "x", "-p", "local", "-m", str(models["klein"]), "--dry-run"])
+    assert r.code == 0, r.err
     assert "asks for --fast-vae: FLUX.2 klein has no tiny decoder" in r.err
