@@ -57,6 +57,8 @@ class ImageSettings:
     # local provider
     device: str | None = None
     dtype: str | None = None
+    fast_vae: bool = False
+    lora: tuple[str, ...] = ()  # PATH_OR_REPO[:WEIGHT], as given
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,13 @@ class ImageRequest(ImageSettings):
             "resolution": "--resolution",
             "device": "--device",
             "dtype": "--dtype",
+            "fast_vae": "--fast-vae",
+            "lora": "--lora",
         }
         out: dict[str, Any] = {}
         for attr, flag in names.items():
             value = getattr(self, attr)
-            if value is not None and value is not False:
+            if value is not None and value is not False and value != ():
                 out[flag] = value
         return out
 

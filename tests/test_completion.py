@@ -68,7 +68,7 @@ def bash_complete(words: list[str], cword: int | None = None) -> list[str]:
     ("--background", ["transparent", "opaque", "auto"]),
     ("--moderation", ["low", "auto"]),
     ("--device", ["auto", "cpu", "cuda", "mps"]),
-    ("--dtype", ["float32", "float16", "bfloat16"]),
+    ("--dtype", ["auto", "float32", "float16", "bfloat16"]),
     ("--style", ["vivid", "natural"]),
 ])
 def test_bash_value_options_offer_their_values(option: str, expected: list[str]) -> None:

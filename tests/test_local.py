@@ -45,6 +45,20 @@ def test_size_and_same_seed_same_pixels(tiny: tuple[Path, Path]) -> None:
     assert pixels("a.png") != pixels("c.png")
 
 
+def test_two_prompts_give_two_images(tiny: tuple[Path, Path]) -> None:
+    """The fixture's tokenizer tells prompts apart (it once encoded every prompt to the
+    same ids), so the prompt reaches the pixels."""
+    from tests.tiny_pipelines import tokenizer
+
+    tok = tokenizer()
+    assert tok("a red fox").input_ids != tok("a blue cat").input_ids
+    base = ["-p", "local", "-m", str(tiny[0]), "--steps", "2", "--size", "32x32", "--seed",
+            "5", "-q"]
+    assert run_cli(["generate", "a red fox", *base, "-o", "fox.png"]).code == 0
+    assert run_cli(["generate", "a blue cat", *base, "-o", "cat.png"]).code == 0
+    assert pixels("fox.png") != pixels("cat.png")
+
+
 def test_count_loads_once_and_numbers_seeds(tiny: tuple[Path, Path],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import imagegen_cli.providers.local as local

@@ -19,6 +19,7 @@ from imagegen_cli.cli import generate as generate_cmd
 from imagegen_cli.cli import history as history_cmd
 from imagegen_cli.cli import info as info_cmd
 from imagegen_cli.cli import job as job_cmd
+from imagegen_cli.cli import models as models_cmd
 from imagegen_cli.cli import providers as providers_cmd
 from imagegen_cli.cli import serve as serve_cmd
 from imagegen_cli.cli.completion import init
@@ -76,6 +77,7 @@ providers_edit.register(providers_cmd.app)
 app.add_typer(providers_cmd.app, name="providers")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(job_cmd.app, name="job")
+app.add_typer(models_cmd.app, name="models")
 completion.register(app)
 serve_cmd.register(app)
 

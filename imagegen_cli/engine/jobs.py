@@ -130,8 +130,8 @@ class Job:
                   "output_compression", "complexity", "input_fidelity", "user", "strength",
                   "edit"):
             fields[f] = getattr(req, f)
-        for f in ("resolution", "aspect_ratio"):  # newer fields: keys of old jobs hold
-            if getattr(req, f) is not None:
+        for f in ("resolution", "aspect_ratio", "fast_vae", "lora"):  # newer fields: keys
+            if getattr(req, f) not in (None, False, ()):  # of old jobs hold
                 fields[f] = getattr(req, f)
         fields["images"] = [i.url or hashlib.sha256(i.data).hexdigest() for i in req.images]
         fields["mask"] = hashlib.sha256(req.mask.data).hexdigest() if req.mask else None

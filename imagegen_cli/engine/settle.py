@@ -142,6 +142,11 @@ def settle(opts: ImageOptions, ctx: Context, *, inpaint: bool = False,
         "background": setting("background", "--background"),
         "moderation": setting("moderation", "--moderation"),
         "steps": setting("steps", "--steps"),
+        # A switch: off on the command line is "not given", so a config default counts.
+        "fast_vae": (Picked(True, flag("--fast-vae")) if opts.fast_vae
+                     else Picked(bool(cfg.default("fast_vae", name).value),
+                                 cfg.default("fast_vae", name).source)),
+        "lora": Picked(tuple(opts.lora), flag("--lora")),
         "guidance": setting("guidance", "--guidance"),
         "negative_prompt": setting("negative_prompt", "--negative-prompt"),
         "complexity": setting("complexity", "--complexity"),

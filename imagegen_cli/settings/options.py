@@ -294,9 +294,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", ("--device",), "local: auto|cpu|cuda|mps.", RUN_HELP, on(*ALL),
            metavar="DEVICE", values=("auto", "cpu", "cuda", "mps"), record=True,
            request="device", capability=True),
-    Option("dtype", ("--dtype",), "local: float32|float16|bfloat16.", RUN_HELP, on(*ALL),
-           metavar="DTYPE", values=("float32", "float16", "bfloat16"), record=True,
-           request="dtype", capability=True),
+    Option("dtype", ("--dtype",), "local: auto|float32|float16|bfloat16 (auto: bfloat16 "
+           "where the CPU has bf16 instructions, or on CUDA for DiT models).", RUN_HELP,
+           on(*ALL), metavar="DTYPE", values=("auto", "float32", "float16", "bfloat16"),
+           record=True, request="dtype", capability=True),
+    Option("lora", ("--lora",), "local: a LoRA (.safetensors file, folder or hub id) and its "
+           "weight (default 1); repeatable.", IMAGE_HELP, on(*ALL), many=True,
+           metavar="PATH[:WEIGHT]", from_file=True, record=True, request="lora",
+           capability=True),
+    Option("fast_vae", ("--fast-vae",), "local: decode with the tiny AutoencoderTiny (TAESD, "
+           "TAESDXL, TAESD3, TAEF1): much faster, slightly softer.", RUN_HELP, on(*ALL),
+           value=bool, record=True, config="fast_vae", request="fast_vae", capability=True),
     Option("quiet", ("-q", "--quiet"), "No progress or notices on stderr.", RUN_HELP,
            on(*ALL), value=bool),
 )

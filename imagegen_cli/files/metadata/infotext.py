@@ -20,6 +20,9 @@ SOFTWARE = f"imagegen {'.'.join(__version__.split('.')[:2])}"
 
 # AUTOMATIC1111's modules/infotext_utils.py, so that our text and theirs agree.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# Its extra network tag, `<lora:NAME:WEIGHT>` (extra_networks.py; a second number, the
+# UNet's weight, is read past), with the space before it.
+RE_LORA = re.compile(r"[ \t]*<lora:([^:>]+)(?::([-+]?[0-9.]+))?[^>]*>")
 
 
 def quote(value: object) -> str:
@@ -51,7 +54,9 @@ def infotext(meta: dict[str, Any], prompt: str | None = None) -> str:
     appears only when the pipeline or provider named one.
     """
     text = meta.get("prompt", "") if prompt is None else prompt
-    lines = [str(text).strip()]
+    # LoRAs the local model ran, as A1111 writes them: tags after the prompt.
+    loras = (meta.get("resolved") or {}).get("loras") or []
+    lines = [" ".join([str(text).strip(), *(str(t) for t in loras)])]
     if meta.get("negative_prompt"):
         lines.append(f"Negative prompt: {meta['negative_prompt']}")
     fields: list[tuple[str, object]] = [("Steps", meta.get("steps", ""))]
@@ -97,7 +102,13 @@ def parse_infotext(text: str) -> dict[str, Any]:
 def from_infotext(text: str) -> dict[str, Any]:
     """Our metadata keys from an A1111 `parameters` text (for images made elsewhere)."""
     p = parse_infotext(text)
-    out: dict[str, Any] = {"prompt": p["Prompt"], "negative_prompt": p["Negative prompt"] or None}
+    # `<lora:NAME:WEIGHT>` in an A1111 prompt names a LoRA, not words to draw: taken
+    # out of the prompt into --lora NAME:WEIGHT (only here, importing its settings).
+    loras = [f"{m.group(1)}:{m.group(2) or 1}" for m in RE_LORA.finditer(p["Prompt"])]
+    prompt = RE_LORA.sub("", p["Prompt"]).strip()
+    out: dict[str, Any] = {"prompt": prompt, "negative_prompt": p["Negative prompt"] or None}
+    if loras:
+        out["lora"] = loras
 
     def num(key: str, kind: type) -> Any:
         raw = str(p.get(key, "")).strip()

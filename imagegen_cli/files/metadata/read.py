@@ -18,7 +18,7 @@ from imagegen_cli.files import jsontext
 from imagegen_cli.files.images import sniff
 from imagegen_cli.files.metadata import credentials
 from imagegen_cli.files.metadata.chunks import TYPE_SIZE, jpeg_segments, png_chunks, riff_chunks
-from imagegen_cli.files.metadata.infotext import from_infotext
+from imagegen_cli.files.metadata.infotext import RE_LORA, from_infotext
 from imagegen_cli.files.metadata.xmp import parse_xmp
 
 # What PNG text chunks may inflate to, all of them together: ours are a few kB, and a
@@ -176,7 +176,7 @@ def _exif_user_comment(tiff: bytes) -> str | None:
 
 # What `generate --from` may take from a file, and the option each value fills.
 FROM_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "model", "provider",
-             "quality", "style", "background", "moderation", "size", "resolution")
+             "quality", "style", "background", "moderation", "size", "resolution", "lora")
 
 
 def settings_from(path: Any) -> dict[str, Any]:
@@ -221,6 +221,13 @@ def settings_of(fields: dict[str, Any]) -> dict[str, Any]:
     """What `--from` takes from recorded FIELDS (an image's, a sidecar's, a history
     row's): FROM_KEYS, the requested size, params."""
     out = {k: fields[k] for k in FROM_KEYS if fields.get(k) not in (None, "")}
+    out.pop("lora", None)
+    resolved = fields.get("resolved")
+    loras = fields.get("lora") or (resolved.get("loras") if isinstance(resolved, dict) else None)
+    if isinstance(loras, list) and all(isinstance(t, str) for t in loras) and loras:
+        # Ours are recorded as A1111 tags; an A1111 image's were read from its prompt.
+        out["lora"] = [m.group(1) + ":" + (m.group(2) or "1") if (m := RE_LORA.fullmatch(t))
+                       else t for t in loras]
     if fields.get("generator") == "imagegen":
         # Our `size` is what came back; what was asked (if anything) is requested_size.
         out.pop("size", None)
