@@ -410,7 +410,17 @@ def _no_hint(reason: str) -> str:
 
 
 def _unset(field: str) -> Any:
-    return 1 if field == "n" else None
+    """FIELD's value when nothing set it (the request's own default: 1 for n, () for
+    lora, None for most)."""
+    import dataclasses
+
+    for f in dataclasses.fields(ImageRequest):
+        if f.name == field:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    return None
 
 
 def _show(value: Any) -> str:
