@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="imagegen",
-    help="Generate images from the command line with OpenAI, gateways that speak its API, "
-    "Distribute, Nebula Block, or a local diffusers model.",
+    help="Generate images from the command line with OpenAI (and Azure, xAI, gateways that "
+    "speak its API), Google Gemini, Black Forest Labs, Distribute, Nebula Block, or a local "
+    "diffusers model.",
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
