@@ -12,7 +12,6 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -146,20 +145,14 @@ def test_local_batch_loads_each_model_once(tmp_path: Path,
     pytest.importorskip("torch")
     import shutil
 
-    import imagegen_cli.providers.local as local
     from tests.tiny_pipelines import build
 
     sd, _ = build(tmp_path / "models")
     other = tmp_path / "models" / "other"
     shutil.copytree(sd, other)
-    loads: list[str] = []
-    real = local.load_pipeline
+    from tests.tiny_pipelines import count_loads
 
-    def counting(model: str, **kw: Any) -> Any:
-        loads.append(model)
-        return real(model, **kw)
-
-    monkeypatch.setattr(local, "load_pipeline", counting)
+    loads = count_loads(monkeypatch)
     write_config("", monkeypatch, tmp_path)
     recs = [{"prompt": f"thing {i}"} for i in range(4)] + [
         {"prompt": "elsewhere", "model": str(other)}]

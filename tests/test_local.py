@@ -61,16 +61,10 @@ def test_two_prompts_give_two_images(tiny: tuple[Path, Path]) -> None:
 
 def test_count_loads_once_and_numbers_seeds(tiny: tuple[Path, Path],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import imagegen_cli.providers.local as local
 
-    loads: list[str] = []
-    real = local.load_pipeline
+    from tests.tiny_pipelines import count_loads
 
-    def counting(model: str, **kw: Any) -> Any:
-        loads.append(model)
-        return real(model, **kw)
-
-    monkeypatch.setattr(local, "load_pipeline", counting)
+    loads = count_loads(monkeypatch)
     r = run_cli(["generate", "x", "-p", "local", "-m", str(tiny[0]), "--steps", "1",
                  "--size", "32x32", "-n", "3", "--seed", "100", "--json", "-o", "n/"])
     assert r.code == 0, r.err

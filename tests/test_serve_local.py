@@ -28,16 +28,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_local_model_stays_loaded_across_requests(tiny: tuple[Path, Path], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import imagegen_cli.providers.local as local
 
-    loads: list[str] = []
-    real = local.load_pipeline
+    from tests.tiny_pipelines import count_loads
 
-    def counting(model: str, **kw: Any) -> Any:
-        loads.append(model)
-        return real(model, **kw)
-
-    monkeypatch.setattr(local, "load_pipeline", counting)
+    loads = count_loads(monkeypatch)
     results: list[Any] = []
     with serving(tmp_path / "out") as running:
         client = running.client(timeout=120)

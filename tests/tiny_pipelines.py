@@ -299,3 +299,19 @@ def tiny_lora(sd: Path, folder: Path) -> Path:
         folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
         weight_name="pixel-style.safetensors")
     return folder / "pixel-style.safetensors"
+
+
+def count_loads(monkeypatch: Any) -> list[str]:
+    """The models the local provider loads from now on, in order (its pipeline load
+    wrapped for the test)."""
+    import imagegen_cli.providers.local as local
+
+    loads: list[str] = []
+    real = local.load_pipeline
+
+    def counting(model: str, **kw: Any) -> Any:
+        loads.append(model)
+        return real(model, **kw)
+
+    monkeypatch.setattr(local, "load_pipeline", counting)
+    return loads

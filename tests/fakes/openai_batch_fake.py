@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.multipart import parse_multipart
-from tests.fakes.openai_fake import OpenAIFake, error
+from tests.fakes.openai_fake import OpenAIFake, error, json_object
 from tests.fakes.server import Request, Response
 
 ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions",
@@ -150,12 +150,9 @@ class OpenAIBatchFake(OpenAIFake):
 
     # ------------------------------------------------------------------ batches
     def create(self, req: Request) -> Response:
-        try:
-            body = req.json()
-        except ValueError:
-            return error(400, "We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return error(400, "Body must be a JSON object")
+        body = json_object(req)
+        if isinstance(body, Response):
+            return body
         for k in body:
             if k not in CREATE_KEYS:
                 return error(400, f"Unrecognized request argument supplied: {k}", param=k)

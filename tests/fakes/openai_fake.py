@@ -76,6 +76,17 @@ def error(status: int, message: str, code: str | None = None, param: str | None 
                                     "code": code}}, status)
 
 
+def json_object(req: Request) -> dict[str, Any] | Response:
+    """REQ's body as the JSON object OpenAI requires, else the 400 it answers."""
+    try:
+        body = req.json()
+    except ValueError:
+        return error(400, "We could not parse the JSON body of your request.")
+    if not isinstance(body, dict):
+        return error(400, "Body must be a JSON object")
+    return body
+
+
 def family(model: str) -> str:
     for fam in ("gpt-image-2.6", "gpt-image-2.5", "gpt-image-2"):
         if model.startswith(fam):
@@ -147,12 +158,9 @@ class OpenAIFake(Dialect):
         if route == "/images/generations" and req.method == "POST":
             if not req.headers.get("content-type", "").startswith("application/json"):
                 return error(400, "Content-Type must be application/json")
-            try:
-                body = req.json()
-            except ValueError:
-                return error(400, "We could not parse the JSON body of your request.")
-            if not isinstance(body, dict):
-                return error(400, "Body must be a JSON object")
+            body = json_object(req)
+            if isinstance(body, Response):
+                return body
             return self.generate(body, req.headers.get("accept", ""))
         if route == "/images/edits" and req.method == "POST":
             if req.headers.get("content-type", "").startswith("application/json"):
@@ -191,13 +199,12 @@ class OpenAIFake(Dialect):
         if route not in ("/images/generations", "/images/edits") or req.method != "POST":
             return error(404, "Resource not found", "404")
         ctype = req.headers.get("content-type", "")
+        body: dict[str, Any] = {}
         if ctype.startswith("application/json"):
-            try:
-                body = req.json()
-            except ValueError:
-                return error(400, "We could not parse the JSON body of your request.")
-            if not isinstance(body, dict):
-                return error(400, "Body must be a JSON object")
+            got = json_object(req)
+            if isinstance(got, Response):
+                return got
+            body = got
             deployment = deployment or body.get("model")
         else:
             fields = re.search(rb'name="model"\r\n\r\n([^\r]*)\r\n', req.body)
