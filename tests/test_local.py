@@ -61,7 +61,6 @@ def test_two_prompts_give_two_images(tiny: tuple[Path, Path]) -> None:
 
 def test_count_loads_once_and_numbers_seeds(tiny: tuple[Path, Path],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-
     from tests.tiny_pipelines import count_loads
 
     loads = count_loads(monkeypatch)

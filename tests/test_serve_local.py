@@ -28,7 +28,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_local_model_stays_loaded_across_requests(tiny: tuple[Path, Path], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-
     from tests.tiny_pipelines import count_loads
 
     loads = count_loads(monkeypatch)
