@@ -442,12 +442,9 @@ class OpenAIFake(Dialect):
     def edit_json(self, req: Request) -> Response:
         """The JSON edit body: `images` as [{"image_url"} | {"file_id"}], GPT image models
         only (dall-e-2 edits stay multipart)."""
-        try:
-            body = req.json()
-        except ValueError:
-            return error(400, "We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return error(400, "Body must be a JSON object")
+        body = json_object(req)
+        if isinstance(body, Response):
+            return body
         model, bad = self._model(body)
         if bad:
             return bad
@@ -476,7 +473,7 @@ class OpenAIFake(Dialect):
                 return error(400, "Each image must be {image_url} or {file_id}",
                              "invalid_value", "images")
             url = ref.get("image_url")
-            if url is not None and not _image_url_ok(url):
+            if url is not None and not image_url_ok(url):
                 return error(400, f"Invalid image_url: {str(url)[:40]}", "invalid_value",
                              "images")
         self.last_json_images = [r.get("image_url") or r.get("file_id") for r in images]
@@ -555,7 +552,7 @@ def _free_size_ok(size: str) -> bool:
             and max(w, h) / min(w, h) <= 3)
 
 
-def _image_url_ok(url: Any) -> bool:
+def image_url_ok(url: Any) -> bool:
     """A fully qualified http(s) URL, or a base64 data URL of an image."""
     if not isinstance(url, str):
         return False

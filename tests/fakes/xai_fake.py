@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import base64
 import itertools
-import re
 from typing import Any
 
+from tests.fakes.openai_fake import image_url_ok
 from tests.fakes.server import Dialect, FakeServer, Request, Response, color_for, png
 
 KEY = "xai-test-key-456"
@@ -163,15 +163,5 @@ class XAIFake(Dialect):
 
 
 def _url_ok(url: Any) -> bool:
-    if not isinstance(url, str):
-        return False
-    if url.startswith(("https://", "http://")):
-        return True
-    m = re.fullmatch(r"data:image/(png|jpeg|webp);base64,([A-Za-z0-9+/=]+)", url)
-    if not m:
-        return False
-    try:
-        data = base64.b64decode(m.group(2), validate=True)
-    except ValueError:
-        return False
-    return data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff"
+    """As OpenAI's fake: an http(s) URL or a base64 data URL of a PNG, JPEG or WebP."""
+    return image_url_ok(url)
